@@ -1,0 +1,144 @@
+/**
+ * Measures the gas of every user-facing operation on the in-process EVM and writes
+ * contracts/gas-snapshot.json, a flat `{ "<operation>": gasUsed }` object committed with the code.
+ *
+ * Settlements are measured on repeat settlements (each channel settled once before, each
+ * beneficiary already holding tokens), the steady state of a running hub. Per-promise figures are
+ * the batch transaction's gasUsed divided by the batch size.
+ *
+ *   npm run gas
+ */
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Signature, Wallet } from 'ethers';
+import { ethers, network } from 'hardhat';
+import { DEPOSIT, deployHubFixture } from '../contracts/test/helpers/fixtures';
+import { consumerClaim, providerClaim, signTyped } from '../contracts/test/helpers/signing';
+
+const BATCH = 50;
+const TOKEN = 10n ** 18n;
+
+async function gasOf(tx: Promise<{ wait(): Promise<{ gasUsed: bigint } | null> }>): Promise<bigint> {
+  const receipt = await (await tx).wait();
+  if (!receipt) throw new Error('transaction was not mined');
+  return receipt.gasUsed;
+}
+
+async function main(): Promise<void> {
+  if (network.name !== 'hardhat') throw new Error('npm run gas measures on the in-process network only');
+  const f = await deployHubFixture();
+  const { hub, hubAddress, token, registry, chainId, operator, relayer, deployer } = f;
+  const snapshot: Record<string, number> = {};
+  const record = (name: string, gas: bigint) => {
+    snapshot[name] = Number(gas);
+  };
+  const funder = deployer;
+  await token.mint(funder.address, 10n ** 30n);
+  await token.connect(funder).approve(hubAddress, 2n ** 255n);
+
+  // Identities: a fresh identity registering itself with a beneficiary.
+  const identity = f.stranger;
+  record('registerIdentity', await gasOf(registry.connect(identity).registerIdentity(f.beneficiary.address)));
+
+  // Deposits: a consumer's first deposit, which opens its channel.
+  const consumer = f.consumer;
+  await token.connect(consumer).approve(hubAddress, DEPOSIT);
+  record('deposit', await gasOf(hub.connect(consumer).deposit(DEPOSIT)));
+
+  const permitter = Wallet.createRandom();
+  await token.mint(permitter.address, DEPOSIT);
+  const deadline = BigInt((await ethers.provider.getBlock('latest'))!.timestamp) + 3600n;
+  const permit = Signature.from(
+    await signTyped(
+      permitter,
+      { name: 'Chit Test Token', version: '1', chainId, verifyingContract: await token.getAddress() },
+      {
+        Permit: [
+          { name: 'owner', type: 'address' },
+          { name: 'spender', type: 'address' },
+          { name: 'value', type: 'uint256' },
+          { name: 'nonce', type: 'uint256' },
+          { name: 'deadline', type: 'uint256' },
+        ],
+      },
+      'Permit',
+      { owner: permitter.address, spender: hubAddress, value: DEPOSIT, nonce: 0n, deadline },
+    ),
+  );
+  record(
+    'depositWithPermit',
+    await gasOf(
+      hub.connect(relayer).depositWithPermit(permitter.address, DEPOSIT, deadline, permit.v, permit.r, permit.s),
+    ),
+  );
+
+  // Consumer settlement: 1 + BATCH consumers, each settled once before.
+  const consumers = Array.from({ length: BATCH + 1 }, () => Wallet.createRandom());
+  const provider = f.provider.address;
+  for (const c of consumers) await hub.connect(funder).depositFor(c.address, DEPOSIT);
+  const firstRound = await Promise.all(
+    consumers.map((c) => consumerClaim({ hub: hubAddress, chainId, consumer: c, total: TOKEN, provider })),
+  );
+  await hub.settleConsumers(firstRound);
+  const secondRound = await Promise.all(
+    consumers.map((c) => consumerClaim({ hub: hubAddress, chainId, consumer: c, total: 2n * TOKEN, provider })),
+  );
+  record('settleConsumer.single', await gasOf(hub.connect(relayer).settleConsumer(secondRound[0])));
+  const consumerBatch = await gasOf(hub.connect(relayer).settleConsumers(secondRound.slice(1)));
+  record('settleConsumer.batch50', consumerBatch);
+  record('settleConsumer.batch50.perPromise', consumerBatch / BigInt(BATCH));
+
+  // Provider settlement: 1 + BATCH providers with their own beneficiaries, each settled once before.
+  await hub.connect(funder).addFreeFunds(1_000_000n * TOKEN);
+  const providers = Array.from({ length: BATCH + 1 }, () => Wallet.createRandom());
+  for (const p of providers) {
+    const payout = Wallet.createRandom().address;
+    await token.mint(payout, TOKEN);
+    await registry.connect(relayer).registerIdentityFor(
+      p.address,
+      payout,
+      0n,
+      await signTyped(
+        p,
+        { name: 'Chit Registry', version: '1', chainId, verifyingContract: await registry.getAddress() },
+        {
+          RegisterIdentity: [
+            { name: 'identity', type: 'address' },
+            { name: 'beneficiary', type: 'address' },
+            { name: 'relayerFee', type: 'uint256' },
+            { name: 'nonce', type: 'uint256' },
+          ],
+        },
+        'RegisterIdentity',
+        { identity: p.address, beneficiary: payout, relayerFee: 0n, nonce: 0n },
+      ),
+    );
+  }
+  const claim = (p: Wallet, total: bigint, relayerFee: bigint) =>
+    providerClaim({ hub: hubAddress, chainId, operator, provider: p.address, total, relayerFee, providerSigner: p });
+  await hub.settleProviders(await Promise.all(providers.map((p) => claim(p, TOKEN, 0n))));
+  const relayed = await Promise.all(providers.map((p) => claim(p, 2n * TOKEN, TOKEN / 100n)));
+  record('settleProvider.single', await gasOf(hub.connect(relayer).settleProvider(relayed[0])));
+  const providerBatch = await gasOf(hub.connect(relayer).settleProviders(relayed.slice(1)));
+  record('settleProvider.batch50', providerBatch);
+  record('settleProvider.batch50.perPromise', providerBatch / BigInt(BATCH));
+  const direct = await Promise.all(providers.slice(1).map((p) => claim(p, 3n * TOKEN, 0n)));
+  const directBatch = await gasOf(hub.connect(relayer).settleProviders(direct));
+  record('settleProvider.batch50.noRelayerFee.perPromise', directBatch / BigInt(BATCH));
+
+  // Exits.
+  record('exit.request', await gasOf(hub.connect(consumer).requestExit(DEPOSIT / 2n)));
+  await network.provider.send('evm_increaseTime', [Number((await hub.parameters()).exitDelay)]);
+  record('exit.finalize', await gasOf(hub.connect(consumer).finalizeExit()));
+
+  const sorted = Object.fromEntries(Object.entries(snapshot).sort(([a], [b]) => a.localeCompare(b)));
+  const file = path.join(__dirname, '..', 'contracts', 'gas-snapshot.json');
+  writeFileSync(file, `${JSON.stringify(sorted, null, 2)}\n`);
+  console.table(Object.entries(sorted).map(([operation, gas]) => ({ operation, gas })));
+  console.log(`wrote ${path.relative(process.cwd(), file)}`);
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exitCode = 1;
+});
