@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Writes sdk/src/generated/abis.ts: the contracts' ABIs as `as const` TypeScript for viem, taken
 // from Hardhat's artifacts. Run after `hardhat compile`; `--check` fails when the file is stale.
-import { readFileSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 

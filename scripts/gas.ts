@@ -10,7 +10,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { Signature, Wallet } from 'ethers';
+import { type BaseWallet, Signature, Wallet } from 'ethers';
 import { ethers, network } from 'hardhat';
 import { DEPOSIT, deployHubFixture } from '../contracts/test/helpers/fixtures';
 import { consumerClaim, providerClaim, signTyped } from '../contracts/test/helpers/signing';
@@ -114,7 +114,7 @@ async function main(): Promise<void> {
       ),
     );
   }
-  const claim = (p: Wallet, total: bigint, relayerFee: bigint) =>
+  const claim = (p: BaseWallet, total: bigint, relayerFee: bigint) =>
     providerClaim({ hub: hubAddress, chainId, operator, provider: p.address, total, relayerFee, providerSigner: p });
   await hub.settleProviders(await Promise.all(providers.map((p) => claim(p, TOKEN, 0n))));
   const relayed = await Promise.all(providers.map((p) => claim(p, 2n * TOKEN, TOKEN / 100n)));

@@ -8,7 +8,7 @@ import {ERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/ERC20P
 /// @notice A malicious token that calls back into a target on every transfer, to test that the
 /// hub's reentrancy guards hold.
 contract ReentrantToken is ERC20, ERC20Permit {
-    address public target;
+    address public attackTarget;
     bytes public payload;
     bool public lastCallSucceeded;
     bytes public lastReturnData;
@@ -23,16 +23,16 @@ contract ReentrantToken is ERC20, ERC20Permit {
 
     /// @notice Arms the attack: every later transfer calls `target` with `payload` once.
     function arm(address target_, bytes calldata payload_) external {
-        target = target_;
+        attackTarget = target_;
         payload = payload_;
     }
 
     function _update(address from, address to, uint256 value) internal override {
         super._update(from, to, value);
-        if (target != address(0) && !_attacking) {
+        if (attackTarget != address(0) && !_attacking) {
             _attacking = true;
             // solhint-disable-next-line avoid-low-level-calls
-            (lastCallSucceeded, lastReturnData) = target.call(payload);
+            (lastCallSucceeded, lastReturnData) = attackTarget.call(payload);
             _attacking = false;
         }
     }
