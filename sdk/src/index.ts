@@ -1,0 +1,16 @@
+// @chit/sdk — the browser-safe core. Node-only parts (native verification, file stores, the CLI)
+// are in `@chit/sdk/node`.
+export * from './errors/base.js';
+export * from './errors/protocol.js';
+export * from './generated/abis.js';
+export * from './protocol/claims.js';
+export * from './protocol/codec.js';
+export * from './protocol/eip712.js';
+export * from './protocol/hash.js';
+export * from './protocol/hashlock.js';
+export * from './protocol/keccak.js';
+export * from './protocol/preimage-box.js';
+export * from './protocol/sign.js';
+export * from './protocol/types.js';
+export * from './protocol/verifier.js';
+export * from './protocol/verify.js';

@@ -1,0 +1,4 @@
+// @chit/sdk/node — the Node-only parts of the SDK.
+
+export * from './native-hashing.js';
+export * from './native-verifier.js';

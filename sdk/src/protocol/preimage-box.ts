@@ -1,0 +1,53 @@
+import { gcm } from '@noble/ciphers/aes';
+import { secp256k1 } from '@noble/curves/secp256k1';
+import { hkdf } from '@noble/hashes/hkdf';
+import { sha256 } from '@noble/hashes/sha256';
+import { bytesToHex, type Hex, hexToBytes } from 'viem';
+
+// ECIES over secp256k1: an ephemeral key agrees a secret with the hub's public key, HKDF-SHA256 turns
+// it into an AES-256-GCM key. Layout: ephemeral public key (33 bytes, compressed) || nonce (12) ||
+// ciphertext of R (32) || tag (16) = 93 bytes.
+
+const INFO = new TextEncoder().encode('chit/preimage/v1');
+
+/**
+ * Encrypts a preimage R to the hub's secp256k1 public key, for `ExchangeRequest.encryptedPreimage`.
+ * Only the hub can open it: when the provider never reveals R, or to give R back in a recovery.
+ *
+ * @example
+ * const box = sealPreimage(hubInfo.publicKey, preimage);
+ */
+export function sealPreimage(hubPublicKey: Hex, preimage: Hex): Hex {
+  const ephemeral = secp256k1.utils.randomPrivateKey();
+  const shared = secp256k1.getSharedSecret(ephemeral, hexToBytes(hubPublicKey), true);
+  const ephemeralPublic = secp256k1.getPublicKey(ephemeral, true);
+  const key = hkdf(sha256, shared, ephemeralPublic, INFO, 32);
+  const nonce = new Uint8Array(12);
+  globalThis.crypto.getRandomValues(nonce);
+  const sealed = gcm(key, nonce).encrypt(hexToBytes(preimage));
+  const out = new Uint8Array(33 + 12 + sealed.length);
+  out.set(ephemeralPublic, 0);
+  out.set(nonce, 33);
+  out.set(sealed, 45);
+  return bytesToHex(out);
+}
+
+/**
+ * Opens a box made by {@link sealPreimage} with the hub's private key; `undefined` when it is not a
+ * valid box for this key.
+ *
+ * @example
+ * const preimage = openPreimage(operatorPrivateKey, request.encryptedPreimage);
+ */
+export function openPreimage(hubPrivateKey: Hex, box: Hex): Hex | undefined {
+  try {
+    const bytes = hexToBytes(box);
+    if (bytes.length !== 93) return undefined;
+    const ephemeralPublic = bytes.subarray(0, 33);
+    const shared = secp256k1.getSharedSecret(hexToBytes(hubPrivateKey), ephemeralPublic, true);
+    const key = hkdf(sha256, shared, ephemeralPublic, INFO, 32);
+    return bytesToHex(gcm(key, bytes.subarray(33, 45)).decrypt(bytes.subarray(45)));
+  } catch {
+    return undefined;
+  }
+}

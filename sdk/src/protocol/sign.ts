@@ -1,0 +1,120 @@
+import type { Address, Hex, LocalAccount } from 'viem';
+import {
+  consumerPromiseTypes,
+  hubDomain,
+  hubPromiseTypes,
+  instantExitTypes,
+  recoveryRequestTypes,
+  settlementAuthorizationTypes,
+} from './eip712.js';
+import type {
+  ConsumerPromise,
+  HubPromise,
+  HubScope,
+  RecoveryRequest,
+  SignedConsumerPromise,
+  SignedHubPromise,
+  SignedRecoveryRequest,
+} from './types.js';
+
+/** Anything that signs EIP-712 typed data: a viem LocalAccount, or a wallet client bound to an account. */
+export type TypedDataSigner = Pick<LocalAccount, 'signTypedData'>;
+
+/**
+ * Signs a consumer promise with the consumer's key. The signer must be `promise.consumer`.
+ *
+ * @example
+ * const signed = await signConsumerPromise(consumerAccount, { hub, chainId, consumer, total, hashlock, agreement });
+ */
+export async function signConsumerPromise(
+  signer: TypedDataSigner,
+  promise: ConsumerPromise,
+): Promise<SignedConsumerPromise> {
+  const signature = await signer.signTypedData({
+    domain: hubDomain(promise),
+    types: consumerPromiseTypes,
+    primaryType: 'ConsumerPromise',
+    message: {
+      consumer: promise.consumer,
+      total: promise.total,
+      hashlock: promise.hashlock,
+      agreement: promise.agreement,
+    },
+  });
+  return { ...promise, signature };
+}
+
+/**
+ * Signs a hub promise with the operator's key.
+ *
+ * @example
+ * const signed = await signHubPromise(operatorAccount, { hub, chainId, provider, total, hashlock });
+ */
+export async function signHubPromise(signer: TypedDataSigner, promise: HubPromise): Promise<SignedHubPromise> {
+  const signature = await signer.signTypedData({
+    domain: hubDomain(promise),
+    types: hubPromiseTypes,
+    primaryType: 'HubPromise',
+    message: { provider: promise.provider, total: promise.total, hashlock: promise.hashlock },
+  });
+  return { ...promise, signature };
+}
+
+/**
+ * Signs the provider's consent to pay `relayerFee` to whoever settles `promise`.
+ *
+ * @example
+ * const authorization = await signSettlementAuthorization(providerAccount, hubPromise, 10n ** 16n);
+ */
+export function signSettlementAuthorization(
+  signer: TypedDataSigner,
+  promise: HubPromise,
+  relayerFee: bigint,
+): Promise<Hex> {
+  return signer.signTypedData({
+    domain: hubDomain(promise),
+    types: settlementAuthorizationTypes,
+    primaryType: 'SettlementAuthorization',
+    message: {
+      hubPromise: { provider: promise.provider, total: promise.total, hashlock: promise.hashlock },
+      relayerFee,
+    },
+  });
+}
+
+/**
+ * Signs the hub's co-signature of a consumer's instant exit (operator key).
+ *
+ * @example
+ * const signature = await signInstantExit(operatorAccount, { hub, chainId, consumer, amount, nonce, deadline });
+ */
+export function signInstantExit(
+  signer: TypedDataSigner,
+  exit: HubScope & { consumer: Address; amount: bigint; nonce: bigint; deadline: bigint },
+): Promise<Hex> {
+  return signer.signTypedData({
+    domain: hubDomain(exit),
+    types: instantExitTypes,
+    primaryType: 'InstantExit',
+    message: { consumer: exit.consumer, amount: exit.amount, nonce: exit.nonce, deadline: exit.deadline },
+  });
+}
+
+/**
+ * Signs a provider's recovery request with its identity key.
+ *
+ * @example
+ * const request = await signRecoveryRequest(providerAccount, { hub, chainId, provider, issuedAt: BigInt(Math.floor(Date.now() / 1000)) });
+ */
+export async function signRecoveryRequest(
+  signer: TypedDataSigner,
+  request: RecoveryRequest,
+): Promise<SignedRecoveryRequest> {
+  const signature = await signer.signTypedData({
+    domain: hubDomain(request),
+    types: recoveryRequestTypes,
+    primaryType: 'RecoveryRequest',
+    message: { provider: request.provider, issuedAt: request.issuedAt },
+  });
+  return { ...request, signature };
+}

@@ -1,0 +1,51 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { hashTypedData, hexToBytes } from 'viem';
+import { privateKeyToAccount } from 'viem/accounts';
+import {
+  consumerPromiseDigest,
+  consumerPromiseTypes,
+  hubDomain,
+  jsVerifier,
+  newHashlock,
+  signConsumerPromise,
+  verifyConsumerPromise,
+} from '../src/index.js';
+import { nativeVerifier } from '../src/node/index.js';
+
+const consumer = privateKeyToAccount(`0x${'11'.repeat(32)}`);
+const scope = { hub: '0x00000000000000000000000000000000000000aa', chainId: 31337 } as const;
+
+describe('verifiers', () => {
+  it('the native verifier loads here', () => {
+    assert.equal(nativeVerifier().kind, 'native');
+  });
+
+  for (const verifier of [jsVerifier, nativeVerifier()]) {
+    describe(`${verifier.kind}`, () => {
+      it('accepts the consumer signature and rejects a changed total', async () => {
+        const { hashlock } = newHashlock();
+        const promise = await signConsumerPromise(consumer, {
+          ...scope,
+          consumer: consumer.address,
+          total: 10n ** 18n,
+          hashlock,
+          agreement: { provider: consumer.address, id: hashlock, total: 5n },
+        });
+        assert.equal(
+          consumerPromiseDigest(promise),
+          hashTypedData({
+            domain: hubDomain(scope),
+            types: consumerPromiseTypes,
+            primaryType: 'ConsumerPromise',
+            message: promise,
+          }),
+        );
+        assert.equal(verifyConsumerPromise(promise, verifier), true);
+        assert.equal(verifyConsumerPromise({ ...promise, total: promise.total + 1n }, verifier), false);
+        const digest = hexToBytes(consumerPromiseDigest(promise));
+        assert.equal(verifier.recover(digest, promise.signature), consumer.address.toLowerCase());
+      });
+    });
+  }
+});
