@@ -1,0 +1,158 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import type { Hex } from 'viem';
+import { hashTypedData } from 'viem';
+import { privateKeyToAccount } from 'viem/accounts';
+import {
+  consumerPromiseDigest,
+  consumerPromiseTypes,
+  decodeMessage,
+  encodeMessage,
+  hashAgreement,
+  hubDomain,
+  hubDomainSeparator,
+  hubPromiseDigest,
+  instantExitDigest,
+  jsVerifier,
+  recoveryRequestDigest,
+  settlementAuthorizationDigest,
+  signConsumerPromise,
+  signHubPromise,
+  signInstantExit,
+  signSettlementAuthorization,
+  toConsumerClaim,
+  verifyConsumerPromise,
+  verifyHubPromise,
+  verifyRecoveryRequest,
+  verifySettlementAuthorization,
+} from '../src/index.js';
+import { nativeVerifier } from '../src/node/index.js';
+
+// sdk/test/vectors.json is checked against the contracts by contracts/test/vectors.test.ts; here the
+// SDK must reproduce every digest and signature in it, byte for byte.
+const vectors = JSON.parse(readFileSync(new URL('./vectors.json', import.meta.url), 'utf8'));
+const account = (name: string) => privateKeyToAccount(vectors.keys[name].privateKey as Hex);
+
+describe('test vectors', () => {
+  const consumerPromise = decodeMessage('consumerPromise', vectors.consumerPromise.message);
+  const hubPromise = decodeMessage('hubPromise', vectors.hubPromise.message);
+
+  it('decode and re-encode to the same wire form', () => {
+    assert.deepEqual(encodeMessage(consumerPromise), vectors.consumerPromise.message);
+    assert.deepEqual(encodeMessage(hubPromise), vectors.hubPromise.message);
+    const recovery = decodeMessage('recoveryRequest', vectors.recoveryRequest.message);
+    assert.deepEqual(encodeMessage(recovery), vectors.recoveryRequest.message);
+  });
+
+  it('reproduce the hub domain separator', () => {
+    assert.equal(hubDomainSeparator(consumerPromise), vectors.hubDomainSeparator);
+  });
+
+  it('reproduce the consumer promise digest, agreement hash and signature', async () => {
+    assert.equal(consumerPromiseDigest(consumerPromise), vectors.consumerPromise.digest);
+    assert.equal(
+      hashTypedData({
+        domain: hubDomain(consumerPromise),
+        types: consumerPromiseTypes,
+        primaryType: 'ConsumerPromise',
+        message: consumerPromise,
+      }),
+      vectors.consumerPromise.digest,
+    );
+    assert.equal(hashAgreement(consumerPromise.agreement), vectors.consumerPromise.agreementHash);
+    const { signature, ...unsigned } = consumerPromise;
+    assert.equal((await signConsumerPromise(account('consumer'), unsigned)).signature, signature);
+    assert.equal(
+      toConsumerClaim(consumerPromise, vectors.consumerPromise.preimage).agreementHash,
+      vectors.consumerPromise.agreementHash,
+    );
+  });
+
+  it('reproduce the hub promise, settlement authorization, instant exit and recovery digests', async () => {
+    assert.equal(hubPromiseDigest(hubPromise), vectors.hubPromise.digest);
+    const { signature, ...unsigned } = hubPromise;
+    assert.equal((await signHubPromise(account('operator'), unsigned)).signature, signature);
+    const fee = BigInt(vectors.settlementAuthorization.relayerFee);
+    assert.equal(settlementAuthorizationDigest(hubPromise, fee), vectors.settlementAuthorization.digest);
+    assert.equal(
+      await signSettlementAuthorization(account('provider'), hubPromise, fee),
+      vectors.settlementAuthorization.signature,
+    );
+    const exit = vectors.instantExit.message;
+    const instantExit = {
+      hub: exit.hub,
+      chainId: exit.chainId,
+      consumer: exit.consumer,
+      amount: BigInt(exit.amount),
+      nonce: BigInt(exit.nonce),
+      deadline: BigInt(exit.deadline),
+    };
+    assert.equal(instantExitDigest(instantExit), vectors.instantExit.digest);
+    assert.equal(await signInstantExit(account('operator'), instantExit), vectors.instantExit.signature);
+    const recovery = decodeMessage('recoveryRequest', vectors.recoveryRequest.message);
+    assert.equal(recoveryRequestDigest(recovery), vectors.recoveryRequest.digest);
+  });
+
+  for (const verifier of [jsVerifier, nativeVerifier()]) {
+    describe(`with the ${verifier.kind} verifier`, () => {
+      it('accept every vector', () => {
+        assert.equal(verifyConsumerPromise(consumerPromise, verifier), true);
+        assert.equal(verifyHubPromise(hubPromise, vectors.keys.operator.address, verifier), true);
+        const fee = BigInt(vectors.settlementAuthorization.relayerFee);
+        assert.equal(
+          verifySettlementAuthorization(hubPromise, fee, vectors.settlementAuthorization.signature, verifier),
+          true,
+        );
+        const recovery = decodeMessage('recoveryRequest', vectors.recoveryRequest.message);
+        assert.equal(verifyRecoveryRequest(recovery, verifier), true);
+      });
+
+      it('reject each mutated consumer promise', () => {
+        const mutations = [
+          { total: consumerPromise.total + 1n },
+          { consumer: vectors.keys.provider.address },
+          { hashlock: vectors.consumerPromise.agreementHash },
+          { chainId: 1 },
+          { hub: vectors.contracts.registry },
+          { agreement: { ...consumerPromise.agreement, total: consumerPromise.agreement.total + 1n } },
+          { agreement: { ...consumerPromise.agreement, provider: vectors.keys.consumer.address } },
+          { signature: vectors.consumerPromise.otherChainSignature },
+          { signature: vectors.consumerPromise.otherHubSignature },
+          { signature: vectors.hubPromise.signature },
+        ];
+        for (const mutation of mutations) {
+          assert.equal(
+            verifyConsumerPromise({ ...consumerPromise, ...mutation }, verifier),
+            false,
+            JSON.stringify(encodeMessage(mutation)),
+          );
+        }
+      });
+
+      it('reject each mutated hub promise and a high-s twin', () => {
+        for (const mutation of [
+          { total: hubPromise.total + 1n },
+          { provider: vectors.keys.consumer.address },
+          { chainId: 1 },
+          { signature: vectors.hubPromise.otherHubSignature },
+        ]) {
+          assert.equal(
+            verifyHubPromise({ ...hubPromise, ...mutation }, vectors.keys.operator.address, verifier),
+            false,
+          );
+        }
+        const n = BigInt('0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141');
+        const sig = hubPromise.signature;
+        const s = BigInt(`0x${sig.slice(66, 130)}`);
+        const v = Number.parseInt(sig.slice(130), 16);
+        const twin =
+          `${sig.slice(0, 66)}${(n - s).toString(16).padStart(64, '0')}${(v === 27 ? 28 : 27).toString(16)}` as Hex;
+        assert.equal(
+          verifyHubPromise({ ...hubPromise, signature: twin }, vectors.keys.operator.address, verifier),
+          false,
+        );
+      });
+    });
+  }
+});
