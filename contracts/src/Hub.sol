@@ -289,8 +289,9 @@ contract Hub is IHub, Initializable, EIP712, Nonces, ReentrancyGuardTransient {
 
     /// @inheritdoc IHub
     function requestClose() external onlyOperator {
-        HubStatus stored = _config.status;
-        if (stored != HubStatus.Active) revert HubInvalidStatus(stored);
+        // A punished hub must first put back what claims took from its stake.
+        HubStatus current = status();
+        if (current != HubStatus.Active) revert HubInvalidStatus(current);
         uint64 closesAt_ = uint64(block.timestamp) + _closeDelay;
         _config.status = HubStatus.Closing;
         _closesAt = closesAt_;

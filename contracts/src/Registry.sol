@@ -48,6 +48,9 @@ contract Registry is IRegistry, EIP712, Nonces, ReentrancyGuardTransient {
         if (address(token_) == address(0)) revert RegistryZeroAddress();
         if (parameters_.maxFee > Fees.BPS) revert RegistryInvalidParameters("maxFee above 10000");
         if (parameters_.minStake == 0) revert RegistryInvalidParameters("minStake is zero");
+        if (parameters_.exitDelay == 0) revert RegistryInvalidParameters("exitDelay is zero");
+        if (parameters_.feeDelay == 0) revert RegistryInvalidParameters("feeDelay is zero");
+        if (parameters_.closeDelay == 0) revert RegistryInvalidParameters("closeDelay is zero");
         _token = token_;
         _minStake = parameters_.minStake;
         _maxFee = parameters_.maxFee;
@@ -91,6 +94,9 @@ contract Registry is IRegistry, EIP712, Nonces, ReentrancyGuardTransient {
 
     /// @inheritdoc IRegistry
     function registerIdentity(address beneficiary) external {
+        // Direct actions use up a nonce too, so a signature the identity handed out earlier cannot
+        // undo them later.
+        _useNonce(msg.sender);
         _register(msg.sender, beneficiary, 0);
     }
 
@@ -109,6 +115,7 @@ contract Registry is IRegistry, EIP712, Nonces, ReentrancyGuardTransient {
 
     /// @inheritdoc IRegistry
     function setBeneficiary(address beneficiary) external {
+        _useNonce(msg.sender);
         _setBeneficiary(msg.sender, beneficiary);
     }
 
@@ -198,7 +205,6 @@ contract Registry is IRegistry, EIP712, Nonces, ReentrancyGuardTransient {
     // ---------------------------------------------------------------- internals
 
     function _register(address identity, address beneficiary, uint256 relayerFee) private {
-        if (identity == address(0)) revert RegistryZeroAddress();
         if (_beneficiaries[identity] != address(0)) revert RegistryIdentityAlreadyRegistered(identity);
         // An identity without a beneficiary is paid itself; storing it marks the identity registered.
         address payee = beneficiary == address(0) ? identity : beneficiary;

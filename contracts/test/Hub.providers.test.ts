@@ -1079,12 +1079,12 @@ describe('settleProviderWithBeneficiary', () => {
 
   describe('when the beneficiary signature names another beneficiary', () => {
     it('reverts with RegistryInvalidSignature and pays no one', async () => {
-      const { f, signature, claim } = await beneficiaryChange();
+      const { f, nonce, signature, claim } = await beneficiaryChange();
       const substitute = f.stranger.address;
       const digest = TypedDataEncoder.hash(
         registryDomain(f.registryAddress, f.chainId),
         { SetBeneficiary: [...registryTypes.SetBeneficiary] },
-        { identity: f.provider.address, beneficiary: substitute, nonce: 0n },
+        { identity: f.provider.address, beneficiary: substitute, nonce },
       );
       const recovered = recoverAddress(digest, signature);
       expect(recovered).not.to.equal(f.provider.address);
@@ -1096,7 +1096,7 @@ describe('settleProviderWithBeneficiary', () => {
 
   describe('when the beneficiary signature is the high-s twin of a valid one', () => {
     it('reverts with RegistryInvalidSignature(provider, 0)', async () => {
-      const { f, newBeneficiary, signature, claim } = await beneficiaryChange();
+      const { f, newBeneficiary, nonce, signature, claim } = await beneficiaryChange();
       const valid = Signature.from(signature);
       // A 65-byte signature can carry the twin (s' = n - s, v flipped), and raw ecrecover accepts it.
       const highS = toBeHex(N - BigInt(valid.s), 32);
@@ -1105,7 +1105,7 @@ describe('settleProviderWithBeneficiary', () => {
       const digest = TypedDataEncoder.hash(
         registryDomain(f.registryAddress, f.chainId),
         { SetBeneficiary: [...registryTypes.SetBeneficiary] },
-        { identity: f.provider.address, beneficiary: newBeneficiary.address, nonce: 0n },
+        { identity: f.provider.address, beneficiary: newBeneficiary.address, nonce },
       );
       const ecrecovered = await ethers.provider.call({
         to: toBeHex(1, 20),
@@ -1120,12 +1120,12 @@ describe('settleProviderWithBeneficiary', () => {
 
   describe('when the beneficiary signature was already used', () => {
     it('reverts with RegistryInvalidSignature: the nonce moved on', async () => {
-      const { f, newBeneficiary, signature, claim } = await beneficiaryChange();
+      const { f, newBeneficiary, nonce, signature, claim } = await beneficiaryChange();
       await f.registry.setBeneficiaryFor(f.provider.address, newBeneficiary.address, signature);
       const digest = TypedDataEncoder.hash(
         registryDomain(f.registryAddress, f.chainId),
         { SetBeneficiary: [...registryTypes.SetBeneficiary] },
-        { identity: f.provider.address, beneficiary: newBeneficiary.address, nonce: 1n },
+        { identity: f.provider.address, beneficiary: newBeneficiary.address, nonce: nonce + 1n },
       );
       await expect(f.hub.connect(f.relayer).settleProviderWithBeneficiary(claim, newBeneficiary.address, signature))
         .to.be.revertedWithCustomError(f.registry, 'RegistryInvalidSignature')
@@ -1155,7 +1155,7 @@ describe('settleProviderWithBeneficiary', () => {
       const signature = await setBeneficiarySignature(f.provider, f.registryAddress, f.chainId, {
         identity: f.provider.address,
         beneficiary: ZeroAddress,
-        nonce: 0n,
+        nonce: await f.registry.nonces(f.provider.address),
       });
       const claim = await f.claim({ total: parseEther('1') });
       await expect(f.hub.settleProviderWithBeneficiary(claim, ZeroAddress, signature)).to.be.revertedWithCustomError(
@@ -1169,16 +1169,17 @@ describe('settleProviderWithBeneficiary', () => {
     it('reverts with HubProviderPromiseStale and leaves the beneficiary unchanged', async () => {
       const f = await loadFixture(settledOnceFixture);
       const newBeneficiary = f.signers[9];
+      const nonce = await f.registry.nonces(f.provider.address);
       const signature = await setBeneficiarySignature(f.provider, f.registryAddress, f.chainId, {
         identity: f.provider.address,
         beneficiary: newBeneficiary.address,
-        nonce: 0n,
+        nonce,
       });
       await expect(f.hub.settleProviderWithBeneficiary(f.first, newBeneficiary.address, signature))
         .to.be.revertedWithCustomError(f.hub, 'HubProviderPromiseStale')
         .withArgs(f.provider.address, parseEther('20'), parseEther('20'));
       expect(await f.registry.beneficiaryOf(f.provider.address)).to.equal(f.beneficiary.address);
-      expect(await f.registry.nonces(f.provider.address)).to.equal(0n);
+      expect(await f.registry.nonces(f.provider.address)).to.equal(nonce);
     });
   });
 
@@ -1599,7 +1600,7 @@ describe('attacks on provider settlement', () => {
             await setBeneficiarySignature(f.secondProvider, f.registryAddress, f.chainId, {
               identity: f.secondProvider.address,
               beneficiary: f.newBeneficiary.address,
-              nonce: 0n,
+              nonce: await f.registry.nonces(f.secondProvider.address),
             }),
           ]),
       },
@@ -1707,7 +1708,7 @@ describe('attacks on provider settlement', () => {
             await setBeneficiarySignature(f.provider, f.registryAddress, f.chainId, {
               identity: f.provider.address,
               beneficiary: f.newBeneficiary.address,
-              nonce: 0n,
+              nonce: await f.registry.nonces(f.provider.address),
             }),
           ),
         moves: (f) => ({

@@ -1,4 +1,3 @@
-import { anyValue } from '@nomicfoundation/hardhat-chai-matchers/withArgs';
 import { loadFixture, time } from '@nomicfoundation/hardhat-network-helpers';
 import { expect } from 'chai';
 import {
@@ -224,8 +223,8 @@ async function brokeIdentityFixture() {
 }
 
 /**
- * `provider` registered directly (nonce still 0) with `beneficiary` on both Registries, and signed a
- * relayed change to `newBeneficiary`. Nothing is submitted yet.
+ * `provider` registered directly with `beneficiary` on both Registries (which used up its nonce on each),
+ * and signed a relayed change to `newBeneficiary` with its current nonce. Nothing is submitted yet.
  */
 async function signedBeneficiaryChangeFixture() {
   const base = await registryFixture();
@@ -233,11 +232,13 @@ async function signedBeneficiaryChangeFixture() {
   const other = await deployOtherRegistry(token);
   await registry.connect(identity).registerIdentity(beneficiary.address);
   await other.otherRegistry.connect(identity).registerIdentity(beneficiary.address);
+  const nonce = await registry.nonces(identity.address);
+  expect(await other.otherRegistry.nonces(identity.address)).to.equal(nonce);
   const value: RelayedValue = {
     identity: identity.address,
     beneficiary: newBeneficiary.address,
     relayerFee: 0n,
-    nonce: 0n,
+    nonce,
   };
   const signature = await signRelayed(identity, registryAddress, chainId, 'SetBeneficiary', value);
   return { ...base, ...other, identity, primary: 'SetBeneficiary' as Primary, value, signature };
@@ -422,6 +423,36 @@ describe('Registry', () => {
         await expect(factory.deploy(await token.getAddress(), { ...PARAMETERS, minStake: 0n }))
           .to.be.revertedWithCustomError(factory, 'RegistryInvalidParameters')
           .withArgs('minStake is zero');
+      });
+    });
+
+    describe('when exitDelay is zero', () => {
+      it('reverts with RegistryInvalidParameters("exitDelay is zero")', async () => {
+        const { token } = await loadFixture(registryFixture);
+        const factory = await ethers.getContractFactory('Registry');
+        await expect(factory.deploy(await token.getAddress(), { ...PARAMETERS, exitDelay: 0n }))
+          .to.be.revertedWithCustomError(factory, 'RegistryInvalidParameters')
+          .withArgs('exitDelay is zero');
+      });
+    });
+
+    describe('when feeDelay is zero', () => {
+      it('reverts with RegistryInvalidParameters("feeDelay is zero")', async () => {
+        const { token } = await loadFixture(registryFixture);
+        const factory = await ethers.getContractFactory('Registry');
+        await expect(factory.deploy(await token.getAddress(), { ...PARAMETERS, feeDelay: 0n }))
+          .to.be.revertedWithCustomError(factory, 'RegistryInvalidParameters')
+          .withArgs('feeDelay is zero');
+      });
+    });
+
+    describe('when closeDelay is zero', () => {
+      it('reverts with RegistryInvalidParameters("closeDelay is zero")', async () => {
+        const { token } = await loadFixture(registryFixture);
+        const factory = await ethers.getContractFactory('Registry');
+        await expect(factory.deploy(await token.getAddress(), { ...PARAMETERS, closeDelay: 0n }))
+          .to.be.revertedWithCustomError(factory, 'RegistryInvalidParameters')
+          .withArgs('closeDelay is zero');
       });
     });
 
@@ -866,12 +897,12 @@ describe('Registry', () => {
           .withArgs(provider.address, beneficiary.address, provider.address, 0n);
       });
 
-      it('registers the identity paying out to the beneficiary, without using a nonce', async () => {
+      it('registers the identity paying out to the beneficiary, and uses up its nonce', async () => {
         const { registry, provider, beneficiary } = await loadFixture(registeredIdentityFixture);
         expect(await registry.isRegistered(provider.address)).to.equal(true);
         expect(await registry.beneficiaryOf(provider.address)).to.equal(beneficiary.address);
         expect(await registry.isRegistered(beneficiary.address)).to.equal(false);
-        expect(await registry.nonces(provider.address)).to.equal(0n);
+        expect(await registry.nonces(provider.address)).to.equal(1n);
       });
     });
 
@@ -975,11 +1006,38 @@ describe('Registry', () => {
 
     describe('when the identity is already registered', () => {
       it('reverts with RegistryIdentityAlreadyRegistered', async () => {
-        const { registry, relayer, identity, value, signature } = await loadFixture(signedRegistrationFixture);
+        const { registry, registryAddress, chainId, relayer, identity, value } =
+          await loadFixture(signedRegistrationFixture);
         await registry.connect(identity).registerIdentity(ZeroAddress);
-        await expect(submitRelayed('RegisterIdentity', registry, relayer, value, signature))
+        const current = { ...value, nonce: await registry.nonces(identity.address) };
+        const signature = await signRelayed(identity, registryAddress, chainId, 'RegisterIdentity', current);
+        await expect(submitRelayed('RegisterIdentity', registry, relayer, current, signature))
           .to.be.revertedWithCustomError(registry, 'RegistryIdentityAlreadyRegistered')
           .withArgs(identity.address);
+      });
+    });
+
+    describe('when a signed registration is submitted after the identity registered directly', () => {
+      // A direct registration uses up the identity's nonce, voiding signed registrations it handed out earlier.
+      it('reverts with RegistryInvalidSignature and keeps the direct choice', async () => {
+        const { registry, registryAddress, chainId, token, relayer, identity, value, signature } =
+          await loadFixture(signedRegistrationFixture);
+        await registry.connect(identity).registerIdentity(ZeroAddress);
+        expect(await registry.nonces(identity.address)).to.equal(value.nonce + 1n);
+        const recovered = recoveredFrom(
+          registryAddress,
+          chainId,
+          'RegisterIdentity',
+          { ...value, nonce: value.nonce + 1n },
+          signature,
+        );
+        expect(recovered).not.to.equal(identity.address);
+        await expect(submitRelayed('RegisterIdentity', registry, relayer, value, signature))
+          .to.be.revertedWithCustomError(registry, 'RegistryInvalidSignature')
+          .withArgs(identity.address, recovered);
+        expect(await registry.beneficiaryOf(identity.address)).to.equal(identity.address);
+        expect(await registry.nonces(identity.address)).to.equal(value.nonce + 1n);
+        expect(await token.allowance(identity.address, registryAddress)).to.equal(RELAYER_FEE);
       });
     });
 
@@ -1111,12 +1169,13 @@ describe('Registry', () => {
           .withArgs(identity.address, newBeneficiary.address);
       });
 
-      it('pays the identity out to the new beneficiary, without using a nonce', async () => {
+      it('pays the identity out to the new beneficiary, and uses up its nonce', async () => {
         const { registry, identity, newBeneficiary } = await loadFixture(registeredIdentityFixture);
+        const nonce = await registry.nonces(identity.address);
         await registry.connect(identity).setBeneficiary(newBeneficiary.address);
         expect(await registry.beneficiaryOf(identity.address)).to.equal(newBeneficiary.address);
         expect(await registry.isRegistered(identity.address)).to.equal(true);
-        expect(await registry.nonces(identity.address)).to.equal(0n);
+        expect(await registry.nonces(identity.address)).to.equal(nonce + 1n);
       });
     });
 
@@ -1155,7 +1214,7 @@ describe('Registry', () => {
           await loadFixture(signedBeneficiaryChangeFixture);
         await submitRelayed('SetBeneficiary', registry, relayer, value, signature);
         expect(await registry.beneficiaryOf(identity.address)).to.equal(newBeneficiary.address);
-        expect(await registry.nonces(identity.address)).to.equal(1n);
+        expect(await registry.nonces(identity.address)).to.equal(value.nonce + 1n);
       });
     });
 
@@ -1206,7 +1265,7 @@ describe('Registry', () => {
       it('reverts with RegistryInvalidSignature and keeps the newer beneficiary', async () => {
         const f = await loadFixture(signedBeneficiaryChangeFixture);
         await submitRelayed('SetBeneficiary', f.registry, f.relayer, f.value, f.signature);
-        const newer = { ...f.value, beneficiary: f.relayer.address, nonce: 1n };
+        const newer = { ...f.value, beneficiary: f.relayer.address, nonce: f.value.nonce + 1n };
         const newerSignature = await signRelayed(f.identity, f.registryAddress, f.chainId, 'SetBeneficiary', newer);
         await submitRelayed('SetBeneficiary', f.registry, f.relayer, newer, newerSignature);
 
@@ -1214,7 +1273,7 @@ describe('Registry', () => {
           f.registryAddress,
           f.chainId,
           'SetBeneficiary',
-          { ...f.value, nonce: 2n },
+          { ...f.value, nonce: f.value.nonce + 2n },
           f.signature,
         );
         await expect(submitRelayed('SetBeneficiary', f.registry, f.stranger, f.value, f.signature))
@@ -1225,16 +1284,22 @@ describe('Registry', () => {
     });
 
     describe('when a signed change is submitted after the identity changed its beneficiary directly', () => {
-      // BUG: setBeneficiary does not use a nonce and SetBeneficiary signatures carry no deadline, so a
-      // signed change the identity handed out earlier and never saw submitted stays valid and undoes the
-      // identity's later direct choice (for example after the old payout address was compromised).
-      // Skipped so the suite stays green; it fails today because the stale signature is accepted.
-      it.skip('reverts with RegistryInvalidSignature and keeps the direct choice', async () => {
+      // A direct change uses up the identity's nonce, voiding signed changes it handed out earlier.
+      it('reverts with RegistryInvalidSignature and keeps the direct choice', async () => {
         const f = await loadFixture(signedBeneficiaryChangeFixture);
         await f.registry.connect(f.identity).setBeneficiary(f.relayer.address);
+        expect(await f.registry.nonces(f.identity.address)).to.equal(f.value.nonce + 1n);
+        const recovered = recoveredFrom(
+          f.registryAddress,
+          f.chainId,
+          'SetBeneficiary',
+          { ...f.value, nonce: f.value.nonce + 1n },
+          f.signature,
+        );
+        expect(recovered).not.to.equal(f.identity.address);
         await expect(submitRelayed('SetBeneficiary', f.registry, f.stranger, f.value, f.signature))
           .to.be.revertedWithCustomError(f.registry, 'RegistryInvalidSignature')
-          .withArgs(f.identity.address, anyValue);
+          .withArgs(f.identity.address, recovered);
         expect(await f.registry.beneficiaryOf(f.identity.address)).to.equal(f.relayer.address);
       });
     });

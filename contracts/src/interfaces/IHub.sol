@@ -195,7 +195,8 @@ interface IHub {
 
     /// @notice Deposits `amount` from `consumer` into its own channel with an EIP-2612 permit, in one
     /// call. Anyone may submit it, so a consumer without a gas token can have it relayed.
-    /// @dev A permit already used by a front-runner is tolerated when the allowance suffices.
+    /// @dev A permit already used by a front-runner is tolerated when the allowance suffices. So anyone
+    /// can move tokens `consumer` approved to this hub into `consumer`'s own channel: they stay its own.
     /// @param consumer The token owner whose channel is credited.
     /// @param amount Tokens to deposit.
     /// @param deadline The permit's deadline.
@@ -254,6 +255,8 @@ interface IHub {
 
     /// @notice Sets the provider's beneficiary in the Registry with the provider's signature, then
     /// settles the claim to that new beneficiary, in one call.
+    /// @dev Anyone may settle the same claim to the current beneficiary first. A provider whose old
+    /// payout address is compromised should change the beneficiary on its own before settling.
     /// @param claim The claim to settle.
     /// @param beneficiary The provider's new payout address.
     /// @param beneficiarySignature The provider's EIP-712 `SetBeneficiary` signature for the Registry.
@@ -294,6 +297,7 @@ interface IHub {
     function setConsumersPaused(bool paused) external;
 
     /// @notice Starts closing the hub: deposits stop and the hub can be closed after the close delay.
+    /// Only an active hub that is not punished can start closing.
     function requestClose() external;
 
     /// @notice Closes the hub after the close delay and returns the stake and free funds to the
@@ -342,7 +346,7 @@ interface IHub {
     /// @return The free funds.
     function freeFunds() external view returns (uint256);
 
-    /// @notice When the hub can be closed; zero unless closing.
+    /// @notice When the hub can be (or could be, once closed) closed; zero until the operator asks to close.
     /// @return The timestamp.
     function closesAt() external view returns (uint256);
 

@@ -72,7 +72,8 @@ interface IRegistry {
     /// @param url The new URL.
     function updateHubUrl(string calldata url) external;
 
-    /// @notice Registers the caller as an identity paying out to `beneficiary`.
+    /// @notice Registers the caller as an identity paying out to `beneficiary`. Uses up the caller's
+    /// nonce, like {setBeneficiary}.
     /// @param beneficiary Where the identity's earnings go; the zero address means the identity itself.
     function registerIdentity(address beneficiary) external;
 
@@ -86,7 +87,8 @@ interface IRegistry {
     function registerIdentityFor(address identity, address beneficiary, uint256 relayerFee, bytes calldata signature)
         external;
 
-    /// @notice Sets the caller's beneficiary.
+    /// @notice Sets the caller's beneficiary. Uses up the caller's nonce, which voids any signed
+    /// registration or beneficiary change it handed out and that was not submitted yet.
     /// @param beneficiary The new payout address.
     function setBeneficiary(address beneficiary) external;
 
