@@ -4,18 +4,29 @@
  *
  * Settlements are measured on repeat settlements (each channel settled once before, each
  * beneficiary already holding tokens), the steady state of a running hub. Per-promise figures are
- * the batch transaction's gasUsed divided by the batch size.
+ * the batch transaction's gasUsed divided by the batch size. Keys and preimages are derived from fixed
+ * seeds, so every run measures the same transactions and gets the same figures.
  *
- *   npm run gas
+ *   npm run gas            # measure and write the snapshot
+ *   npm run gas -- --check # (CHIT_GAS_CHECK=1) fail if the snapshot is stale or a target is missed
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { type BaseWallet, Signature, Wallet } from 'ethers';
+import { type BaseWallet, id, Signature, Wallet } from 'ethers';
 import { ethers, network } from 'hardhat';
 import { DEPOSIT, deployHubFixture } from '../contracts/test/helpers/fixtures';
 import { consumerClaim, providerClaim, signTyped } from '../contracts/test/helpers/signing';
 
 const BATCH = 50;
+/** Targets from the contracts issue, against Mysterium's contracts on the same EVM. */
+const TARGETS: Record<string, number> = {
+  'settleConsumer.batch50.perPromise': 20_000,
+  'settleProvider.batch50.perPromise': 35_000,
+  registerIdentity: 100_000,
+};
+const seeded = (label: string) => new Wallet(id(`chit-gas-${label}`));
+let preimages = 0;
+const nextPreimage = () => id(`chit-gas-preimage-${preimages++}`);
 const TOKEN = 10n ** 18n;
 
 async function gasOf(tx: Promise<{ wait(): Promise<{ gasUsed: bigint } | null> }>): Promise<bigint> {
@@ -45,7 +56,7 @@ async function main(): Promise<void> {
   await token.connect(consumer).approve(hubAddress, DEPOSIT);
   record('deposit', await gasOf(hub.connect(consumer).deposit(DEPOSIT)));
 
-  const permitter = Wallet.createRandom();
+  const permitter = seeded('permitter');
   await token.mint(permitter.address, DEPOSIT);
   const deadline = BigInt((await ethers.provider.getBlock('latest'))!.timestamp) + 3600n;
   const permit = Signature.from(
@@ -73,15 +84,19 @@ async function main(): Promise<void> {
   );
 
   // Consumer settlement: 1 + BATCH consumers, each settled once before.
-  const consumers = Array.from({ length: BATCH + 1 }, () => Wallet.createRandom());
+  const consumers = Array.from({ length: BATCH + 1 }, (_, i) => seeded(`consumer-${i}`));
   const provider = f.provider.address;
   for (const c of consumers) await hub.connect(funder).depositFor(c.address, DEPOSIT);
   const firstRound = await Promise.all(
-    consumers.map((c) => consumerClaim({ hub: hubAddress, chainId, consumer: c, total: TOKEN, provider })),
+    consumers.map((c) =>
+      consumerClaim({ hub: hubAddress, chainId, consumer: c, total: TOKEN, provider, preimage: nextPreimage() }),
+    ),
   );
   await hub.settleConsumers(firstRound);
   const secondRound = await Promise.all(
-    consumers.map((c) => consumerClaim({ hub: hubAddress, chainId, consumer: c, total: 2n * TOKEN, provider })),
+    consumers.map((c) =>
+      consumerClaim({ hub: hubAddress, chainId, consumer: c, total: 2n * TOKEN, provider, preimage: nextPreimage() }),
+    ),
   );
   record('settleConsumer.single', await gasOf(hub.connect(relayer).settleConsumer(secondRound[0])));
   const consumerBatch = await gasOf(hub.connect(relayer).settleConsumers(secondRound.slice(1)));
@@ -90,9 +105,9 @@ async function main(): Promise<void> {
 
   // Provider settlement: 1 + BATCH providers with their own beneficiaries, each settled once before.
   await hub.connect(funder).addFreeFunds(1_000_000n * TOKEN);
-  const providers = Array.from({ length: BATCH + 1 }, () => Wallet.createRandom());
-  for (const p of providers) {
-    const payout = Wallet.createRandom().address;
+  const providers = Array.from({ length: BATCH + 1 }, (_, i) => seeded(`provider-${i}`));
+  for (const [i, p] of providers.entries()) {
+    const payout = seeded(`payout-${i}`).address;
     await token.mint(payout, TOKEN);
     await registry.connect(relayer).registerIdentityFor(
       p.address,
@@ -115,7 +130,16 @@ async function main(): Promise<void> {
     );
   }
   const claim = (p: BaseWallet, total: bigint, relayerFee: bigint) =>
-    providerClaim({ hub: hubAddress, chainId, operator, provider: p.address, total, relayerFee, providerSigner: p });
+    providerClaim({
+      hub: hubAddress,
+      chainId,
+      operator,
+      provider: p.address,
+      total,
+      relayerFee,
+      providerSigner: p,
+      preimage: nextPreimage(),
+    });
   await hub.settleProviders(await Promise.all(providers.map((p) => claim(p, TOKEN, 0n))));
   const relayed = await Promise.all(providers.map((p) => claim(p, 2n * TOKEN, TOKEN / 100n)));
   record('settleProvider.single', await gasOf(hub.connect(relayer).settleProvider(relayed[0])));
@@ -133,9 +157,23 @@ async function main(): Promise<void> {
 
   const sorted = Object.fromEntries(Object.entries(snapshot).sort(([a], [b]) => a.localeCompare(b)));
   const file = path.join(__dirname, '..', 'contracts', 'gas-snapshot.json');
-  writeFileSync(file, `${JSON.stringify(sorted, null, 2)}\n`);
-  console.table(Object.entries(sorted).map(([operation, gas]) => ({ operation, gas })));
-  console.log(`wrote ${path.relative(process.cwd(), file)}`);
+  const text = `${JSON.stringify(sorted, null, 2)}\n`;
+  console.table(
+    Object.entries(sorted).map(([operation, gas]) => ({ operation, gas, target: TARGETS[operation] ?? '' })),
+  );
+  const missed = Object.entries(TARGETS).filter(([operation, target]) => !(sorted[operation]! <= target));
+  for (const [operation, target] of missed)
+    console.error(`${operation}: ${sorted[operation]} gas, above the target ${target}`);
+  if (process.argv.includes('--check') || process.env.CHIT_GAS_CHECK) {
+    if (readFileSync(file, 'utf8') !== text) {
+      console.error(`${path.relative(process.cwd(), file)} is stale: run npm run gas and commit it`);
+      process.exitCode = 1;
+    }
+  } else {
+    writeFileSync(file, text);
+    console.log(`wrote ${path.relative(process.cwd(), file)}`);
+  }
+  if (missed.length > 0) process.exitCode = 1;
 }
 
 main().catch((error) => {
