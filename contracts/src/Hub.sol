@@ -7,6 +7,7 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {Initializable} from "@openzeppelin/contracts/proxy/utils/Initializable.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {MessageHashUtils} from "@openzeppelin/contracts/utils/cryptography/MessageHashUtils.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {Nonces} from "@openzeppelin/contracts/utils/Nonces.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
@@ -28,6 +29,9 @@ import {Fees} from "./libraries/Fees.sol";
 contract Hub is IHub, Initializable, EIP712, Nonces, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
     using SafeCast for uint256;
+
+    bytes32 private constant _PERMIT_TYPEHASH =
+        keccak256("Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)");
 
     IERC20 private immutable _token;
     IRegistry private immutable _registry;
@@ -109,10 +113,12 @@ contract Hub is IHub, Initializable, EIP712, Nonces, ReentrancyGuardTransient {
         external
         nonReentrant
     {
+        if (amount == 0) revert HubZeroAmount();
         try IERC20Permit(address(_token)).permit(consumer, address(this), amount, deadline, v, r, s) {}
         catch {
-            // Someone may have submitted the same permit first; go on if it left enough allowance.
-            if (_token.allowance(consumer, address(this)) < amount) revert HubPermitFailed(consumer);
+            // Someone may have submitted this very permit to the token first: go on only if it is the
+            // consumer's permit for this hub and amount, already used, and its allowance is still there.
+            if (!_permitWasUsed(consumer, amount, deadline, v, r, s)) revert HubPermitFailed(consumer);
         }
         _deposit(consumer, consumer, amount);
     }
@@ -525,6 +531,22 @@ contract Hub is IHub, Initializable, EIP712, Nonces, ReentrancyGuardTransient {
         _stake = uint128(stake_ - fromStake);
         _stakeOwed = owed.toUint128();
         emit HubPunished(fromStake, stake_ - fromStake, owed);
+    }
+
+    /// @dev Whether (v, r, s) is `consumer`'s EIP-2612 permit of `amount` to this hub with the nonce
+    /// just before its current one, and the allowance it granted still covers `amount`.
+    function _permitWasUsed(address consumer, uint256 amount, uint256 deadline, uint8 v, bytes32 r, bytes32 s)
+        private
+        view
+        returns (bool)
+    {
+        IERC20Permit permitToken = IERC20Permit(address(_token));
+        uint256 nonce = permitToken.nonces(consumer);
+        if (nonce == 0 || _token.allowance(consumer, address(this)) < amount) return false;
+        bytes32 structHash = keccak256(abi.encode(_PERMIT_TYPEHASH, consumer, address(this), amount, nonce - 1, deadline));
+        (address signer,,) =
+            ECDSA.tryRecover(MessageHashUtils.toTypedDataHash(permitToken.DOMAIN_SEPARATOR(), structHash), v, r, s);
+        return signer == consumer;
     }
 
     function _requireSigner(bytes32 digest, bytes calldata signature, address expected) private pure {

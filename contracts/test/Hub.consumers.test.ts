@@ -729,15 +729,21 @@ describe('Hub: consumers', () => {
     });
 
     describe('when the permit is bad but an earlier approval covers the amount', () => {
-      // Documented behaviour (see IHub @dev): the allowance fallback lets anyone move a consumer's approved
-      // tokens into that consumer's own channel, with any signature.
-      it('deposits from the approval, whoever submits it', async () => {
+      it('reverts with HubPermitFailed(consumer): only the consumer moves its approved tokens', async () => {
         const f = await load(fundedFixture);
         const tx = f.hub.connect(f.relayer).depositWithPermit(f.consumer.address, e(2), 0n, 27, ZeroHash, ZeroHash);
-        await expect(tx)
-          .to.emit(f.hub, 'Deposited')
-          .withArgs(f.consumer.address, f.consumer.address, e(2), DEPOSIT + e(2));
-        await expect(tx).to.changeTokenBalances(f.token, [f.consumer, f.relayer, f.hub], [-e(2), 0n, e(2)]);
+        await expect(tx).to.be.revertedWithCustomError(f.hub, 'HubPermitFailed').withArgs(f.consumer.address);
+      });
+    });
+
+    describe('when a used permit of the consumer is submitted again for another amount', () => {
+      it('reverts with HubPermitFailed(consumer)', async () => {
+        const f = await load(permitFixture);
+        const { v, r, s } = f.permit;
+        await f.token.connect(f.stranger).permit(f.holder.address, f.hubAddress, DEPOSIT, f.deadline, v, r, s);
+        await expect(f.hub.connect(f.relayer).depositWithPermit(f.holder.address, DEPOSIT - 1n, f.deadline, v, r, s))
+          .to.be.revertedWithCustomError(f.hub, 'HubPermitFailed')
+          .withArgs(f.holder.address);
       });
     });
 

@@ -195,8 +195,8 @@ interface IHub {
 
     /// @notice Deposits `amount` from `consumer` into its own channel with an EIP-2612 permit, in one
     /// call. Anyone may submit it, so a consumer without a gas token can have it relayed.
-    /// @dev A permit already used by a front-runner is tolerated when the allowance suffices. So anyone
-    /// can move tokens `consumer` approved to this hub into `consumer`'s own channel: they stay its own.
+    /// @dev The same permit already submitted to the token by a front-runner is tolerated: the deposit
+    /// goes on with the allowance it granted. Any other failing permit reverts.
     /// @param consumer The token owner whose channel is credited.
     /// @param amount Tokens to deposit.
     /// @param deadline The permit's deadline.
@@ -248,7 +248,8 @@ interface IHub {
     function settleProvider(ProviderClaim calldata claim) external returns (uint256 payout);
 
     /// @notice Settles many hub promises in one transaction. Stale claims are skipped; invalid
-    /// signatures or preimages revert the whole batch.
+    /// signatures or preimages, a relayer fee above a payout, or a total the free funds and stake
+    /// cannot pay revert the whole batch.
     /// @param claims The claims.
     /// @return payout Tokens paid to beneficiaries in total.
     function settleProviders(ProviderClaim[] calldata claims) external returns (uint256 payout);
