@@ -1,6 +1,8 @@
 // @chit/sdk — the browser-safe core. Node-only parts (native verification, file stores, the CLI)
 // are in `@chit/sdk/node`.
+export * from './actions/index.js';
 export * from './errors/base.js';
+export * from './errors/contract.js';
 export * from './errors/protocol.js';
 export * from './generated/abis.js';
 export * from './protocol/claims.js';
