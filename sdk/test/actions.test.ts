@@ -27,10 +27,10 @@ import {
   getHubInfo,
   getProviderChannel,
   hubAbi,
-  InvalidSignatureError,
   instantExit,
   listHubs,
   newHashlock,
+  PreimageMismatchError,
   registerIdentity,
   registerIdentityRelayed,
   registerIdentityTypes,
@@ -659,11 +659,11 @@ describe('contract actions on anvil', () => {
     });
 
     describe('when the preimage does not open the hashlock', () => {
-      it('throws InvalidSignatureError without sending', async () => {
+      it('throws PreimageMismatchError without sending', async () => {
         const { promise } = await consumerPromise(chain.account(1), ether('30'));
         await assert.rejects(
           settleConsumer(relayer, { promise, preimage: newHashlock().preimage }),
-          InvalidSignatureError,
+          PreimageMismatchError,
         );
       });
     });

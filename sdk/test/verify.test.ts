@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { hashTypedData, hexToBytes } from 'viem';
+import { createWalletClient, hashTypedData, hexToBytes, http } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import {
   consumerPromiseDigest,
@@ -15,6 +15,24 @@ import { nativeVerifier } from '../src/node/index.js';
 
 const consumer = privateKeyToAccount(`0x${'11'.repeat(32)}`);
 const scope = { hub: '0x00000000000000000000000000000000000000aa', chainId: 31337 } as const;
+
+describe('signing', () => {
+  it('signs the same through a wallet client as with the account', async () => {
+    const wallet = createWalletClient({ account: consumer, transport: http('http://127.0.0.1:9') });
+    const { hashlock } = newHashlock();
+    const promise = {
+      ...scope,
+      consumer: consumer.address,
+      total: 1n,
+      hashlock,
+      agreement: { provider: consumer.address, id: hashlock, total: 1n },
+    };
+    assert.equal(
+      (await signConsumerPromise(wallet, promise)).signature,
+      (await signConsumerPromise(consumer, promise)).signature,
+    );
+  });
+});
 
 describe('verifiers', () => {
   it('the native verifier loads here', () => {

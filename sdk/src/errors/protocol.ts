@@ -41,3 +41,25 @@ export class InvalidSignatureError extends ChitError {
     this.recovered = recovered;
   }
 }
+
+/**
+ * A preimage R that does not hash to the hashlock of the promise it should unlock.
+ *
+ * @example
+ * try {
+ *   toConsumerClaim(promise, preimage);
+ * } catch (error) {
+ *   if (error instanceof PreimageMismatchError) console.error(error.hashlock);
+ * }
+ */
+export class PreimageMismatchError extends ChitError {
+  override name = 'PreimageMismatchError';
+  readonly hashlock: string;
+
+  constructor(hashlock: string) {
+    super('INVALID_PREIMAGE', `The preimage does not hash to the hashlock ${hashlock}`, {
+      details: 'Use the R this promise was made for: keccak256(R) must equal its hashlock.',
+    });
+    this.hashlock = hashlock;
+  }
+}

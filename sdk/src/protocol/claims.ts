@@ -1,5 +1,5 @@
 import { type Hex, parseSignature, signatureToCompactSignature } from 'viem';
-import { InvalidSignatureError } from '../errors/protocol.js';
+import { PreimageMismatchError } from '../errors/protocol.js';
 import { hashAgreement, hashlockOf } from './hash.js';
 import type { SignedConsumerPromise, SignedHubPromise } from './types.js';
 
@@ -41,21 +41,19 @@ export function toCompactSignature(signature: Hex): CompactSignature {
   return { r: compact.r, vs: compact.yParityAndS };
 }
 
-function requirePreimage(hashlock: Hex, preimage: Hex, signer: string): void {
-  if (hashlockOf(preimage) !== hashlock.toLowerCase()) {
-    throw new InvalidSignatureError(signer, undefined);
-  }
+function requirePreimage(hashlock: Hex, preimage: Hex): void {
+  if (hashlockOf(preimage) !== hashlock.toLowerCase()) throw new PreimageMismatchError(hashlock);
 }
 
 /**
  * The on-chain claim for a signed consumer promise and the R of its hashlock.
  *
- * @throws {InvalidSignatureError} when `preimage` is not the promise's R (the contract would reject it).
+ * @throws {PreimageMismatchError} when `preimage` is not the promise's R (the contract would reject it).
  * @example
  * await hub.write.settleConsumer([toConsumerClaim(promise, preimage)]);
  */
 export function toConsumerClaim(promise: SignedConsumerPromise, preimage: Hex): ConsumerClaim {
-  requirePreimage(promise.hashlock, preimage, promise.consumer);
+  requirePreimage(promise.hashlock, preimage);
   return {
     consumer: promise.consumer,
     total: promise.total,
@@ -77,7 +75,7 @@ export function toProviderClaim(
   preimage: Hex,
   relayer?: { fee: bigint; authorization: Hex },
 ): ProviderClaim {
-  requirePreimage(promise.hashlock, preimage, promise.provider);
+  requirePreimage(promise.hashlock, preimage);
   return {
     provider: promise.provider,
     total: promise.total,

@@ -1,4 +1,5 @@
-import type { Address, Hex, LocalAccount } from 'viem';
+import type { Account, Address, Chain, Hex, LocalAccount, Transport, WalletClient } from 'viem';
+import { signTypedData } from 'viem/actions';
 import {
   consumerPromiseTypes,
   hubDomain,
@@ -18,7 +19,17 @@ import type {
 } from './types.js';
 
 /** Anything that signs EIP-712 typed data: a viem LocalAccount, or a wallet client bound to an account. */
-export type TypedDataSigner = Pick<LocalAccount, 'signTypedData'>;
+export type TypedDataSigner = Pick<LocalAccount, 'signTypedData'> | WalletClient<Transport, Chain | undefined, Account>;
+
+type TypedDataArgs = Parameters<LocalAccount['signTypedData']>[0];
+
+/** Signs with a local account directly, or through a wallet client (browser or JSON-RPC wallets). */
+function sign(signer: TypedDataSigner, args: TypedDataArgs): Promise<Hex> {
+  if ('account' in signer && 'request' in signer) {
+    return signTypedData(signer, { ...args, account: signer.account } as Parameters<typeof signTypedData>[1]);
+  }
+  return (signer as Pick<LocalAccount, 'signTypedData'>).signTypedData(args);
+}
 
 /**
  * Signs a consumer promise with the consumer's key. The signer must be `promise.consumer`.
@@ -30,7 +41,7 @@ export async function signConsumerPromise(
   signer: TypedDataSigner,
   promise: ConsumerPromise,
 ): Promise<SignedConsumerPromise> {
-  const signature = await signer.signTypedData({
+  const signature = await sign(signer, {
     domain: hubDomain(promise),
     types: consumerPromiseTypes,
     primaryType: 'ConsumerPromise',
@@ -51,7 +62,7 @@ export async function signConsumerPromise(
  * const signed = await signHubPromise(operatorAccount, { hub, chainId, provider, total, hashlock });
  */
 export async function signHubPromise(signer: TypedDataSigner, promise: HubPromise): Promise<SignedHubPromise> {
-  const signature = await signer.signTypedData({
+  const signature = await sign(signer, {
     domain: hubDomain(promise),
     types: hubPromiseTypes,
     primaryType: 'HubPromise',
@@ -71,7 +82,7 @@ export function signSettlementAuthorization(
   promise: HubPromise,
   relayerFee: bigint,
 ): Promise<Hex> {
-  return signer.signTypedData({
+  return sign(signer, {
     domain: hubDomain(promise),
     types: settlementAuthorizationTypes,
     primaryType: 'SettlementAuthorization',
@@ -92,7 +103,7 @@ export function signInstantExit(
   signer: TypedDataSigner,
   exit: HubScope & { consumer: Address; amount: bigint; nonce: bigint; deadline: bigint },
 ): Promise<Hex> {
-  return signer.signTypedData({
+  return sign(signer, {
     domain: hubDomain(exit),
     types: instantExitTypes,
     primaryType: 'InstantExit',
@@ -110,7 +121,7 @@ export async function signRecoveryRequest(
   signer: TypedDataSigner,
   request: RecoveryRequest,
 ): Promise<SignedRecoveryRequest> {
-  const signature = await signer.signTypedData({
+  const signature = await sign(signer, {
     domain: hubDomain(request),
     types: recoveryRequestTypes,
     primaryType: 'RecoveryRequest',
