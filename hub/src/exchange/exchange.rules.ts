@@ -1,0 +1,247 @@
+import { keccak256 } from 'viem';
+import { HubError } from '../errors/hub-error';
+
+// The hub's exchange rules (DESIGN "Hub rules", docs/protocol.md "Exchange"), as a pure function over
+// the rows one batch has locked. The repository loads and locks; this decides; the repository writes.
+
+type Hex = `0x${string}`;
+
+export interface ConsumerState {
+  address: Hex;
+  balance: bigint;
+  settled: bigint;
+  exitAmount: bigint;
+  signedTotal: bigint;
+  credited: bigint;
+  bestHashlock: Hex | null;
+}
+
+export interface ProviderState {
+  address: Hex;
+  promised: bigint;
+  latestHashlock: Hex | null;
+  unrevealedHashlock: Hex | null;
+}
+
+export interface AgreementState {
+  provider: Hex;
+  agreementId: Hex;
+  consumer: Hex;
+  creditedTotal: bigint;
+}
+
+/** An exchange as recorded: one per hashlock. */
+export interface ExchangeRecord {
+  hashlock: Hex;
+  provider: Hex;
+  consumer: Hex;
+  agreementId: Hex;
+  agreementTotal: bigint;
+  consumerTotal: bigint;
+  consumerSignature: Hex;
+  increment: bigint;
+  hubTotal: bigint;
+  encryptedPreimage: Hex;
+  preimage: Hex | null;
+}
+
+/** A request that passed the stateless checks (format, hub, chain, consumer signature). */
+export interface ExchangeCandidate {
+  hashlock: Hex;
+  provider: Hex;
+  consumer: Hex;
+  agreementId: Hex;
+  agreementTotal: bigint;
+  consumerTotal: bigint;
+  consumerSignature: Hex;
+  encryptedPreimage: Hex;
+  previousPreimage?: Hex;
+}
+
+/** What one batch has locked, keyed by lower-case hex. */
+export interface BatchState {
+  consumers: Map<Hex, ConsumerState>;
+  providers: Map<Hex, ProviderState>;
+  agreements: Map<string, AgreementState>;
+  /** Earlier exchanges with the candidates' hashlocks or the providers' unrevealed hashlocks. */
+  exchanges: Map<Hex, ExchangeRecord>;
+}
+
+export type ExchangeOutcome = { ok: true; hubTotal: bigint; repeated: boolean } | { ok: false; error: HubError };
+
+/** The rows a batch must write after its decisions. */
+export interface BatchWrites {
+  consumers: Map<Hex, ConsumerState>;
+  providers: Map<Hex, ProviderState>;
+  agreements: Map<string, AgreementState>;
+  exchanges: ExchangeRecord[];
+  /** R learnt for earlier exchanges: hashlock → preimage. */
+  reveals: Map<Hex, Hex>;
+}
+
+export const agreementKey = (provider: Hex, agreementId: Hex): string => `${provider}:${agreementId}`;
+
+/**
+ * Decides every candidate of a batch in arrival order against the locked state, updating it as it
+ * goes, so later candidates see earlier credits. `openPreimage` decrypts an exchange's encrypted R
+ * with the hub's key (undefined when it cannot).
+ */
+export function decideExchanges(
+  candidates: ExchangeCandidate[],
+  state: BatchState,
+  openPreimage: (box: Hex) => Hex | undefined,
+): { outcomes: ExchangeOutcome[]; writes: BatchWrites } {
+  const writes: BatchWrites = {
+    consumers: new Map(),
+    providers: new Map(),
+    agreements: new Map(),
+    exchanges: [],
+    reveals: new Map(),
+  };
+  const outcomes = candidates.map((candidate) => {
+    try {
+      return decide(candidate, state, writes, openPreimage);
+    } catch (error) {
+      if (error instanceof HubError) return { ok: false as const, error };
+      throw error;
+    }
+  });
+  return { outcomes, writes };
+}
+
+function decide(
+  c: ExchangeCandidate,
+  state: BatchState,
+  writes: BatchWrites,
+  openPreimage: (box: Hex) => Hex | undefined,
+): ExchangeOutcome {
+  const earlier = state.exchanges.get(c.hashlock);
+  if (earlier) {
+    if (
+      earlier.provider === c.provider &&
+      earlier.consumer === c.consumer &&
+      earlier.agreementId === c.agreementId &&
+      earlier.agreementTotal === c.agreementTotal &&
+      earlier.consumerTotal === c.consumerTotal &&
+      earlier.consumerSignature === c.consumerSignature
+    ) {
+      return { ok: true, hubTotal: earlier.hubTotal, repeated: true };
+    }
+    throw new HubError('HASHLOCK_REUSED', 'This hashlock was already exchanged for another promise', {
+      hashlock: c.hashlock,
+    });
+  }
+
+  const consumer = state.consumers.get(c.consumer);
+  if (!consumer) {
+    throw new HubError('UNKNOWN_CONSUMER', `${c.consumer} has no channel at this hub: deposit first`, {
+      consumer: c.consumer,
+    });
+  }
+
+  const key = agreementKey(c.provider, c.agreementId);
+  const agreement = state.agreements.get(key);
+  if (agreement && agreement.consumer !== c.consumer) {
+    throw new HubError('AGREEMENT_CONFLICT', 'This agreement id belongs to another consumer of this provider', {
+      provider: c.provider,
+      agreementId: c.agreementId,
+    });
+  }
+  const increment = c.agreementTotal - (agreement?.creditedTotal ?? 0n);
+  if (increment <= 0n) {
+    throw new HubError('PROMISE_TOO_LOW', 'The promise adds nothing to what this agreement was credited', {
+      agreementTotal: c.agreementTotal.toString(),
+      credited: (agreement?.creditedTotal ?? 0n).toString(),
+    });
+  }
+
+  const signedTotal = c.consumerTotal > consumer.signedTotal ? c.consumerTotal : consumer.signedTotal;
+  const credited = consumer.credited + increment;
+  if (credited > signedTotal) {
+    throw new HubError('OVERSPEND', 'The consumer has signed for less than its promises to providers add up to', {
+      signedTotal: signedTotal.toString(),
+      credited: credited.toString(),
+    });
+  }
+  const collectable = consumer.balance - consumer.exitAmount;
+  if (credited - consumer.settled > collectable) {
+    throw new HubError('OVERSPEND', 'The consumer has promised more than its channel holds', {
+      owed: (credited - consumer.settled).toString(),
+      available: collectable.toString(),
+    });
+  }
+
+  const provider = state.providers.get(c.provider) ?? {
+    address: c.provider,
+    promised: 0n,
+    latestHashlock: null,
+    unrevealedHashlock: null,
+  };
+  if (provider.unrevealedHashlock) {
+    const previous = learnPrevious(provider.unrevealedHashlock, c.previousPreimage, state, openPreimage);
+    if (!previous) {
+      throw new HubError('PREVIOUS_R_NOT_REVEALED', 'Reveal the R of your previous exchange first', {
+        hashlock: provider.unrevealedHashlock,
+      });
+    }
+    writes.reveals.set(provider.unrevealedHashlock, previous);
+  }
+
+  // Every check passed: credit, in the state later candidates see and in the writes.
+  const hubTotal = provider.promised + increment;
+  const nextConsumer: ConsumerState = {
+    ...consumer,
+    signedTotal,
+    credited,
+    bestHashlock: c.consumerTotal > consumer.signedTotal ? c.hashlock : consumer.bestHashlock,
+  };
+  const nextProvider: ProviderState = {
+    address: c.provider,
+    promised: hubTotal,
+    latestHashlock: c.hashlock,
+    unrevealedHashlock: c.hashlock,
+  };
+  const nextAgreement: AgreementState = {
+    provider: c.provider,
+    agreementId: c.agreementId,
+    consumer: c.consumer,
+    creditedTotal: c.agreementTotal,
+  };
+  const record: ExchangeRecord = {
+    hashlock: c.hashlock,
+    provider: c.provider,
+    consumer: c.consumer,
+    agreementId: c.agreementId,
+    agreementTotal: c.agreementTotal,
+    consumerTotal: c.consumerTotal,
+    consumerSignature: c.consumerSignature,
+    increment,
+    hubTotal,
+    encryptedPreimage: c.encryptedPreimage,
+    preimage: null,
+  };
+  state.consumers.set(c.consumer, nextConsumer);
+  state.providers.set(c.provider, nextProvider);
+  state.agreements.set(key, nextAgreement);
+  state.exchanges.set(c.hashlock, record);
+  writes.consumers.set(c.consumer, nextConsumer);
+  writes.providers.set(c.provider, nextProvider);
+  writes.agreements.set(key, nextAgreement);
+  writes.exchanges.push(record);
+  return { ok: true, hubTotal, repeated: false };
+}
+
+/** The R of the provider's unrevealed exchange: sent along, already known, or opened from its box. */
+function learnPrevious(
+  hashlock: Hex,
+  sent: Hex | undefined,
+  state: BatchState,
+  openPreimage: (box: Hex) => Hex | undefined,
+): Hex | undefined {
+  if (sent && keccak256(sent) === hashlock) return sent;
+  const previous = state.exchanges.get(hashlock);
+  if (!previous) return undefined;
+  if (previous.preimage) return previous.preimage;
+  const opened = openPreimage(previous.encryptedPreimage);
+  return opened && keccak256(opened) === hashlock ? opened : undefined;
+}

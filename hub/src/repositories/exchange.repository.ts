@@ -1,0 +1,266 @@
+import type { Pool, PoolClient } from 'pg';
+import { fromBytea, fromByteaOrNull, type Hex, toBytea } from '../db/bytes';
+import {
+  type AgreementState,
+  agreementKey,
+  type BatchState,
+  type BatchWrites,
+  type ConsumerState,
+  type ExchangeCandidate,
+  type ExchangeRecord,
+  type ProviderState,
+} from '../exchange/exchange.rules';
+
+const SERIALIZATION_FAILURE = '40001';
+const DEADLOCK = '40P01';
+
+/**
+ * The exchange's SQL: one transaction per batch of candidates. Rows are locked in one global order
+ * (consumers, then providers, each sorted by address) so that batches on several replicas never
+ * deadlock, and one COMMIT (one fsync) covers the whole batch.
+ */
+export class ExchangeRepository {
+  constructor(private readonly pool: Pool) {}
+
+  /**
+   * Locks the rows `candidates` touch, lets `decide` rule on them, writes what it decided and commits.
+   * Retries the whole batch on a serialization failure or deadlock.
+   */
+  async inBatch<T>(
+    candidates: ExchangeCandidate[],
+    decide: (state: BatchState) => { writes: BatchWrites; result: T },
+  ): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      const client = await this.pool.connect();
+      try {
+        await client.query('BEGIN');
+        const state = await this.lock(client, candidates);
+        const { writes, result } = decide(state);
+        await this.write(client, writes);
+        await client.query('COMMIT');
+        return result;
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => {});
+        const code = (error as { code?: string }).code;
+        if ((code === SERIALIZATION_FAILURE || code === DEADLOCK) && attempt < 5) continue;
+        throw error;
+      } finally {
+        client.release();
+      }
+    }
+  }
+
+  private async lock(client: PoolClient, candidates: ExchangeCandidate[]): Promise<BatchState> {
+    const consumerKeys = [...new Set(candidates.map((c) => c.consumer))].sort();
+    const providerKeys = [...new Set(candidates.map((c) => c.provider))].sort();
+
+    const consumers = new Map<Hex, ConsumerState>();
+    const consumerRows = await client.query(
+      `SELECT address, balance, settled, exit_amount, signed_total, credited, best_hashlock
+         FROM consumers WHERE address = ANY($1::bytea[]) ORDER BY address FOR UPDATE`,
+      [consumerKeys.map(toBytea)],
+    );
+    for (const row of consumerRows.rows) {
+      const address = fromBytea(row.address);
+      consumers.set(address, {
+        address,
+        balance: BigInt(row.balance),
+        settled: BigInt(row.settled),
+        exitAmount: BigInt(row.exit_amount),
+        signedTotal: BigInt(row.signed_total),
+        credited: BigInt(row.credited),
+        bestHashlock: fromByteaOrNull(row.best_hashlock),
+      });
+    }
+
+    // An empty provider row means nothing (no promise yet); creating it lets FOR UPDATE lock it.
+    await client.query('INSERT INTO providers (address) SELECT unnest($1::bytea[]) ON CONFLICT (address) DO NOTHING', [
+      providerKeys.map(toBytea),
+    ]);
+    const providers = new Map<Hex, ProviderState>();
+    const providerRows = await client.query(
+      `SELECT address, promised, latest_hashlock, unrevealed_hashlock
+         FROM providers WHERE address = ANY($1::bytea[]) ORDER BY address FOR UPDATE`,
+      [providerKeys.map(toBytea)],
+    );
+    for (const row of providerRows.rows) {
+      const address = fromBytea(row.address);
+      providers.set(address, {
+        address,
+        promised: BigInt(row.promised),
+        latestHashlock: fromByteaOrNull(row.latest_hashlock),
+        unrevealedHashlock: fromByteaOrNull(row.unrevealed_hashlock),
+      });
+    }
+
+    // Agreements are keyed by provider, so the provider locks above already serialise their writes.
+    const agreements = new Map<string, AgreementState>();
+    const agreementRows = await client.query(
+      `SELECT a.provider, a.agreement_id, a.consumer, a.credited_total
+         FROM agreements a
+         JOIN unnest($1::bytea[], $2::bytea[]) AS k(provider, agreement_id)
+           ON a.provider = k.provider AND a.agreement_id = k.agreement_id`,
+      [candidates.map((c) => toBytea(c.provider)), candidates.map((c) => toBytea(c.agreementId))],
+    );
+    for (const row of agreementRows.rows) {
+      const provider = fromBytea(row.provider);
+      const agreementId = fromBytea(row.agreement_id);
+      agreements.set(agreementKey(provider, agreementId), {
+        provider,
+        agreementId,
+        consumer: fromBytea(row.consumer),
+        creditedTotal: BigInt(row.credited_total),
+      });
+    }
+
+    const hashlocks = new Set<Hex>(candidates.map((c) => c.hashlock));
+    for (const provider of providers.values())
+      if (provider.unrevealedHashlock) hashlocks.add(provider.unrevealedHashlock);
+    const exchanges = new Map<Hex, ExchangeRecord>();
+    const exchangeRows = await client.query(
+      `SELECT hashlock, provider, consumer, agreement_id, agreement_total, consumer_total, consumer_signature,
+              increment, hub_total, encrypted_preimage, preimage
+         FROM exchanges WHERE hashlock = ANY($1::bytea[])`,
+      [[...hashlocks].map(toBytea)],
+    );
+    for (const row of exchangeRows.rows) exchanges.set(fromBytea(row.hashlock), toExchangeRecord(row));
+    return { consumers, providers, agreements, exchanges };
+  }
+
+  private async write(client: PoolClient, writes: BatchWrites): Promise<void> {
+    if (writes.consumers.size > 0) {
+      const rows = [...writes.consumers.values()];
+      await client.query(
+        `UPDATE consumers c
+            SET signed_total = v.signed_total, credited = v.credited, best_hashlock = v.best_hashlock, updated_at = now()
+           FROM unnest($1::bytea[], $2::numeric[], $3::numeric[], $4::bytea[])
+             AS v(address, signed_total, credited, best_hashlock)
+          WHERE c.address = v.address`,
+        [
+          rows.map((r) => toBytea(r.address)),
+          rows.map((r) => r.signedTotal.toString()),
+          rows.map((r) => r.credited.toString()),
+          rows.map((r) => (r.bestHashlock ? toBytea(r.bestHashlock) : null)),
+        ],
+      );
+    }
+    if (writes.providers.size > 0) {
+      const rows = [...writes.providers.values()];
+      await client.query(
+        `UPDATE providers p
+            SET promised = v.promised, latest_hashlock = v.latest_hashlock,
+                unrevealed_hashlock = v.unrevealed_hashlock, updated_at = now()
+           FROM unnest($1::bytea[], $2::numeric[], $3::bytea[], $4::bytea[])
+             AS v(address, promised, latest_hashlock, unrevealed_hashlock)
+          WHERE p.address = v.address`,
+        [
+          rows.map((r) => toBytea(r.address)),
+          rows.map((r) => r.promised.toString()),
+          rows.map((r) => (r.latestHashlock ? toBytea(r.latestHashlock) : null)),
+          rows.map((r) => (r.unrevealedHashlock ? toBytea(r.unrevealedHashlock) : null)),
+        ],
+      );
+    }
+    if (writes.agreements.size > 0) {
+      const rows = [...writes.agreements.values()];
+      await client.query(
+        `INSERT INTO agreements (provider, agreement_id, consumer, credited_total)
+         SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::numeric[])
+         ON CONFLICT (provider, agreement_id) DO UPDATE SET credited_total = EXCLUDED.credited_total`,
+        [
+          rows.map((r) => toBytea(r.provider)),
+          rows.map((r) => toBytea(r.agreementId)),
+          rows.map((r) => toBytea(r.consumer)),
+          rows.map((r) => r.creditedTotal.toString()),
+        ],
+      );
+    }
+    if (writes.exchanges.length > 0) {
+      const rows = writes.exchanges;
+      await client.query(
+        `INSERT INTO exchanges (hashlock, provider, consumer, agreement_id, agreement_total, consumer_total,
+                                consumer_signature, increment, hub_total, encrypted_preimage)
+         SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::numeric[], $6::numeric[],
+                              $7::bytea[], $8::numeric[], $9::numeric[], $10::bytea[])`,
+        [
+          rows.map((r) => toBytea(r.hashlock)),
+          rows.map((r) => toBytea(r.provider)),
+          rows.map((r) => toBytea(r.consumer)),
+          rows.map((r) => toBytea(r.agreementId)),
+          rows.map((r) => r.agreementTotal.toString()),
+          rows.map((r) => r.consumerTotal.toString()),
+          rows.map((r) => toBytea(r.consumerSignature)),
+          rows.map((r) => r.increment.toString()),
+          rows.map((r) => r.hubTotal.toString()),
+          rows.map((r) => toBytea(r.encryptedPreimage)),
+        ],
+      );
+    }
+    if (writes.reveals.size > 0) {
+      await client.query(
+        `UPDATE exchanges e SET preimage = v.preimage
+           FROM unnest($1::bytea[], $2::bytea[]) AS v(hashlock, preimage)
+          WHERE e.hashlock = v.hashlock AND e.preimage IS NULL`,
+        [[...writes.reveals.keys()].map(toBytea), [...writes.reveals.values()].map(toBytea)],
+      );
+    }
+  }
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: a pg row
+export function toExchangeRecord(row: any): ExchangeRecord {
+  return {
+    hashlock: fromBytea(row.hashlock),
+    provider: fromBytea(row.provider),
+    consumer: fromBytea(row.consumer),
+    agreementId: fromBytea(row.agreement_id),
+    agreementTotal: BigInt(row.agreement_total),
+    consumerTotal: BigInt(row.consumer_total),
+    consumerSignature: fromBytea(row.consumer_signature),
+    increment: BigInt(row.increment),
+    hubTotal: BigInt(row.hub_total),
+    encryptedPreimage: fromBytea(row.encrypted_preimage),
+    preimage: fromByteaOrNull(row.preimage),
+  };
+}
+
+/** Reveals and recoveries: the single-row reads and writes around exchanges. */
+export class RevealRepository {
+  constructor(private readonly pool: Pool) {}
+
+  /**
+   * Records R for the provider's exchange with `hashlock` and clears the provider's unrevealed marker
+   * if it pointed there. False when the provider has no exchange with that hashlock.
+   */
+  async reveal(provider: Hex, hashlock: Hex, preimage: Hex): Promise<boolean> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const updated = await client.query(
+        `UPDATE exchanges SET preimage = COALESCE(preimage, $3) WHERE hashlock = $1 AND provider = $2`,
+        [toBytea(hashlock), toBytea(provider), toBytea(preimage)],
+      );
+      await client.query(
+        `UPDATE providers SET unrevealed_hashlock = NULL, updated_at = now()
+          WHERE address = $1 AND unrevealed_hashlock = $2`,
+        [toBytea(provider), toBytea(hashlock)],
+      );
+      await client.query('COMMIT');
+      return updated.rowCount === 1;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  /** The provider's latest exchange (the one its latest hub promise carries), if any. */
+  async latest(provider: Hex): Promise<ExchangeRecord | undefined> {
+    const { rows } = await this.pool.query(
+      `SELECT e.* FROM providers p JOIN exchanges e ON e.hashlock = p.latest_hashlock WHERE p.address = $1`,
+      [toBytea(provider)],
+    );
+    return rows[0] ? toExchangeRecord(rows[0]) : undefined;
+  }
+}
