@@ -255,6 +255,12 @@ export class RevealRepository {
     }
   }
 
+  /** The exchange with `hashlock`, if any. */
+  async byHashlock(hashlock: Hex): Promise<ExchangeRecord | undefined> {
+    const { rows } = await this.pool.query('SELECT * FROM exchanges WHERE hashlock = $1', [toBytea(hashlock)]);
+    return rows[0] ? toExchangeRecord(rows[0]) : undefined;
+  }
+
   /** The provider's latest exchange (the one its latest hub promise carries), if any. */
   async latest(provider: Hex): Promise<ExchangeRecord | undefined> {
     const { rows } = await this.pool.query(

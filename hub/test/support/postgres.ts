@@ -13,6 +13,7 @@ const adminUrl = (): string => {
 export async function createTestDatabase(): Promise<{ url: string; pool: Pool; drop(): Promise<void> }> {
   const name = `chit_test_${randomBytes(6).toString('hex')}`;
   const admin = new Pool({ connectionString: adminUrl(), max: 1 });
+  admin.on('error', () => {});
   await admin.query(`CREATE DATABASE ${name}`);
   const url = new URL(adminUrl());
   url.pathname = `/${name}`;

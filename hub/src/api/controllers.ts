@@ -1,0 +1,73 @@
+import { encodeMessage } from '@chit/sdk';
+import { Body, Controller, Get, HttpCode, Inject, Param, Post, Res } from '@nestjs/common';
+import type { FastifyReply } from 'fastify';
+import { BooksService } from '../books/books.service';
+import { ExchangeService } from '../exchange/exchange.service';
+import { HealthService } from '../health/health.service';
+import { InfoService } from '../info/info.service';
+
+// Controllers only parse the route and delegate; the services hold the rules and throw HubErrors,
+// which ErrorFilter turns into statuses and codes.
+
+@Controller('v1')
+export class ExchangeController {
+  constructor(@Inject(ExchangeService) private readonly exchanges: ExchangeService) {}
+
+  @Post('exchange')
+  @HttpCode(200)
+  async exchange(@Body() body: unknown) {
+    return encodeMessage(await this.exchanges.exchange(body));
+  }
+
+  @Post('reveal')
+  @HttpCode(200)
+  reveal(@Body() body: unknown) {
+    return this.exchanges.reveal(body);
+  }
+
+  @Post('recovery')
+  @HttpCode(200)
+  async recovery(@Body() body: unknown) {
+    return encodeMessage(await this.exchanges.recover(body));
+  }
+}
+
+@Controller('v1')
+export class BooksController {
+  constructor(
+    @Inject(BooksService) private readonly books: BooksService,
+    @Inject(InfoService) private readonly info: InfoService,
+  ) {}
+
+  @Get('info')
+  async hubInfo() {
+    return encodeMessage(await this.info.info());
+  }
+
+  @Get('consumers/:address')
+  async consumer(@Param('address') address: string) {
+    return encodeMessage(await this.books.consumer(address));
+  }
+
+  @Get('providers/:address')
+  async provider(@Param('address') address: string) {
+    return encodeMessage(await this.books.provider(address));
+  }
+}
+
+@Controller()
+export class HealthController {
+  constructor(@Inject(HealthService) private readonly health: HealthService) {}
+
+  @Get('health')
+  alive() {
+    return { status: 'ok' };
+  }
+
+  @Get('ready')
+  async ready(@Res() reply: FastifyReply) {
+    const checks = await this.health.checks();
+    const ok = Object.values(checks).every(Boolean);
+    await reply.status(ok ? 200 : 503).send({ status: ok ? 'ready' : 'unavailable', checks });
+  }
+}

@@ -1,0 +1,143 @@
+import 'reflect-metadata';
+import { type DynamicModule, Inject, Logger, Module, type OnApplicationShutdown } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import Redis from 'ioredis';
+import { LoggerModule, Logger as PinoLogger } from 'nestjs-pino';
+import { Pool } from 'pg';
+import type { Address } from 'viem';
+import { BooksController, ExchangeController, HealthController } from './api/controllers';
+import { ErrorFilter } from './api/error.filter';
+import { BooksService } from './books/books.service';
+import { ChainService } from './chain/chain.service';
+import type { HubConfig } from './config/config';
+import { OperatorSigner } from './crypto/operator-signer';
+import { migrate } from './db/migrator';
+import { ExchangeService } from './exchange/exchange.service';
+import { HealthService } from './health/health.service';
+import { InfoService } from './info/info.service';
+import { BooksRepository } from './repositories/books.repository';
+import { ExchangeRepository, RevealRepository } from './repositories/exchange.repository';
+
+export const VERSION = '0.1.0';
+
+/** Every long-lived object of one hub process, built once at start (the composition root). */
+export interface HubContext {
+  config: HubConfig;
+  chainId: number;
+  pool: Pool;
+  redis: Redis;
+  chain: ChainService;
+  signer: OperatorSigner;
+  exchanges: ExchangeService;
+  books: BooksService;
+  info: InfoService;
+  health: HealthService;
+}
+
+/** Connects to Postgres, Redis and the chain, checks the operator key, migrates, and builds the services. */
+export async function createContext(config: HubConfig): Promise<HubContext> {
+  const pool = new Pool({ connectionString: config.DATABASE_URL, max: config.DB_POOL_SIZE });
+  pool.on('error', (error) => new Logger('Postgres').warn(`idle client: ${error.message}`));
+  const redis = new Redis(config.REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: null });
+  redis.on('error', (error) => new Logger('Redis').warn(error.message));
+  const chain = new ChainService(config.RPC_URL, config.HUB_ADDRESS as Address);
+  const signer = new OperatorSigner(config.OPERATOR_KEY as `0x${string}`);
+  try {
+    const chainId = await chain.chainId(config.CHAIN_ID);
+    const onChain = await chain.hubInfo();
+    if (onChain.operator.toLowerCase() !== signer.address.toLowerCase()) {
+      throw new Error(
+        `OPERATOR_KEY is the key of ${signer.address}, but the hub ${config.HUB_ADDRESS} is run by ${onChain.operator}`,
+      );
+    }
+    await migrate(pool);
+    await redis.connect();
+    const scope = { hub: onChain.hub, chainId };
+    const reveals = new RevealRepository(pool);
+    const exchanges = new ExchangeService(scope, new ExchangeRepository(pool), reveals, signer, {
+      maxBatch: config.EXCHANGE_MAX_BATCH,
+      concurrency: config.EXCHANGE_CONCURRENCY,
+    });
+    return {
+      config,
+      chainId,
+      pool,
+      redis,
+      chain,
+      signer,
+      exchanges,
+      books: new BooksService(scope, new BooksRepository(pool), reveals, signer),
+      info: new InfoService(chainId, chain, signer, VERSION),
+      health: new HealthService(pool, redis, chain),
+    };
+  } catch (error) {
+    await pool.end().catch(() => {});
+    redis.disconnect();
+    throw error;
+  }
+}
+
+const CONTEXT = Symbol('HubContext');
+
+class Shutdown implements OnApplicationShutdown {
+  constructor(@Inject(CONTEXT) private readonly context: HubContext) {}
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.context.pool.end().catch(() => {});
+    await this.context.redis.quit().catch(() => {});
+  }
+}
+
+@Module({})
+class HubModule {
+  static register(context: HubContext): DynamicModule {
+    return {
+      module: HubModule,
+      imports: [
+        LoggerModule.forRoot({
+          pinoHttp: { level: context.config.LOG_LEVEL, autoLogging: false, quietReqLogger: true },
+        }),
+      ],
+      controllers: [ExchangeController, BooksController, HealthController],
+      providers: [
+        { provide: CONTEXT, useValue: context },
+        { provide: ExchangeService, useValue: context.exchanges },
+        { provide: BooksService, useValue: context.books },
+        { provide: InfoService, useValue: context.info },
+        { provide: HealthService, useValue: context.health },
+        Shutdown,
+      ],
+    };
+  }
+}
+
+/** A running hub: its URL and how to stop it (drains requests, then closes connections). */
+export interface RunningHub {
+  url: string;
+  context: HubContext;
+  app: NestFastifyApplication;
+  close(): Promise<void>;
+}
+
+/** Starts a hub with `config` and listens on HOST:PORT (PORT 0 picks a free port). */
+export async function startHub(config: HubConfig): Promise<RunningHub> {
+  const context = await createContext(config);
+  const app = await NestFactory.create<NestFastifyApplication>(
+    HubModule.register(context),
+    new FastifyAdapter({ bodyLimit: 64 * 1024 }),
+    { bufferLogs: true },
+  );
+  app.useLogger(app.get(PinoLogger));
+  app.useGlobalFilters(new ErrorFilter());
+  app.enableShutdownHooks();
+  await app.listen(config.PORT, config.HOST);
+  const address = app.getHttpServer().address();
+  const port = typeof address === 'object' && address ? address.port : config.PORT;
+  return {
+    url: `http://${config.HOST}:${port}`,
+    context,
+    app,
+    close: () => app.close(),
+  };
+}

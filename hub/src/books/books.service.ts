@@ -1,0 +1,69 @@
+import { type HubScope, hubPromiseDigestBytes } from '@chit/sdk';
+import { isAddress } from 'viem';
+import type { OperatorSigner } from '../crypto/operator-signer';
+import type { Hex } from '../db/bytes';
+import { HubError } from '../errors/hub-error';
+import type { BooksRepository } from '../repositories/books.repository';
+import type { RevealRepository } from '../repositories/exchange.repository';
+
+function addressParam(value: string): Hex {
+  if (!isAddress(value)) throw new HubError('MALFORMED', `${value} is not an address`, { path: 'address' });
+  return value.toLowerCase() as Hex;
+}
+
+/** Consumer and provider state for the data API (docs/protocol.md). */
+export class BooksService {
+  constructor(
+    private readonly scope: HubScope,
+    private readonly books: BooksRepository,
+    private readonly exchanges: RevealRepository,
+    private readonly signer: OperatorSigner,
+  ) {}
+
+  async consumer(param: string) {
+    const address = addressParam(param);
+    const books = await this.books.consumer(address);
+    if (!books) throw new HubError('UNKNOWN_CONSUMER', `${param} has no channel at this hub`, { consumer: param });
+    const outstanding = books.credited > books.settled ? books.credited - books.settled : 0n;
+    const free = books.balance - books.exitAmount - outstanding;
+    const best = books.bestHashlock ? await this.exchanges.byHashlock(books.bestHashlock) : undefined;
+    return {
+      address: param,
+      balance: books.balance,
+      settled: books.settled,
+      promised: books.signedTotal,
+      credited: books.credited,
+      available: free > 0n ? free : 0n,
+      pendingExit:
+        books.exitAmount > 0n
+          ? { amount: books.exitAmount, readyAt: BigInt(Math.floor((books.exitReadyAt?.getTime() ?? 0) / 1000)) }
+          : null,
+      latestPromise: best
+        ? {
+            ...this.scope,
+            consumer: param,
+            total: best.consumerTotal,
+            hashlock: best.hashlock,
+            agreement: { provider: best.provider, id: best.agreementId, total: best.agreementTotal },
+            signature: best.consumerSignature,
+          }
+        : null,
+    };
+  }
+
+  async provider(param: string) {
+    const address = addressParam(param);
+    const books = await this.books.provider(address);
+    if (!books?.latestHashlock) {
+      throw new HubError('UNKNOWN_PROVIDER', `The hub has no promise for ${param}`, { provider: param });
+    }
+    const promise = { ...this.scope, provider: param as Hex, total: books.promised, hashlock: books.latestHashlock };
+    return {
+      address: param,
+      earned: books.promised,
+      settled: books.settled,
+      unsettled: books.promised - books.settled,
+      latestPromise: { ...promise, signature: this.signer.signDigest(hubPromiseDigestBytes(promise)) },
+    };
+  }
+}

@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict';
+import { encodeMessage, newHashlock, sealPreimage, signConsumerPromise, verifyHubPromise } from '@chit/sdk';
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
+import { type RunningHub, startHub } from '../src/app';
+import { loadConfig } from '../src/config/config';
+import { toBytea } from '../src/db/bytes';
+import { ensureRedis, type RunningService } from '../src/dev/services';
+import { startChain } from './support/chain';
+import { createTestDatabase } from './support/postgres';
+
+describe('hub over HTTP', () => {
+  let chain: Awaited<ReturnType<typeof startChain>>;
+  let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  let redis: RunningService;
+  let hub: RunningHub;
+
+  before(async function () {
+    this.timeout(120_000);
+    chain = await startChain();
+    db = await createTestDatabase();
+    redis = await ensureRedis();
+    hub = await startHub(
+      loadConfig({
+        DATABASE_URL: db.url,
+        REDIS_URL: redis.url,
+        RPC_URL: chain.url,
+        HUB_ADDRESS: chain.deployment.hub.address,
+        OPERATOR_KEY: chain.operatorKey,
+        PORT: '0',
+        LOG_LEVEL: 'silent',
+      }),
+    );
+  });
+  after(async () => {
+    await hub?.close();
+    await db?.drop();
+    await redis?.stop();
+    chain?.stop();
+  });
+
+  const post = (path: string, body: unknown) =>
+    fetch(`${hub.url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+
+  it('answers /health, /ready and /v1/info', async () => {
+    assert.equal((await fetch(`${hub.url}/health`)).status, 200);
+    const ready = await fetch(`${hub.url}/ready`);
+    assert.deepEqual(await ready.json(), { status: 'ready', checks: { postgres: true, redis: true, rpc: true } });
+    // biome-ignore lint/suspicious/noExplicitAny: a JSON answer
+    const info: any = await (await fetch(`${hub.url}/v1/info`)).json();
+    assert.equal(info.hub, chain.deployment.hub.address);
+    assert.equal(info.chainId, 31337);
+    assert.equal(info.operator, chain.deployment.hub.operator);
+    assert.equal(info.fee, 100);
+    assert.equal(info.status, 'active');
+  });
+
+  it('exchanges a promise and reports the books', async () => {
+    const consumer = privateKeyToAccount(generatePrivateKey());
+    const provider = privateKeyToAccount(generatePrivateKey());
+    await db.pool.query('INSERT INTO consumers (address, balance) VALUES ($1, $2)', [
+      toBytea(consumer.address.toLowerCase()),
+      (10n ** 18n).toString(),
+    ]);
+    // biome-ignore lint/suspicious/noExplicitAny: a JSON answer
+    const info: any = await (await fetch(`${hub.url}/v1/info`)).json();
+    const { preimage, hashlock } = newHashlock();
+    const promise = await signConsumerPromise(consumer, {
+      hub: info.hub,
+      chainId: info.chainId,
+      consumer: consumer.address,
+      total: 5n,
+      hashlock,
+      agreement: { provider: provider.address, id: hashlock, total: 5n },
+    });
+    const response = await post('/v1/exchange', {
+      promise: encodeMessage(promise),
+      encryptedPreimage: sealPreimage(info.publicKey, preimage),
+    });
+    assert.equal(response.status, 200);
+    // biome-ignore lint/suspicious/noExplicitAny: a JSON answer
+    const { hubPromise }: any = await response.json();
+    assert.equal(hubPromise.total, '5');
+    assert.ok(verifyHubPromise({ ...hubPromise, total: 5n }, info.operator));
+    // biome-ignore lint/suspicious/noExplicitAny: a JSON answer
+    const books: any = await (await fetch(`${hub.url}/v1/consumers/${consumer.address}`)).json();
+    assert.equal(books.credited, '5');
+    // biome-ignore lint/suspicious/noExplicitAny: a JSON answer
+    const providerBooks: any = await (await fetch(`${hub.url}/v1/providers/${provider.address}`)).json();
+    assert.equal(providerBooks.unsettled, '5');
+  });
+
+  it('answers bad input with a 4xx and a stable code', async () => {
+    const malformed = await post('/v1/exchange', { promise: {} });
+    assert.equal(malformed.status, 400);
+    assert.equal(((await malformed.json()) as { code: string }).code, 'MALFORMED');
+    const notJson = await fetch(`${hub.url}/v1/exchange`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{',
+    });
+    assert.equal(notJson.status, 400);
+    assert.equal(((await notJson.json()) as { code: string }).code, 'MALFORMED');
+    const unknown = await fetch(`${hub.url}/v1/providers/0x0000000000000000000000000000000000000001`);
+    assert.equal(unknown.status, 404);
+    assert.equal(((await unknown.json()) as { code: string }).code, 'UNKNOWN_PROVIDER');
+    const noRoute = await fetch(`${hub.url}/v1/nothing`);
+    assert.equal(noRoute.status, 404);
+    assert.equal(((await noRoute.json()) as { code: string }).code, 'NOT_FOUND');
+  });
+});
