@@ -9,6 +9,7 @@ import type { Address } from 'viem';
 import { BooksController, ExchangeController, HealthController } from './api/controllers';
 import { ErrorFilter } from './api/error.filter';
 import { BooksService } from './books/books.service';
+import { ChainEvents } from './chain/chain-events';
 import { ChainService } from './chain/chain.service';
 import type { HubConfig } from './config/config';
 import { OperatorSigner } from './crypto/operator-signer';
@@ -28,6 +29,8 @@ export interface HubContext {
   pool: Pool;
   redis: Redis;
   chain: ChainService;
+  /** What the chain follower applied; the settlement pipeline listens. */
+  events: ChainEvents;
   signer: OperatorSigner;
   exchanges: ExchangeService;
   books: BooksService;
@@ -65,6 +68,7 @@ export async function createContext(config: HubConfig): Promise<HubContext> {
       pool,
       redis,
       chain,
+      events: new ChainEvents(),
       signer,
       exchanges,
       books: new BooksService(scope, new BooksRepository(pool), reveals, signer),
