@@ -51,34 +51,59 @@ export async function startAnvil(port: number): Promise<{ process: ChildProcess;
   throw new Error(`anvil did not answer on ${url} within 10 s: ${stderr.trim()}`);
 }
 
+/** A demo account of anvil's mnemonic. */
+export const demoAccount = (i: number) => HDNodeWallet.fromPhrase(MNEMONIC, undefined, `m/44'/60'/0'/0/${i}`);
+
+/**
+ * anvil on `port` with Chit deployed by demo account #0 (which runs the first hub, at `hubUrl`), and
+ * 10,000 test tokens minted to demo accounts #0 to #3.
+ */
+export async function startLocalChain(port: number, hubUrl: string, log: (line: string) => void = () => {}) {
+  const anvil = await startAnvil(port);
+  try {
+    const provider = new JsonRpcProvider(anvil.url, undefined, { staticNetwork: true, cacheTimeout: -1 });
+    const deployer = new NonceManager(demoAccount(0).connect(provider));
+    const deployment = await deployChit(deployer, {
+      deploymentsDir: mkdtempSync(path.join(tmpdir(), 'chit-chain-')),
+      hub: { url: hubUrl },
+      log,
+    });
+    const token = new Contract(deployment.token.address, ['function mint(address,uint256)'], deployer);
+    const accounts = [0, 1, 2, 3].map(demoAccount);
+    for (const account of accounts)
+      await (await token.getFunction('mint')(account.address, parseEther('10000'))).wait();
+    provider.destroy();
+    return { anvil, deployment, accounts };
+  } catch (error) {
+    anvil.process.kill();
+    throw error;
+  }
+}
+
+/** The lines that tell a user what runs where and which accounts to use. */
+export function chainBanner(url: string, chain: Awaited<ReturnType<typeof startLocalChain>>): string[] {
+  const { deployment, accounts } = chain;
+  return [
+    `Chain ${deployment.chainId} at ${url}`,
+    `Registry ${deployment.registry.address}`,
+    `Hub      ${deployment.hub.address}`,
+    `Token    ${deployment.token.address} (TestToken: anyone may call faucet())`,
+    '',
+    'Demo accounts (anvil mnemonic; each holds ETH and 10,000 test tokens; #0 runs the hub):',
+    ...accounts.map((account, i) => `  #${i} ${account.address}  key ${account.privateKey}`),
+  ];
+}
+
 async function main(): Promise<void> {
   const port = Number(process.env.CHIT_CHAIN_PORT ?? 8545);
-  const anvil = await startAnvil(port);
+  const chain = await startLocalChain(port, 'http://127.0.0.1:8080', (line) => console.log(line));
   const stop = () => {
-    anvil.process.kill();
+    chain.anvil.process.kill();
     process.exit(0);
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
-
-  const provider = new JsonRpcProvider(anvil.url, undefined, { staticNetwork: true, cacheTimeout: -1 });
-  const deployer = new NonceManager(HDNodeWallet.fromPhrase(MNEMONIC, undefined, "m/44'/60'/0'/0/0").connect(provider));
-  const deployment = await deployChit(deployer, {
-    deploymentsDir: mkdtempSync(path.join(tmpdir(), 'chit-chain-')),
-    log: (line) => console.log(line),
-  });
-  console.log(`\nChain ${deployment.chainId} at ${anvil.url}`);
-  console.log(
-    `Registry ${deployment.registry.address}\nHub      ${deployment.hub.address}\nToken    ${deployment.token.address} (TestToken: anyone may call faucet())`,
-  );
-  console.log('\nDemo accounts (anvil mnemonic; each holds ETH and 10,000 test tokens; #0 runs the hub):');
-  const token = new Contract(deployment.token.address, ['function mint(address,uint256)'], deployer);
-  for (let i = 0; i < 4; i++) {
-    const account = HDNodeWallet.fromPhrase(MNEMONIC, undefined, `m/44'/60'/0'/0/${i}`);
-    await (await token.getFunction('mint')(account.address, parseEther('10000'))).wait();
-    console.log(`  #${i} ${account.address}  key ${account.privateKey}`);
-  }
-  console.log('\nPress Ctrl-C to stop.');
+  console.log(`\n${chainBanner(chain.anvil.url, chain).join('\n')}\n\nPress Ctrl-C to stop.`);
 }
 
 if (require.main === module) {

@@ -1,0 +1,78 @@
+/**
+ * `npm start`: a working local Chit stack with no configuration: anvil with the contracts deployed,
+ * Postgres (DATABASE_URL, else an embedded one), Redis (REDIS_URL, else localhost:6379, else a
+ * redis-server started here), and the hub as its own process. Prints the hub URL and the funded demo
+ * accounts; Ctrl-C stops everything.
+ *
+ *   CHIT_CHAIN_PORT (8545), CHIT_HUB_PORT (8080)
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import path from 'node:path';
+import { ensurePostgres, ensureRedis, type RunningService } from '../hub/src/dev/services';
+import { chainBanner, startLocalChain } from './local-chain';
+
+const log = (line: string) => console.log(line);
+
+async function waitForReady(url: string, hub: ChildProcess): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    if (hub.exitCode !== null) throw new Error(`the hub exited with code ${hub.exitCode} (its output is above)`);
+    try {
+      if ((await fetch(`${url}/ready`)).ok) return;
+    } catch {}
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`the hub did not become ready at ${url}/ready within 30 s`);
+}
+
+async function main(): Promise<void> {
+  const chainPort = Number(process.env.CHIT_CHAIN_PORT ?? 8545);
+  const hubPort = Number(process.env.CHIT_HUB_PORT ?? 8080);
+  const hubUrl = `http://127.0.0.1:${hubPort}`;
+  const services: RunningService[] = [];
+  let hub: ChildProcess | undefined;
+  let chain: Awaited<ReturnType<typeof startLocalChain>> | undefined;
+  const stop = async (code = 0) => {
+    hub?.kill('SIGTERM');
+    chain?.anvil.process.kill();
+    for (const service of services.reverse()) await service.stop();
+    process.exit(code);
+  };
+  process.on('SIGINT', () => void stop());
+  process.on('SIGTERM', () => void stop());
+
+  try {
+    chain = await startLocalChain(chainPort, hubUrl, log);
+    const postgres = await ensurePostgres(log);
+    services.push(postgres);
+    const redis = await ensureRedis(log);
+    services.push(redis);
+    log(`Postgres: ${postgres.source}; Redis: ${redis.source} (${redis.url})`);
+
+    hub = spawn(process.execPath, [path.join(__dirname, '..', 'hub', 'dist', 'main.js'), 'start'], {
+      stdio: ['ignore', 'inherit', 'inherit'],
+      env: {
+        ...process.env,
+        DATABASE_URL: postgres.url,
+        REDIS_URL: redis.url,
+        RPC_URL: chain.anvil.url,
+        HUB_ADDRESS: chain.deployment.hub.address,
+        OPERATOR_KEY: chain.accounts[0]!.privateKey,
+        PORT: String(hubPort),
+        CONFIRMATIONS: process.env.CONFIRMATIONS ?? '0',
+        LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
+      },
+    });
+    await waitForReady(hubUrl, hub);
+    log(`\n${chainBanner(chain.anvil.url, chain).join('\n')}`);
+    log(`\nHub running at ${hubUrl} (try ${hubUrl}/v1/info). Press Ctrl-C to stop.`);
+    hub.on('exit', (code) => {
+      log(`the hub exited (${code}); stopping`);
+      void stop(code ?? 1);
+    });
+  } catch (error) {
+    console.error(`npm start failed: ${(error as Error).message}`);
+    await stop(1);
+  }
+}
+
+void main();
