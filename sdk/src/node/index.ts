@@ -1,4 +1,5 @@
 // @chit/sdk/node — the Node-only parts of the SDK.
 
+export * from './file-store.js';
 export * from './native-hashing.js';
 export * from './native-verifier.js';

@@ -1,0 +1,235 @@
+import { type Address, getAddress, type Hex, isAddress } from 'viem';
+import { z } from 'zod';
+import { MalformedMessageError } from '../errors/protocol.js';
+import { wireSchemas } from '../protocol/codec.js';
+import type { SignedConsumerPromise, SignedHubPromise } from '../protocol/types.js';
+
+// Strict schemas of the hub answers that are not protocol messages (docs/protocol.md, "Hub
+// endpoints"). Same conventions as the wire codec: amounts as decimal strings, exact-length hex,
+// EIP-55 addresses, unknown fields rejected. Times (readyAt, validUntil, deadline) are unix seconds
+// as decimal strings, like `issuedAt` in a recovery request.
+
+const MAX_UINT256 = (1n << 256n) - 1n;
+
+const address = z
+  .string()
+  .regex(/^0x[0-9a-fA-F]{40}$/, 'expected a 20-byte 0x-hex address')
+  .refine((value) => isAddress(value, { strict: true }), 'bad EIP-55 checksum')
+  .transform((value) => getAddress(value));
+
+const uint256 = z
+  .string()
+  .regex(/^(0|[1-9][0-9]{0,77})$/, 'expected a non-negative decimal integer string')
+  .transform((value) => BigInt(value))
+  .refine((value) => value <= MAX_UINT256, 'exceeds uint256');
+
+const hex = (pattern: RegExp, message: string) =>
+  z
+    .string()
+    .regex(pattern, message)
+    .transform((value) => value.toLowerCase() as Hex);
+
+const bytes32 = hex(/^0x[0-9a-fA-F]{64}$/, 'expected 32 bytes as 0x-hex');
+const signature = hex(/^0x[0-9a-fA-F]{130}$/, 'expected 65 bytes as 0x-hex');
+const publicKey = hex(
+  /^0x(0[23][0-9a-fA-F]{64}|04[0-9a-fA-F]{128})$/,
+  'expected a secp256k1 public key (33 bytes compressed or 65 uncompressed)',
+);
+const chainId = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+const text = z.string().min(1).max(1_000);
+
+/**
+ * The states of a settlement or relayed transaction at a hub.
+ *
+ * @example
+ * const running = hubJobStatuses.filter((status) => status !== 'confirmed' && status !== 'failed');
+ */
+export const hubJobStatuses = ['queued', 'submitted', 'confirmed', 'failed', 'retrying'] as const;
+
+/** The state of a settlement or relayed transaction at a hub. */
+export type HubJobStatus = (typeof hubJobStatuses)[number];
+
+const jobStatus = z.enum(hubJobStatuses);
+
+const info = z.strictObject({
+  hub: address,
+  chainId,
+  registry: address,
+  token: address,
+  operator: address,
+  publicKey,
+  fee: z.number().int().min(0).max(10_000),
+  stake: uint256,
+  status: text,
+  version: text,
+});
+
+const consumerAccount = z.strictObject({
+  address,
+  balance: uint256,
+  settled: uint256,
+  promised: uint256,
+  available: uint256,
+  pendingExit: z.strictObject({ amount: uint256, readyAt: uint256 }).nullable(),
+  latestPromise: wireSchemas.consumerPromise.nullable(),
+});
+
+const providerAccount = z.strictObject({
+  address,
+  earned: uint256,
+  settled: uint256,
+  unsettled: uint256,
+  latestPromise: wireSchemas.hubPromise.nullable(),
+});
+
+const settlementQuote = z.strictObject({
+  provider: address,
+  amount: uint256,
+  hubFee: uint256,
+  relayerFee: uint256,
+  gasPrice: uint256,
+  validUntil: uint256,
+});
+
+const job = z.strictObject({ id: text, status: jobStatus });
+
+const settlement = z.strictObject({
+  id: text,
+  kind: text,
+  status: jobStatus,
+  txHash: bytes32.nullable(),
+  error: z.string().max(10_000).nullable(),
+});
+
+const instantExit = z.strictObject({
+  consumer: address,
+  amount: uint256,
+  nonce: uint256,
+  deadline: uint256,
+  signature,
+});
+
+const revealed = z.strictObject({ revealed: z.literal(true) });
+
+/**
+ * Schemas of the hub answers that are not protocol messages, keyed by answer name (zod).
+ *
+ * @example
+ * const ok = hubAnswerSchemas.settlement.safeParse(json).success;
+ */
+export const hubAnswerSchemas = {
+  info,
+  consumerAccount,
+  providerAccount,
+  settlementQuote,
+  job,
+  settlement,
+  instantExit,
+  revealed,
+} as const;
+
+/** `GET /v1/info`: who the hub is and how to talk to it. */
+export interface HubServiceInfo {
+  /** The Hub contract. */
+  hub: Address;
+  chainId: number;
+  registry: Address;
+  token: Address;
+  /** The operator key that signs hub promises and instant exits. */
+  operator: Address;
+  /** The secp256k1 public key to encrypt preimages to ({@link sealPreimage}). */
+  publicKey: Hex;
+  /** The hub fee in basis points. */
+  fee: number;
+  stake: bigint;
+  /** The hub's state, for example `active` or `punished`. */
+  status: string;
+  version: string;
+}
+
+/** `GET /v1/consumers/{address}`: a consumer's channel as the hub sees it. */
+export interface HubConsumerAccount {
+  address: Address;
+  balance: bigint;
+  settled: bigint;
+  promised: bigint;
+  available: bigint;
+  pendingExit: { amount: bigint; readyAt: bigint } | null;
+  latestPromise: SignedConsumerPromise | null;
+}
+
+/** `GET /v1/providers/{address}`: what the hub owes a provider. */
+export interface HubProviderAccount {
+  address: Address;
+  earned: bigint;
+  settled: bigint;
+  unsettled: bigint;
+  latestPromise: SignedHubPromise | null;
+}
+
+/** `GET /v1/quotes/settlement`: what settling a provider's unsettled amount now would cost. */
+export interface HubSettlementQuote {
+  provider: Address;
+  /** The amount that would be settled. */
+  amount: bigint;
+  hubFee: bigint;
+  relayerFee: bigint;
+  gasPrice: bigint;
+  /** Unix seconds. */
+  validUntil: bigint;
+}
+
+/** `202` answer of the queued requests (settlements, relayed registrations). */
+export interface HubJob {
+  id: string;
+  status: HubJobStatus;
+}
+
+/** `GET /v1/settlements/{id}`. */
+export interface HubSettlement {
+  id: string;
+  kind: string;
+  status: HubJobStatus;
+  txHash: Hex | null;
+  error: string | null;
+}
+
+/** `POST /v1/exits/instant`: the operator's `InstantExit` co-signature, for `Hub.instantExit`. */
+export interface HubInstantExit {
+  consumer: Address;
+  amount: bigint;
+  nonce: bigint;
+  /** Unix seconds. */
+  deadline: bigint;
+  signature: Hex;
+}
+
+interface Answers {
+  info: HubServiceInfo;
+  consumerAccount: HubConsumerAccount;
+  providerAccount: HubProviderAccount;
+  settlementQuote: HubSettlementQuote;
+  job: HubJob;
+  settlement: HubSettlement;
+  instantExit: HubInstantExit;
+  revealed: { revealed: true };
+}
+
+/** The name of a hub answer that is not a protocol message. */
+export type HubAnswerName = keyof typeof hubAnswerSchemas;
+
+/**
+ * Decodes a hub answer (parsed JSON) strictly, like {@link decodeMessage} does for protocol messages.
+ *
+ * @throws {MalformedMessageError} naming the first offending field.
+ * @example
+ * const info = decodeHubAnswer('info', await response.json());
+ */
+export function decodeHubAnswer<N extends HubAnswerName>(name: N, json: unknown): Answers[N] {
+  const result = hubAnswerSchemas[name].safeParse(json);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    throw new MalformedMessageError(name, issue.path.join('.'), issue.message, result.error);
+  }
+  return result.data as unknown as Answers[N];
+}

@@ -1,0 +1,11 @@
+export * from './consumer-ledger.js';
+export * from './consumer-session.js';
+export * from './emitter.js';
+export * from './errors.js';
+export * from './mutex.js';
+export * from './pricing.js';
+export * from './provider-ledger.js';
+export * from './provider-session.js';
+export * from './settlement-policy.js';
+export * from './store.js';
+export { newAgreementId } from './util.js';
