@@ -9,6 +9,7 @@
  *
  *   CHIT_BENCH_WORKERS (64)   provider/consumer pairs exchanging in parallel, each in sequence
  *   CHIT_BENCH_EXCHANGES (300) exchanges per pair
+ *   CHIT_BENCH_HUB_NODE_FLAGS  flags for the hub's node, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -41,7 +42,8 @@ async function main(): Promise<void> {
   const port = await freePort();
   let hub: ChildProcess | undefined;
   try {
-    hub = spawn(process.execPath, [path.join(__dirname, '..', 'dist', 'main.js'), 'start'], {
+    const nodeFlags = process.env.CHIT_BENCH_HUB_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
+    hub = spawn(process.execPath, [...nodeFlags, path.join(__dirname, '..', 'dist', 'main.js'), 'start'], {
       stdio: ['ignore', 'inherit', 'inherit'],
       env: {
         ...process.env,

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { encodeMessage, newHashlock, sealPreimage, signConsumerPromise, verifyHubPromise } from '@chit/sdk';
+import { encodeMessage, HubClient, newHashlock, sealPreimage, signConsumerPromise, verifyHubPromise } from '@chit/sdk';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { type RunningHub, startHub } from '../src/app';
 import { loadConfig } from '../src/config/config';
@@ -91,6 +91,20 @@ describe('hub over HTTP', () => {
     // biome-ignore lint/suspicious/noExplicitAny: a JSON answer
     const providerBooks: any = await (await fetch(`${hub.url}/v1/providers/${provider.address}`)).json();
     assert.equal(providerBooks.unsettled, '5');
+  });
+
+  it('answers in the shape the SDK client decodes strictly', async () => {
+    const client = new HubClient({ url: hub.url });
+    const info = await client.info();
+    assert.equal(info.hub, chain.deployment.hub.address);
+    assert.equal(info.status, 'active');
+    assert.equal(await client.ready(), true);
+    const consumers = await db.pool.query('SELECT address FROM consumers LIMIT 1');
+    const address = `0x${consumers.rows[0].address.toString('hex')}` as `0x${string}`;
+    const consumer = await client.consumer(address);
+    assert.equal(consumer.credited, 5n);
+    const provider = await client.provider(consumer.latestPromise!.agreement.provider);
+    assert.equal(provider.unsettled, 5n);
   });
 
   it('answers bad input with a 4xx and a stable code', async () => {

@@ -34,8 +34,11 @@ const infoWire = {
   operator: vectors.keys.operator.address,
   publicKey: operatorPublicKey,
   fee: 100,
+  pendingFee: { fee: 150, effectiveAt: '1764604800' },
   stake: '1000000000000000000000',
+  freeFunds: '0',
   status: 'active',
+  consumersPaused: false,
   version: '1.0.0',
 };
 
@@ -111,6 +114,7 @@ describe('HubClient', { timeout: 30_000 }, () => {
       const { url, seen } = await serve(() => ({ body: { ...infoWire, operator: infoWire.operator.toLowerCase() } }));
       const info = await client(url).info();
       assert.equal(info.stake, 10n ** 21n);
+      assert.deepEqual(info.pendingFee, { fee: 150, effectiveAt: 1_764_604_800n });
       assert.equal(info.operator, vectors.keys.operator.address);
       assert.equal(info.publicKey, operatorPublicKey);
       assert.equal(seen[0]!.method, 'GET');
@@ -150,6 +154,7 @@ describe('HubClient', { timeout: 30_000 }, () => {
               balance: '10',
               settled: '1',
               promised: '5',
+              credited: '5',
               available: '4',
               pendingExit: { amount: '2', readyAt: '1764000000' },
               latestPromise: consumerPromiseWire,

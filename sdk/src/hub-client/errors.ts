@@ -35,6 +35,16 @@ export const hubErrorCodes = {
     retryable: false,
     advice: 'Reveal the R of the previous exchange (POST /v1/reveal) or send it as previousPreimage, then retry.',
   },
+  HASHLOCK_REUSED: {
+    status: 409,
+    retryable: false,
+    advice: 'Each invoice needs a fresh R: make a new hashlock and ask the consumer for a new promise.',
+  },
+  AGREEMENT_CONFLICT: {
+    status: 409,
+    retryable: false,
+    advice: 'This agreement id is already used with another consumer: start the session with a new agreement id.',
+  },
   UNKNOWN_PREIMAGE: {
     status: 404,
     retryable: false,
@@ -58,7 +68,11 @@ export const hubErrorCodes = {
     retryable: true,
     advice: 'A dependency of the hub is down; retry later or use another hub.',
   },
-  INTERNAL: { status: 500, retryable: true, advice: 'The hub failed unexpectedly and changed nothing; retry later.' },
+  INTERNAL: {
+    status: 500,
+    retryable: true,
+    advice: 'The hub failed unexpectedly; retry later (requests are idempotent).',
+  },
 } as const satisfies Record<string, { status: number; retryable: boolean; advice: string }>;
 
 /** A hub error code from docs/protocol.md. */

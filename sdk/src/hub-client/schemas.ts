@@ -59,8 +59,11 @@ const info = z.strictObject({
   operator: address,
   publicKey,
   fee: z.number().int().min(0).max(10_000),
+  pendingFee: z.strictObject({ fee: z.number().int().min(0).max(10_000), effectiveAt: uint256 }).nullable(),
   stake: uint256,
+  freeFunds: uint256,
   status: text,
+  consumersPaused: z.boolean(),
   version: text,
 });
 
@@ -69,6 +72,7 @@ const consumerAccount = z.strictObject({
   balance: uint256,
   settled: uint256,
   promised: uint256,
+  credited: uint256,
   available: uint256,
   pendingExit: z.strictObject({ amount: uint256, readyAt: uint256 }).nullable(),
   latestPromise: wireSchemas.consumerPromise.nullable(),
@@ -139,11 +143,17 @@ export interface HubServiceInfo {
   operator: Address;
   /** The secp256k1 public key to encrypt preimages to ({@link sealPreimage}). */
   publicKey: Hex;
-  /** The hub fee in basis points. */
+  /** The hub fee in basis points in force now. */
   fee: number;
+  /** A scheduled fee change not yet in force, or null. */
+  pendingFee: { fee: number; effectiveAt: bigint } | null;
   stake: bigint;
-  /** The hub's state, for example `active` or `punished`. */
+  /** The hub's own funds, which pay providers first. */
+  freeFunds: bigint;
+  /** The hub's state: `active`, `punished`, `closing` or `closed`. */
   status: string;
+  /** Whether the hub refuses new consumers. */
+  consumersPaused: boolean;
   version: string;
 }
 
@@ -152,7 +162,10 @@ export interface HubConsumerAccount {
   address: Address;
   balance: bigint;
   settled: bigint;
+  /** The highest total the consumer signed. */
   promised: bigint;
+  /** What the hub credited to providers for this consumer so far. */
+  credited: bigint;
   available: bigint;
   pendingExit: { amount: bigint; readyAt: bigint } | null;
   latestPromise: SignedConsumerPromise | null;
