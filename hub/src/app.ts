@@ -9,8 +9,9 @@ import type { Address } from 'viem';
 import { BooksController, ExchangeController, HealthController } from './api/controllers';
 import { ErrorFilter } from './api/error.filter';
 import { BooksService } from './books/books.service';
-import { ChainEvents } from './chain/chain-events';
 import { ChainService } from './chain/chain.service';
+import { ChainEvents } from './chain/chain-events';
+import { ChainFollower } from './chain/follower/follower.service';
 import type { HubConfig } from './config/config';
 import { OperatorSigner } from './crypto/operator-signer';
 import { migrate } from './db/migrator';
@@ -18,6 +19,7 @@ import { ExchangeService } from './exchange/exchange.service';
 import { HealthService } from './health/health.service';
 import { InfoService } from './info/info.service';
 import { BooksRepository } from './repositories/books.repository';
+import { ChainRepository } from './repositories/chain.repository';
 import { ExchangeRepository, RevealRepository } from './repositories/exchange.repository';
 
 export const VERSION = '0.1.0';
@@ -31,6 +33,8 @@ export interface HubContext {
   chain: ChainService;
   /** What the chain follower applied; the settlement pipeline listens. */
   events: ChainEvents;
+  /** Applies confirmed Hub and Registry events to the books; started by `startHub`. */
+  follower: ChainFollower;
   signer: OperatorSigner;
   exchanges: ExchangeService;
   books: BooksService;
@@ -62,13 +66,23 @@ export async function createContext(config: HubConfig): Promise<HubContext> {
       maxBatch: config.EXCHANGE_MAX_BATCH,
       concurrency: config.EXCHANGE_CONCURRENCY,
     });
+    const events = new ChainEvents();
+    const follower = new ChainFollower(chain.client, new ChainRepository(pool), events, {
+      hub: onChain.hub,
+      registry: onChain.registry,
+      cursorId: `${chainId}:${onChain.hub.toLowerCase()}`,
+      confirmations: config.CONFIRMATIONS,
+      startBlock: BigInt(config.FOLLOWER_START_BLOCK),
+      pollMs: config.FOLLOWER_POLL_MS,
+    });
     return {
       config,
       chainId,
       pool,
       redis,
       chain,
-      events: new ChainEvents(),
+      events,
+      follower,
       signer,
       exchanges,
       books: new BooksService(scope, new BooksRepository(pool), reveals, signer),
@@ -88,6 +102,7 @@ class Shutdown implements OnApplicationShutdown {
   constructor(@Inject(CONTEXT) private readonly context: HubContext) {}
 
   async onApplicationShutdown(): Promise<void> {
+    await this.context.follower.stop();
     await this.context.pool.end().catch(() => {});
     await this.context.redis.quit().catch(() => {});
   }
@@ -136,6 +151,7 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
   app.useGlobalFilters(new ErrorFilter());
   app.enableShutdownHooks();
   await app.listen(config.PORT, config.HOST);
+  context.follower.start();
   const address = app.getHttpServer().address();
   const port = typeof address === 'object' && address ? address.port : config.PORT;
   return {

@@ -29,6 +29,8 @@ export const configSchema = z.object({
   HOST: z.string().min(1).default('127.0.0.1'),
   PORT: int(0, 65_535).default(8080),
   CONFIRMATIONS: int(0, 1_000).default(2),
+  FOLLOWER_POLL_MS: int(50, 3_600_000).default(1_000),
+  FOLLOWER_START_BLOCK: int(0, Number.MAX_SAFE_INTEGER).default(0),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DB_POOL_SIZE: int(1, 1_000).default(10),
   EXCHANGE_MAX_BATCH: int(1, 10_000).default(256),
