@@ -1,0 +1,89 @@
+import { Command, Option } from 'commander';
+import { getAddress } from 'viem';
+import { readContract } from 'viem/actions';
+import { registerIdentity } from '../../actions/registerIdentity.js';
+import { setBeneficiary } from '../../actions/setBeneficiary.js';
+import { signRegisterIdentity } from '../../actions/signRegisterIdentity.js';
+import { signSetBeneficiary } from '../../actions/signSetBeneficiary.js';
+import { registryAbi } from '../../generated/abis.js';
+import { type CliContext, handler } from '../context.js';
+import { CliError } from '../errors.js';
+import { waitForHubJob } from '../hub-job.js';
+import { parseAddress } from '../output.js';
+
+/**
+ * `chit beneficiary set <address>`: where the identity's earnings are paid, set in the Registry
+ * directly or through the hub's relayer. An identity that is not registered yet is registered with it.
+ *
+ * @example
+ * program.addCommand(beneficiaryCommand());
+ */
+export function beneficiaryCommand(): Command {
+  const beneficiary = new Command('beneficiary').description("Where the identity's earnings are paid");
+  beneficiary
+    .command('set')
+    .description('Set the beneficiary in the Registry (registers the identity if it is not yet)')
+    .argument('<address>', 'the new beneficiary')
+    .option('--relayed', "sign only, and let the hub's relayer send the transaction (no gas needed)")
+    .addOption(new Option('--timeout <seconds>', 'with --relayed: how long to wait for the relayer').default('300'))
+    .action(handler(runSet));
+  return beneficiary;
+}
+
+async function runSet(ctx: CliContext, text: string, options: { relayed?: boolean; timeout: string }): Promise<void> {
+  const beneficiary = parseAddress(text, 'The beneficiary');
+  const timeoutMs = Number(options.timeout) * 1000;
+  if (!(timeoutMs > 0)) {
+    throw new CliError('INVALID_OPTION', `--timeout ${options.timeout} is not a number of seconds`, 'Give, say, 300.');
+  }
+  const hubClient = options.relayed ? ctx.requireHubClient('--relayed') : undefined;
+  const client = await ctx.publicClient();
+  const registry = await ctx.registry();
+  const wallet = await ctx.walletClient();
+  const identity = wallet.account.address;
+  const registered = await readContract(client, {
+    address: registry,
+    abi: registryAbi,
+    functionName: 'isRegistered',
+    args: [identity],
+  });
+
+  let transaction: `0x${string}` | null;
+  if (hubClient) {
+    ctx.out.progress(`asking the hub at ${hubClient.url} to relay the change…`);
+    const job = registered
+      ? await hubClient.relayBeneficiary(await signSetBeneficiary(wallet, { registry, beneficiary }))
+      : await hubClient.relayIdentity(await signRegisterIdentity(wallet, { registry, beneficiary }));
+    const done = await waitForHubJob(ctx, hubClient, job.id, timeoutMs, {
+      failedHint: 'Send it yourself instead: `chit beneficiary set <address>` without --relayed (needs ETH for gas).',
+    });
+    transaction = done.txHash;
+  } else {
+    const { hash } = registered
+      ? await setBeneficiary(wallet, { registry, beneficiary })
+      : await registerIdentity(wallet, { registry, beneficiary });
+    await ctx.confirmation(hash, registered ? 'beneficiary change' : 'registration');
+    transaction = hash;
+  }
+  const now = getAddress(
+    await readContract(client, {
+      address: registry,
+      abi: registryAbi,
+      functionName: 'beneficiaryOf',
+      args: [identity],
+    }),
+  );
+  if (now !== beneficiary) {
+    throw new CliError(
+      'BENEFICIARY_UNCHANGED',
+      `The Registry still pays ${now}, not ${beneficiary}`,
+      'Run `chit identity show` in a moment; if it persists, run the command again without --relayed.',
+    );
+  }
+  ctx.out.result({ identity, registry, beneficiary, registered: !registered, transaction }, [
+    registered
+      ? `The beneficiary of ${identity} is now ${beneficiary}.`
+      : `${identity} is registered, with ${beneficiary} as its beneficiary.`,
+    ['Transaction', transaction ?? undefined],
+  ]);
+}

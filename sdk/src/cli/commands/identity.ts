@@ -1,0 +1,199 @@
+import { readFile } from 'node:fs/promises';
+import { Command } from 'commander';
+import type { Address, Hex } from 'viem';
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
+import { readContract } from 'viem/actions';
+import { getConsumerChannel } from '../../actions/getConsumerChannel.js';
+import { getProviderChannel } from '../../actions/getProviderChannel.js';
+import { chitTokenAbi, registryAbi } from '../../generated/abis.js';
+import { type CliContext, handler } from '../context.js';
+import { CliError } from '../errors.js';
+import { keystorePassword, writeKeystore } from '../keystore.js';
+import { formatAmount, type Row } from '../output.js';
+import { readSecret } from '../prompt.js';
+
+const LIGHT_KDF = 'cheaper scrypt (as geth --lightkdf): unlocks faster, and is as much easier to brute-force';
+
+/**
+ * `chit identity new|import|show`: the key that signs for the user, kept in an encrypted keystore.
+ *
+ * @example
+ * program.addCommand(identityCommand());
+ */
+export function identityCommand(): Command {
+  const identity = new Command('identity').description(
+    'Create, import or show the identity (the key chit signs with, in an encrypted keystore)',
+  );
+  identity
+    .command('new')
+    .description('Create a new key and save it as an encrypted JSON keystore (scrypt)')
+    .option('--force', 'replace an existing keystore (its key is lost unless backed up)')
+    .option('--light-kdf', LIGHT_KDF)
+    .addHelpText(
+      'after',
+      '\nThe keystore goes to --keystore (CHIT_KEYSTORE), by default keystore.json beside the config file.\n' +
+        'The password is CHIT_PASSWORD, or asked twice on the terminal. The key itself is never printed.',
+    )
+    .action(handler(runNew));
+  identity
+    .command('import')
+    .description('Import a private key into an encrypted keystore, from stdin or a file')
+    .option('--private-key-file <path>', 'read the key (64 hex digits, 0x optional) from this file')
+    .option('--force', 'replace an existing keystore (its key is lost unless backed up)')
+    .option('--light-kdf', LIGHT_KDF)
+    .addHelpText(
+      'after',
+      '\nWithout --private-key-file the key is read from stdin (typed without echo on a terminal):\n' +
+        '  chit identity import < key.txt\n' +
+        'Never pass a key as an argument: it would stay in the shell history.',
+    )
+    .action(handler(runImport));
+  identity
+    .command('show')
+    .description('Show the address, its registration and beneficiary, and its balances')
+    .action(handler(runShow));
+  return identity;
+}
+
+interface WriteOptions {
+  force?: boolean;
+  lightKdf?: boolean;
+}
+
+async function runNew(ctx: CliContext, options: WriteOptions): Promise<void> {
+  const file = ctx.config.keystore.value;
+  const password = await keystorePassword(file, { repeat: true });
+  const address = await writeKeystore(file, generatePrivateKey(), password, {
+    force: options.force === true,
+    light: options.lightKdf === true,
+  });
+  report(ctx, address, file, 'created');
+}
+
+async function runImport(ctx: CliContext, options: WriteOptions & { privateKeyFile?: string }): Promise<void> {
+  const text = options.privateKeyFile
+    ? await readKeyFile(options.privateKeyFile)
+    : process.stdin.isTTY
+      ? await readSecret('Private key: ', '')
+      : await readStdin();
+  const key = parsePrivateKey(text, options.privateKeyFile ? options.privateKeyFile : 'stdin');
+  const file = ctx.config.keystore.value;
+  const password = await keystorePassword(file, { repeat: true });
+  const address = await writeKeystore(file, key, password, {
+    force: options.force === true,
+    light: options.lightKdf === true,
+  });
+  report(ctx, address, file, 'imported');
+}
+
+function report(ctx: CliContext, address: Address, keystore: string, action: 'created' | 'imported'): void {
+  ctx.out.result({ address, keystore }, [
+    ['Address', address],
+    ['Keystore', keystore],
+    '',
+    `Identity ${action}. Back up the keystore file and its password: without both, the key is lost.`,
+    'Send the address some ETH for gas before it sends transactions.',
+  ]);
+}
+
+async function readKeyFile(file: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (error) {
+    throw new CliError(
+      'KEY_FILE_UNREADABLE',
+      `The key file ${file} cannot be read`,
+      'Check the path and permissions.',
+      {
+        details: (error as Error).message,
+      },
+    );
+  }
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function parsePrivateKey(text: string, source: string): Hex {
+  const trimmed = text.trim();
+  if (trimmed === '') {
+    throw new CliError(
+      'INVALID_PRIVATE_KEY',
+      `No private key on ${source}`,
+      'Pipe the key in (`chit identity import < key.txt`) or pass --private-key-file <path>.',
+    );
+  }
+  const key = (trimmed.startsWith('0x') ? trimmed : `0x${trimmed}`).toLowerCase() as Hex;
+  const invalid = new CliError(
+    'INVALID_PRIVATE_KEY',
+    `What ${source} holds is not a private key`,
+    'Give 32 bytes as 64 hex digits, with or without 0x, and nothing else.',
+  );
+  if (!/^0x[0-9a-f]{64}$/.test(key)) throw invalid;
+  try {
+    privateKeyToAccount(key);
+  } catch {
+    throw invalid;
+  }
+  return key;
+}
+
+async function runShow(ctx: CliContext): Promise<void> {
+  const keystore = await ctx.keystore();
+  const address = await ctx.address();
+  const data: Record<string, unknown> = { address, keystore: keystore.path };
+  const rows: (Row | string)[] = [
+    ['Address', address],
+    ['Keystore', keystore.path],
+  ];
+  if (!ctx.config.rpcUrl) {
+    ctx.out.warn('no RPC URL is set (--rpc-url or CHIT_RPC_URL): registration and balances are not shown');
+    ctx.out.result(data, rows);
+    return;
+  }
+  const client = await ctx.publicClient();
+  const eth = await client.getBalance({ address });
+  data.chainId = client.chain.id;
+  data.eth = formatAmount(eth, 18);
+  rows.push(['ETH (gas)', formatAmount(eth, 18)]);
+
+  const hub = await ctx.optionalHub();
+  if (!hub && !ctx.config.registry) {
+    ctx.out.warn('no hub or Registry is set (--hub-url, --hub or --registry): registration and tokens are not shown');
+    ctx.out.result(data, rows);
+    return;
+  }
+  const registry = await ctx.registry();
+  const token = await ctx.token();
+  const [registered, beneficiary, tokens] = await Promise.all([
+    readContract(client, { address: registry, abi: registryAbi, functionName: 'isRegistered', args: [address] }),
+    readContract(client, { address: registry, abi: registryAbi, functionName: 'beneficiaryOf', args: [address] }),
+    readContract(client, { address: token.address, abi: chitTokenAbi, functionName: 'balanceOf', args: [address] }),
+  ]);
+  Object.assign(data, { registry, registered, beneficiary, token, tokens: formatAmount(tokens, token.decimals) });
+  rows.push(
+    ['Tokens', ctx.format(tokens)],
+    ['Registered', registered ? `yes, in the Registry ${registry}` : `no (Registry ${registry})`],
+    ['Beneficiary', beneficiary === address ? `${beneficiary} (itself)` : beneficiary],
+  );
+  if (hub) {
+    const [channel, provider] = await Promise.all([
+      getConsumerChannel(client, { hub, consumer: address }),
+      getProviderChannel(client, { hub, provider: address, registry }),
+    ]);
+    Object.assign(data, {
+      hub,
+      channel: formatAmount(channel.balance, token.decimals),
+      providerSettled: formatAmount(provider.settled, token.decimals),
+    });
+    rows.push(
+      ['Hub', hub],
+      ['Channel', `${ctx.format(channel.balance)} deposited (\`chit balance\` for details)`],
+      ['Earned, settled', ctx.format(provider.settled)],
+    );
+  }
+  ctx.out.result(data, rows);
+}

@@ -1,0 +1,182 @@
+import { Command, Option } from 'commander';
+import { settleProvider } from '../../actions/settleProvider.js';
+import type { HubClient } from '../../hub-client/hub-client.js';
+import type { HubSettlementQuote } from '../../hub-client/schemas.js';
+import { signSettlementAuthorization } from '../../protocol/sign.js';
+import { type CliContext, handler } from '../context.js';
+import { CliError, toErrorReport } from '../errors.js';
+import { waitForHubJob } from '../hub-job.js';
+import { formatAmount, type Row } from '../output.js';
+import { confirm } from '../prompt.js';
+import { fetchProviderClaim, type ProviderClaim } from '../provider-claim.js';
+
+interface SettleOptions {
+  relayer?: boolean;
+  yes?: boolean;
+  timeout: string;
+}
+
+/**
+ * `chit settle`: a provider collects what the hub owes it, directly on-chain or through the hub's
+ * relayer, after seeing the fees.
+ *
+ * @example
+ * program.addCommand(settleCommand());
+ */
+export function settleCommand(): Command {
+  return new Command('settle')
+    .description("Provider: settle the hub's latest promise on-chain and get paid to the beneficiary")
+    .option('--relayer', "let the hub's relayer send the transaction (pays its relayer fee instead of gas)")
+    .option('-y, --yes', 'do not ask for confirmation')
+    .addOption(
+      new Option('--timeout <seconds>', "with --relayer: how long to wait for the relayer's transaction").default(
+        '300',
+      ),
+    )
+    .addHelpText(
+      'after',
+      '\nThe latest hub promise and its R are fetched from the hub (a recovery request signed with the\n' +
+        'identity key), checked, and settled; the hub fee and any relayer fee are shown first.',
+    )
+    .action(handler(runSettle));
+}
+
+async function runSettle(ctx: CliContext, options: SettleOptions): Promise<void> {
+  const timeoutMs = Number(options.timeout) * 1000;
+  if (!(timeoutMs > 0)) {
+    throw new CliError('INVALID_OPTION', `--timeout ${options.timeout} is not a number of seconds`, 'Give, say, 300.');
+  }
+  const hubClient = ctx.requireHubClient('settling');
+  await ctx.token();
+  const claim = await fetchProviderClaim(ctx);
+  if (!claim || claim.owed === 0n) return nothingOwed(ctx, claim);
+
+  const quote = await settlementQuote(ctx, hubClient, claim, options.relayer === true);
+  const relayerFee = options.relayer ? quote!.relayerFee : 0n;
+  if (options.relayer && relayerFee >= claim.owed - claim.hubFee) {
+    throw new CliError(
+      'RELAYER_FEE_TOO_HIGH',
+      `The relayer fee ${ctx.format(relayerFee)} takes all of the ${ctx.format(claim.owed - claim.hubFee)} owed after the hub fee`,
+      'Settle directly (without --relayer), or wait until more is owed.',
+    );
+  }
+  const payout = claim.owed - claim.hubFee - relayerFee;
+  ctx.out.notice(summary(ctx, claim, relayerFee, payout, options.relayer === true, quote));
+  if (!options.yes && !(await confirm(`Settle, paying ${ctx.format(payout)} to ${claim.channel.beneficiary}?`))) {
+    throw new CliError('NOT_CONFIRMED', 'Not settled', 'Nothing was sent. Run the command again to settle.');
+  }
+
+  const amounts = {
+    owed: formatAmount(claim.owed, ctx.tokenInfo!.decimals),
+    hubFee: formatAmount(claim.hubFee, ctx.tokenInfo!.decimals),
+    relayerFee: formatAmount(relayerFee, ctx.tokenInfo!.decimals),
+    payout: formatAmount(payout, ctx.tokenInfo!.decimals),
+  };
+  if (!options.relayer) {
+    const wallet = await ctx.walletClient();
+    // The payout as simulated against the chain just before sending: it includes a fee change that
+    // took effect since the figures above were read.
+    const settled = await settleProvider(wallet, { promise: claim.promise, preimage: claim.preimage });
+    await ctx.confirmation(settled.hash, 'settlement');
+    ctx.out.result(
+      {
+        hub: claim.hub,
+        provider: claim.provider,
+        beneficiary: claim.channel.beneficiary,
+        ...amounts,
+        payout: formatAmount(settled.payout, ctx.tokenInfo!.decimals),
+        transaction: settled.hash,
+      },
+      [`Settled: ${ctx.format(settled.payout)} paid to ${claim.channel.beneficiary}.`, ['Transaction', settled.hash]],
+    );
+    return;
+  }
+
+  const account = await ctx.account();
+  const authorization = await signSettlementAuthorization(account, claim.promise, relayerFee);
+  const job = await hubClient.requestSettlement({ provider: claim.provider, relayerFee, authorization });
+  const settlement = await waitForHubJob(ctx, hubClient, job.id, timeoutMs, {
+    failedHint: 'Settle directly instead: `chit settle` without --relayer.',
+  });
+  ctx.out.result(
+    {
+      hub: claim.hub,
+      provider: claim.provider,
+      beneficiary: claim.channel.beneficiary,
+      ...amounts,
+      settlement: settlement.id,
+      transaction: settlement.txHash,
+    },
+    [
+      `Settled by the hub's relayer: ${ctx.format(payout)} paid to ${claim.channel.beneficiary}.`,
+      ['Settlement', settlement.id],
+      ['Transaction', settlement.txHash ?? undefined],
+    ],
+  );
+}
+
+/**
+ * Reports that nothing is owed (the command then exits 0): the hub holds no promise, or it is settled.
+ *
+ * @example
+ * if (!claim || claim.owed === 0n) return nothingOwed(ctx, claim);
+ */
+export function nothingOwed(ctx: CliContext, claim: ProviderClaim | undefined): void {
+  ctx.out.result({ owed: '0', settled: claim ? formatAmount(claim.channel.settled, ctx.tokenInfo!.decimals) : '0' }, [
+    claim
+      ? `Nothing to settle: the latest hub promise (${ctx.format(claim.promise.total)}) is settled.`
+      : 'Nothing to settle: the hub holds no promise to this identity.',
+  ]);
+}
+
+/** The hub's quote; required with --relayer (it names the relayer fee), else only shown when available. */
+async function settlementQuote(
+  ctx: CliContext,
+  hubClient: HubClient,
+  claim: ProviderClaim,
+  relayer: boolean,
+): Promise<HubSettlementQuote | undefined> {
+  try {
+    const quote = await hubClient.settlementQuote(claim.provider);
+    if (quote.amount !== claim.owed) {
+      ctx.out.warn(
+        `the hub quotes ${ctx.format(quote.amount)}, but its latest promise leaves ${ctx.format(claim.owed)} to settle on-chain; the on-chain figures apply`,
+      );
+    }
+    return quote;
+  } catch (error) {
+    if (relayer) throw error;
+    ctx.out.warn(`the hub gave no fee quote (${toErrorReport(error).message}); the fees below are read on-chain`);
+    return undefined;
+  }
+}
+
+/**
+ * The figures shown before settling: amount owed, hub fee, relayer fee, payout and beneficiary.
+ *
+ * @example
+ * ctx.out.notice(summary(ctx, claim, 0n, payout, false, quote));
+ */
+export function summary(
+  ctx: CliContext,
+  claim: ProviderClaim,
+  relayerFee: bigint,
+  payout: bigint,
+  relayer: boolean,
+  quote: HubSettlementQuote | undefined,
+): (Row | string)[] {
+  const percent = `${(claim.info.fee / 100).toFixed(2)}%`;
+  return [
+    ['Hub promise', `${ctx.format(claim.promise.total)} in total, ${ctx.format(claim.channel.settled)} settled before`],
+    ['To settle', ctx.format(claim.owed)],
+    ['Hub fee', `${ctx.format(claim.hubFee)} (${percent})`],
+    [
+      'Relayer fee',
+      relayer
+        ? ctx.format(relayerFee)
+        : `none: you send the transaction and pay its gas${quote ? ` (--relayer would cost ${ctx.format(quote.relayerFee)})` : ''}`,
+    ],
+    ['You receive', `${ctx.format(payout)} at ${claim.channel.beneficiary}`],
+    ['Quote valid until', quote && relayer ? new Date(Number(quote.validUntil) * 1000).toISOString() : undefined],
+  ];
+}
