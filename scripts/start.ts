@@ -7,6 +7,7 @@
  *   CHIT_CHAIN_PORT (8545), CHIT_HUB_PORT (8080)
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { ensurePostgres, ensureRedis, type RunningService } from '../hub/src/dev/services';
 import { chainBanner, startLocalChain } from './local-chain';
@@ -60,6 +61,8 @@ async function main(): Promise<void> {
         PORT: String(hubPort),
         CONFIRMATIONS: process.env.CONFIRMATIONS ?? '0',
         LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
+        // Everything else is new on each start: so are the queues.
+        QUEUE_PREFIX: process.env.QUEUE_PREFIX ?? `chit-local-${randomUUID()}`,
       },
     });
     await waitForReady(hubUrl, hub);

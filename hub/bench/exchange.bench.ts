@@ -12,7 +12,7 @@
  *   CHIT_BENCH_HUB_NODE_FLAGS  flags for the hub's node, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { consumerPromiseDigestBytes, encodeMessage, hashlockOf } from '@chit/sdk';
 import { enableNativeHashing } from '@chit/sdk/node';
@@ -54,6 +54,7 @@ async function main(): Promise<void> {
         OPERATOR_KEY: chain.accounts[0]!.privateKey,
         PORT: String(port),
         LOG_LEVEL: 'warn',
+        QUEUE_PREFIX: `chit-bench-${randomUUID()}`,
         DB_POOL_SIZE: '16',
       },
     });

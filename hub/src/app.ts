@@ -8,6 +8,7 @@ import { Pool } from 'pg';
 import type { Address } from 'viem';
 import { BooksController, ExchangeController, HealthController } from './api/controllers';
 import { ErrorFilter } from './api/error.filter';
+import { SettlementController } from './api/settlement.controller';
 import { BooksService } from './books/books.service';
 import { ChainService } from './chain/chain.service';
 import { ChainEvents } from './chain/chain-events';
@@ -21,6 +22,9 @@ import { InfoService } from './info/info.service';
 import { BooksRepository } from './repositories/books.repository';
 import { ChainRepository } from './repositories/chain.repository';
 import { ExchangeRepository, RevealRepository } from './repositories/exchange.repository';
+import { InstantExitService } from './settlement/instant-exit.service';
+import { SettlementPipeline } from './settlement/settlement.pipeline';
+import { SettlementService } from './settlement/settlement.service';
 
 export const VERSION = '0.1.0';
 
@@ -40,6 +44,8 @@ export interface HubContext {
   books: BooksService;
   info: InfoService;
   health: HealthService;
+  /** Settlement queues, workers (started by `startHub`), relayer and instant exits. */
+  settlement: SettlementPipeline;
 }
 
 /** Connects to Postgres, Redis and the chain, checks the operator key, migrates, and builds the services. */
@@ -88,6 +94,7 @@ export async function createContext(config: HubConfig): Promise<HubContext> {
       books: new BooksService(scope, new BooksRepository(pool), reveals, signer),
       info: new InfoService(chainId, chain, signer, VERSION),
       health: new HealthService(pool, redis, chain),
+      settlement: SettlementPipeline.create({ config, scope, pool, redis, chain, events, signer }),
     };
   } catch (error) {
     await pool.end().catch(() => {});
@@ -103,6 +110,7 @@ class Shutdown implements OnApplicationShutdown {
 
   async onApplicationShutdown(): Promise<void> {
     await this.context.follower.stop();
+    await this.context.settlement.close().catch(() => {});
     await this.context.pool.end().catch(() => {});
     await this.context.redis.quit().catch(() => {});
   }
@@ -118,13 +126,15 @@ class HubModule {
           pinoHttp: { level: context.config.LOG_LEVEL, autoLogging: false, quietReqLogger: true },
         }),
       ],
-      controllers: [ExchangeController, BooksController, HealthController],
+      controllers: [ExchangeController, BooksController, HealthController, SettlementController],
       providers: [
         { provide: CONTEXT, useValue: context },
         { provide: ExchangeService, useValue: context.exchanges },
         { provide: BooksService, useValue: context.books },
         { provide: InfoService, useValue: context.info },
         { provide: HealthService, useValue: context.health },
+        { provide: SettlementService, useValue: context.settlement.service },
+        { provide: InstantExitService, useValue: context.settlement.instantExits },
         Shutdown,
       ],
     };
@@ -152,6 +162,7 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
   app.enableShutdownHooks();
   await app.listen(config.PORT, config.HOST);
   context.follower.start();
+  await context.settlement.start();
   const address = app.getHttpServer().address();
   const port = typeof address === 'object' && address ? address.port : config.PORT;
   return {

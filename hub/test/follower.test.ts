@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import {
   cancelExit,
   deposit,
@@ -578,6 +579,7 @@ describe('chain follower', () => {
           OPERATOR_KEY: chain.operatorKey,
           PORT: '0',
           LOG_LEVEL: 'silent',
+          QUEUE_PREFIX: `chit-test-${randomUUID()}`,
           CONFIRMATIONS: '0',
           FOLLOWER_POLL_MS: '50',
         }),

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { encodeMessage, HubClient, newHashlock, sealPreimage, signConsumerPromise, verifyHubPromise } from '@chit/sdk';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { type RunningHub, startHub } from '../src/app';
@@ -28,6 +29,7 @@ describe('hub over HTTP', () => {
         OPERATOR_KEY: chain.operatorKey,
         PORT: '0',
         LOG_LEVEL: 'silent',
+        QUEUE_PREFIX: `chit-test-${randomUUID()}`,
       }),
     );
   });

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { encodeMessage, newHashlock, sealPreimage, signConsumerPromise } from '@chit/sdk';
 import { type Hex, keccak256, toHex } from 'viem';
@@ -16,6 +17,8 @@ describe('hub replicas', () => {
   let db: Awaited<ReturnType<typeof createTestDatabase>>;
   let redis: RunningService;
   const hubs: { process: ChildProcess; url: string }[] = [];
+  // Both replicas share one queue namespace, of their own.
+  const queuePrefix = `chit-test-${randomUUID()}`;
 
   before(async function () {
     this.timeout(120_000);
@@ -35,6 +38,7 @@ describe('hub replicas', () => {
           OPERATOR_KEY: chain.operatorKey,
           PORT: String(port),
           LOG_LEVEL: 'warn',
+          QUEUE_PREFIX: queuePrefix,
           EXCHANGE_CONCURRENCY: '4',
         },
       });

@@ -25,7 +25,7 @@ export class BooksService {
     const books = await this.books.consumer(address);
     if (!books) throw new HubError('UNKNOWN_CONSUMER', `${param} has no channel at this hub`, { consumer: param });
     const outstanding = books.credited > books.settled ? books.credited - books.settled : 0n;
-    const free = books.balance - books.exitAmount - outstanding;
+    const free = books.balance - books.exitAmount - books.exitReserved - outstanding;
     const best = books.bestHashlock ? await this.exchanges.byHashlock(books.bestHashlock) : undefined;
     return {
       address: param,

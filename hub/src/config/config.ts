@@ -6,6 +6,11 @@ const privateKey = z
   .string()
   .refine((value) => isHex(value) && value.length === 66, 'expected a 0x-prefixed 32-byte private key');
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const uint256 = (what: string) =>
+  z
+    .string()
+    .regex(/^\d{1,78}$/, `expected a non-negative integer (${what})`)
+    .transform((value) => BigInt(value));
 const url = (protocols: string[]) =>
   z.string().refine(
     (value) => {
@@ -36,6 +41,44 @@ export const configSchema = z.object({
   EXCHANGE_MAX_BATCH: int(1, 10_000).default(256),
   EXCHANGE_CONCURRENCY: int(1, 100).default(4),
   QUEUE_PREFIX: z.string().min(1).default('chit'),
+  // Settlement pipeline and relayer (hub/src/settlement).
+  /** Sends the relayer's transactions (settlements, relayed registrations); OPERATOR_KEY when unset. */
+  RELAYER_KEY: privateKey.optional(),
+  /** Most claims in one settlement transaction. */
+  SETTLEMENT_BATCH_SIZE: int(1, 500).default(100),
+  /** How long the first claim of a batch waits for others before the batch is sent. */
+  SETTLEMENT_BATCH_WINDOW_MS: int(0, 3_600_000).default(5_000),
+  /** How often due consumers (and providers over the threshold) are collected into jobs. */
+  SETTLEMENT_SCAN_INTERVAL_MS: int(100, 86_400_000).default(60_000),
+  /** How often each replica re-enqueues the open settlements of the books (after a Redis loss). */
+  SETTLEMENT_RECONCILE_INTERVAL_MS: int(100, 86_400_000).default(30_000),
+  /** Attempts of a job before it is failed, with exponential backoff from SETTLEMENT_BACKOFF_MS. */
+  SETTLEMENT_ATTEMPTS: int(1, 100).default(8),
+  SETTLEMENT_BACKOFF_MS: int(1, 3_600_000).default(2_000),
+  /** The hub settles a provider itself once this much (token units) is unsettled; 0 turns it off. */
+  PROVIDER_SETTLEMENT_THRESHOLD: uint256('token units').default(0n),
+  /** The most the gas of a settlement the hub pays itself may cost, as a share of the amount (basis points). */
+  SETTLEMENT_MAX_FEE_SHARE_BPS: int(0, 10_000).default(100),
+  /** Relayer fee quotes: gas price x gas per promise x this margin (basis points; 12,000 = 1.2x). */
+  RELAYER_FEE_MARGIN_BPS: int(10_000, 100_000).default(12_000),
+  /** Token units one wei of the gas coin is worth, as a decimal (1 when both have 18 decimals and trade 1:1). */
+  RELAYER_TOKENS_PER_WEI: z
+    .string()
+    .regex(/^\d+(\.\d{1,18})?$/, 'expected a non-negative decimal with at most 18 decimals')
+    .default('1'),
+  QUOTE_VALIDITY_SECONDS: int(1, 86_400).default(120),
+  INSTANT_EXIT_VALIDITY_SECONDS: int(10, 86_400).default(600),
+  /** A transaction not mined this long after its last broadcast is sent again with higher fees. */
+  TX_RESUBMIT_AFTER_MS: int(100, 3_600_000).default(60_000),
+  /** Each resubmission raises both fees by at least this much (nodes ask for +10 %). */
+  TX_FEE_BUMP_PERCENT: int(10, 1_000).default(25),
+  /** Fee cap per gas (wei) for resubmissions; unset means no cap. */
+  TX_MAX_FEE_PER_GAS: uint256('wei per gas')
+    .refine((value) => value > 0n, 'expected more than 0 wei per gas')
+    .optional(),
+  TX_POLL_INTERVAL_MS: int(50, 60_000).default(1_000),
+  /** How long a queue worker may go silent before its jobs are given to another (BullMQ lock). */
+  QUEUE_LOCK_MS: int(1_000, 600_000).default(30_000),
 });
 
 export type HubConfig = z.infer<typeof configSchema>;

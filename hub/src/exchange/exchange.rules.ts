@@ -11,6 +11,8 @@ export interface ConsumerState {
   balance: bigint;
   settled: bigint;
   exitAmount: bigint;
+  /** Reserved for instant exits the operator co-signed (instant_exits): counted like a pending exit. */
+  exitReserved: bigint;
   signedTotal: bigint;
   credited: bigint;
   bestHashlock: Hex | null;
@@ -163,7 +165,7 @@ function decide(
       credited: credited.toString(),
     });
   }
-  const collectable = consumer.balance - consumer.exitAmount;
+  const collectable = consumer.balance - consumer.exitAmount - consumer.exitReserved;
   if (credited - consumer.settled > collectable) {
     throw new HubError('OVERSPEND', 'The consumer has promised more than its channel holds', {
       owed: (credited - consumer.settled).toString(),

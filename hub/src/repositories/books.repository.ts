@@ -8,6 +8,8 @@ export interface ConsumerBooks {
   signedTotal: bigint;
   credited: bigint;
   exitAmount: bigint;
+  /** Reserved for co-signed instant exits (instant_exits). */
+  exitReserved: bigint;
   exitReadyAt: Date | null;
   bestHashlock: Hex | null;
 }
@@ -34,6 +36,7 @@ export class BooksRepository {
       signedTotal: BigInt(row.signed_total),
       credited: BigInt(row.credited),
       exitAmount: BigInt(row.exit_amount),
+      exitReserved: BigInt(row.exit_reserved),
       exitReadyAt: row.exit_ready_at,
       bestHashlock: fromByteaOrNull(row.best_hashlock),
     };

@@ -56,7 +56,7 @@ export class ExchangeRepository {
 
     const consumers = new Map<Hex, ConsumerState>();
     const consumerRows = await client.query(
-      `SELECT address, balance, settled, exit_amount, signed_total, credited, best_hashlock
+      `SELECT address, balance, settled, exit_amount, exit_reserved, signed_total, credited, best_hashlock
          FROM consumers WHERE address = ANY($1::bytea[]) ORDER BY address FOR UPDATE`,
       [consumerKeys.map(toBytea)],
     );
@@ -67,6 +67,7 @@ export class ExchangeRepository {
         balance: BigInt(row.balance),
         settled: BigInt(row.settled),
         exitAmount: BigInt(row.exit_amount),
+        exitReserved: BigInt(row.exit_reserved),
         signedTotal: BigInt(row.signed_total),
         credited: BigInt(row.credited),
         bestHashlock: fromByteaOrNull(row.best_hashlock),
@@ -236,6 +237,9 @@ export class RevealRepository {
     const client = await this.pool.connect();
     try {
       await client.query('BEGIN');
+      // The provider row first, like the exchange batches, so a reveal and an exchange of one provider
+      // never lock in opposite orders.
+      await client.query('SELECT 1 FROM providers WHERE address = $1 FOR UPDATE', [toBytea(provider)]);
       const updated = await client.query(
         `UPDATE exchanges SET preimage = COALESCE(preimage, $3) WHERE hashlock = $1 AND provider = $2`,
         [toBytea(hashlock), toBytea(provider), toBytea(preimage)],

@@ -56,6 +56,21 @@ export const hubErrorCodes = {
     advice: 'The consumer has no channel at this hub; it must deposit first.',
   },
   UNKNOWN_PROVIDER: { status: 404, retryable: false, advice: 'The hub holds no promise for this provider yet.' },
+  NOTHING_TO_SETTLE: {
+    status: 409,
+    retryable: false,
+    advice: 'The hub promise is settled on-chain already: there is nothing to settle until you earn more.',
+  },
+  RELAYER_FEE_TOO_LOW: {
+    status: 409,
+    retryable: false,
+    advice: 'The relayer fee no longer covers the gas: get a new quote (GET /v1/quotes/settlement) and sign again.',
+  },
+  RELAYER_FEE_TOO_HIGH: {
+    status: 409,
+    retryable: false,
+    advice: 'The relayer fee is more than you would be paid: settle later, when more is owed, or settle yourself.',
+  },
   NOT_FOUND: { status: 404, retryable: false, advice: 'Check the address or id in the path.' },
   STALE_REQUEST: {
     status: 400,

@@ -1,0 +1,49 @@
+import { encodeMessage } from '@chit/sdk';
+import { Body, Controller, Get, HttpCode, Inject, Param, Post, Query } from '@nestjs/common';
+import { InstantExitService } from '../settlement/instant-exit.service';
+import { SettlementService, type SettlementView } from '../settlement/settlement.service';
+
+const accepted = ({ id, status }: SettlementView) => ({ id, status });
+
+/** Settlement requests and their status, fee quotes, instant-exit co-signatures and relayed Registry actions. */
+@Controller('v1')
+export class SettlementController {
+  constructor(
+    @Inject(SettlementService) private readonly settlements: SettlementService,
+    @Inject(InstantExitService) private readonly instantExits: InstantExitService,
+  ) {}
+
+  @Get('quotes/settlement')
+  async quote(@Query() query: unknown) {
+    return encodeMessage(await this.settlements.quote(query));
+  }
+
+  @Post('settlements')
+  @HttpCode(202)
+  async request(@Body() body: unknown) {
+    return accepted(await this.settlements.requestProviderSettlement(body));
+  }
+
+  @Get('settlements/:id')
+  settlement(@Param('id') id: string) {
+    return this.settlements.settlement(id);
+  }
+
+  @Post('exits/instant')
+  @HttpCode(200)
+  async instantExit(@Body() body: unknown) {
+    return encodeMessage(await this.instantExits.cosign(body));
+  }
+
+  @Post('relay/identities')
+  @HttpCode(202)
+  async relayIdentity(@Body() body: unknown) {
+    return accepted(await this.settlements.relayIdentity(body));
+  }
+
+  @Post('relay/beneficiaries')
+  @HttpCode(202)
+  async relayBeneficiary(@Body() body: unknown) {
+    return accepted(await this.settlements.relayBeneficiary(body));
+  }
+}

@@ -1,0 +1,670 @@
+import type { Pool, PoolClient } from 'pg';
+import { fromBytea, fromByteaOrNull, type Hex, toBytea } from '../db/bytes';
+import type { ExchangeRecord } from '../exchange/exchange.rules';
+import { toExchangeRecord } from './exchange.repository';
+
+export type SettlementKind = 'consumer' | 'provider' | 'identity' | 'beneficiary';
+export type SettlementStatus = 'queued' | 'submitted' | 'confirmed' | 'failed' | 'retrying';
+
+/** Statuses a settlement leaves only by being confirmed or failed. */
+export const OPEN_STATUSES: readonly SettlementStatus[] = ['queued', 'submitted', 'retrying'];
+
+/** A row of `settlements`: one claim (or relayed action), its state and its transaction. */
+export interface SettlementRecord {
+  id: string;
+  kind: SettlementKind;
+  subject: Hex;
+  /** The cumulative total claimed; the Registry nonce for relayed identity actions. */
+  amount: bigint;
+  status: SettlementStatus;
+  txHash: Hex | null;
+  error: string | null;
+  payload: Record<string, unknown>;
+  attempts: number;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface NewSettlement {
+  id: string;
+  kind: SettlementKind;
+  subject: Hex;
+  amount: bigint;
+  payload: Record<string, unknown>;
+}
+
+/** A row of `transactions`. */
+export interface TransactionRecord {
+  hash: Hex;
+  sender: Hex;
+  nonce: bigint;
+  kind: SettlementKind;
+  claims: number;
+  raw: Hex;
+  maxFeePerGas: bigint;
+  maxPriorityFeePerGas: bigint;
+  status: 'pending' | 'mined' | 'replaced' | 'dropped';
+  block: bigint | null;
+  /** Milliseconds since it was recorded, by the database's clock. */
+  ageMs: number;
+}
+
+export type NewTransaction = Omit<TransactionRecord, 'status' | 'block' | 'ageMs'>;
+
+/** A consumer whose highest promise is above what it settled on-chain, with that promise's exchange. */
+export interface DueConsumer {
+  consumer: Hex;
+  balance: bigint;
+  settled: bigint;
+  exitReadyAt: Date | null;
+  exchange: ExchangeRecord;
+}
+
+/** A provider whose latest hub promise is above what it settled on-chain, with that promise's exchange. */
+export interface DueProvider {
+  provider: Hex;
+  promised: bigint;
+  settled: bigint;
+  exchange: ExchangeRecord;
+}
+
+/** The books of a consumer an instant exit is decided on, with the reservation for the current nonce. */
+export interface InstantExitState {
+  consumer: Hex;
+  balance: bigint;
+  settled: bigint;
+  credited: bigint;
+  exitAmount: bigint;
+  exitReserved: bigint;
+  existing: InstantExitRecord | undefined;
+}
+
+export interface InstantExitRecord {
+  consumer: Hex;
+  nonce: bigint;
+  amount: bigint;
+  reserved: bigint;
+  deadline: bigint;
+  signature: Hex;
+  status: 'reserved' | 'used' | 'released';
+  updatedAt: Date;
+}
+
+/** The nonce lock of one sending key, held in one open transaction (see {@link SettlementRepository.lockSender}). */
+export interface SenderLock {
+  /** The nonces from `from` on that the key's pending transactions hold. */
+  pendingNonces(from: bigint): Promise<Set<bigint>>;
+  /**
+   * Records a signed transaction and marks `settlementIds` submitted with it, then commits, which
+   * releases the lock: the write-ahead record exists before the transaction is broadcast.
+   */
+  recordAndCommit(tx: NewTransaction, settlementIds: readonly string[]): Promise<void>;
+  /** Rolls back (if nothing was committed) and returns the connection. */
+  release(): Promise<void>;
+}
+
+/** Advisory lock class of the nonce locks (the key is hashtext(sender)). */
+const NONCE_LOCK_CLASS = 0x6e6f6e; // "non"
+
+/**
+ * The settlement pipeline's SQL: settlements, the transactions that carry them, the due consumers and
+ * providers, and instant-exit reservations.
+ */
+export class SettlementRepository {
+  constructor(private readonly pool: Pool) {}
+
+  // ------------------------------------------------------------ settlements
+
+  async get(id: string): Promise<SettlementRecord | undefined> {
+    const { rows } = await this.pool.query('SELECT * FROM settlements WHERE id = $1', [id]);
+    return rows[0] ? toSettlement(rows[0]) : undefined;
+  }
+
+  async getMany(ids: readonly string[]): Promise<SettlementRecord[]> {
+    const { rows } = await this.pool.query('SELECT * FROM settlements WHERE id = ANY($1::text[])', [ids]);
+    return rows.map(toSettlement);
+  }
+
+  /** Inserts the settlements not recorded yet (queued); returns the ones it inserted. */
+  async insert(settlements: readonly NewSettlement[]): Promise<SettlementRecord[]> {
+    if (settlements.length === 0) return [];
+    const { rows } = await this.pool.query(
+      `INSERT INTO settlements (id, kind, subject, amount, status, payload)
+       SELECT v.id, v.kind, v.subject, v.amount, 'queued', v.payload
+         FROM unnest($1::text[], $2::text[], $3::bytea[], $4::numeric[], $5::jsonb[])
+           AS v(id, kind, subject, amount, payload)
+       ON CONFLICT (id) DO NOTHING
+       RETURNING *`,
+      [
+        settlements.map((s) => s.id),
+        settlements.map((s) => s.kind),
+        settlements.map((s) => toBytea(s.subject)),
+        settlements.map((s) => s.amount.toString()),
+        settlements.map((s) => JSON.stringify(s.payload)),
+      ],
+    );
+    return rows.map(toSettlement);
+  }
+
+  /** Puts a failed settlement back in the queue with `payload`; undefined when it is not failed. */
+  async requeueFailed(id: string, payload?: Record<string, unknown>): Promise<SettlementRecord | undefined> {
+    const { rows } = await this.pool.query(
+      `UPDATE settlements
+          SET status = 'queued', error = NULL, tx_hash = NULL, lease_until = NULL,
+              payload = COALESCE($2::jsonb, payload), updated_at = now()
+        WHERE id = $1 AND status = 'failed'
+        RETURNING *`,
+      [id, payload ? JSON.stringify(payload) : null],
+    );
+    return rows[0] ? toSettlement(rows[0]) : undefined;
+  }
+
+  /** The failed consumer settlements of `consumer`, put back in the queue (its channel got funds again). */
+  async requeueFailedConsumer(consumer: Hex): Promise<SettlementRecord[]> {
+    const { rows } = await this.pool.query(
+      `UPDATE settlements
+          SET status = 'queued', error = NULL, tx_hash = NULL, lease_until = NULL, updated_at = now()
+        WHERE kind = 'consumer' AND subject = $1 AND status = 'failed'
+        RETURNING *`,
+      [toBytea(consumer)],
+    );
+    return rows.map(toSettlement);
+  }
+
+  /** Every open settlement (queued, submitted, retrying), oldest first. */
+  async open(limit: number): Promise<SettlementRecord[]> {
+    const { rows } = await this.pool.query(
+      `SELECT * FROM settlements WHERE status IN ('queued', 'submitted', 'retrying') ORDER BY created_at LIMIT $1`,
+      [limit],
+    );
+    return rows.map(toSettlement);
+  }
+
+  /** Counts a job's attempt at a settlement. */
+  async countAttempt(id: string): Promise<void> {
+    await this.pool.query('UPDATE settlements SET attempts = attempts + 1 WHERE id = $1', [id]);
+  }
+
+  /**
+   * Leases the open, unsubmitted settlements of `ids` to this replica for `ms` (a batch in the making);
+   * returns the ids it leased. One leased elsewhere, or already submitted, is left out.
+   */
+  async lease(ids: readonly string[], ms: number): Promise<string[]> {
+    const { rows } = await this.pool.query(
+      `UPDATE settlements SET lease_until = now() + make_interval(secs => $2::double precision / 1000)
+        WHERE id = ANY($1::text[]) AND status IN ('queued', 'retrying')
+          AND (lease_until IS NULL OR lease_until < now())
+        RETURNING id`,
+      [ids, ms],
+    );
+    return rows.map((row) => row.id as string);
+  }
+
+  async releaseLease(ids: readonly string[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.pool.query('UPDATE settlements SET lease_until = NULL WHERE id = ANY($1::text[])', [ids]);
+  }
+
+  /**
+   * Marks an open settlement retrying with `error`; one whose transaction is still pending stays
+   * submitted (with the error noted): its next attempt follows that transaction. A lease another
+   * replica holds on it is left alone.
+   */
+  async markRetrying(id: string, error: string): Promise<void> {
+    await this.pool.query(
+      `UPDATE settlements s
+          SET error = $2, updated_at = now(),
+              status = CASE WHEN s.status = 'submitted' AND EXISTS (
+                         SELECT 1 FROM transactions c
+                           JOIN transactions t ON t.sender = c.sender AND t.nonce = c.nonce
+                          WHERE c.hash = s.tx_hash AND t.status = 'pending')
+                       THEN 'submitted' ELSE 'retrying' END
+        WHERE s.id = $1 AND s.status IN ('queued', 'submitted', 'retrying')`,
+      [id, error],
+    );
+  }
+
+  /** Marks an open settlement failed with `error`; false when it was already confirmed or failed. */
+  async markFailed(id: string, error: string): Promise<boolean> {
+    const result = await this.pool.query(
+      `UPDATE settlements SET status = 'failed', error = $2, lease_until = NULL, updated_at = now()
+        WHERE id = $1 AND status IN ('queued', 'submitted', 'retrying')`,
+      [id, error],
+    );
+    return result.rowCount === 1;
+  }
+
+  /**
+   * Marks an open settlement confirmed, with the transaction that settled it (null when another
+   * party's transaction did and its hash is not known) and facts merged into its payload.
+   */
+  async markConfirmed(id: string, txHash: Hex | null, facts: Record<string, unknown> = {}): Promise<boolean> {
+    const result = await this.pool.query(
+      `UPDATE settlements
+          SET status = 'confirmed', tx_hash = COALESCE($2, tx_hash), error = NULL, lease_until = NULL,
+              payload = payload || $3::jsonb, updated_at = now()
+        WHERE id = $1 AND status IN ('queued', 'submitted', 'retrying')`,
+      [id, txHash ? toBytea(txHash) : null, JSON.stringify(facts)],
+    );
+    return result.rowCount === 1;
+  }
+
+  /**
+   * A settlement event seen by the chain follower: every settlement of `subject` for a total up to
+   * `total` is settled, by this transaction or by an earlier one (even one the hub gave up on, if its
+   * transaction was mined after all). Returns the ids it confirmed.
+   */
+  async confirmSettledUpTo(kind: 'consumer' | 'provider', subject: Hex, total: bigint, txHash: Hex): Promise<string[]> {
+    const { rows } = await this.pool.query(
+      `UPDATE settlements
+          SET status = 'confirmed', error = NULL, lease_until = NULL, updated_at = now(),
+              tx_hash = CASE WHEN amount = $3 OR tx_hash IS NULL THEN $4 ELSE tx_hash END
+        WHERE kind = $1 AND subject = $2 AND amount <= $3 AND status <> 'confirmed'
+        RETURNING id`,
+      [kind, toBytea(subject), total.toString(), toBytea(txHash)],
+    );
+    return rows.map((row) => row.id as string);
+  }
+
+  /** The settlements a transaction (or any transaction with its nonce) carries. */
+  async settlementsOfTransactions(hashes: readonly Hex[]): Promise<SettlementRecord[]> {
+    const { rows } = await this.pool.query('SELECT * FROM settlements WHERE tx_hash = ANY($1::bytea[])', [
+      hashes.map(toBytea),
+    ]);
+    return rows.map(toSettlement);
+  }
+
+  // ------------------------------------------------------------ due work
+
+  /**
+   * Consumers whose highest signed total is above what they settled, whose channel holds something,
+   * and for which no settlement of that total (or more) exists yet. Exiting consumers first.
+   */
+  async dueConsumers(limit: number, only?: Hex): Promise<DueConsumer[]> {
+    const { rows } = await this.pool.query(
+      `SELECT c.address AS c_address, c.balance AS c_balance, c.settled AS c_settled,
+              c.exit_ready_at AS c_exit_ready_at, e.*
+         FROM consumers c
+         JOIN exchanges e ON e.hashlock = c.best_hashlock
+        WHERE c.signed_total > c.settled AND c.balance > 0
+          AND ($2::bytea IS NULL OR c.address = $2)
+          AND NOT EXISTS (
+            SELECT 1 FROM settlements s
+             WHERE s.kind = 'consumer' AND s.subject = c.address AND s.amount >= c.signed_total)
+        ORDER BY c.exit_ready_at NULLS LAST, c.signed_total - c.settled DESC
+        LIMIT $1`,
+      [limit, only ? toBytea(only) : null],
+    );
+    return rows.map((row) => ({
+      consumer: fromBytea(row.c_address),
+      balance: BigInt(row.c_balance),
+      settled: BigInt(row.c_settled),
+      exitReadyAt: row.c_exit_ready_at,
+      exchange: toExchangeRecord(row),
+    }));
+  }
+
+  /** The consumer's highest promise above `settled` whose R is known, if any. */
+  async bestRevealedExchange(consumer: Hex, settled: bigint): Promise<ExchangeRecord | undefined> {
+    const { rows } = await this.pool.query(
+      `SELECT * FROM exchanges WHERE consumer = $1 AND consumer_total > $2 AND preimage IS NOT NULL
+        ORDER BY consumer_total DESC LIMIT 1`,
+      [toBytea(consumer), settled.toString()],
+    );
+    return rows[0] ? toExchangeRecord(rows[0]) : undefined;
+  }
+
+  /** Providers with at least `threshold` unsettled and no settlement of their latest total yet. */
+  async dueProviders(threshold: bigint, limit: number): Promise<DueProvider[]> {
+    const { rows } = await this.pool.query(
+      `SELECT p.address AS p_address, p.promised AS p_promised, p.settled AS p_settled, e.*
+         FROM providers p
+         JOIN exchanges e ON e.hashlock = p.latest_hashlock
+        WHERE p.promised - p.settled >= $1 AND p.promised > p.settled
+          AND NOT EXISTS (
+            SELECT 1 FROM settlements s
+             WHERE s.kind = 'provider' AND s.subject = p.address AND s.amount >= p.promised)
+        ORDER BY p.promised - p.settled DESC
+        LIMIT $2`,
+      [threshold.toString(), limit],
+    );
+    return rows.map((row) => ({
+      provider: fromBytea(row.p_address),
+      promised: BigInt(row.p_promised),
+      settled: BigInt(row.p_settled),
+      exchange: toExchangeRecord(row),
+    }));
+  }
+
+  /** The provider's exchanges, latest (highest hub total) first. */
+  async providerExchanges(provider: Hex, limit: number): Promise<ExchangeRecord[]> {
+    const { rows } = await this.pool.query(
+      'SELECT * FROM exchanges WHERE provider = $1 ORDER BY hub_total DESC LIMIT $2',
+      [toBytea(provider), limit],
+    );
+    return rows.map(toExchangeRecord);
+  }
+
+  async exchange(hashlock: Hex): Promise<ExchangeRecord | undefined> {
+    const { rows } = await this.pool.query('SELECT * FROM exchanges WHERE hashlock = $1', [toBytea(hashlock)]);
+    return rows[0] ? toExchangeRecord(rows[0]) : undefined;
+  }
+
+  /** Records R the hub opened from an exchange's box. */
+  async recordPreimage(hashlock: Hex, preimage: Hex): Promise<void> {
+    await this.pool.query('UPDATE exchanges SET preimage = $2 WHERE hashlock = $1 AND preimage IS NULL', [
+      toBytea(hashlock),
+      toBytea(preimage),
+    ]);
+  }
+
+  // ------------------------------------------------------------ transactions
+
+  /**
+   * Opens a transaction holding the nonce lock of `sender` (a transaction-scoped advisory lock, so a
+   * replica that dies releases it with its connection). Waits while another replica holds it.
+   */
+  async lockSender(sender: Hex): Promise<SenderLock> {
+    const client = await this.pool.connect();
+    let done = false;
+    try {
+      await client.query('BEGIN');
+      await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [NONCE_LOCK_CLASS, sender]);
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      client.release();
+      throw error;
+    }
+    return {
+      pendingNonces: async (from) => {
+        const { rows } = await client.query(
+          `SELECT DISTINCT nonce FROM transactions WHERE sender = $1 AND status = 'pending' AND nonce >= $2`,
+          [toBytea(sender), from.toString()],
+        );
+        return new Set(rows.map((row) => BigInt(row.nonce)));
+      },
+      recordAndCommit: async (tx, settlementIds) => {
+        await insertTransaction(client, tx, settlementIds);
+        await client.query('COMMIT');
+        done = true;
+      },
+      release: async () => {
+        if (!done) await client.query('ROLLBACK').catch(() => {});
+        done = true;
+        client.release();
+      },
+    };
+  }
+
+  /**
+   * Records a replacement (same nonce, higher fees) and moves the settlements carried by `replaces`
+   * onto it, in one commit, before it is broadcast.
+   */
+  async recordReplacement(tx: NewTransaction, replaces: readonly Hex[]): Promise<void> {
+    await this.inTransaction(async (client) => {
+      const { rows } = await client.query(
+        `SELECT id FROM settlements WHERE tx_hash = ANY($1::bytea[]) AND status = 'submitted'`,
+        [replaces.map(toBytea)],
+      );
+      await insertTransaction(
+        client,
+        tx,
+        rows.map((row) => row.id as string),
+      );
+    });
+  }
+
+  async transaction(hash: Hex): Promise<TransactionRecord | undefined> {
+    const { rows } = await this.pool.query(
+      'SELECT *, (extract(epoch FROM now() - created_at) * 1000)::bigint AS age_ms FROM transactions WHERE hash = $1',
+      [toBytea(hash)],
+    );
+    return rows[0] ? toTransaction(rows[0]) : undefined;
+  }
+
+  /** Every transaction of `sender` with `nonce`: the original and its replacements, oldest first. */
+  async transactionsWithNonce(sender: Hex, nonce: bigint): Promise<TransactionRecord[]> {
+    const { rows } = await this.pool.query(
+      `SELECT *, (extract(epoch FROM now() - created_at) * 1000)::bigint AS age_ms
+         FROM transactions WHERE sender = $1 AND nonce = $2 ORDER BY created_at, hash`,
+      [toBytea(sender), nonce.toString()],
+    );
+    return rows.map(toTransaction);
+  }
+
+  /** Marks `hash` mined and the other transactions with its nonce replaced. */
+  async markMined(hash: Hex, block: bigint, gasUsed: bigint): Promise<void> {
+    await this.inTransaction(async (client) => {
+      const { rows } = await client.query(
+        `UPDATE transactions SET status = 'mined', block = $2, gas_used = $3, updated_at = now()
+          WHERE hash = $1 RETURNING sender, nonce`,
+        [toBytea(hash), block.toString(), gasUsed.toString()],
+      );
+      if (!rows[0]) return;
+      await client.query(
+        `UPDATE transactions SET status = 'replaced', updated_at = now()
+          WHERE sender = $1 AND nonce = $2 AND hash <> $3 AND status = 'pending'`,
+        [rows[0].sender, rows[0].nonce, toBytea(hash)],
+      );
+      // The settlements may still point at an earlier attempt: point them at the one that was mined.
+      await client.query(
+        `UPDATE settlements s SET tx_hash = $1, updated_at = now()
+           FROM transactions t
+          WHERE t.sender = $2 AND t.nonce = $3 AND s.tx_hash = t.hash AND s.tx_hash <> $1`,
+        [toBytea(hash), rows[0].sender, rows[0].nonce],
+      );
+    });
+  }
+
+  /** Marks pending transactions dropped: the node refused them, or their nonce went to another. */
+  async markDropped(hashes: readonly Hex[]): Promise<void> {
+    await this.pool.query(
+      `UPDATE transactions SET status = 'dropped', updated_at = now() WHERE hash = ANY($1::bytea[]) AND status = 'pending'`,
+      [hashes.map(toBytea)],
+    );
+  }
+
+  /** Average gas per claim of the last `limit` mined transactions of `kind`, or undefined. */
+  async gasPerClaim(kind: SettlementKind, limit: number): Promise<bigint | undefined> {
+    const { rows } = await this.pool.query(
+      `SELECT sum(gas_used) AS gas, sum(claims) AS claims FROM (
+         SELECT gas_used, claims FROM transactions
+          WHERE kind = $1 AND status = 'mined' AND gas_used IS NOT NULL
+          ORDER BY created_at DESC LIMIT $2) recent`,
+      [kind, limit],
+    );
+    const { gas, claims } = rows[0];
+    if (gas === null || claims === null || BigInt(claims) === 0n) return undefined;
+    return (BigInt(gas) + BigInt(claims) - 1n) / BigInt(claims);
+  }
+
+  // ------------------------------------------------------------ instant exits
+
+  /**
+   * Locks the consumer's row (the exchange locks it too, so the two are serialised), lets `decide`
+   * rule on its books and its reservation for `nonce`, and writes the reservation `decide` returns:
+   * `reserved` replaces the one for this nonce in consumers.exit_reserved.
+   */
+  async reserveInstantExit<T>(
+    consumer: Hex,
+    nonce: bigint,
+    decide: (
+      state: InstantExitState | undefined,
+    ) => Promise<{ write?: Omit<InstantExitRecord, 'updatedAt'>; result: T }>,
+  ): Promise<T> {
+    return this.inTransaction(async (client) => {
+      const { rows } = await client.query(
+        `SELECT address, balance, settled, credited, exit_amount, exit_reserved FROM consumers
+          WHERE address = $1 FOR UPDATE`,
+        [toBytea(consumer)],
+      );
+      const row = rows[0];
+      let state: InstantExitState | undefined;
+      if (row) {
+        const existing = await client.query('SELECT * FROM instant_exits WHERE consumer = $1 AND nonce = $2', [
+          toBytea(consumer),
+          nonce.toString(),
+        ]);
+        state = {
+          consumer,
+          balance: BigInt(row.balance),
+          settled: BigInt(row.settled),
+          credited: BigInt(row.credited),
+          exitAmount: BigInt(row.exit_amount),
+          exitReserved: BigInt(row.exit_reserved),
+          existing: existing.rows[0] ? toInstantExit(existing.rows[0]) : undefined,
+        };
+      }
+      const { write, result } = await decide(state);
+      if (write && state) {
+        const before = state.existing?.status === 'reserved' ? state.existing.reserved : 0n;
+        await client.query(
+          `INSERT INTO instant_exits (consumer, nonce, amount, reserved, deadline, signature, status)
+           VALUES ($1, $2, $3, $4, $5, $6, 'reserved')
+           ON CONFLICT (consumer, nonce) DO UPDATE
+             SET amount = EXCLUDED.amount, reserved = EXCLUDED.reserved, deadline = EXCLUDED.deadline,
+                 signature = EXCLUDED.signature, status = 'reserved', updated_at = now()`,
+          [
+            toBytea(consumer),
+            nonce.toString(),
+            write.amount.toString(),
+            write.reserved.toString(),
+            write.deadline.toString(),
+            toBytea(write.signature),
+          ],
+        );
+        await client.query(
+          'UPDATE consumers SET exit_reserved = exit_reserved + $2, updated_at = now() WHERE address = $1',
+          [toBytea(consumer), (write.reserved - before).toString()],
+        );
+      }
+      return result;
+    });
+  }
+
+  /** Reservations still counted against their consumer (reserved or used, not released). */
+  async openInstantExits(consumer?: Hex): Promise<InstantExitRecord[]> {
+    const { rows } = await this.pool.query(
+      `SELECT * FROM instant_exits WHERE status IN ('reserved', 'used') AND ($1::bytea IS NULL OR consumer = $1)
+        ORDER BY deadline`,
+      [consumer ? toBytea(consumer) : null],
+    );
+    return rows.map(toInstantExit);
+  }
+
+  async markInstantExitUsed(consumer: Hex, nonce: bigint): Promise<void> {
+    await this.pool.query(
+      `UPDATE instant_exits SET status = 'used', updated_at = now()
+        WHERE consumer = $1 AND nonce = $2 AND status = 'reserved'`,
+      [toBytea(consumer), nonce.toString()],
+    );
+  }
+
+  /** Releases a reservation: its amount no longer counts against the consumer. */
+  async releaseInstantExit(consumer: Hex, nonce: bigint): Promise<boolean> {
+    return this.inTransaction(async (client) => {
+      // The consumer row first: the order the exchange locks in.
+      await client.query('SELECT 1 FROM consumers WHERE address = $1 FOR UPDATE', [toBytea(consumer)]);
+      const { rows } = await client.query(
+        `UPDATE instant_exits SET status = 'released', updated_at = now()
+          WHERE consumer = $1 AND nonce = $2 AND status IN ('reserved', 'used')
+          RETURNING reserved`,
+        [toBytea(consumer), nonce.toString()],
+      );
+      if (!rows[0]) return false;
+      await client.query(
+        `UPDATE consumers SET exit_reserved = GREATEST(exit_reserved - $2, 0), updated_at = now() WHERE address = $1`,
+        [toBytea(consumer), rows[0].reserved],
+      );
+      return true;
+    });
+  }
+
+  private async inTransaction<T>(run: (client: PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const result = await run(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+}
+
+async function insertTransaction(client: PoolClient, tx: NewTransaction, settlementIds: readonly string[]) {
+  await client.query(
+    `INSERT INTO transactions (hash, sender, nonce, kind, claims, raw, max_fee_per_gas, max_priority_fee_per_gas, status)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending')
+     ON CONFLICT (hash) DO NOTHING`,
+    [
+      toBytea(tx.hash),
+      toBytea(tx.sender),
+      tx.nonce.toString(),
+      tx.kind,
+      tx.claims,
+      toBytea(tx.raw),
+      tx.maxFeePerGas.toString(),
+      tx.maxPriorityFeePerGas.toString(),
+    ],
+  );
+  if (settlementIds.length > 0) {
+    await client.query(
+      `UPDATE settlements SET status = 'submitted', tx_hash = $2, error = NULL, lease_until = NULL, updated_at = now()
+        WHERE id = ANY($1::text[]) AND status IN ('queued', 'submitted', 'retrying')`,
+      [settlementIds, toBytea(tx.hash)],
+    );
+  }
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: a pg row
+function toSettlement(row: any): SettlementRecord {
+  return {
+    id: row.id,
+    kind: row.kind,
+    subject: fromBytea(row.subject),
+    amount: BigInt(row.amount),
+    status: row.status,
+    txHash: fromByteaOrNull(row.tx_hash),
+    error: row.error,
+    payload: row.payload ?? {},
+    attempts: row.attempts,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: a pg row
+function toTransaction(row: any): TransactionRecord {
+  return {
+    hash: fromBytea(row.hash),
+    sender: fromBytea(row.sender),
+    nonce: BigInt(row.nonce),
+    kind: row.kind,
+    claims: row.claims,
+    raw: fromBytea(row.raw),
+    maxFeePerGas: BigInt(row.max_fee_per_gas),
+    maxPriorityFeePerGas: BigInt(row.max_priority_fee_per_gas),
+    status: row.status,
+    block: row.block === null ? null : BigInt(row.block),
+    ageMs: Number(row.age_ms ?? 0),
+  };
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: a pg row
+function toInstantExit(row: any): InstantExitRecord {
+  return {
+    consumer: fromBytea(row.consumer),
+    nonce: BigInt(row.nonce),
+    amount: BigInt(row.amount),
+    reserved: BigInt(row.reserved),
+    deadline: BigInt(row.deadline),
+    signature: fromBytea(row.signature),
+    status: row.status,
+    updatedAt: row.updated_at,
+  };
+}

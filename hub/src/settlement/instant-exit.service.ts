@@ -1,0 +1,129 @@
+import { getConsumerChannel, type HubScope, hubAbi, signInstantExit } from '@chit/sdk';
+import { getAddress, type LocalAccount } from 'viem';
+import { getBlock, readContract } from 'viem/actions';
+import type { ChainService } from '../chain/chain.service';
+import type { Hex } from '../db/bytes';
+import { HubError } from '../errors/hub-error';
+import type { SettlementRepository } from '../repositories/settlement.repository';
+import { decodeBody, instantExitRequestSchema } from './settlement.dto';
+
+/** A used instant exit whose `exited` event never came is released after this long (the follower lags less). */
+const USED_EXIT_RELEASE_MS = 3_600_000;
+
+/**
+ * Instant exits: the operator's co-signature, given only for what the consumer does not owe, and the
+ * reservation that keeps the exchange from crediting that amount until the exit is applied on-chain
+ * or can no longer be used (instant_exits, consumers.exit_reserved).
+ */
+export class InstantExitService {
+  constructor(
+    private readonly scope: HubScope,
+    private readonly chain: ChainService,
+    private readonly repository: SettlementRepository,
+    private readonly operator: LocalAccount,
+    private readonly validitySeconds: number,
+  ) {}
+
+  /**
+   * `POST /v1/exits/instant`: the operator's InstantExit co-signature for the consumer's current exit
+   * nonce, given only when `amount <= balance - pending exit - (credited - settled)` less what other
+   * co-signed exits reserve. The amount is reserved (consumers.exit_reserved) in the same transaction
+   * that checks it, under the consumer's row lock, so no exchange credits it meanwhile.
+   */
+  async cosign(body: unknown) {
+    const { consumer, amount } = decodeBody(instantExitRequestSchema, body);
+    if (amount === 0n) throw new HubError('MALFORMED', 'amount: must be above zero', { path: 'amount' });
+    const hub = this.scope.hub;
+    const [nonce, channel] = await Promise.all([
+      readContract(this.chain.client, { address: hub, abi: hubAbi, functionName: 'nonces', args: [consumer] }),
+      getConsumerChannel(this.chain.client, { hub, consumer }),
+    ]);
+    const now = BigInt(Math.floor(Date.now() / 1000));
+    const validity = BigInt(this.validitySeconds);
+    const answer = (record: { amount: bigint; deadline: bigint; signature: Hex }) => ({
+      consumer: getAddress(consumer),
+      amount: record.amount,
+      nonce,
+      deadline: record.deadline,
+      signature: record.signature,
+    });
+    return this.repository.reserveInstantExit(consumer, nonce, async (state) => {
+      if (!state) throw new HubError('UNKNOWN_CONSUMER', `${consumer} has no channel at this hub`, { consumer });
+      const existing = state.existing?.status === 'reserved' ? state.existing : undefined;
+      if (existing && existing.amount === amount && existing.deadline - now > validity / 2n) {
+        return { result: answer(existing) };
+      }
+      // The books (the follower's) and the chain may differ by the confirmations: take the worse of each.
+      const balance = min(state.balance, channel.balance);
+      const pendingExit = max(state.exitAmount, channel.exit?.amount ?? 0n);
+      const settled = max(state.settled, channel.settled);
+      const outstanding = state.credited > settled ? state.credited - settled : 0n;
+      const otherReservations = state.exitReserved - (existing?.reserved ?? 0n);
+      const available = balance - pendingExit - outstanding - otherReservations;
+      if (amount > available) {
+        throw new HubError('OVERSPEND', 'The consumer asks for more than its channel holds beyond what it owes', {
+          amount: amount.toString(),
+          available: (available > 0n ? available : 0n).toString(),
+        });
+      }
+      const deadline = now + validity;
+      const signature = await signInstantExit(this.operator, { ...this.scope, consumer, amount, nonce, deadline });
+      // Another signature for this nonce may still be used instead: reserve the larger of the two.
+      const reserved = max(amount, existing?.reserved ?? 0n);
+      return {
+        write: { consumer, nonce, amount, reserved, deadline, signature, status: 'reserved' as const },
+        result: answer({ amount, deadline, signature }),
+      };
+    });
+  }
+  /**
+   * The follower applied an exit of `consumer` at `block` (the books' balance has dropped): instant-exit
+   * reservations whose nonce was spent by then no longer need to hold anything back.
+   */
+  async onExited(consumer: Hex, block: bigint): Promise<void> {
+    const open = await this.repository.openInstantExits(consumer);
+    if (open.length === 0) return;
+    const spent = await readContract(this.chain.client, {
+      address: this.scope.hub,
+      abi: hubAbi,
+      functionName: 'nonces',
+      args: [consumer],
+      blockNumber: block,
+    });
+    for (const reservation of open) {
+      if (reservation.nonce < spent) await this.repository.releaseInstantExit(consumer, reservation.nonce);
+    }
+  }
+
+  /**
+   * Instant-exit reservations: one whose deadline passed with its nonce unspent can never be used and
+   * is released; one whose nonce was spent is marked used and released by {@link onExited} (or, if
+   * that event was missed, after an hour, by when the follower has long applied it).
+   */
+  async sweep(): Promise<void> {
+    const open = await this.repository.openInstantExits();
+    if (open.length === 0) return;
+    const head = await getBlock(this.chain.client, { blockTag: 'latest' });
+    for (const reservation of open) {
+      const nonce = await readContract(this.chain.client, {
+        address: this.scope.hub,
+        abi: hubAbi,
+        functionName: 'nonces',
+        args: [reservation.consumer],
+        blockNumber: head.number,
+      });
+      if (nonce > reservation.nonce) {
+        if (reservation.status === 'reserved')
+          await this.repository.markInstantExitUsed(reservation.consumer, reservation.nonce);
+        else if (Date.now() - reservation.updatedAt.getTime() > USED_EXIT_RELEASE_MS) {
+          await this.repository.releaseInstantExit(reservation.consumer, reservation.nonce);
+        }
+      } else if (head.timestamp > reservation.deadline) {
+        await this.repository.releaseInstantExit(reservation.consumer, reservation.nonce);
+      }
+    }
+  }
+}
+
+const min = (a: bigint, b: bigint) => (a < b ? a : b);
+const max = (a: bigint, b: bigint) => (a > b ? a : b);

@@ -1,0 +1,56 @@
+import { isAddress } from 'viem';
+import { z } from 'zod';
+import type { Hex } from '../db/bytes';
+import { HubError } from '../errors/hub-error';
+
+// Bodies and queries of the settlement, quote, instant exit and relay endpoints (docs/protocol.md,
+// "Hub endpoints"), decoded strictly like protocol messages: unknown fields, bad lengths and amounts
+// out of range are MALFORMED.
+
+const MAX_UINT256 = (1n << 256n) - 1n;
+
+const address = z
+  .string()
+  .regex(/^0x[0-9a-fA-F]{40}$/, 'expected a 20-byte 0x-hex address')
+  .refine((value) => isAddress(value, { strict: true }), 'bad EIP-55 checksum')
+  .transform((value) => value.toLowerCase() as Hex);
+
+const uint256 = z
+  .string()
+  .regex(/^(0|[1-9][0-9]{0,77})$/, 'expected a decimal integer string')
+  .transform((value) => BigInt(value))
+  .refine((value) => value <= MAX_UINT256, 'exceeds uint256');
+
+const signature = z
+  .string()
+  .regex(/^0x[0-9a-fA-F]{130}$/, 'expected a 65-byte signature as 0x-hex')
+  .transform((value) => value.toLowerCase() as Hex);
+
+export const settlementRequestSchema = z.strictObject({
+  provider: address,
+  relayerFee: uint256,
+  authorization: signature,
+});
+export const quoteQuerySchema = z.object({ provider: address });
+export const instantExitRequestSchema = z.strictObject({ consumer: address, amount: uint256 });
+export const relayIdentitySchema = z.strictObject({
+  identity: address,
+  beneficiary: address,
+  relayerFee: uint256,
+  signature,
+});
+export const relayBeneficiarySchema = z.strictObject({ identity: address, beneficiary: address, signature });
+
+export type SettlementRequest = z.output<typeof settlementRequestSchema>;
+export type InstantExitRequest = z.output<typeof instantExitRequestSchema>;
+export type RelayIdentityRequest = z.output<typeof relayIdentitySchema>;
+export type RelayBeneficiaryRequest = z.output<typeof relayBeneficiarySchema>;
+
+/** Decodes `input` with `schema`, or throws MALFORMED naming the first offending field. */
+export function decodeBody<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const path = issue.path.join('.');
+  throw new HubError('MALFORMED', path ? `${path}: ${issue.message}` : issue.message, { path });
+}
