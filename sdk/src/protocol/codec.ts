@@ -82,7 +82,12 @@ const recoveryRequest = z.strictObject({ ...scope, provider: address, issuedAt: 
 
 const recoveryResponse = z.strictObject({ hubPromise: hubPromise.nullable(), preimage: bytes32.nullable() });
 
-/** Every wire message's schema, keyed by message name. */
+/**
+ * Every wire message's zod schema, keyed by message name.
+ *
+ * @example
+ * const ok = wireSchemas.invoice.safeParse(json).success;
+ */
 export const wireSchemas = {
   invoice,
   consumerPromise,

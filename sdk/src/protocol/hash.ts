@@ -11,7 +11,12 @@ const typeHash = (type: string): Uint8Array => keccak_256(stringToBytes(type));
 const AGREEMENT = 'Agreement(address provider,bytes32 id,uint256 total)';
 const HUB_PROMISE = 'HubPromise(address provider,uint256 total,bytes32 hashlock)';
 
-/** Type hashes of every Chit EIP-712 message, as the contracts define them. */
+/**
+ * Type hashes of every Chit EIP-712 message, as the contracts define them.
+ *
+ * @example
+ * const typeHash = bytesToHex(TYPEHASH.hubPromise);
+ */
 export const TYPEHASH = {
   domain: typeHash('EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)'),
   agreement: typeHash(AGREEMENT),
@@ -124,7 +129,12 @@ export function consumerPromiseDigest(promise: ConsumerPromise): Hex {
   return bytesToHex(consumerPromiseDigestBytes(promise));
 }
 
-/** {@link consumerPromiseDigest} as bytes, for verifiers on the hot path. */
+/**
+ * {@link consumerPromiseDigest} as bytes, for verifiers on the hot path.
+ *
+ * @example
+ * const signer = nativeVerifier().recover(consumerPromiseDigestBytes(promise), promise.signature);
+ */
 export function consumerPromiseDigestBytes(promise: ConsumerPromise): Uint8Array {
   const structHash = hashWords(
     TYPEHASH.consumerPromise,
@@ -150,7 +160,12 @@ export function hubPromiseDigest(promise: HubPromise): Hex {
   return bytesToHex(hubPromiseDigestBytes(promise));
 }
 
-/** {@link hubPromiseDigest} as bytes, for signers and verifiers on the hot path. */
+/**
+ * {@link hubPromiseDigest} as bytes, for signers and verifiers on the hot path.
+ *
+ * @example
+ * const signer = jsVerifier.recover(hubPromiseDigestBytes(hubPromise), hubPromise.signature);
+ */
 export function hubPromiseDigestBytes(promise: HubPromise): Uint8Array {
   return digest(hubSeparator(promise), hubPromiseStructHash(promise));
 }
