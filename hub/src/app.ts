@@ -8,6 +8,7 @@ import { Pool } from 'pg';
 import type { Address } from 'viem';
 import { BooksController, ExchangeController, HealthController } from './api/controllers';
 import { ErrorFilter } from './api/error.filter';
+import { MetricsController } from './api/metrics.controller';
 import { SettlementController } from './api/settlement.controller';
 import { BooksService } from './books/books.service';
 import { ChainService } from './chain/chain.service';
@@ -19,6 +20,7 @@ import { migrate } from './db/migrator';
 import { ExchangeService } from './exchange/exchange.service';
 import { HealthService } from './health/health.service';
 import { InfoService } from './info/info.service';
+import { MetricsService } from './metrics/metrics.service';
 import { BooksRepository } from './repositories/books.repository';
 import { ChainRepository } from './repositories/chain.repository';
 import { ExchangeRepository, RevealRepository } from './repositories/exchange.repository';
@@ -46,6 +48,8 @@ export interface HubContext {
   health: HealthService;
   /** Settlement queues, workers (started by `startHub`), relayer and instant exits. */
   settlement: SettlementPipeline;
+  /** Prometheus metrics (`GET /metrics`), in a registry of this hub's own. */
+  metrics: MetricsService;
 }
 
 /** Connects to Postgres, Redis and the chain, checks the operator key, migrates, and builds the services. */
@@ -68,10 +72,15 @@ export async function createContext(config: HubConfig): Promise<HubContext> {
     await redis.connect();
     const scope = { hub: onChain.hub, chainId };
     const reveals = new RevealRepository(pool);
-    const exchanges = new ExchangeService(scope, new ExchangeRepository(pool), reveals, signer, {
-      maxBatch: config.EXCHANGE_MAX_BATCH,
-      concurrency: config.EXCHANGE_CONCURRENCY,
-    });
+    const metrics = new MetricsService({ pool, chain, exchanges: () => exchanges });
+    const exchanges = new ExchangeService(
+      scope,
+      new ExchangeRepository(pool),
+      reveals,
+      signer,
+      { maxBatch: config.EXCHANGE_MAX_BATCH, concurrency: config.EXCHANGE_CONCURRENCY },
+      (outcome, seconds) => metrics.exchanged(outcome, seconds),
+    );
     const events = new ChainEvents();
     const follower = new ChainFollower(chain.client, new ChainRepository(pool), events, {
       hub: onChain.hub,
@@ -94,7 +103,17 @@ export async function createContext(config: HubConfig): Promise<HubContext> {
       books: new BooksService(scope, new BooksRepository(pool), reveals, signer),
       info: new InfoService(chainId, chain, signer, VERSION),
       health: new HealthService(pool, redis, chain),
-      settlement: SettlementPipeline.create({ config, scope, pool, redis, chain, events, signer }),
+      settlement: SettlementPipeline.create({
+        config,
+        scope,
+        pool,
+        redis,
+        chain,
+        events,
+        signer,
+        onConfirmed: (kind, seconds) => metrics.settled(kind, seconds),
+      }),
+      metrics,
     };
   } catch (error) {
     await pool.end().catch(() => {});
@@ -126,7 +145,7 @@ class HubModule {
           pinoHttp: { level: context.config.LOG_LEVEL, autoLogging: false, quietReqLogger: true },
         }),
       ],
-      controllers: [ExchangeController, BooksController, HealthController, SettlementController],
+      controllers: [ExchangeController, BooksController, HealthController, SettlementController, MetricsController],
       providers: [
         { provide: CONTEXT, useValue: context },
         { provide: ExchangeService, useValue: context.exchanges },
@@ -135,6 +154,7 @@ class HubModule {
         { provide: HealthService, useValue: context.health },
         { provide: SettlementService, useValue: context.settlement.service },
         { provide: InstantExitService, useValue: context.settlement.instantExits },
+        { provide: MetricsService, useValue: context.metrics },
         Shutdown,
       ],
     };
@@ -158,7 +178,7 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
     { bufferLogs: true },
   );
   app.useLogger(app.get(PinoLogger));
-  app.useGlobalFilters(new ErrorFilter());
+  app.useGlobalFilters(new ErrorFilter((code) => context.metrics.errored(code)));
   app.enableShutdownHooks();
   await app.listen(config.PORT, config.HOST);
   context.follower.start();

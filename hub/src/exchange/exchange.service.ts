@@ -30,6 +30,9 @@ export interface ExchangeOptions {
   concurrency: number;
 }
 
+/** What one answered exchange did ('refused' when it threw), and how long it took; for metrics. */
+export type ExchangeObserver = (outcome: 'ok' | 'repeated' | 'refused', seconds: number) => void;
+
 /**
  * The protocol's exchange, reveal and recovery (docs/protocol.md). Stateless checks run here, per
  * request; the rules that need the books run in batches ({@link decideExchanges}) through group
@@ -45,6 +48,7 @@ export class ExchangeService {
     private readonly reveals: RevealRepository,
     private readonly signer: OperatorSigner,
     options: ExchangeOptions,
+    private readonly observe?: ExchangeObserver,
   ) {
     enableNativeHashing();
     this.group = new GroupCommit((candidates) => this.commit(candidates), options);
@@ -57,6 +61,18 @@ export class ExchangeService {
 
   /** Swaps a consumer promise for a hub promise. */
   async exchange(body: unknown): Promise<{ hubPromise: SignedHubPromise }> {
+    const started = performance.now();
+    let outcome: 'ok' | 'repeated' | 'refused' = 'refused';
+    try {
+      const { hubPromise, repeated } = await this.swap(body);
+      outcome = repeated ? 'repeated' : 'ok';
+      return { hubPromise };
+    } finally {
+      this.observe?.(outcome, (performance.now() - started) / 1000);
+    }
+  }
+
+  private async swap(body: unknown): Promise<{ hubPromise: SignedHubPromise; repeated: boolean }> {
     const request = decode('exchangeRequest', body);
     const promise = request.promise;
     this.requireScope(promise);
@@ -69,7 +85,8 @@ export class ExchangeService {
     }
     const outcome = await this.group.submit(toCandidate(request));
     if (!outcome.ok) throw outcome.error;
-    return { hubPromise: this.signHubPromise(promise.agreement.provider, outcome.hubTotal, promise.hashlock) };
+    const hubPromise = this.signHubPromise(promise.agreement.provider, outcome.hubTotal, promise.hashlock);
+    return { hubPromise, repeated: outcome.repeated };
   }
 
   /** Records the R of one of the provider's hub promises. */

@@ -110,8 +110,18 @@ const NONCE_LOCK_CLASS = 0x6e6f6e; // "non"
  * The settlement pipeline's SQL: settlements, the transactions that carry them, the due consumers and
  * providers, and instant-exit reservations.
  */
+/** Hears each settlement confirmed: its kind and the seconds from queued to confirmed (for metrics). */
+export type SettlementObserver = (kind: SettlementKind, seconds: number) => void;
+
 export class SettlementRepository {
-  constructor(private readonly pool: Pool) {}
+  constructor(
+    private readonly pool: Pool,
+    private readonly confirmed?: SettlementObserver,
+  ) {}
+
+  private observeConfirmed(rows: { kind: SettlementKind; seconds: string | number }[]): void {
+    for (const row of rows) this.confirmed?.(row.kind, Number(row.seconds));
+  }
 
   // ------------------------------------------------------------ settlements
 
@@ -243,9 +253,11 @@ export class SettlementRepository {
       `UPDATE settlements
           SET status = 'confirmed', tx_hash = COALESCE($2, tx_hash), error = NULL, lease_until = NULL,
               payload = payload || $3::jsonb, updated_at = now()
-        WHERE id = $1 AND status IN ('queued', 'submitted', 'retrying')`,
+        WHERE id = $1 AND status IN ('queued', 'submitted', 'retrying')
+        RETURNING kind, extract(epoch FROM now() - created_at) AS seconds`,
       [id, txHash ? toBytea(txHash) : null, JSON.stringify(facts)],
     );
+    this.observeConfirmed(result.rows);
     return result.rowCount === 1;
   }
 
@@ -260,9 +272,10 @@ export class SettlementRepository {
           SET status = 'confirmed', error = NULL, lease_until = NULL, updated_at = now(),
               tx_hash = CASE WHEN amount = $3 OR tx_hash IS NULL THEN $4 ELSE tx_hash END
         WHERE kind = $1 AND subject = $2 AND amount <= $3 AND status <> 'confirmed'
-        RETURNING id`,
+        RETURNING id, kind, extract(epoch FROM now() - created_at) AS seconds`,
       [kind, toBytea(subject), total.toString(), toBytea(txHash)],
     );
+    this.observeConfirmed(rows);
     return rows.map((row) => row.id as string);
   }
 

@@ -9,7 +9,7 @@ import type { ChainEventMap, ChainEvents } from '../chain/chain-events';
 import type { HubConfig } from '../config/config';
 import type { OperatorSigner } from '../crypto/operator-signer';
 import { SettlementQueues } from '../jobs/settlement.queues';
-import { SettlementRepository } from '../repositories/settlement.repository';
+import { type SettlementObserver, SettlementRepository } from '../repositories/settlement.repository';
 import { InstantExitService } from './instant-exit.service';
 import { NonceManager } from './nonce-manager';
 import { parseTokenRate } from './settlement.policy';
@@ -39,9 +39,11 @@ export class SettlementPipeline {
     chain: ChainService;
     events: ChainEvents;
     signer: OperatorSigner;
+    /** Hears each settlement this process confirms (metrics). */
+    onConfirmed?: SettlementObserver;
   }): SettlementPipeline {
     const { config, scope, chain } = parts;
-    const repository = new SettlementRepository(parts.pool);
+    const repository = new SettlementRepository(parts.pool, parts.onConfirmed);
     const abort = new AbortController();
     const relayerKey = (config.RELAYER_KEY ?? config.OPERATOR_KEY) as `0x${string}`;
     const nonces = new NonceManager(

@@ -1,0 +1,233 @@
+import { STATUS_OF } from '../errors/hub-error';
+
+// The OpenAPI document served at GET /docs: docs/protocol.md's endpoint table, by hand. test/metrics.test.ts
+// checks that every route the app serves is in it.
+
+type Schema = Record<string, unknown>;
+
+const ref = (name: string): Schema => ({ $ref: `#/components/schemas/${name}` });
+const string = (description: string, pattern?: string): Schema => ({ type: 'string', description, pattern });
+const address = string('address', '^0x[0-9a-fA-F]{40}$');
+const bytes32 = string('32 bytes, hex', '^0x[0-9a-fA-F]{64}$');
+const hex = string('bytes, hex', '^0x[0-9a-fA-F]*$');
+const decimal = string('decimal string (amount, unix seconds or nonce)', '^[0-9]+$');
+const object = (properties: Record<string, Schema>, optional: string[] = []): Schema => ({
+  type: 'object',
+  properties,
+  required: Object.keys(properties).filter((key) => !optional.includes(key)),
+});
+const nullable = (schema: Schema): Schema => ({ oneOf: [schema, { type: 'null' }] });
+const scope = { hub: address, chainId: { type: 'integer' } };
+const readiness = object({ status: { type: 'string', enum: ['ready', 'unavailable'] }, checks: { type: 'object' } });
+const accepted = object({ id: { type: 'string' }, status: ref('SettlementStatus') });
+
+const schemas: Record<string, Schema> = {
+  Error: object({
+    code: { type: 'string', enum: Object.keys(STATUS_OF) },
+    message: { type: 'string' },
+    details: { type: 'object' },
+  }),
+  SettlementStatus: { type: 'string', enum: ['queued', 'submitted', 'confirmed', 'failed', 'retrying'] },
+  ConsumerPromise: object({
+    ...scope,
+    consumer: address,
+    total: decimal,
+    hashlock: bytes32,
+    agreement: object({ provider: address, id: bytes32, total: decimal }),
+    signature: hex,
+  }),
+  HubPromise: object({ ...scope, provider: address, total: decimal, hashlock: bytes32, signature: hex }),
+  ExchangeRequest: object({ promise: ref('ConsumerPromise'), previousPreimage: bytes32, encryptedPreimage: hex }, [
+    'previousPreimage',
+  ]),
+  Reveal: object({ ...scope, provider: address, preimage: bytes32 }),
+  RecoveryRequest: object({ ...scope, provider: address, issuedAt: decimal, signature: hex }),
+  Info: object({
+    ...scope,
+    registry: address,
+    token: address,
+    operator: address,
+    publicKey: hex,
+    fee: { type: 'integer', description: 'basis points' },
+    pendingFee: nullable(object({ fee: { type: 'integer' }, effectiveAt: decimal })),
+    stake: decimal,
+    freeFunds: decimal,
+    status: { type: 'string', enum: ['active', 'punished', 'closing', 'closed'] },
+    consumersPaused: { type: 'boolean' },
+    version: { type: 'string' },
+  }),
+  Consumer: object({
+    address,
+    balance: decimal,
+    settled: decimal,
+    promised: decimal,
+    credited: decimal,
+    available: decimal,
+    pendingExit: nullable(object({ amount: decimal, readyAt: decimal })),
+    latestPromise: nullable(ref('ConsumerPromise')),
+  }),
+  Provider: object({
+    address,
+    earned: decimal,
+    settled: decimal,
+    unsettled: decimal,
+    latestPromise: nullable(ref('HubPromise')),
+  }),
+};
+
+const json = (schema: Schema) => ({ content: { 'application/json': { schema } } });
+
+/** An operation: its answer on success and the error statuses it may give (besides 500). */
+function operation(
+  summary: string,
+  success: [status: number, schema: Schema],
+  options: { body?: Schema; errors?: number[]; parameters?: Schema[] } = {},
+): Schema {
+  const errors = [...new Set([...(options.errors ?? []), 500])];
+  return {
+    summary,
+    parameters: options.parameters,
+    requestBody: options.body && { required: true, ...json(options.body) },
+    responses: {
+      [success[0]]: { description: 'success', ...json(success[1]) },
+      ...Object.fromEntries(errors.map((status) => [status, { description: 'error', ...json(ref('Error')) }])),
+    },
+  };
+}
+
+const inPath = (name: string, schema: Schema) => ({ name, in: 'path', required: true, schema });
+const post = 400;
+const conflict = 409;
+const missing = 404;
+
+export const OPENAPI = {
+  openapi: '3.1.0',
+  info: {
+    title: 'Chit hub',
+    version: '0.1.0',
+    description:
+      'Amounts, timestamps and nonces are decimal strings. Every request is idempotent. See docs/protocol.md.',
+  },
+  paths: {
+    '/v1/info': { get: operation('The hub: chain, contracts, operator, fee, stake, status', [200, ref('Info')]) },
+    '/v1/exchange': {
+      post: operation('Swap a consumer promise for a hub promise', [200, object({ hubPromise: ref('HubPromise') })], {
+        body: ref('ExchangeRequest'),
+        errors: [post, missing, conflict, 503],
+      }),
+    },
+    '/v1/reveal': {
+      post: operation('Reveal the R of a hub promise', [200, object({ revealed: { type: 'boolean', const: true } })], {
+        body: ref('Reveal'),
+        errors: [post, missing],
+      }),
+    },
+    '/v1/recovery': {
+      post: operation(
+        'Get the latest hub promise, re-signed, and its R back',
+        [200, object({ hubPromise: nullable(ref('HubPromise')), preimage: nullable(bytes32) })],
+        { body: ref('RecoveryRequest'), errors: [post] },
+      ),
+    },
+    '/v1/consumers/{address}': {
+      get: operation('A consumer channel and its books', [200, ref('Consumer')], {
+        parameters: [inPath('address', address)],
+        errors: [post, missing],
+      }),
+    },
+    '/v1/providers/{address}': {
+      get: operation("A provider's books", [200, ref('Provider')], {
+        parameters: [inPath('address', address)],
+        errors: [post, missing],
+      }),
+    },
+    '/v1/quotes/settlement': {
+      get: operation(
+        "A fee quote for settling the provider's latest hub promise",
+        [
+          200,
+          object({
+            provider: address,
+            amount: decimal,
+            hubFee: decimal,
+            relayerFee: decimal,
+            gasPrice: decimal,
+            validUntil: decimal,
+          }),
+        ],
+        { parameters: [{ name: 'provider', in: 'query', required: true, schema: address }], errors: [post, missing] },
+      ),
+    },
+    '/v1/settlements': {
+      post: operation('Settle a hub promise through the relayer', [202, accepted], {
+        body: object({ provider: address, relayerFee: decimal, authorization: { type: 'object' } }),
+        errors: [post, missing, conflict],
+      }),
+    },
+    '/v1/settlements/{id}': {
+      get: operation(
+        'A settlement and its transaction',
+        [
+          200,
+          object({
+            id: { type: 'string' },
+            kind: { type: 'string', enum: ['consumer', 'provider', 'identity', 'beneficiary'] },
+            status: ref('SettlementStatus'),
+            txHash: nullable(bytes32),
+            error: nullable({ type: 'string' }),
+          }),
+        ],
+        { parameters: [inPath('id', { type: 'string' })], errors: [missing] },
+      ),
+    },
+    '/v1/exits/instant': {
+      post: operation(
+        "The operator's InstantExit co-signature, for the consumer's signed InstantExitRequest",
+        [200, object({ consumer: address, amount: decimal, nonce: decimal, deadline: decimal, signature: hex })],
+        {
+          body: object({ consumer: address, amount: decimal, issuedAt: decimal, signature: hex }),
+          errors: [post, missing, conflict],
+        },
+      ),
+    },
+    '/v1/relay/identities': {
+      post: operation('Relay a Registry identity registration', [202, accepted], {
+        body: object({ identity: address, beneficiary: address, relayerFee: decimal, signature: hex }),
+        errors: [post, conflict],
+      }),
+    },
+    '/v1/relay/beneficiaries': {
+      post: operation('Relay a Registry beneficiary change', [202, accepted], {
+        body: object({ identity: address, beneficiary: address, signature: hex }),
+        errors: [post, conflict],
+      }),
+    },
+    '/health': { get: operation('Alive while the process runs', [200, object({ status: { type: 'string' } })]) },
+    '/ready': {
+      get: {
+        summary: 'Ready (200) when Postgres, Redis and the RPC answer, else 503',
+        responses: Object.fromEntries(
+          [200, 503].map((status) => [status, { description: `${status}`, ...json(readiness) }]),
+        ),
+      },
+    },
+    '/metrics': {
+      get: {
+        summary: 'Prometheus metrics',
+        responses: {
+          200: {
+            description: 'Prometheus text format 0.0.4',
+            content: { 'text/plain': { schema: { type: 'string' } } },
+          },
+        },
+      },
+    },
+    '/docs': {
+      get: {
+        summary: 'This OpenAPI document',
+        responses: { 200: { description: 'OpenAPI 3.1', ...json({ type: 'object' }) } },
+      },
+    },
+  },
+  components: { schemas },
+} as const;
