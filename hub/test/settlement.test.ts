@@ -5,6 +5,7 @@ import path from 'node:path';
 import {
   decodeHubAnswer,
   deposit,
+  encodeMessage,
   getConsumerChannel,
   getProviderChannel,
   hubAbi,
@@ -12,6 +13,7 @@ import {
   newHashlock,
   sealPreimage,
   signConsumerPromise,
+  signInstantExitRequest,
   signRegisterIdentity,
   signSetBeneficiary,
   signSettlementAuthorization,
@@ -197,6 +199,18 @@ describe('settlement pipeline', function () {
       body: JSON.stringify(body),
     });
 
+  /** The body of `POST /v1/exits/instant`: `consumer` asks for `amount`, signed by `signer` (the consumer). */
+  async function exitRequest(
+    consumer: ReturnType<typeof wallet>,
+    amount: bigint,
+    signer: Parameters<typeof signInstantExitRequest>[0] = consumer,
+    issuedAt = BigInt(Math.floor(Date.now() / 1000)),
+  ) {
+    const request = { hub: hubAddress, chainId: 31337, consumer: consumer.account.address, amount, issuedAt };
+    const { hub: _hub, chainId: _chainId, ...body } = await signInstantExitRequest(signer, request);
+    return encodeMessage(body);
+  }
+
   /** A consumer with `amount` deposited on-chain, once the follower has put its channel in the books. */
   async function depositor(running: RunningHub, amount: bigint) {
     const consumer = await funded();
@@ -336,23 +350,17 @@ describe('settlement pipeline', function () {
       });
 
       // 7 left, 3 of it settled: 7 is available, 8 is not.
-      const refused = await post(running, '/v1/exits/instant', {
-        consumer: consumer.account.address,
-        amount: ether(8).toString(),
-      });
+      const refused = await post(running, '/v1/exits/instant', await exitRequest(consumer, ether(8)));
       assert.equal(refused.status, 409);
       assert.equal(((await refused.json()) as Json).code, 'OVERSPEND');
-      const answer = await post(running, '/v1/exits/instant', {
-        consumer: consumer.account.address,
-        amount: ether(6).toString(),
-      });
+      const answer = await post(running, '/v1/exits/instant', await exitRequest(consumer, ether(6)));
       assert.equal(answer.status, 200);
       const exit: Json = await answer.json();
       assert.equal(exit.nonce, '0');
       decodeHubAnswer('instantExit', exit);
       // The same request again: the same signature.
       const again: Json = await (
-        await post(running, '/v1/exits/instant', { consumer: consumer.account.address, amount: ether(6).toString() })
+        await post(running, '/v1/exits/instant', await exitRequest(consumer, ether(6)))
       ).json();
       assert.equal(again.signature, exit.signature);
 
@@ -380,6 +388,32 @@ describe('settlement pipeline', function () {
         ]);
         return rows[0]?.exit_reserved === '0';
       });
+    });
+
+    it('refuses an instant exit a consumer did not sign, or signed long ago, and reserves nothing', async () => {
+      const db = await database();
+      const running = await hub(settings(db));
+      const consumer = await depositor(running, ether(10));
+      const griefer = privateKeyToAccount(generatePrivateKey());
+
+      const forged = await post(running, '/v1/exits/instant', await exitRequest(consumer, ether(10), griefer));
+      assert.equal(forged.status, 400);
+      assert.equal(((await forged.json()) as Json).code, 'INVALID_SIGNATURE');
+      const hourAgo = BigInt(Math.floor(Date.now() / 1000) - 3600);
+      const stale = await post(running, '/v1/exits/instant', await exitRequest(consumer, ether(10), consumer, hourAgo));
+      assert.equal(stale.status, 400);
+      assert.equal(((await stale.json()) as Json).code, 'STALE_REQUEST');
+      const unsigned = await post(running, '/v1/exits/instant', { consumer: consumer.account.address, amount: '1' });
+      assert.equal(unsigned.status, 400);
+      assert.equal(((await unsigned.json()) as Json).code, 'MALFORMED');
+
+      const { rows } = await db.pool.query(
+        'SELECT exit_reserved::text, (SELECT count(*)::int FROM instant_exits) AS exits FROM consumers WHERE address = $1',
+        [toBytea(lower(consumer.account.address))],
+      );
+      assert.deepEqual(rows, [{ exit_reserved: '0', exits: 0 }]);
+      const books: Json = await (await fetch(`${running.url}/v1/consumers/${consumer.account.address}`)).json();
+      assert.equal(books.available, ether(10).toString());
     });
   });
 

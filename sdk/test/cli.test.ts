@@ -5,8 +5,8 @@
  *
  * The reference hub serves info, exchange, reveal, recovery, quotes and settlements. A thin front in
  * this file serves the endpoints it lacks, from the chain and the reference hub's books:
- * `GET /v1/consumers/{address}`, `GET /v1/providers/{address}`, `POST /v1/exits/instant` (signed with
- * the operator key) and `POST /v1/relay/identities|beneficiaries` (submitted at once with a relayer
+ * `GET /v1/consumers/{address}`, `GET /v1/providers/{address}`, `POST /v1/exits/instant` (the consumer's
+ * signed request checked, then signed with the operator key) and `POST /v1/relay/identities|beneficiaries` (submitted at once with a relayer
  * account); the rest is passed through.
  */
 import assert from 'node:assert/strict';
@@ -22,6 +22,7 @@ import { decryptKeystoreJson } from 'ethers/wallet';
 import { type Address, bytesToHex, getAddress, type Hex, keccak256, parseEther } from 'viem';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import {
+  decodeMessage,
   encodeMessage,
   getConsumerChannel,
   getProviderChannel,
@@ -37,6 +38,7 @@ import {
   signHubPromise,
   signInstantExit,
   testTokenAbi,
+  verifyInstantExitRequest,
   waitForTransaction,
 } from '../src/index.js';
 import { type ChainWalletClient, FIRST_HUB, PARAMETERS, startChain, type TestChain } from './support/chain.js';
@@ -706,8 +708,15 @@ async function startHubFront(): Promise<HubFront> {
       /^\/v1\/exits\/instant$/,
       'POST',
       async (_, body) => {
-        const consumer = getAddress(body.consumer!);
-        const amount = BigInt(body.amount!);
+        const request = decodeMessage('instantExitRequest', body);
+        const { consumer, amount, issuedAt } = request;
+        if (!verifyInstantExitRequest({ hub: chain.hub, chainId: chain.chain.id, ...request })) {
+          return [400, { code: 'INVALID_SIGNATURE', message: 'not signed by its consumer' }];
+        }
+        const now = BigInt(Math.floor(Date.now() / 1000));
+        if (issuedAt > now + 300n || issuedAt < now - 300n) {
+          return [400, { code: 'STALE_REQUEST', message: 'issuedAt is more than 5 minutes off' }];
+        }
         const nonce = await chain.publicClient.readContract({
           address: chain.hub,
           abi: hubAbi,

@@ -4,7 +4,8 @@ import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, describe, it } from 'node:test';
 import { secp256k1 } from '@noble/curves/secp256k1';
-import { bytesToHex, hexToBytes } from 'viem';
+import { bytesToHex, type Hex, hexToBytes } from 'viem';
+import { privateKeyToAccount } from 'viem/accounts';
 import {
   decodeMessage,
   HubClient,
@@ -19,6 +20,7 @@ import {
   MalformedMessageError,
   parseRetryAfter,
   sealPreimage,
+  signInstantExitRequest,
 } from '../src/index.js';
 
 const vectors = JSON.parse(readFileSync(new URL('./vectors.json', import.meta.url), 'utf8'));
@@ -212,9 +214,22 @@ describe('HubClient', { timeout: 30_000 }, () => {
         relayerFee: '2',
         authorization: hubPromiseWire.signature,
       });
-      const exit = await hub.instantExit({ consumer: consumerPromiseWire.consumer, amount: 5n });
+      const request = await signInstantExitRequest(privateKeyToAccount(vectors.keys.consumer.privateKey as Hex), {
+        hub: vectors.contracts.hub,
+        chainId: 31337,
+        consumer: consumerPromiseWire.consumer,
+        amount: 5n,
+        issuedAt: 1_764_000_000n,
+      });
+      const exit = await hub.instantExit(request);
       assert.equal(exit.deadline, 1_764_000_600n);
-      assert.deepEqual(JSON.parse(seen[4]!.body), { consumer: consumerPromiseWire.consumer, amount: '5' });
+      // The signed request without its scope: the hub checks it in its own domain.
+      assert.deepEqual(JSON.parse(seen[4]!.body), {
+        consumer: consumerPromiseWire.consumer,
+        amount: '5',
+        issuedAt: '1764000000',
+        signature: request.signature,
+      });
       const settlement = await hub.settlement('s/1');
       assert.equal(settlement.status, 'confirmed');
       assert.equal(seen[5]!.path, '/v1/settlements/s%2F1');

@@ -14,16 +14,20 @@ import {
   hubDomainSeparator,
   hubPromiseDigest,
   instantExitDigest,
+  instantExitRequestDigest,
+  instantExitRequestTypes,
   jsVerifier,
   recoveryRequestDigest,
   settlementAuthorizationDigest,
   signConsumerPromise,
   signHubPromise,
   signInstantExit,
+  signInstantExitRequest,
   signSettlementAuthorization,
   toConsumerClaim,
   verifyConsumerPromise,
   verifyHubPromise,
+  verifyInstantExitRequest,
   verifyRecoveryRequest,
   verifySettlementAuthorization,
 } from '../src/index.js';
@@ -92,6 +96,35 @@ describe('test vectors', () => {
     assert.equal(await signInstantExit(account('operator'), instantExit), vectors.instantExit.signature);
     const recovery = decodeMessage('recoveryRequest', vectors.recoveryRequest.message);
     assert.equal(recoveryRequestDigest(recovery), vectors.recoveryRequest.digest);
+  });
+
+  it('hash an instant-exit request as viem does, and verify only its consumer', async () => {
+    const request = {
+      hub: vectors.contracts.hub,
+      chainId: 31337,
+      consumer: vectors.keys.consumer.address,
+      amount: 5n * 10n ** 18n,
+      issuedAt: 1_764_000_000n,
+    };
+    const { consumer, amount, issuedAt } = request;
+    assert.equal(
+      instantExitRequestDigest(request),
+      hashTypedData({
+        domain: hubDomain(request),
+        types: instantExitRequestTypes,
+        primaryType: 'InstantExitRequest',
+        message: { consumer, amount, issuedAt },
+      }),
+    );
+    const signed = await signInstantExitRequest(account('consumer'), request);
+    const { hub: _hub, chainId: _chainId, ...body } = signed;
+    assert.deepEqual(decodeMessage('instantExitRequest', encodeMessage(body)), body);
+    for (const verifier of [jsVerifier, nativeVerifier()]) {
+      assert.equal(verifyInstantExitRequest(signed, verifier), true);
+      assert.equal(verifyInstantExitRequest({ ...signed, amount: amount + 1n }, verifier), false);
+      const other = await signInstantExitRequest(account('provider'), request);
+      assert.equal(verifyInstantExitRequest(other, verifier), false);
+    }
   });
 
   for (const verifier of [jsVerifier, nativeVerifier()]) {

@@ -1,14 +1,18 @@
-import { getConsumerChannel, type HubScope, hubAbi, signInstantExit } from '@chit/sdk';
+import { getConsumerChannel, type HubScope, hubAbi, signInstantExit, verifyInstantExitRequest } from '@chit/sdk';
+import { nativeVerifier } from '@chit/sdk/node';
 import { getAddress, type LocalAccount } from 'viem';
 import { getBlock, readContract } from 'viem/actions';
 import type { ChainService } from '../chain/chain.service';
 import type { Hex } from '../db/bytes';
 import { HubError } from '../errors/hub-error';
 import type { SettlementRepository } from '../repositories/settlement.repository';
-import { decodeBody, instantExitRequestSchema } from './settlement.dto';
+import { decodeWire } from './settlement.dto';
 
 /** A used instant exit whose `exited` event never came is released after this long (the follower lags less). */
 const USED_EXIT_RELEASE_MS = 3_600_000;
+
+/** How far an instant-exit request's `issuedAt` may be from the hub's clock (as for recovery requests). */
+const REQUEST_WINDOW_SECONDS = 300n;
 
 /**
  * Instant exits: the operator's co-signature, given only for what the consumer does not owe, and the
@@ -16,6 +20,8 @@ const USED_EXIT_RELEASE_MS = 3_600_000;
  * or can no longer be used (instant_exits, consumers.exit_reserved).
  */
 export class InstantExitService {
+  private readonly verifier = nativeVerifier();
+
   constructor(
     private readonly scope: HubScope,
     private readonly chain: ChainService,
@@ -26,19 +32,34 @@ export class InstantExitService {
 
   /**
    * `POST /v1/exits/instant`: the operator's InstantExit co-signature for the consumer's current exit
-   * nonce, given only when `amount <= balance - pending exit - (credited - settled)` less what other
+   * nonce, asked by the consumer itself (an `InstantExitRequest` it signed in this hub's domain, at most
+   * five minutes off the hub's clock: otherwise INVALID_SIGNATURE or STALE_REQUEST, and nothing is
+   * reserved), given only when `amount <= balance - pending exit - (credited - settled)` less what other
    * co-signed exits reserve. The amount is reserved (consumers.exit_reserved) in the same transaction
    * that checks it, under the consumer's row lock, so no exchange credits it meanwhile.
    */
-  async cosign(body: unknown) {
-    const { consumer, amount } = decodeBody(instantExitRequestSchema, body);
+  async cosign(body: unknown, now = BigInt(Math.floor(Date.now() / 1000))) {
+    const request = decodeWire('instantExitRequest', body);
+    const { amount, issuedAt } = request;
+    if (!verifyInstantExitRequest({ ...this.scope, ...request }, this.verifier)) {
+      throw new HubError('INVALID_SIGNATURE', 'The instant-exit request is not signed by its consumer', {
+        consumer: request.consumer,
+      });
+    }
+    const age = now - issuedAt;
+    if (age > REQUEST_WINDOW_SECONDS || age < -REQUEST_WINDOW_SECONDS) {
+      throw new HubError('STALE_REQUEST', 'Sign a new instant-exit request: issuedAt must be within 5 minutes of now', {
+        issuedAt: issuedAt.toString(),
+        now: now.toString(),
+      });
+    }
+    const consumer = request.consumer.toLowerCase() as Hex;
     if (amount === 0n) throw new HubError('MALFORMED', 'amount: must be above zero', { path: 'amount' });
     const hub = this.scope.hub;
     const [nonce, channel] = await Promise.all([
       readContract(this.chain.client, { address: hub, abi: hubAbi, functionName: 'nonces', args: [consumer] }),
       getConsumerChannel(this.chain.client, { hub, consumer }),
     ]);
-    const now = BigInt(Math.floor(Date.now() / 1000));
     const validity = BigInt(this.validitySeconds);
     const answer = (record: { amount: bigint; deadline: bigint; signature: Hex }) => ({
       consumer: getAddress(consumer),

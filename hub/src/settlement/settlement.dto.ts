@@ -1,11 +1,12 @@
+import { decodeMessage, MalformedMessageError, type MessageName } from '@chit/sdk';
 import { isAddress } from 'viem';
 import { z } from 'zod';
 import type { Hex } from '../db/bytes';
 import { HubError } from '../errors/hub-error';
 
-// Bodies and queries of the settlement, quote, instant exit and relay endpoints (docs/protocol.md,
-// "Hub endpoints"), decoded strictly like protocol messages: unknown fields, bad lengths and amounts
-// out of range are MALFORMED.
+// Bodies and queries of the settlement, quote and relay endpoints (docs/protocol.md, "Hub endpoints"),
+// decoded strictly like protocol messages: unknown fields, bad lengths and amounts out of range are
+// MALFORMED. The instant exit's body is a protocol message (the SDK's `instantExitRequest`).
 
 const MAX_UINT256 = (1n << 256n) - 1n;
 
@@ -32,7 +33,6 @@ export const settlementRequestSchema = z.strictObject({
   authorization: signature,
 });
 export const quoteQuerySchema = z.object({ provider: address });
-export const instantExitRequestSchema = z.strictObject({ consumer: address, amount: uint256 });
 export const relayIdentitySchema = z.strictObject({
   identity: address,
   beneficiary: address,
@@ -42,7 +42,6 @@ export const relayIdentitySchema = z.strictObject({
 export const relayBeneficiarySchema = z.strictObject({ identity: address, beneficiary: address, signature });
 
 export type SettlementRequest = z.output<typeof settlementRequestSchema>;
-export type InstantExitRequest = z.output<typeof instantExitRequestSchema>;
 export type RelayIdentityRequest = z.output<typeof relayIdentitySchema>;
 export type RelayBeneficiaryRequest = z.output<typeof relayBeneficiarySchema>;
 
@@ -53,4 +52,16 @@ export function decodeBody<S extends z.ZodType>(schema: S, input: unknown): z.ou
   const issue = result.error.issues[0]!;
   const path = issue.path.join('.');
   throw new HubError('MALFORMED', path ? `${path}: ${issue.message}` : issue.message, { path });
+}
+
+/** Decodes the wire message `name` with the SDK's codec, or throws MALFORMED naming the first offending field. */
+export function decodeWire<N extends MessageName>(name: N, input: unknown) {
+  try {
+    return decodeMessage(name, input);
+  } catch (error) {
+    if (error instanceof MalformedMessageError) {
+      throw new HubError('MALFORMED', error.shortMessage, { path: error.path });
+    }
+    throw error;
+  }
 }

@@ -72,10 +72,17 @@ export interface HubSettlementRequest {
   authorization: Hex;
 }
 
-/** Body of `POST /v1/exits/instant`. */
+/**
+ * Body of `POST /v1/exits/instant`: the consumer's `InstantExitRequest` and its signature. A
+ * `SignedInstantExitRequest` from `signInstantExitRequest` is one (its `hub` and `chainId` are not sent).
+ */
 export interface HubInstantExitRequest {
   consumer: Address;
   amount: bigint;
+  /** Unix seconds, as signed; the hub accepts requests a few minutes old at most. */
+  issuedAt: bigint;
+  /** The consumer's `InstantExitRequest` signature in the hub's domain. */
+  signature: Hex;
 }
 
 /** Body of `POST /v1/relay/identities`: a `RegisterIdentity` signature for the hub's relayer to submit. */
@@ -319,12 +326,21 @@ export class HubClient {
 
   /**
    * `POST /v1/exits/instant`: the operator's `InstantExit` co-signature, to submit with `Hub.instantExit`.
+   * The request must be the consumer's, signed with `signInstantExitRequest` in the hub's domain.
    *
+   * @throws {HubError} `INVALID_SIGNATURE` when the consumer did not sign it, `STALE_REQUEST` when
+   * `issuedAt` is more than five minutes off the hub's clock, `OVERSPEND` when the channel cannot spare it.
    * @example
-   * const { amount, deadline, signature } = await hub.instantExit({ consumer, amount: 10n ** 18n });
+   * const request = await signInstantExitRequest(account, { hub, chainId, consumer, amount: 10n ** 18n, issuedAt: BigInt(Math.floor(Date.now() / 1000)) });
+   * const { amount, deadline, signature } = await hub.instantExit(request);
    */
   async instantExit(request: HubInstantExitRequest, options?: HubRequestOptions): Promise<HubInstantExit> {
-    const body = encodeMessage({ consumer: pathAddress(request.consumer, 'consumer'), amount: request.amount });
+    const body = outgoing('instantExitRequest', {
+      consumer: pathAddress(request.consumer, 'consumer'),
+      amount: request.amount,
+      issuedAt: request.issuedAt,
+      signature: request.signature,
+    });
     return this.#call({ method: 'POST', path: '/v1/exits/instant', body, decode: answer('instantExit') }, options);
   }
 

@@ -4,6 +4,7 @@ import { MalformedMessageError } from '../errors/protocol.js';
 import type {
   ExchangeRequest,
   ExchangeResponse,
+  InstantExitRequestBody,
   Invoice,
   RecoveryResponse,
   Reveal,
@@ -80,6 +81,9 @@ const reveal = z.strictObject({ ...scope, provider: address, preimage: bytes32 }
 
 const recoveryRequest = z.strictObject({ ...scope, provider: address, issuedAt: uint256, signature });
 
+// The hub checks the signature in its own domain: the body does not repeat hub and chainId.
+const instantExitRequest = z.strictObject({ consumer: address, amount: uint256, issuedAt: uint256, signature });
+
 const recoveryResponse = z.strictObject({ hubPromise: hubPromise.nullable(), preimage: bytes32.nullable() });
 
 /**
@@ -97,6 +101,7 @@ export const wireSchemas = {
   reveal,
   recoveryRequest,
   recoveryResponse,
+  instantExitRequest,
 } as const;
 
 /** The name of a wire message. */
@@ -111,6 +116,7 @@ interface Messages {
   reveal: Reveal;
   recoveryRequest: SignedRecoveryRequest;
   recoveryResponse: RecoveryResponse;
+  instantExitRequest: InstantExitRequestBody;
 }
 
 /**

@@ -108,6 +108,21 @@ export const recoveryRequestTypes = {
 } as const;
 
 /**
+ * EIP-712 types of a consumer's request for the hub's instant-exit co-signature (off-chain only;
+ * primary type `InstantExitRequest`).
+ *
+ * @example
+ * await consumer.signTypedData({ domain, types: instantExitRequestTypes, primaryType: 'InstantExitRequest', message });
+ */
+export const instantExitRequestTypes = {
+  InstantExitRequest: [
+    { name: 'consumer', type: 'address' },
+    { name: 'amount', type: 'uint256' },
+    { name: 'issuedAt', type: 'uint256' },
+  ],
+} as const;
+
+/**
  * EIP-712 types of a relayed identity registration (Registry; primary type `RegisterIdentity`).
  *
  * @example

@@ -1,6 +1,6 @@
 import { type Address, bytesToHex, type Hex, hexToBytes, keccak256, stringToBytes } from 'viem';
 import { keccak256Bytes as keccak_256 } from './keccak.js';
-import type { Agreement, ConsumerPromise, HubPromise, HubScope, RecoveryRequest } from './types.js';
+import type { Agreement, ConsumerPromise, HubPromise, HubScope, InstantExitRequest, RecoveryRequest } from './types.js';
 
 // Struct hashes are built by hand from 32-byte words rather than with viem's generic hashTypedData:
 // the hub verifies thousands of promises a second and the generic encoder dominates that cost. The
@@ -27,6 +27,7 @@ export const TYPEHASH = {
   settlementAuthorization: typeHash(`SettlementAuthorization(HubPromise hubPromise,uint256 relayerFee)${HUB_PROMISE}`),
   instantExit: typeHash('InstantExit(address consumer,uint256 amount,uint256 nonce,uint256 deadline)'),
   recoveryRequest: typeHash('RecoveryRequest(address provider,uint256 issuedAt)'),
+  instantExitRequest: typeHash('InstantExitRequest(address consumer,uint256 amount,uint256 issuedAt)'),
 } as const;
 
 const MAX_UINT256 = (1n << 256n) - 1n;
@@ -208,6 +209,22 @@ export function instantExitDigest(
  */
 export function recoveryRequestDigest(request: RecoveryRequest): Hex {
   const structHash = hashWords(TYPEHASH.recoveryRequest, addressWord(request.provider), word(request.issuedAt));
+  return bytesToHex(digest(hubSeparator(request), structHash));
+}
+
+/**
+ * The EIP-712 digest a consumer signs to ask the hub to co-sign an instant exit.
+ *
+ * @example
+ * const digest = instantExitRequestDigest({ hub, chainId, consumer, amount: 10n ** 18n, issuedAt: 1_700_000_000n });
+ */
+export function instantExitRequestDigest(request: InstantExitRequest): Hex {
+  const structHash = hashWords(
+    TYPEHASH.instantExitRequest,
+    addressWord(request.consumer),
+    word(request.amount),
+    word(request.issuedAt),
+  );
   return bytesToHex(digest(hubSeparator(request), structHash));
 }
 

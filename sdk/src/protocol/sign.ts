@@ -4,6 +4,7 @@ import {
   consumerPromiseTypes,
   hubDomain,
   hubPromiseTypes,
+  instantExitRequestTypes,
   instantExitTypes,
   recoveryRequestTypes,
   settlementAuthorizationTypes,
@@ -12,9 +13,11 @@ import type {
   ConsumerPromise,
   HubPromise,
   HubScope,
+  InstantExitRequest,
   RecoveryRequest,
   SignedConsumerPromise,
   SignedHubPromise,
+  SignedInstantExitRequest,
   SignedRecoveryRequest,
 } from './types.js';
 
@@ -126,6 +129,26 @@ export async function signRecoveryRequest(
     types: recoveryRequestTypes,
     primaryType: 'RecoveryRequest',
     message: { provider: request.provider, issuedAt: request.issuedAt },
+  });
+  return { ...request, signature };
+}
+
+/**
+ * Signs a consumer's request for the hub's instant-exit co-signature with the consumer's key. The
+ * signer must be `request.consumer`.
+ *
+ * @example
+ * const request = await signInstantExitRequest(consumerAccount, { hub, chainId, consumer, amount: 10n ** 18n, issuedAt: BigInt(Math.floor(Date.now() / 1000)) });
+ */
+export async function signInstantExitRequest(
+  signer: TypedDataSigner,
+  request: InstantExitRequest,
+): Promise<SignedInstantExitRequest> {
+  const signature = await sign(signer, {
+    domain: hubDomain(request),
+    types: instantExitRequestTypes,
+    primaryType: 'InstantExitRequest',
+    message: { consumer: request.consumer, amount: request.amount, issuedAt: request.issuedAt },
   });
   return { ...request, signature };
 }

@@ -89,6 +89,39 @@ export interface SignedRecoveryRequest extends RecoveryRequest {
   signature: Hex;
 }
 
+/**
+ * Consumer → hub: co-sign an instant exit of `amount` from my channel. Signed (EIP-712), so that no one
+ * else can make the hub reserve the consumer's balance.
+ *
+ * @example
+ * const request: InstantExitRequest = { hub, chainId, consumer, amount: 10n ** 18n, issuedAt: BigInt(Math.floor(Date.now() / 1000)) };
+ */
+export interface InstantExitRequest extends HubScope {
+  consumer: Address;
+  amount: bigint;
+  /** Unix seconds; the hub accepts requests a few minutes old at most. */
+  issuedAt: bigint;
+}
+
+/**
+ * An instant-exit request with the consumer's signature.
+ *
+ * @example
+ * const request: SignedInstantExitRequest = await signInstantExitRequest(consumerAccount, unsigned);
+ */
+export interface SignedInstantExitRequest extends InstantExitRequest {
+  signature: Hex;
+}
+
+/**
+ * The body of `POST /v1/exits/instant`: a signed instant-exit request without its scope (the hub
+ * verifies it in its own domain).
+ *
+ * @example
+ * const { hub, chainId, ...body }: SignedInstantExitRequest = signed; // body: InstantExitRequestBody
+ */
+export type InstantExitRequestBody = Omit<SignedInstantExitRequest, keyof HubScope>;
+
 /** Hub → provider: the latest promise, reissued, and its R. */
 export interface RecoveryResponse {
   hubPromise: SignedHubPromise | null;

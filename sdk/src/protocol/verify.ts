@@ -2,10 +2,16 @@ import { type Address, hexToBytes } from 'viem';
 import {
   consumerPromiseDigestBytes,
   hubPromiseDigestBytes,
+  instantExitRequestDigest,
   recoveryRequestDigest,
   settlementAuthorizationDigest,
 } from './hash.js';
-import type { SignedConsumerPromise, SignedHubPromise, SignedRecoveryRequest } from './types.js';
+import type {
+  SignedConsumerPromise,
+  SignedHubPromise,
+  SignedInstantExitRequest,
+  SignedRecoveryRequest,
+} from './types.js';
 import { jsVerifier, type Verifier } from './verifier.js';
 
 const same = (a: string | undefined, b: string): boolean => a !== undefined && a.toLowerCase() === b.toLowerCase();
@@ -73,4 +79,14 @@ export function verifySettlementAuthorization(
  */
 export function verifyRecoveryRequest(request: SignedRecoveryRequest, verifier: Verifier = jsVerifier): boolean {
   return same(verifier.recover(hexToBytes(recoveryRequestDigest(request)), request.signature), request.provider);
+}
+
+/**
+ * Whether an instant-exit request was signed by the consumer it names.
+ *
+ * @example
+ * if (!verifyInstantExitRequest({ ...scope, ...body }, nativeVerifier())) reply(400);
+ */
+export function verifyInstantExitRequest(request: SignedInstantExitRequest, verifier: Verifier = jsVerifier): boolean {
+  return same(verifier.recover(hexToBytes(instantExitRequestDigest(request)), request.signature), request.consumer);
 }

@@ -4,6 +4,7 @@ import { finalizeExit } from '../../actions/finalizeExit.js';
 import { getConsumerChannel } from '../../actions/getConsumerChannel.js';
 import { instantExit } from '../../actions/instantExit.js';
 import { requestExit } from '../../actions/requestExit.js';
+import { signInstantExitRequest } from '../../protocol/sign.js';
 import { type CliContext, handler } from '../context.js';
 import { CliError } from '../errors.js';
 import { formatAmount, parseAmount } from '../output.js';
@@ -75,13 +76,21 @@ async function runCancel(ctx: CliContext): Promise<void> {
 
 async function runInstant(ctx: CliContext, text: string): Promise<void> {
   const hubClient = ctx.requireHubClient('an instant exit');
+  const client = await ctx.publicClient();
   const hub = await ctx.hub();
   const token = await ctx.token();
   const amount = parseAmount(text, token.decimals);
   const wallet = await ctx.walletClient();
   const consumer = wallet.account.address;
   ctx.out.progress(`asking the hub at ${hubClient.url} to co-sign an exit of ${ctx.format(amount)}…`);
-  const signed = await hubClient.instantExit({ consumer, amount });
+  const request = await signInstantExitRequest(wallet, {
+    hub,
+    chainId: client.chain.id,
+    consumer,
+    amount,
+    issuedAt: BigInt(Math.floor(Date.now() / 1000)),
+  });
+  const signed = await hubClient.instantExit(request);
   if (signed.consumer !== consumer || signed.amount !== amount) {
     throw new CliError(
       'BAD_HUB_ANSWER',
