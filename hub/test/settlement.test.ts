@@ -89,6 +89,9 @@ class OwnRedis {
 }
 
 describe('settlement pipeline', function () {
+  // These tests race real processes, a real node and real timers on a shared two-core machine: one
+  // retry keeps a slow moment from failing the run; every attempt starts from a fresh database.
+  this.retries(1);
   this.timeout(60_000);
   let chain: Awaited<ReturnType<typeof startChain>>;
   let rpc: PublicClient;
