@@ -128,83 +128,76 @@ export class ExchangeRepository {
     return { consumers, providers, agreements, exchanges };
   }
 
+  /**
+   * Every write of a batch in one statement (one round trip): credits only ever come with a new
+   * exchange, so a batch without one writes nothing.
+   */
   private async write(client: PoolClient, writes: BatchWrites): Promise<void> {
-    if (writes.consumers.size > 0) {
-      const rows = [...writes.consumers.values()];
-      await client.query(
-        `UPDATE consumers c
+    if (writes.exchanges.length === 0) return;
+    // R learnt for an exchange inserted by this same batch goes into its row: a statement's CTEs do
+    // not see each other's rows.
+    const inserted = new Set(writes.exchanges.map((e) => e.hashlock));
+    const reveals = [...writes.reveals].filter(([hashlock]) => !inserted.has(hashlock));
+    const consumers = [...writes.consumers.values()];
+    const providers = [...writes.providers.values()];
+    const agreements = [...writes.agreements.values()];
+    const exchanges = writes.exchanges;
+    const optional = (hex: Hex | null) => (hex ? toBytea(hex) : null);
+    await client.query(
+      `WITH
+       consumer_updates AS (
+         UPDATE consumers c
             SET signed_total = v.signed_total, credited = v.credited, best_hashlock = v.best_hashlock, updated_at = now()
            FROM unnest($1::bytea[], $2::numeric[], $3::numeric[], $4::bytea[])
              AS v(address, signed_total, credited, best_hashlock)
-          WHERE c.address = v.address`,
-        [
-          rows.map((r) => toBytea(r.address)),
-          rows.map((r) => r.signedTotal.toString()),
-          rows.map((r) => r.credited.toString()),
-          rows.map((r) => (r.bestHashlock ? toBytea(r.bestHashlock) : null)),
-        ],
-      );
-    }
-    if (writes.providers.size > 0) {
-      const rows = [...writes.providers.values()];
-      await client.query(
-        `UPDATE providers p
+          WHERE c.address = v.address),
+       provider_updates AS (
+         UPDATE providers p
             SET promised = v.promised, latest_hashlock = v.latest_hashlock,
                 unrevealed_hashlock = v.unrevealed_hashlock, updated_at = now()
-           FROM unnest($1::bytea[], $2::numeric[], $3::bytea[], $4::bytea[])
+           FROM unnest($5::bytea[], $6::numeric[], $7::bytea[], $8::bytea[])
              AS v(address, promised, latest_hashlock, unrevealed_hashlock)
-          WHERE p.address = v.address`,
-        [
-          rows.map((r) => toBytea(r.address)),
-          rows.map((r) => r.promised.toString()),
-          rows.map((r) => (r.latestHashlock ? toBytea(r.latestHashlock) : null)),
-          rows.map((r) => (r.unrevealedHashlock ? toBytea(r.unrevealedHashlock) : null)),
-        ],
-      );
-    }
-    if (writes.agreements.size > 0) {
-      const rows = [...writes.agreements.values()];
-      await client.query(
-        `INSERT INTO agreements (provider, agreement_id, consumer, credited_total)
-         SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::numeric[])
-         ON CONFLICT (provider, agreement_id) DO UPDATE SET credited_total = EXCLUDED.credited_total`,
-        [
-          rows.map((r) => toBytea(r.provider)),
-          rows.map((r) => toBytea(r.agreementId)),
-          rows.map((r) => toBytea(r.consumer)),
-          rows.map((r) => r.creditedTotal.toString()),
-        ],
-      );
-    }
-    if (writes.exchanges.length > 0) {
-      const rows = writes.exchanges;
-      await client.query(
-        `INSERT INTO exchanges (hashlock, provider, consumer, agreement_id, agreement_total, consumer_total,
-                                consumer_signature, increment, hub_total, encrypted_preimage)
-         SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::numeric[], $6::numeric[],
-                              $7::bytea[], $8::numeric[], $9::numeric[], $10::bytea[])`,
-        [
-          rows.map((r) => toBytea(r.hashlock)),
-          rows.map((r) => toBytea(r.provider)),
-          rows.map((r) => toBytea(r.consumer)),
-          rows.map((r) => toBytea(r.agreementId)),
-          rows.map((r) => r.agreementTotal.toString()),
-          rows.map((r) => r.consumerTotal.toString()),
-          rows.map((r) => toBytea(r.consumerSignature)),
-          rows.map((r) => r.increment.toString()),
-          rows.map((r) => r.hubTotal.toString()),
-          rows.map((r) => toBytea(r.encryptedPreimage)),
-        ],
-      );
-    }
-    if (writes.reveals.size > 0) {
-      await client.query(
-        `UPDATE exchanges e SET preimage = v.preimage
-           FROM unnest($1::bytea[], $2::bytea[]) AS v(hashlock, preimage)
-          WHERE e.hashlock = v.hashlock AND e.preimage IS NULL`,
-        [[...writes.reveals.keys()].map(toBytea), [...writes.reveals.values()].map(toBytea)],
-      );
-    }
+          WHERE p.address = v.address),
+       agreement_upserts AS (
+         INSERT INTO agreements (provider, agreement_id, consumer, credited_total)
+         SELECT * FROM unnest($9::bytea[], $10::bytea[], $11::bytea[], $12::numeric[])
+         ON CONFLICT (provider, agreement_id) DO UPDATE SET credited_total = EXCLUDED.credited_total),
+       exchange_inserts AS (
+         INSERT INTO exchanges (hashlock, provider, consumer, agreement_id, agreement_total, consumer_total,
+                                consumer_signature, increment, hub_total, encrypted_preimage, preimage)
+         SELECT * FROM unnest($13::bytea[], $14::bytea[], $15::bytea[], $16::bytea[], $17::numeric[], $18::numeric[],
+                              $19::bytea[], $20::numeric[], $21::numeric[], $22::bytea[], $23::bytea[]))
+       UPDATE exchanges e SET preimage = v.preimage
+         FROM unnest($24::bytea[], $25::bytea[]) AS v(hashlock, preimage)
+        WHERE e.hashlock = v.hashlock AND e.preimage IS NULL`,
+      [
+        consumers.map((r) => toBytea(r.address)),
+        consumers.map((r) => r.signedTotal.toString()),
+        consumers.map((r) => r.credited.toString()),
+        consumers.map((r) => optional(r.bestHashlock)),
+        providers.map((r) => toBytea(r.address)),
+        providers.map((r) => r.promised.toString()),
+        providers.map((r) => optional(r.latestHashlock)),
+        providers.map((r) => optional(r.unrevealedHashlock)),
+        agreements.map((r) => toBytea(r.provider)),
+        agreements.map((r) => toBytea(r.agreementId)),
+        agreements.map((r) => toBytea(r.consumer)),
+        agreements.map((r) => r.creditedTotal.toString()),
+        exchanges.map((r) => toBytea(r.hashlock)),
+        exchanges.map((r) => toBytea(r.provider)),
+        exchanges.map((r) => toBytea(r.consumer)),
+        exchanges.map((r) => toBytea(r.agreementId)),
+        exchanges.map((r) => r.agreementTotal.toString()),
+        exchanges.map((r) => r.consumerTotal.toString()),
+        exchanges.map((r) => toBytea(r.consumerSignature)),
+        exchanges.map((r) => r.increment.toString()),
+        exchanges.map((r) => r.hubTotal.toString()),
+        exchanges.map((r) => toBytea(r.encryptedPreimage)),
+        exchanges.map((r) => optional(writes.reveals.get(r.hashlock) ?? null)),
+        reveals.map(([hashlock]) => toBytea(hashlock)),
+        reveals.map(([, preimage]) => toBytea(preimage)),
+      ],
+    );
   }
 }
 
