@@ -56,6 +56,10 @@ export interface HubContext {
 export async function createContext(config: HubConfig): Promise<HubContext> {
   const pool = new Pool({ connectionString: config.DATABASE_URL, max: config.DB_POOL_SIZE });
   pool.on('error', (error) => new Logger('Postgres').warn(`idle client: ${error.message}`));
+  // A checked-out client whose connection drops (Postgres restarted) emits 'error' too: without a
+  // listener that kills the process. The query in flight fails with the same error, and the pool
+  // discards the client when it is released.
+  pool.on('connect', (client) => client.on('error', () => {}));
   const redis = new Redis(config.REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: null });
   redis.on('error', (error) => new Logger('Redis').warn(error.message));
   const chain = new ChainService(config.RPC_URL, config.HUB_ADDRESS as Address);
@@ -143,6 +147,9 @@ class HubModule {
       imports: [
         LoggerModule.forRoot({
           pinoHttp: { level: context.config.LOG_LEVEL, autoLogging: false, quietReqLogger: true },
+          // Structured logs without a per-request logger: errors are logged where they are handled,
+          // and a child logger per request costs more than the exchange's own bookkeeping.
+          forRoutes: [],
         }),
       ],
       controllers: [ExchangeController, BooksController, HealthController, SettlementController, MetricsController],
