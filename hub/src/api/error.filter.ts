@@ -4,8 +4,8 @@ import { HubError, STATUS_OF } from '../errors/hub-error';
 
 /**
  * The HTTP edge of the hub's errors: a domain error becomes its status and stable code; a body
- * Fastify could not parse is MALFORMED; an unknown route NOT_FOUND; anything else INTERNAL (logged,
- * never leaked).
+ * Fastify could not parse is MALFORMED; an unknown route NOT_FOUND; Postgres out of reach UNAVAILABLE;
+ * anything else INTERNAL (logged, never leaked).
  */
 @Catch()
 export class ErrorFilter implements ExceptionFilter {
@@ -40,10 +40,32 @@ export class ErrorFilter implements ExceptionFilter {
       void reply.status(400).send({ code: 'MALFORMED', message: (error as Error).message, details: {} });
       return 'MALFORMED';
     }
+    if (databaseUnreachable(error)) {
+      this.logger.warn(`database unreachable: ${(error as Error).message}`);
+      void reply
+        .status(STATUS_OF.UNAVAILABLE)
+        .send({ code: 'UNAVAILABLE', message: 'The database is unreachable: try again shortly', details: {} });
+      return 'UNAVAILABLE';
+    }
     this.logger.error(error instanceof Error ? (error.stack ?? error.message) : String(error));
     void reply
       .status(500)
       .send({ code: 'INTERNAL', message: 'Internal error: try again (every request is idempotent)', details: {} });
     return 'INTERNAL';
   }
+}
+
+/** Socket errors on the way to Postgres, and Postgres shutting down, starting or refusing connections. */
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENOTFOUND']);
+
+/** Whether `error` says Postgres is out of reach (rather than that a query is wrong). */
+function databaseUnreachable(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string') {
+    // SQLSTATE class 08 (connection exception), 57P01-57P03 (admin shutdown, crash shutdown, cannot connect now).
+    return UNREACHABLE.has(code) || code.startsWith('08') || /^57P0[123]$/.test(code);
+  }
+  // node-postgres' own errors when a connection drops or times out carry no code.
+  return /^Connection terminated|^timeout exceeded when trying to connect/.test(error.message);
 }

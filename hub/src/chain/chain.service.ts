@@ -31,13 +31,21 @@ export class ChainService {
     return info;
   }
 
-  /** Whether the RPC answers. */
-  async ready(): Promise<boolean> {
+  /**
+   * Whether the RPC answers within `timeoutMs`: a node that accepts connections but never answers
+   * (hung, overloaded) is not ready, and a readiness probe must not wait out the client's retries.
+   */
+  async ready(timeoutMs = 3_000): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+    });
     try {
-      await this.client.getBlockNumber();
-      return true;
+      return await Promise.race([this.client.getBlockNumber({ cacheTime: 0 }).then(() => true), late]);
     } catch {
       return false;
+    } finally {
+      clearTimeout(timer);
     }
   }
 }
