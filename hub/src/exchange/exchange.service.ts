@@ -1,11 +1,8 @@
 import {
   consumerPromiseDigestBytes,
-  decodeMessage,
   type ExchangeRequest,
   type HubScope,
   hubPromiseDigestBytes,
-  MalformedMessageError,
-  type MessageName,
   openPreimage,
   type RecoveryResponse,
   type SignedHubPromise,
@@ -15,6 +12,7 @@ import { enableNativeHashing, nativeVerifier } from '@chit/sdk/node';
 import { keccak256 } from 'viem';
 import type { OperatorSigner } from '../crypto/operator-signer';
 import type { Hex } from '../db/bytes';
+import { decodeWire } from '../errors/decode-wire';
 import { HubError } from '../errors/hub-error';
 import type { ExchangeRepository, RevealRepository } from '../repositories/exchange.repository';
 import { decideExchanges, type ExchangeCandidate, type ExchangeOutcome } from './exchange.rules';
@@ -73,7 +71,7 @@ export class ExchangeService {
   }
 
   private async swap(body: unknown): Promise<{ hubPromise: SignedHubPromise; repeated: boolean }> {
-    const request = decode('exchangeRequest', body);
+    const request = decodeWire('exchangeRequest', body);
     const promise = request.promise;
     this.requireScope(promise);
     const signer = this.verifier.recover(consumerPromiseDigestBytes(promise), promise.signature);
@@ -91,7 +89,7 @@ export class ExchangeService {
 
   /** Records the R of one of the provider's hub promises. */
   async reveal(body: unknown): Promise<{ revealed: true }> {
-    const reveal = decode('reveal', body);
+    const reveal = decodeWire('reveal', body);
     this.requireScope(reveal);
     const hashlock = keccak256(reveal.preimage);
     if (!(await this.reveals.reveal(lower(reveal.provider), hashlock, reveal.preimage))) {
@@ -102,7 +100,7 @@ export class ExchangeService {
 
   /** Gives a provider that lost its store its latest hub promise, re-signed, and its R. */
   async recover(body: unknown, now = BigInt(Math.floor(Date.now() / 1000))): Promise<RecoveryResponse> {
-    const request = decode('recoveryRequest', body);
+    const request = decodeWire('recoveryRequest', body);
     this.requireScope(request);
     if (!verifyRecoveryRequest(request, this.verifier)) {
       throw new HubError('INVALID_SIGNATURE', 'The recovery request is not signed by its provider', {
@@ -149,17 +147,6 @@ export class ExchangeService {
     if (message.hub.toLowerCase() !== this.scope.hub.toLowerCase()) {
       throw new HubError('WRONG_HUB', `This hub is ${this.scope.hub}`, { expected: this.scope.hub, got: message.hub });
     }
-  }
-}
-
-function decode<N extends MessageName>(name: N, body: unknown) {
-  try {
-    return decodeMessage(name, body);
-  } catch (error) {
-    if (error instanceof MalformedMessageError) {
-      throw new HubError('MALFORMED', error.shortMessage, { path: error.path });
-    }
-    throw error;
   }
 }
 

@@ -4,9 +4,9 @@ import { getAddress, type LocalAccount } from 'viem';
 import { getBlock, readContract } from 'viem/actions';
 import type { ChainService } from '../chain/chain.service';
 import type { Hex } from '../db/bytes';
+import { decodeWire } from '../errors/decode-wire';
 import { HubError } from '../errors/hub-error';
 import type { SettlementRepository } from '../repositories/settlement.repository';
-import { decodeWire } from './settlement.dto';
 
 /** A used instant exit whose `exited` event never came is released after this long (the follower lags less). */
 const USED_EXIT_RELEASE_MS = 3_600_000;

@@ -1,4 +1,3 @@
-import { decodeMessage, MalformedMessageError, type MessageName } from '@chit/sdk';
 import { isAddress } from 'viem';
 import { z } from 'zod';
 import type { Hex } from '../db/bytes';
@@ -52,16 +51,4 @@ export function decodeBody<S extends z.ZodType>(schema: S, input: unknown): z.ou
   const issue = result.error.issues[0]!;
   const path = issue.path.join('.');
   throw new HubError('MALFORMED', path ? `${path}: ${issue.message}` : issue.message, { path });
-}
-
-/** Decodes the wire message `name` with the SDK's codec, or throws MALFORMED naming the first offending field. */
-export function decodeWire<N extends MessageName>(name: N, input: unknown) {
-  try {
-    return decodeMessage(name, input);
-  } catch (error) {
-    if (error instanceof MalformedMessageError) {
-      throw new HubError('MALFORMED', error.shortMessage, { path: error.path });
-    }
-    throw error;
-  }
 }
