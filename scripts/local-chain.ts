@@ -6,6 +6,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Contract, HDNodeWallet, JsonRpcProvider, NonceManager, parseEther } from 'ethers';
@@ -25,7 +26,22 @@ export function anvilBinary(): string {
 }
 
 /** Starts anvil on `port` and resolves once it answers JSON-RPC. */
+/**
+ * Fails with a message saying what to do when `port` on 127.0.0.1 is taken: otherwise a chain already
+ * running there would answer in place of the one about to start.
+ */
+export function requireFreePort(port: number, variable: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', () =>
+      reject(new Error(`port ${port} is in use: stop what runs there, or set ${variable} to another port`)),
+    );
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve()));
+  });
+}
+
 export async function startAnvil(port: number): Promise<{ process: ChildProcess; url: string }> {
+  await requireFreePort(port, 'CHIT_CHAIN_PORT');
   const child = spawn(anvilBinary(), ['--port', String(port), '--chain-id', '31337', '--silent'], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });

@@ -10,7 +10,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { ensurePostgres, ensureRedis, type RunningService } from '../hub/src/dev/services';
-import { chainBanner, startLocalChain } from './local-chain';
+import { chainBanner, requireFreePort, startLocalChain } from './local-chain';
 
 const log = (line: string) => console.log(line);
 
@@ -42,6 +42,7 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void stop());
 
   try {
+    await requireFreePort(hubPort, 'CHIT_HUB_PORT');
     chain = await startLocalChain(chainPort, hubUrl, log);
     const postgres = await ensurePostgres(log);
     services.push(postgres);

@@ -19,7 +19,7 @@ import { enableNativeHashing } from '@chit/sdk/node';
 import { Pool } from 'pg';
 import { Agent, request } from 'undici';
 import { bytesToHex, type Hex } from 'viem';
-import { chainBanner, startLocalChain } from '../../scripts/local-chain';
+import { startLocalChain } from '../../scripts/local-chain';
 import { OperatorSigner } from '../src/crypto/operator-signer';
 import { toBytea } from '../src/db/bytes';
 import { ensureRedis, freePort } from '../src/dev/services';
@@ -31,7 +31,6 @@ const ADMIN_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:543
 async function main(): Promise<void> {
   enableNativeHashing();
   const chain = await startLocalChain(await freePort(), 'http://127.0.0.1');
-  void chainBanner;
   const redis = await ensureRedis();
   const dbName = `chit_bench_${randomBytes(4).toString('hex')}`;
   const admin = new Pool({ connectionString: ADMIN_URL, max: 1 });

@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { encodeMessage, HubClient, newHashlock, sealPreimage, signConsumerPromise, verifyHubPromise } from '@chit/sdk';
-import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
+import { HubClient, verifyHubPromise } from '@chit/sdk';
 import { type RunningHub, startHub } from '../src/app';
 import { loadConfig } from '../src/config/config';
-import { toBytea } from '../src/db/bytes';
 import { ensureRedis, type RunningService } from '../src/dev/services';
 import { startChain } from './support/chain';
+import { exchangeOnce } from './support/exchange';
 import { createTestDatabase } from './support/postgres';
 
 describe('hub over HTTP', () => {
@@ -61,27 +60,7 @@ describe('hub over HTTP', () => {
   });
 
   it('exchanges a promise and reports the books', async () => {
-    const consumer = privateKeyToAccount(generatePrivateKey());
-    const provider = privateKeyToAccount(generatePrivateKey());
-    await db.pool.query('INSERT INTO consumers (address, balance) VALUES ($1, $2)', [
-      toBytea(consumer.address.toLowerCase()),
-      (10n ** 18n).toString(),
-    ]);
-    // biome-ignore lint/suspicious/noExplicitAny: a JSON answer
-    const info: any = await (await fetch(`${hub.url}/v1/info`)).json();
-    const { preimage, hashlock } = newHashlock();
-    const promise = await signConsumerPromise(consumer, {
-      hub: info.hub,
-      chainId: info.chainId,
-      consumer: consumer.address,
-      total: 5n,
-      hashlock,
-      agreement: { provider: provider.address, id: hashlock, total: 5n },
-    });
-    const response = await post('/v1/exchange', {
-      promise: encodeMessage(promise),
-      encryptedPreimage: sealPreimage(info.publicKey, preimage),
-    });
+    const { consumer, provider, info, response } = await exchangeOnce(hub.url, db.pool, 5n);
     assert.equal(response.status, 200);
     // biome-ignore lint/suspicious/noExplicitAny: a JSON answer
     const { hubPromise }: any = await response.json();

@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { encodeMessage, newHashlock, sealPreimage, signConsumerPromise } from '@chit/sdk';
-import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { type RunningHub, startHub } from '../src/app';
 import { loadConfig } from '../src/config/config';
-import { toBytea } from '../src/db/bytes';
 import { ensureRedis, type RunningService } from '../src/dev/services';
 import { startChain } from './support/chain';
+import { exchangeOnce } from './support/exchange';
 import { createTestDatabase } from './support/postgres';
 
 describe('metrics and the OpenAPI document', () => {
@@ -53,27 +51,7 @@ describe('metrics and the OpenAPI document', () => {
   };
 
   it('counts exchanges and errors, and reports liabilities against the stake', async () => {
-    const consumer = privateKeyToAccount(generatePrivateKey());
-    const provider = privateKeyToAccount(generatePrivateKey());
-    await db.pool.query('INSERT INTO consumers (address, balance) VALUES ($1, $2)', [
-      toBytea(consumer.address.toLowerCase()),
-      (10n ** 18n).toString(),
-    ]);
-    // biome-ignore lint/suspicious/noExplicitAny: a JSON answer
-    const info: any = await (await fetch(`${hub.url}/v1/info`)).json();
-    const { preimage, hashlock } = newHashlock();
-    const promise = await signConsumerPromise(consumer, {
-      hub: info.hub,
-      chainId: info.chainId,
-      consumer: consumer.address,
-      total: 7n,
-      hashlock,
-      agreement: { provider: provider.address, id: hashlock, total: 7n },
-    });
-    const ok = await post('/v1/exchange', {
-      promise: encodeMessage(promise),
-      encryptedPreimage: sealPreimage(info.publicKey, preimage),
-    });
+    const { info, response: ok } = await exchangeOnce(hub.url, db.pool, 7n);
     assert.equal(ok.status, 200);
     const refused = await post('/v1/exchange', { promise: {} });
     assert.equal(refused.status, 400);
