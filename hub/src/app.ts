@@ -152,7 +152,10 @@ class HubModule {
           forRoutes: [],
         }),
       ],
-      controllers: [ExchangeController, BooksController, HealthController, SettlementController, MetricsController],
+      controllers:
+        context.config.HUB_ROLE === 'worker'
+          ? [HealthController, MetricsController]
+          : [ExchangeController, BooksController, HealthController, SettlementController, MetricsController],
       providers: [
         { provide: CONTEXT, useValue: context },
         { provide: ExchangeService, useValue: context.exchanges },
@@ -176,7 +179,10 @@ export interface RunningHub {
   close(): Promise<void>;
 }
 
-/** Starts a hub with `config` and listens on HOST:PORT (PORT 0 picks a free port). */
+/**
+ * Starts a hub with `config` and listens on HOST:PORT (PORT 0 picks a free port). HUB_ROLE chooses
+ * the parts: the API, the follower and settlement workers, or both.
+ */
 export async function startHub(config: HubConfig): Promise<RunningHub> {
   const context = await createContext(config);
   const app = await NestFactory.create<NestFastifyApplication>(
@@ -188,8 +194,10 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
   app.useGlobalFilters(new ErrorFilter((code) => context.metrics.errored(code)));
   app.enableShutdownHooks();
   await app.listen(config.PORT, config.HOST);
-  context.follower.start();
-  await context.settlement.start();
+  if (config.HUB_ROLE !== 'api') {
+    context.follower.start();
+    await context.settlement.start();
+  }
   const address = app.getHttpServer().address();
   const port = typeof address === 'object' && address ? address.port : config.PORT;
   return {

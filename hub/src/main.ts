@@ -33,16 +33,19 @@ program
   .option('--host <host>', 'HOST')
   .option('--rpc-url <url>', 'RPC_URL')
   .option('--hub <address>', 'HUB_ADDRESS')
-  .action(async (flags: { port?: string; host?: string; rpcUrl?: string; hub?: string }) => {
+  .option('--role <role>', 'HUB_ROLE: all, api or worker')
+  .action(async (flags: { port?: string; host?: string; rpcUrl?: string; hub?: string; role?: string }) => {
     const config = loadConfig({
       ...process.env,
       ...(flags.port && { PORT: flags.port }),
       ...(flags.host && { HOST: flags.host }),
       ...(flags.rpcUrl && { RPC_URL: flags.rpcUrl }),
       ...(flags.hub && { HUB_ADDRESS: flags.hub }),
+      ...(flags.role && { HUB_ROLE: flags.role }),
     });
     const hub = await startHub(config);
-    console.log(`chit-hub ${VERSION} listening on ${hub.url} for hub ${hub.context.config.HUB_ADDRESS}`);
+    const { HUB_ADDRESS, HUB_ROLE } = hub.context.config;
+    console.log(`chit-hub ${VERSION} (${HUB_ROLE}) listening on ${hub.url} for hub ${HUB_ADDRESS}`);
   });
 
 program.parseAsync().catch((error: unknown) => {

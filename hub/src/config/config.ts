@@ -31,6 +31,12 @@ export const configSchema = z.object({
   HUB_ADDRESS: address,
   OPERATOR_KEY: privateKey,
   CHAIN_ID: int(1, Number.MAX_SAFE_INTEGER).optional(),
+  /**
+   * What this process runs: `all` (the default), `api` (the HTTP API; settlement requests are only
+   * enqueued) or `worker` (chain follower, settlement workers and schedules; serves only /health,
+   * /ready and /metrics). Replicas of any mix share one Postgres and one Redis.
+   */
+  HUB_ROLE: z.enum(['all', 'api', 'worker']).default('all'),
   HOST: z.string().min(1).default('127.0.0.1'),
   PORT: int(0, 65_535).default(8080),
   CONFIRMATIONS: int(0, 1_000).default(2),

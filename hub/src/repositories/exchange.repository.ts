@@ -74,24 +74,34 @@ export class ExchangeRepository {
       });
     }
 
-    // An empty provider row means nothing (no promise yet); creating it lets FOR UPDATE lock it.
-    await client.query('INSERT INTO providers (address) SELECT unnest($1::bytea[]) ON CONFLICT (address) DO NOTHING', [
-      providerKeys.map(toBytea),
-    ]);
     const providers = new Map<Hex, ProviderState>();
-    const providerRows = await client.query(
-      `SELECT address, promised, latest_hashlock, unrevealed_hashlock
-         FROM providers WHERE address = ANY($1::bytea[]) ORDER BY address FOR UPDATE`,
-      [providerKeys.map(toBytea)],
-    );
-    for (const row of providerRows.rows) {
-      const address = fromBytea(row.address);
-      providers.set(address, {
-        address,
-        promised: BigInt(row.promised),
-        latestHashlock: fromByteaOrNull(row.latest_hashlock),
-        unrevealedHashlock: fromByteaOrNull(row.unrevealed_hashlock),
-      });
+    const lockProviders = async (keys: Hex[]) => {
+      const { rows } = await client.query(
+        `SELECT address, promised, latest_hashlock, unrevealed_hashlock
+           FROM providers WHERE address = ANY($1::bytea[]) ORDER BY address FOR UPDATE`,
+        [keys.map(toBytea)],
+      );
+      for (const row of rows) {
+        const address = fromBytea(row.address);
+        providers.set(address, {
+          address,
+          promised: BigInt(row.promised),
+          latestHashlock: fromByteaOrNull(row.latest_hashlock),
+          unrevealedHashlock: fromByteaOrNull(row.unrevealed_hashlock),
+        });
+      }
+    };
+    await lockProviders(providerKeys);
+    // A provider's first exchange: an empty row means nothing (no promise yet), and creating it lets
+    // FOR UPDATE lock it. The second SELECT is a new statement, so it also sees a row another batch
+    // created and committed meanwhile.
+    const missing = providerKeys.filter((key) => !providers.has(key));
+    if (missing.length > 0) {
+      await client.query(
+        'INSERT INTO providers (address) SELECT unnest($1::bytea[]) ON CONFLICT (address) DO NOTHING',
+        [missing.map(toBytea)],
+      );
+      await lockProviders(missing);
     }
 
     // Agreements are keyed by provider, so the provider locks above already serialise their writes.
