@@ -192,7 +192,20 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
   );
   app.useLogger(app.get(PinoLogger));
   app.useGlobalFilters(new ErrorFilter((code) => context.metrics.errored(code)));
-  app.enableShutdownHooks();
+  // On SIGTERM the server stops taking connections and answers what is in flight. Meanwhile every
+  // answer closes its connection: an idle keep-alive connection would otherwise hold server.close()
+  // open for the keep-alive timeout. Then the hooks close the pipeline, Postgres and Redis, and the
+  // process exits 0.
+  const fastify = app.getHttpAdapter().getInstance();
+  let closing = false;
+  fastify.addHook('preClose', async () => {
+    closing = true;
+  });
+  fastify.addHook('onSend', async (_request, reply, payload) => {
+    if (closing) reply.header('connection', 'close');
+    return payload;
+  });
+  app.enableShutdownHooks([], { useProcessExit: true });
   await app.listen(config.PORT, config.HOST);
   if (config.HUB_ROLE !== 'api') {
     context.follower.start();

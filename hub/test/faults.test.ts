@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -12,6 +11,7 @@ import { toBytea } from '../src/db/bytes';
 import { ensureRedis, freePort, type RunningService } from '../src/dev/services';
 import { startChain } from './support/chain';
 import { createTestDatabase } from './support/postgres';
+import { queuePrefix } from './support/redis';
 
 // Faults under a running hub process (hub/dist/main.js: `npm run build -w hub` first): the process
 // killed between exchange and reveal, Postgres restarted under load, the RPC unreachable. Each test
@@ -175,7 +175,7 @@ describe('hub faults', function () {
     HUB_ADDRESS: chain.deployment.hub.address,
     OPERATOR_KEY: chain.operatorKey,
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'fatal',
-    QUEUE_PREFIX: `chit-test-${randomUUID()}`,
+    QUEUE_PREFIX: queuePrefix(redis.url, 'faults'),
     SETTLEMENT_SCAN_INTERVAL_MS: '3600000',
   });
 

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import {
   cancelExit,
   deposit,
@@ -49,6 +48,7 @@ import { ChainRepository } from '../src/repositories/chain.repository';
 import { ExchangeRepository, RevealRepository } from '../src/repositories/exchange.repository';
 import { startChain } from './support/chain';
 import { createTestDatabase } from './support/postgres';
+import { queuePrefix } from './support/redis';
 
 type TestDatabase = Awaited<ReturnType<typeof createTestDatabase>>;
 type Recorded = { [K in keyof ChainEventMap]: { name: K; args: ChainEventMap[K][0] } }[keyof ChainEventMap];
@@ -579,7 +579,7 @@ describe('chain follower', () => {
           OPERATOR_KEY: chain.operatorKey,
           PORT: '0',
           LOG_LEVEL: 'silent',
-          QUEUE_PREFIX: `chit-test-${randomUUID()}`,
+          QUEUE_PREFIX: queuePrefix(redis.url, 'follower'),
           CONFIRMATIONS: '0',
           FOLLOWER_POLL_MS: '50',
         }),

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { HubClient, verifyHubPromise } from '@chit/sdk';
 import { type RunningHub, startHub } from '../src/app';
 import { loadConfig } from '../src/config/config';
@@ -7,6 +6,7 @@ import { ensureRedis, type RunningService } from '../src/dev/services';
 import { startChain } from './support/chain';
 import { exchangeOnce } from './support/exchange';
 import { createTestDatabase } from './support/postgres';
+import { queuePrefix } from './support/redis';
 
 describe('hub over HTTP', () => {
   let chain: Awaited<ReturnType<typeof startChain>>;
@@ -28,7 +28,7 @@ describe('hub over HTTP', () => {
         OPERATOR_KEY: chain.operatorKey,
         PORT: '0',
         LOG_LEVEL: 'silent',
-        QUEUE_PREFIX: `chit-test-${randomUUID()}`,
+        QUEUE_PREFIX: queuePrefix(redis.url, 'http'),
       }),
     );
   });

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { type RunningHub, startHub } from '../src/app';
 import { loadConfig } from '../src/config/config';
 import { ensureRedis, type RunningService } from '../src/dev/services';
 import { startChain } from './support/chain';
 import { exchangeOnce } from './support/exchange';
 import { createTestDatabase } from './support/postgres';
+import { queuePrefix } from './support/redis';
 
 describe('metrics and the OpenAPI document', () => {
   let chain: Awaited<ReturnType<typeof startChain>>;
@@ -28,7 +28,7 @@ describe('metrics and the OpenAPI document', () => {
         OPERATOR_KEY: chain.operatorKey,
         PORT: '0',
         LOG_LEVEL: 'silent',
-        QUEUE_PREFIX: `chit-test-metrics-${randomUUID()}`,
+        QUEUE_PREFIX: queuePrefix(redis.url, 'metrics'),
       }),
     );
   });

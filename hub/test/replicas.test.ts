@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { encodeMessage, newHashlock, sealPreimage, signConsumerPromise } from '@chit/sdk';
 import { type Hex, keccak256, toHex } from 'viem';
@@ -9,6 +8,7 @@ import { toBytea } from '../src/db/bytes';
 import { ensureRedis, freePort, type RunningService } from '../src/dev/services';
 import { startChain } from './support/chain';
 import { createTestDatabase } from './support/postgres';
+import { queuePrefix } from './support/redis';
 
 // Two hub processes (replicas) on one database: concurrent exchanges for one consumer, spread over
 // both, never credit more than the consumer's channel holds.
@@ -17,14 +17,14 @@ describe('hub replicas', () => {
   let db: Awaited<ReturnType<typeof createTestDatabase>>;
   let redis: RunningService;
   const hubs: { process: ChildProcess; url: string }[] = [];
-  // Both replicas share one queue namespace, of their own.
-  const queuePrefix = `chit-test-${randomUUID()}`;
 
   before(async function () {
     this.timeout(120_000);
     chain = await startChain();
     db = await createTestDatabase();
     redis = await ensureRedis();
+    // Both replicas share one queue namespace, of their own.
+    const prefix = queuePrefix(redis.url, 'replicas');
     for (let i = 0; i < 2; i++) {
       const port = await freePort();
       const child = spawn(process.execPath, [path.join(__dirname, '..', 'dist', 'main.js'), 'start'], {
@@ -38,7 +38,7 @@ describe('hub replicas', () => {
           OPERATOR_KEY: chain.operatorKey,
           PORT: String(port),
           LOG_LEVEL: 'warn',
-          QUEUE_PREFIX: queuePrefix,
+          QUEUE_PREFIX: prefix,
           EXCHANGE_CONCURRENCY: '4',
         },
       });

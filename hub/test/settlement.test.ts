@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import {
   decodeHubAnswer,
@@ -43,6 +42,8 @@ import { freePort } from '../src/dev/services';
 import { QueueName } from '../src/jobs/job.enums';
 import { startChain } from './support/chain';
 import { createTestDatabase } from './support/postgres';
+import { queuePrefix } from './support/redis';
+import { fundIdentity } from './support/relay';
 
 type TestDatabase = Awaited<ReturnType<typeof createTestDatabase>>;
 // biome-ignore lint/suspicious/noExplicitAny: JSON answers
@@ -138,7 +139,7 @@ describe('settlement pipeline', function () {
       LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
       CONFIRMATIONS: '0',
       FOLLOWER_POLL_MS: '100',
-      QUEUE_PREFIX: `test-${randomBytes(4).toString('hex')}`,
+      QUEUE_PREFIX: queuePrefix(redis.url, 'settlement'),
       SETTLEMENT_BATCH_WINDOW_MS: '300',
       SETTLEMENT_SCAN_INTERVAL_MS: '3600000',
       SETTLEMENT_RECONCILE_INTERVAL_MS: '500',
@@ -427,12 +428,22 @@ describe('settlement pipeline', function () {
       const identity = privateKeyToAccount(generatePrivateKey());
       const beneficiary = privateKeyToAccount(generatePrivateKey()).address;
 
-      // The provider holds no gas token: the hub's relayer registers it.
-      const registration = await signRegisterIdentity(wallet(identity), { registry, beneficiary, relayerFee: 0n });
+      // The provider holds no gas token: the hub's relayer registers it, for the quoted fee the Registry
+      // takes from its tokens (allowed through a permit someone else submits).
+      await fundIdentity(await funded(), wallet(identity), { token, registry, tokens: ether(1), allowance: ether(1) });
+      const registrationQuote = decodeHubAnswer(
+        'relayQuote',
+        await (await fetch(`${running.url}/v1/quotes/relay?kind=identity`)).json(),
+      );
+      const registration = await signRegisterIdentity(wallet(identity), {
+        registry,
+        beneficiary,
+        relayerFee: registrationQuote.relayerFee,
+      });
       const relayed = await post(running, '/v1/relay/identities', {
         identity: identity.address,
         beneficiary,
-        relayerFee: '0',
+        relayerFee: registrationQuote.relayerFee.toString(),
         signature: registration.signature,
       });
       assert.equal(relayed.status, 202);
@@ -529,7 +540,8 @@ describe('settlement pipeline', function () {
 
     it('fails a job the contract will always refuse, with the reason, and does not retry it', async () => {
       const db = await database();
-      const running = await hub(settings(db));
+      // Gas free of charge: the hub relays beneficiary changes, for which the Registry pays no fee.
+      const running = await hub(settings(db, { RELAYER_TOKENS_PER_WEI: '0' }));
       // An identity that never registered: setBeneficiaryFor reverts with RegistryIdentityNotRegistered.
       const identity = privateKeyToAccount(generatePrivateKey());
       const change = await signSetBeneficiary(wallet(identity), {

@@ -158,6 +158,31 @@ export const OPENAPI = {
         { parameters: [{ name: 'provider', in: 'query', required: true, schema: address }], errors: [post, missing] },
       ),
     },
+    '/v1/quotes/relay': {
+      get: operation(
+        'A relayer fee quote for a relayed registration (kind=identity) or beneficiary change (kind=beneficiary)',
+        [
+          200,
+          object({
+            kind: { type: 'string', enum: ['identity', 'beneficiary'] },
+            relayerFee: decimal,
+            gasPrice: decimal,
+            validUntil: decimal,
+          }),
+        ],
+        {
+          parameters: [
+            {
+              name: 'kind',
+              in: 'query',
+              required: true,
+              schema: { type: 'string', enum: ['identity', 'beneficiary'] },
+            },
+          ],
+          errors: [post],
+        },
+      ),
+    },
     '/v1/settlements': {
       post: operation('Settle a hub promise through the relayer', [202, accepted], {
         body: object({ provider: address, relayerFee: decimal, authorization: { type: 'object' } }),

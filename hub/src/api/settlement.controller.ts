@@ -18,6 +18,11 @@ export class SettlementController {
     return encodeMessage(await this.settlements.quote(query));
   }
 
+  @Get('quotes/relay')
+  async relayQuote(@Query() query: unknown) {
+    return encodeMessage(await this.settlements.relayQuote(query));
+  }
+
   @Post('settlements')
   @HttpCode(202)
   async request(@Body() body: unknown) {

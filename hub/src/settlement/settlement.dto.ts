@@ -32,6 +32,7 @@ export const settlementRequestSchema = z.strictObject({
   authorization: signature,
 });
 export const quoteQuerySchema = z.object({ provider: address });
+export const relayQuoteQuerySchema = z.object({ kind: z.enum(['identity', 'beneficiary']) });
 export const relayIdentitySchema = z.strictObject({
   identity: address,
   beneficiary: address,

@@ -27,6 +27,7 @@ import { nativeVerifier } from '@chit/sdk/node';
 import { Logger } from '@nestjs/common';
 import {
   type Address,
+  erc20Abi,
   getAddress,
   hexToBytes,
   keccak256,
@@ -54,6 +55,7 @@ import {
   quoteQuerySchema,
   relayBeneficiarySchema,
   relayIdentitySchema,
+  relayQuoteQuerySchema,
   settlementRequestSchema,
 } from './settlement.dto';
 import { PermanentFault, ShuttingDown, TransactionLostError } from './settlement.errors';
@@ -200,6 +202,28 @@ export class SettlementService {
   }
 
   /**
+   * `GET /v1/quotes/relay?kind=identity|beneficiary`: the relayer fee the hub asks now for relaying a
+   * registration or a beneficiary change, computed like the settlement quote (gas of the operation x gas
+   * price x the margin, in token units). The Registry pays no relayer fee for a beneficiary change, so
+   * its quote is what the hub would need and cannot be paid: the hub relays those only when it is 0.
+   */
+  async relayQuote(query: unknown) {
+    const { kind } = decodeBody(relayQuoteQuerySchema, query);
+    const [gasPrice, gas] = await Promise.all([getGasPrice(this.chain.client), this.gasPerPromise(kind)]);
+    return {
+      kind,
+      relayerFee: quoteRelayerFee({
+        gasPrice,
+        gasPerPromise: gas,
+        marginBps: this.options.relayerFeeMarginBps,
+        rate: this.options.tokenRate,
+      }),
+      gasPrice,
+      validUntil: BigInt(Math.floor(Date.now() / 1000) + this.options.quoteValiditySeconds),
+    };
+  }
+
+  /**
    * `POST /v1/settlements`: queues the settlement of the provider's hub promise that `authorization`
    * signs (its latest, or one of the few before it), paying the relayer `relayerFee` out of it. A
    * repeated request gets the same settlement; one that failed is queued again.
@@ -278,10 +302,15 @@ export class SettlementService {
     return view(row);
   }
 
-  /** `POST /v1/relay/identities`: queues a relayed identity registration, signed for its current nonce. */
+  /**
+   * `POST /v1/relay/identities`: queues a relayed identity registration, signed for its current nonce.
+   * The relayer fee must cover the gas at the current price (a quote's margin absorbs a rise), and the
+   * identity must be able to pay it: the Registry takes it from the identity's tokens with
+   * `transferFrom`, so both its balance and its allowance to the Registry must hold it.
+   */
   async relayIdentity(body: unknown): Promise<SettlementView> {
     const request = decodeBody(relayIdentitySchema, body);
-    const { registry } = await this.chain.hubInfo();
+    const { registry, token } = await this.chain.hubInfo();
     const nonce = await this.registryNonce(registry, request.identity);
     const valid = await verifyTypedData({
       address: request.identity,
@@ -297,8 +326,13 @@ export class SettlementService {
         nonce: nonce.toString(),
       });
     }
+    const id = settlementId.identity(request.identity, nonce);
+    const existing = await this.repository.get(id);
+    if (existing && existing.status !== 'failed') return view(existing);
+    await this.requireRelayerFee('identity', request.relayerFee);
+    if (request.relayerFee > 0n) await this.requirePayable(token, registry, request.identity, request.relayerFee);
     const row = await this.createOrRequeue({
-      id: settlementId.identity(request.identity, nonce),
+      id,
       kind: 'identity',
       subject: request.identity,
       amount: nonce,
@@ -313,7 +347,11 @@ export class SettlementService {
     return view(row);
   }
 
-  /** `POST /v1/relay/beneficiaries`: queues a relayed beneficiary change, signed for the current nonce. */
+  /**
+   * `POST /v1/relay/beneficiaries`: queues a relayed beneficiary change, signed for the current nonce.
+   * `Registry.setBeneficiaryFor` pays the relayer nothing, so the change is relayed only while the gas
+   * costs the hub nothing in tokens (RELAYER_TOKENS_PER_WEI 0, or a free chain); else RELAYER_FEE_TOO_LOW.
+   */
   async relayBeneficiary(body: unknown): Promise<SettlementView> {
     const request = decodeBody(relayBeneficiarySchema, body);
     const { registry } = await this.chain.hubInfo();
@@ -332,8 +370,12 @@ export class SettlementService {
         nonce: nonce.toString(),
       });
     }
+    const id = settlementId.beneficiary(request.identity, nonce);
+    const existing = await this.repository.get(id);
+    if (existing && existing.status !== 'failed') return view(existing);
+    await this.requireRelayerFee('beneficiary', 0n);
     const row = await this.createOrRequeue({
-      id: settlementId.beneficiary(request.identity, nonce),
+      id,
       kind: 'beneficiary',
       subject: request.identity,
       amount: nonce,
@@ -798,6 +840,48 @@ export class SettlementService {
   }
 
   // ------------------------------------------------------------------ helpers
+
+  /**
+   * Refuses a relayed Registry action whose fee is below its gas cost at the current price (the quote
+   * without its margin, as for settlement requests): RELAYER_FEE_TOO_LOW with that minimum.
+   */
+  private async requireRelayerFee(kind: 'identity' | 'beneficiary', relayerFee: bigint): Promise<void> {
+    const [gasPrice, gas] = await Promise.all([getGasPrice(this.chain.client), this.gasPerPromise(kind)]);
+    const minimum = minimumRelayerFee({ gasPrice, gasPerPromise: gas, rate: this.options.tokenRate });
+    if (relayerFee >= minimum) return;
+    const message =
+      kind === 'identity'
+        ? 'The relayer fee does not cover the gas: ask for a new quote (GET /v1/quotes/relay?kind=identity)'
+        : 'The Registry pays no relayer fee for a beneficiary change and its gas is not free here: send setBeneficiary yourself';
+    throw new HubError('RELAYER_FEE_TOO_LOW', message, {
+      relayerFee: relayerFee.toString(),
+      minimum: minimum.toString(),
+    });
+  }
+
+  /** Refuses a relayer fee the Registry could not take from `identity` (its balance or allowance is short). */
+  private async requirePayable(token: Address, registry: Address, identity: Hex, relayerFee: bigint): Promise<void> {
+    const [balance, allowance] = await multicall(this.chain.client, {
+      allowFailure: false,
+      deployless: true,
+      contracts: [
+        { address: token, abi: erc20Abi, functionName: 'balanceOf', args: [identity] },
+        { address: token, abi: erc20Abi, functionName: 'allowance', args: [identity, registry] },
+      ],
+    });
+    if (balance >= relayerFee && allowance >= relayerFee) return;
+    throw new HubError(
+      'RELAYER_FEE_UNPAYABLE',
+      'The Registry takes the relayer fee from the identity’s tokens: its balance and its allowance to the Registry must hold it',
+      {
+        relayerFee: relayerFee.toString(),
+        balance: balance.toString(),
+        allowance: allowance.toString(),
+        token: getAddress(token),
+        spender: getAddress(registry),
+      },
+    );
+  }
 
   /** Records a new settlement and queues it; a failed one is queued again; any other is left as it is. */
   private async createOrRequeue(settlement: NewSettlement): Promise<SettlementRecord> {

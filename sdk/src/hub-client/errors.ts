@@ -64,12 +64,19 @@ export const hubErrorCodes = {
   RELAYER_FEE_TOO_LOW: {
     status: 409,
     retryable: false,
-    advice: 'The relayer fee no longer covers the gas: get a new quote (GET /v1/quotes/settlement) and sign again.',
+    advice:
+      'The relayer fee no longer covers the gas: get a new quote (GET /v1/quotes/settlement or /v1/quotes/relay) and sign again.',
   },
   RELAYER_FEE_TOO_HIGH: {
     status: 409,
     retryable: false,
     advice: 'The relayer fee is more than you would be paid: settle later, when more is owed, or settle yourself.',
+  },
+  RELAYER_FEE_UNPAYABLE: {
+    status: 409,
+    retryable: false,
+    advice:
+      "The Registry takes the relayer fee from the identity's tokens: hold it and approve the Registry for it (EIP-2612 permit), or register with no fee yourself.",
   },
   NOT_FOUND: { status: 404, retryable: false, advice: 'Check the address or id in the path.' },
   STALE_REQUEST: {

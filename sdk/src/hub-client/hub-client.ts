@@ -32,6 +32,7 @@ import {
   type HubInstantExit,
   type HubJob,
   type HubProviderAccount,
+  type HubRelayQuote,
   type HubServiceInfo,
   type HubSettlement,
   type HubSettlementQuote,
@@ -294,6 +295,19 @@ export class HubClient {
   async settlementQuote(provider: Address, options?: HubRequestOptions): Promise<HubSettlementQuote> {
     const path = `/v1/quotes/settlement?provider=${pathAddress(provider, 'provider')}`;
     return this.#call({ method: 'GET', path, decode: answer('settlementQuote') }, options);
+  }
+
+  /**
+   * `GET /v1/quotes/relay?kind=`: the relayer fee the hub asks now for relaying a registration
+   * (`identity`) or a beneficiary change (`beneficiary`; the Registry pays none for it, so the hub relays
+   * it only when this is 0).
+   *
+   * @example
+   * const { relayerFee } = await hub.relayQuote('identity');
+   */
+  async relayQuote(kind: 'identity' | 'beneficiary', options?: HubRequestOptions): Promise<HubRelayQuote> {
+    const path = `/v1/quotes/relay?kind=${encodeURIComponent(kind)}`;
+    return this.#call({ method: 'GET', path, decode: answer('relayQuote') }, options);
   }
 
   /**

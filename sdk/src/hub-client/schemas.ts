@@ -95,6 +95,13 @@ const settlementQuote = z.strictObject({
   validUntil: uint256,
 });
 
+const relayQuote = z.strictObject({
+  kind: z.enum(['identity', 'beneficiary']),
+  relayerFee: uint256,
+  gasPrice: uint256,
+  validUntil: uint256,
+});
+
 const job = z.strictObject({ id: text, status: jobStatus });
 
 const settlement = z.strictObject({
@@ -126,6 +133,7 @@ export const hubAnswerSchemas = {
   consumerAccount,
   providerAccount,
   settlementQuote,
+  relayQuote,
   job,
   settlement,
   instantExit,
@@ -192,6 +200,15 @@ export interface HubSettlementQuote {
   validUntil: bigint;
 }
 
+/** `GET /v1/quotes/relay`: the relayer fee the hub asks now for a relayed registration or beneficiary change. */
+export interface HubRelayQuote {
+  kind: 'identity' | 'beneficiary';
+  relayerFee: bigint;
+  gasPrice: bigint;
+  /** Unix seconds. */
+  validUntil: bigint;
+}
+
 /** `202` answer of the queued requests (settlements, relayed registrations). */
 export interface HubJob {
   id: string;
@@ -222,6 +239,7 @@ interface Answers {
   consumerAccount: HubConsumerAccount;
   providerAccount: HubProviderAccount;
   settlementQuote: HubSettlementQuote;
+  relayQuote: HubRelayQuote;
   job: HubJob;
   settlement: HubSettlement;
   instantExit: HubInstantExit;
