@@ -1,5 +1,12 @@
-import { decodeFunctionData, type Hash, type Hex, type TransactionReceipt } from 'viem';
-import { call, getTransaction, waitForTransactionReceipt } from 'viem/actions';
+import {
+  decodeFunctionData,
+  type Hash,
+  type Hex,
+  type TransactionReceipt,
+  TransactionReceiptNotFoundError,
+  WaitForTransactionReceiptTimeoutError,
+} from 'viem';
+import { call, getBlockNumber, getTransaction, getTransactionReceipt, waitForTransactionReceipt } from 'viem/actions';
 import { ContractCallError, type ContractRevertError, decodeContractError } from '../errors/contract.js';
 import { chitTokenAbi, hubAbi, registryAbi } from '../generated/abis.js';
 import { guard } from './internal/guard.js';
@@ -61,13 +68,7 @@ export async function waitForTransaction(
   parameters: WaitForTransactionParameters,
 ): Promise<WaitForTransactionReturnType> {
   const { hash } = parameters;
-  const receipt = await guard(() =>
-    waitForTransactionReceipt(client, {
-      hash,
-      confirmations: parameters.confirmations,
-      timeout: parameters.timeout,
-    }),
-  );
+  const receipt = await guard(() => receiptOf(client, parameters));
   if (receipt.status === 'success') return receipt;
 
   const transaction = await guard(() => getTransaction(client, { hash }));
@@ -94,6 +95,43 @@ export async function waitForTransaction(
     contractAddress: transaction.to ?? undefined,
     functionName: functionOf(transaction.input),
   });
+}
+
+/**
+ * viem's wait (which also notices a replacement, e.g. a wallet's speed-up) raced with a plain poll of
+ * the receipt. A node can answer a receipt query with null just after mining (anvil does): viem then
+ * waits for the next block, which on a quiet chain may never come, or gives up with "receipt not
+ * found"; the poll asks again.
+ */
+async function receiptOf(client: ChitClient, parameters: WaitForTransactionParameters): Promise<TransactionReceipt> {
+  const { hash, confirmations = 1, timeout = 180_000 } = parameters;
+  const stop = new AbortController();
+  const viemWait: Promise<TransactionReceipt> = waitForTransactionReceipt(client, {
+    hash,
+    confirmations,
+    timeout,
+    signal: stop.signal,
+  }).catch((error: unknown) => {
+    if (stop.signal.aborted || error instanceof TransactionReceiptNotFoundError) return poll;
+    throw error;
+  });
+  const poll: Promise<TransactionReceipt> = (async () => {
+    const deadline = Date.now() + timeout;
+    while (!stop.signal.aborted) {
+      const receipt = await getTransactionReceipt(client, { hash }).catch(() => undefined);
+      if (receipt && (await getBlockNumber(client, { cacheTime: 0 })) - receipt.blockNumber + 1n >= confirmations) {
+        return receipt;
+      }
+      if (Date.now() > deadline) throw new WaitForTransactionReceiptTimeoutError({ hash });
+      await new Promise((resolve) => setTimeout(resolve, client.pollingInterval));
+    }
+    return viemWait;
+  })();
+  try {
+    return await Promise.race([viemWait, poll]);
+  } finally {
+    stop.abort();
+  }
 }
 
 /** The name of the Chit function `input` calls, if it calls one. */
