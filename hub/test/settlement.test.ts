@@ -419,6 +419,34 @@ describe('settlement pipeline', function () {
       const books: Json = await (await fetch(`${running.url}/v1/consumers/${consumer.account.address}`)).json();
       assert.equal(books.available, ether(10).toString());
     });
+
+    it("dates an instant exit's deadline from block time when the chain's clock runs ahead of the hub's", async () => {
+      const db = await database();
+      const running = await hub(settings(db, { INSTANT_EXIT_VALIDITY_SECONDS: '600' }));
+      const consumer = await depositor(running, ether(10));
+      // Block time 2,000 s ahead: a deadline of the hub's clock + 600 s would already have passed.
+      await test().increaseTime({ seconds: 2_000 });
+      await test().mine({ blocks: 1 });
+      const head = await rpc.getBlock({ blockTag: 'latest' });
+
+      const answer = await post(running, '/v1/exits/instant', await exitRequest(consumer, ether(4)));
+      assert.equal(answer.status, 200);
+      const exit: Json = await answer.json();
+      assert.ok(
+        BigInt(exit.deadline) >= head.timestamp + 600n,
+        `deadline ${exit.deadline}, block time ${head.timestamp}`,
+      );
+      await mined(
+        instantExit(consumer, {
+          hub: hubAddress,
+          amount: BigInt(exit.amount),
+          deadline: BigInt(exit.deadline),
+          signature: exit.signature,
+        }),
+      );
+      const channel = await getConsumerChannel(rpc, { hub: hubAddress, consumer: consumer.account.address });
+      assert.equal(channel.balance, ether(6));
+    });
   });
 
   describe('provider settlements and the relayer', () => {

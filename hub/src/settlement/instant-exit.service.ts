@@ -56,10 +56,13 @@ export class InstantExitService {
     const consumer = request.consumer.toLowerCase() as Hex;
     if (amount === 0n) throw new HubError('MALFORMED', 'amount: must be above zero', { path: 'amount' });
     const hub = this.scope.hub;
-    const [nonce, channel] = await Promise.all([
+    const [nonce, channel, head] = await Promise.all([
       readContract(this.chain.client, { address: hub, abi: hubAbi, functionName: 'nonces', args: [consumer] }),
       getConsumerChannel(this.chain.client, { hub, consumer }),
+      getBlock(this.chain.client, { blockTag: 'latest' }),
     ]);
+    // The contract checks the deadline against block time, which can run ahead of this clock.
+    const chainNow = max(now, head.timestamp);
     const validity = BigInt(this.validitySeconds);
     const answer = (record: { amount: bigint; deadline: bigint; signature: Hex }) => ({
       consumer: getAddress(consumer),
@@ -71,7 +74,7 @@ export class InstantExitService {
     return this.repository.reserveInstantExit(consumer, nonce, async (state) => {
       if (!state) throw new HubError('UNKNOWN_CONSUMER', `${consumer} has no channel at this hub`, { consumer });
       const existing = state.existing?.status === 'reserved' ? state.existing : undefined;
-      if (existing && existing.amount === amount && existing.deadline - now > validity / 2n) {
+      if (existing && existing.amount === amount && existing.deadline - chainNow > validity / 2n) {
         return { result: answer(existing) };
       }
       // The books (the follower's) and the chain may differ by the confirmations: take the worse of each.
@@ -87,7 +90,7 @@ export class InstantExitService {
           available: (available > 0n ? available : 0n).toString(),
         });
       }
-      const deadline = now + validity;
+      const deadline = chainNow + validity;
       const signature = await signInstantExit(this.operator, { ...this.scope, consumer, amount, nonce, deadline });
       // Another signature for this nonce may still be used instead: reserve the larger of the two.
       const reserved = max(amount, existing?.reserved ?? 0n);

@@ -33,7 +33,15 @@
  *
  * Fault tests build on the same pieces: `hub.kill()` / `hub.restart()` mid-session, `hub.restart({
  * REDIS_URL })` against a Redis of their own, `chain.snapshot()` / `revert()` for reorgs, `hub.restart({
- * RPC_URL: 'http://127.0.0.1:<closed port>' })`, a provider made again on a fresh `store`.
+ * RPC_URL: 'http://127.0.0.1:<closed port>' })`, a provider made again on a fresh `store`. Next to this
+ * file (faults.test.ts uses them):
+ * - `RedisServer` (redis-server.ts): a redis-server of the test's own on a free port, `kill()` (SIGKILL)
+ *   and `restart()` empty on the same port, `keys(pattern)`. Never the run's shared Redis.
+ * - `TcpProxy` (tcp-proxy.ts): a TCP proxy to a port (anvil's), `cut()` (connections reset, the port
+ *   closed) and `restore()`; give the hub its `url` as RPC_URL to take the chain away for real.
+ * - `FaultyFetch` (faulty-fetch.ts): a `fetch` for `newProvider({ fetch })` that records every request and
+ *   puts a fault on the requests to one path (`once` / `always`): hold it, or forward it and lose the
+ *   answer; `Gate`, a one-shot signal to sequence such faults.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
