@@ -1,154 +1,516 @@
 /**
- * Exchange throughput of one hub process: `npm run bench:hub`.
+ * Exchange throughput of one hub process: `npm run bench:hub` (one concurrency level), and the
+ * exchange part of `npm run bench` (several levels on one stack, see scripts/bench.ts).
  *
- * Starts anvil with the contracts, a hub process on the local Postgres (DATABASE_URL, else
- * 127.0.0.1:5432; fsync as the server has it, on by default) and Redis, seeds consumer channels in the
- * books (as the chain follower would after deposits), pre-signs every consumer promise, then drives
- * the hub from this process — the load generator shares the machine — and prints exchanges/s and
- * latency percentiles.
+ * Starts anvil with the contracts, a hub process (hub/dist: build it first) on Postgres (DATABASE_URL,
+ * else 127.0.0.1:5432, else an embedded one; fsync as the server has it) and Redis (REDIS_URL, else
+ * localhost:6379, else a redis-server started here). For each level it seeds fresh consumer channels
+ * in the books (as the chain follower would after deposits), pre-signs every consumer promise, then
+ * drives POST /v1/exchange from this process (the load generator shares the machine) and reports
+ * exchanges/s and latency percentiles. A short warm-up, not counted, runs first. At the end it stops
+ * the hub and anvil, drops its database and deletes its Redis keys (its own QUEUE_PREFIX).
  *
- *   CHIT_BENCH_WORKERS (64)   provider/consumer pairs exchanging in parallel, each in sequence
+ *   CHIT_BENCH_WORKERS (64)    provider/consumer pairs exchanging in parallel, each in sequence
  *   CHIT_BENCH_EXCHANGES (300) exchanges per pair
  *   CHIT_BENCH_HUB_NODE_FLAGS  flags for the hub's node, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
+ *   --levels 1x4000,8x500      several levels instead (workers x exchanges per worker), one stack
+ *   --json FILE                also write the environment and figures as JSON
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { consumerPromiseDigestBytes, encodeMessage, hashlockOf } from '@chit/sdk';
 import { enableNativeHashing } from '@chit/sdk/node';
+import Redis from 'ioredis';
 import { Pool } from 'pg';
 import { Agent, request } from 'undici';
 import { bytesToHex, type Hex } from 'viem';
 import { startLocalChain } from '../../scripts/local-chain';
 import { OperatorSigner } from '../src/crypto/operator-signer';
 import { toBytea } from '../src/db/bytes';
-import { ensureRedis, freePort } from '../src/dev/services';
+import { ensurePostgres, ensureRedis, freePort, type RunningService } from '../src/dev/services';
 
-const WORKERS = Number(process.env.CHIT_BENCH_WORKERS ?? 64);
-const EXCHANGES = Number(process.env.CHIT_BENCH_EXCHANGES ?? 300);
-const ADMIN_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+/** One concurrency level: `workers` provider/consumer pairs, each sending `exchangesPerWorker` in sequence. */
+export interface LevelOptions {
+  workers: number;
+  exchangesPerWorker: number;
+}
 
-async function main(): Promise<void> {
-  enableNativeHashing();
-  const chain = await startLocalChain(await freePort(), 'http://127.0.0.1');
-  const redis = await ensureRedis();
-  const dbName = `chit_bench_${randomBytes(4).toString('hex')}`;
-  const admin = new Pool({ connectionString: ADMIN_URL, max: 1 });
-  await admin.query(`CREATE DATABASE ${dbName}`);
-  const dbUrl = new URL(ADMIN_URL);
-  dbUrl.pathname = `/${dbName}`;
-  const fsync = (await admin.query('SHOW fsync')).rows[0].fsync;
-  const port = await freePort();
-  let hub: ChildProcess | undefined;
+export interface LevelFigures extends LevelOptions {
+  exchanges: number;
+  seconds: number;
+  exchangesPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** Responses other than 200. */
+  errors: number;
+  /**
+   * Exchanges per committed transaction of the bench database (group commit's batch size; the
+   * commits of the follower and settlement pipeline are counted too, so it is a lower bound).
+   */
+  exchangesPerTransaction: number;
+  /**
+   * CPU time per exchange, in microseconds, of the hub process, of the Postgres backends serving the
+   * bench database and of this load generator (Linux /proc; absent elsewhere). Unlike exchanges/s,
+   * these barely move with what else the machine runs: they say where the CPU goes.
+   */
+  cpuUs?: { hub: number; postgres: number; loadGenerator: number };
+}
+
+/** What the figures were measured on. */
+export interface BenchEnvironment {
+  postgres: { source: string; version: string; fsync: string; synchronousCommit: string };
+  redis: { source: string; version: string };
+  /** The hub's settings that differ from its defaults. */
+  hubSettings: Record<string, string>;
+}
+
+export interface BenchStackOptions {
+  /** Progress lines. */
+  log?: (line: string) => void;
+  /** Flags for the hub's node process. */
+  hubNodeFlags?: string[];
+}
+// The stack handles SIGINT and SIGTERM until it is stopped: it cleans up, then exits the process (130).
+
+export interface BenchStack {
+  environment: BenchEnvironment;
+  /** Runs one level with fresh consumers and providers. */
+  runLevel(level: LevelOptions): Promise<LevelFigures>;
+  /** Stops the hub and anvil, drops the database, deletes the Redis keys. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+export interface ExchangeBenchOptions extends BenchStackOptions {
+  levels: LevelOptions[];
+  /** Exchanges run before the first level and not counted (default 8 workers x 25); false for none. */
+  warmup?: LevelOptions | false;
+  /** Called after each level. */
+  onLevel?: (figures: LevelFigures, environment: BenchEnvironment) => void;
+}
+
+export const DEFAULT_WARMUP: LevelOptions = { workers: 8, exchangesPerWorker: 25 };
+const DEFAULT_ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
+const HUB_SETTINGS = { DB_POOL_SIZE: '16', LOG_LEVEL: 'warn' };
+
+/** Postgres for the bench: DATABASE_URL, else 127.0.0.1:5432, else an embedded server. */
+async function benchPostgres(log: (line: string) => void): Promise<RunningService> {
+  if (process.env.DATABASE_URL) return ensurePostgres(log);
+  const probe = new Pool({ connectionString: DEFAULT_ADMIN_URL, max: 1, connectionTimeoutMillis: 2_000 });
   try {
-    const nodeFlags = process.env.CHIT_BENCH_HUB_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
-    hub = spawn(process.execPath, [...nodeFlags, path.join(__dirname, '..', 'dist', 'main.js'), 'start'], {
-      stdio: ['ignore', 'inherit', 'inherit'],
-      env: {
-        ...process.env,
-        DATABASE_URL: dbUrl.toString(),
-        REDIS_URL: redis.url,
-        RPC_URL: chain.anvil.url,
-        HUB_ADDRESS: chain.deployment.hub.address,
-        OPERATOR_KEY: chain.accounts[0]!.privateKey,
-        PORT: String(port),
-        LOG_LEVEL: 'warn',
-        QUEUE_PREFIX: `chit-bench-${randomUUID()}`,
-        DB_POOL_SIZE: '16',
+    await probe.query('SELECT 1');
+    return { url: DEFAULT_ADMIN_URL, source: '127.0.0.1:5432', stop: async () => {} };
+  } catch {
+    return ensurePostgres(log);
+  } finally {
+    await probe.end().catch(() => {});
+  }
+}
+
+/** Deletes every key under `prefix` (SCAN + UNLINK: the Redis may be shared, never a flush). */
+async function deleteRedisKeys(url: string, prefix: string): Promise<number> {
+  const client = new Redis(url, { maxRetriesPerRequest: 1, connectTimeout: 2_000 });
+  client.on('error', () => {});
+  let deleted = 0;
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1_000);
+      cursor = next;
+      if (keys.length > 0) deleted += await client.unlink(...keys);
+    } while (cursor !== '0');
+  } finally {
+    client.disconnect();
+  }
+  return deleted;
+}
+
+async function redisVersion(url: string): Promise<string> {
+  const client = new Redis(url, { maxRetriesPerRequest: 1, connectTimeout: 2_000 });
+  client.on('error', () => {});
+  try {
+    return /redis_version:(\S+)/.exec(await client.info('server'))?.[1] ?? 'unknown';
+  } finally {
+    client.disconnect();
+  }
+}
+
+/** Starts anvil with the contracts, Postgres, Redis and one hub process (from hub/dist). */
+export async function startBenchStack(options: BenchStackOptions = {}): Promise<BenchStack> {
+  const log = options.log ?? (() => {});
+  enableNativeHashing();
+  // Clean-ups run last-in first-out; one registered once stopping has begun runs at once (a signal
+  // may arrive while the stack is still starting).
+  const cleanups: Array<() => Promise<unknown>> = [];
+  let stopping = false;
+  let stopped: Promise<void> | undefined;
+  const track = (cleanup: () => Promise<unknown>) => {
+    if (stopping) void cleanup().catch(() => {});
+    else cleanups.push(cleanup);
+  };
+  const stop = () => {
+    stopping = true;
+    stopped ??= (async () => {
+      for (let cleanup = cleanups.pop(); cleanup; cleanup = cleanups.pop())
+        await cleanup().catch((error) => log(`clean-up: ${error}`));
+    })();
+    return stopped;
+  };
+  // Ctrl-C or SIGTERM: clean up, then exit (the terminal may send SIGINT to the children as well).
+  // During start-up, the start stops at its next step and cleans up what it has made.
+  let signalled = false;
+  let settled: () => void = () => {};
+  const ready = new Promise<void>((resolve) => {
+    settled = resolve;
+  });
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (signalled) return;
+    signalled = true;
+    log(`${signal}: cleaning up`);
+    void ready.then(stop).finally(() => process.exit(130));
+  };
+  const abortIfSignalled = () => {
+    if (signalled) throw new Error('interrupted');
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  track(async () => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  });
+  try {
+    const chain = await startLocalChain(await freePort(), 'http://127.0.0.1');
+    track(async () => {
+      chain.anvil.process.kill();
+    });
+    abortIfSignalled();
+    log(`anvil on ${chain.anvil.url}, hub contract ${chain.deployment.hub.address}`);
+
+    const postgres = await benchPostgres(log);
+    track(() => postgres.stop());
+    abortIfSignalled();
+    const dbName = `chit_bench_${randomBytes(4).toString('hex')}`;
+    const admin = new Pool({ connectionString: postgres.url, max: 1 });
+    track(() => admin.end());
+    await admin.query(`CREATE DATABASE ${dbName}`);
+    track(() => admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`));
+    abortIfSignalled();
+    const dbUrl = new URL(postgres.url);
+    dbUrl.pathname = `/${dbName}`;
+    const settings = (
+      await admin.query<{ version: string; fsync: string; synchronous_commit: string }>(
+        "SELECT current_setting('server_version') AS version, current_setting('fsync') AS fsync, current_setting('synchronous_commit') AS synchronous_commit",
+      )
+    ).rows[0]!;
+    log(`Postgres ${settings.version} (${postgres.source}, fsync=${settings.fsync}), database ${dbName}`);
+
+    const redis = await ensureRedis(log);
+    track(() => redis.stop());
+    abortIfSignalled();
+    const prefix = `chit-bench-${randomUUID()}`;
+    track(async () => log(`deleted ${await deleteRedisKeys(redis.url, prefix)} Redis keys under ${prefix}`));
+    const environment: BenchEnvironment = {
+      postgres: {
+        source: postgres.source,
+        version: settings.version,
+        fsync: settings.fsync,
+        synchronousCommit: settings.synchronous_commit,
       },
+      redis: { source: redis.source, version: await redisVersion(redis.url) },
+      hubSettings: HUB_SETTINGS,
+    };
+
+    const port = await freePort();
+    const hub: ChildProcess = spawn(
+      process.execPath,
+      [...(options.hubNodeFlags ?? []), path.join(__dirname, '..', 'dist', 'main.js'), 'start'],
+      {
+        stdio: ['ignore', 'inherit', 'inherit'],
+        env: {
+          ...process.env,
+          ...HUB_SETTINGS,
+          DATABASE_URL: dbUrl.toString(),
+          REDIS_URL: redis.url,
+          RPC_URL: chain.anvil.url,
+          HUB_ADDRESS: chain.deployment.hub.address,
+          OPERATOR_KEY: chain.accounts[0]!.privateKey,
+          PORT: String(port),
+          QUEUE_PREFIX: prefix,
+        },
+      },
+    );
+    const exited = new Promise<void>((resolve) => hub.once('exit', () => resolve()));
+    track(async () => {
+      if (hub.exitCode === null && hub.signalCode === null) {
+        hub.kill('SIGTERM');
+        const timer = setTimeout(() => hub.kill('SIGKILL'), 5_000);
+        await exited;
+        clearTimeout(timer);
+      }
     });
     const base = `http://127.0.0.1:${port}`;
     for (let i = 0; ; i++) {
+      abortIfSignalled();
+      if (hub.exitCode !== null) throw new Error(`the hub exited (${hub.exitCode}) at start`);
       try {
         if ((await fetch(`${base}/ready`)).ok) break;
       } catch {}
       if (i > 300) throw new Error('the hub did not start');
       await new Promise((r) => setTimeout(r, 100));
     }
-
-    // Seed: one consumer per worker with a large channel, as the follower records deposits.
     const pool = new Pool({ connectionString: dbUrl.toString(), max: 2 });
+    track(() => pool.end());
     const scope = { hub: chain.deployment.hub.address as Hex, chainId: chain.deployment.chainId };
-    const box = bytesToHex(randomBytes(93));
-    const pairs = Array.from({ length: WORKERS }, () => ({
-      consumer: new OperatorSigner(bytesToHex(randomBytes(32))),
-      provider: bytesToHex(randomBytes(20)) as Hex,
-    }));
-    await pool.query('INSERT INTO consumers (address, balance) SELECT unnest($1::bytea[]), 10^30', [
-      pairs.map((p) => toBytea(p.consumer.address.toLowerCase())),
-    ]);
-    await pool.end();
 
-    // Pre-sign every promise (native signing; the box is opaque here: each request carries the
-    // previous R, so the hub never needs to open it).
-    const started = performance.now();
-    const bodies = pairs.map(({ consumer, provider }) => {
-      const agreementId = bytesToHex(randomBytes(32));
-      let previous: Hex | undefined;
-      return Array.from({ length: EXCHANGES }, (_, k) => {
-        const preimage = bytesToHex(randomBytes(32));
-        const total = BigInt(k + 1) * 10n ** 15n;
-        const promise = {
-          ...scope,
-          consumer: consumer.address,
-          total,
-          hashlock: hashlockOf(preimage),
-          agreement: { provider, id: agreementId, total },
-        };
-        const signed = { ...promise, signature: consumer.signDigest(consumerPromiseDigestBytes(promise)) };
-        const body = JSON.stringify({
-          promise: encodeMessage(signed),
-          encryptedPreimage: box,
-          ...(previous && { previousPreimage: previous }),
-        });
-        previous = preimage;
-        return body;
-      });
-    });
-    console.log(`signed ${WORKERS * EXCHANGES} promises in ${((performance.now() - started) / 1000).toFixed(1)} s`);
-
-    const agent = new Agent({ connections: WORKERS, pipelining: 1 });
-    const latencies: number[] = [];
-    let errors = 0;
-    const t0 = performance.now();
-    await Promise.all(
-      bodies.map(async (sequence) => {
-        for (const body of sequence) {
-          const t = performance.now();
-          const response = await request(`${base}/v1/exchange`, {
-            method: 'POST',
-            headers: { 'content-type': 'application/json' },
-            body,
-            dispatcher: agent,
+    const runLevel = async ({ workers, exchangesPerWorker }: LevelOptions): Promise<LevelFigures> => {
+      // Seed: one fresh consumer per worker with a large channel, as the follower records deposits.
+      const pairs = Array.from({ length: workers }, () => ({
+        consumer: new OperatorSigner(bytesToHex(randomBytes(32))),
+        provider: bytesToHex(randomBytes(20)) as Hex,
+      }));
+      await pool.query('INSERT INTO consumers (address, balance) SELECT unnest($1::bytea[]), 10^30', [
+        pairs.map((p) => toBytea(p.consumer.address.toLowerCase())),
+      ]);
+      // Pre-sign every promise (native signing; the box is opaque here: each request carries the
+      // previous R, so the hub never needs to open it).
+      const box = bytesToHex(randomBytes(93));
+      const signing = performance.now();
+      const bodies = pairs.map(({ consumer, provider }) => {
+        const agreementId = bytesToHex(randomBytes(32));
+        let previous: Hex | undefined;
+        return Array.from({ length: exchangesPerWorker }, (_, k) => {
+          const preimage = bytesToHex(randomBytes(32));
+          const total = BigInt(k + 1) * 10n ** 15n;
+          const promise = {
+            ...scope,
+            consumer: consumer.address,
+            total,
+            hashlock: hashlockOf(preimage),
+            agreement: { provider, id: agreementId, total },
+          };
+          const signed = { ...promise, signature: consumer.signDigest(consumerPromiseDigestBytes(promise)) };
+          const body = JSON.stringify({
+            promise: encodeMessage(signed),
+            encryptedPreimage: box,
+            ...(previous && { previousPreimage: previous }),
           });
-          await response.body.text();
-          if (response.statusCode !== 200) errors++;
-          latencies.push(performance.now() - t);
-        }
-      }),
-    );
-    const seconds = (performance.now() - t0) / 1000;
-    latencies.sort((a, b) => a - b);
-    const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((latencies.length * p) / 100))]!;
-    console.log(
-      `hub: 1 process, Postgres fsync=${fsync}, ${WORKERS} concurrent providers, ${latencies.length} exchanges`,
-    );
-    console.log(`exchanges/s: ${Math.round(latencies.length / seconds)}`);
-    console.log(`p50 ms: ${pct(50).toFixed(1)}`);
-    console.log(`p99 ms: ${pct(99).toFixed(1)}`);
-    console.log(`errors: ${errors}`);
-    await agent.close();
-  } finally {
-    hub?.kill('SIGTERM');
-    chain.anvil.process.kill();
-    await redis.stop();
-    await new Promise((r) => setTimeout(r, 500));
-    await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
-    await admin.end();
+          previous = preimage;
+          return body;
+        });
+      });
+      const exchanges = workers * exchangesPerWorker;
+      log(`signed ${exchanges} promises in ${((performance.now() - signing) / 1000).toFixed(1)} s`);
+
+      const agent = new Agent({ connections: workers, pipelining: 1 });
+      const latencies: number[] = [];
+      let errors = 0;
+      const commits = async () =>
+        Number(
+          (await pool.query('SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()')).rows[0]
+            .xact_commit,
+        );
+      const commitsBefore = await commits();
+      const backends = new BackendCpu(pool);
+      await backends.sample();
+      const cpuBefore = { hub: cpuMs(hub.pid), self: process.cpuUsage() };
+      const sampler = setInterval(() => void backends.sample(), 250);
+      const t0 = performance.now();
+      try {
+        await Promise.all(
+          bodies.map(async (sequence) => {
+            for (const body of sequence) {
+              const t = performance.now();
+              const response = await request(`${base}/v1/exchange`, {
+                method: 'POST',
+                headers: { 'content-type': 'application/json' },
+                body,
+                dispatcher: agent,
+              });
+              await response.body.text();
+              if (response.statusCode !== 200) errors++;
+              latencies.push(performance.now() - t);
+            }
+          }),
+        );
+      } finally {
+        await agent.close();
+      }
+      const seconds = (performance.now() - t0) / 1000;
+      clearInterval(sampler);
+      await backends.sample();
+      // Statistics reach pg_stat_database within about a second of each commit.
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      const transactions = (await commits()) - commitsBefore;
+      const hubMs = cpuMs(hub.pid);
+      const self = process.cpuUsage(cpuBefore.self);
+      const perExchange = (ms: number) => Math.round((ms * 1000) / latencies.length);
+      const cpuUs =
+        hubMs !== undefined && cpuBefore.hub !== undefined && backends.available
+          ? {
+              hub: perExchange(hubMs - cpuBefore.hub),
+              postgres: perExchange(backends.usedMs),
+              loadGenerator: Math.round((self.user + self.system) / latencies.length),
+            }
+          : undefined;
+      latencies.sort((a, b) => a - b);
+      const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((latencies.length * p) / 100))]!;
+      return {
+        workers,
+        exchangesPerWorker,
+        exchanges: latencies.length,
+        seconds,
+        exchangesPerSecond: latencies.length / seconds,
+        p50Ms: pct(50),
+        p99Ms: pct(99),
+        errors,
+        exchangesPerTransaction: latencies.length / Math.max(1, transactions),
+        ...(cpuUs && { cpuUs }),
+      };
+    };
+    settled();
+    return { environment, runLevel, stop };
+  } catch (error) {
+    await stop();
+    settled();
+    throw error;
   }
 }
 
-main().catch((error) => {
-  console.error(error);
-  process.exit(1);
-});
+/** One stack, a warm-up, then every level in sequence, each with fresh consumers; always cleans up. */
+export async function runExchangeBench(
+  options: ExchangeBenchOptions,
+): Promise<{ environment: BenchEnvironment; warmup: LevelOptions | false; levels: LevelFigures[] }> {
+  const log = options.log ?? (() => {});
+  const stack = await startBenchStack(options);
+  try {
+    const warmup = options.warmup ?? DEFAULT_WARMUP;
+    if (warmup) {
+      const figures = await stack.runLevel(warmup);
+      log(`warm-up: ${figures.exchanges} exchanges, not counted`);
+    }
+    const levels: LevelFigures[] = [];
+    for (const level of options.levels) {
+      log(`level: ${level.workers} concurrent providers x ${level.exchangesPerWorker} exchanges`);
+      const figures = await stack.runLevel(level);
+      levels.push(figures);
+      options.onLevel?.(figures, stack.environment);
+    }
+    return { environment: stack.environment, warmup, levels };
+  } finally {
+    await stack.stop();
+  }
+}
+
+/** CPU time (user + system) a process has used, in milliseconds, from /proc; undefined off Linux. */
+function cpuMs(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    // Fields after the command name: state is 3rd, utime the 14th and stime the 15th of the whole line.
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Linux's USER_HZ, the unit of /proc/<pid>/stat times: 100 on every mainstream build. */
+const CLOCK_TICKS = 100;
+
+/**
+ * CPU used by the Postgres backends of the bench database since the first sample. Sampled every
+ * 250 ms: a backend the pool opens meanwhile counts from its start, one it closes up to its last sample.
+ */
+class BackendCpu {
+  private readonly first = new Map<number, number>();
+  private readonly last = new Map<number, number>();
+  available = true;
+
+  constructor(private readonly pool: Pool) {}
+
+  async sample(): Promise<void> {
+    const { rows } = await this.pool.query(
+      'SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()',
+    );
+    const initial = this.first.size === 0 && this.last.size === 0;
+    for (const { pid } of rows as { pid: number }[]) {
+      const used = cpuMs(pid);
+      if (used === undefined) {
+        if (!existsSync(`/proc/${pid}`)) continue;
+        this.available = false;
+        return;
+      }
+      if (!this.first.has(pid)) this.first.set(pid, initial ? used : 0);
+      this.last.set(pid, used);
+    }
+    if (rows.length === 0 && initial) this.available = existsSync('/proc/self/stat');
+  }
+
+  get usedMs(): number {
+    let total = 0;
+    for (const [pid, used] of this.last) total += used - (this.first.get(pid) ?? 0);
+    return total;
+  }
+}
+
+/** The lines `npm run bench:hub` has always printed for a level. */
+export function levelLines(figures: LevelFigures, environment: BenchEnvironment): string[] {
+  return [
+    `hub: 1 process, Postgres fsync=${environment.postgres.fsync}, ${figures.workers} concurrent providers, ${figures.exchanges} exchanges`,
+    `exchanges/s: ${Math.round(figures.exchangesPerSecond)}`,
+    `p50 ms: ${figures.p50Ms.toFixed(1)}`,
+    `p99 ms: ${figures.p99Ms.toFixed(1)}`,
+    `errors: ${figures.errors}`,
+    `exchanges per transaction: ${figures.exchangesPerTransaction.toFixed(1)}`,
+    ...(figures.cpuUs
+      ? [
+          `cpu µs/exchange: hub ${figures.cpuUs.hub}, postgres ${figures.cpuUs.postgres}, load generator ${figures.cpuUs.loadGenerator}`,
+        ]
+      : []),
+  ];
+}
+
+/** `1x4000,8x500` -> levels. */
+function parseLevels(text: string): LevelOptions[] {
+  return text.split(',').map((item) => {
+    const match = /^(\d+)x(\d+)$/.exec(item.trim());
+    if (!match || Number(match[1]) < 1 || Number(match[2]) < 1)
+      throw new Error(`--levels: expected WORKERSxEXCHANGES, e.g. 8x500, got "${item}"`);
+    return { workers: Number(match[1]), exchangesPerWorker: Number(match[2]) };
+  });
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const flag = (name: string) => {
+    const i = args.indexOf(name);
+    return i >= 0 ? args[i + 1] : undefined;
+  };
+  const levelsArg = flag('--levels');
+  const levels = levelsArg
+    ? parseLevels(levelsArg)
+    : [
+        {
+          workers: Number(process.env.CHIT_BENCH_WORKERS ?? 64),
+          exchangesPerWorker: Number(process.env.CHIT_BENCH_EXCHANGES ?? 300),
+        },
+      ];
+  const log = (line: string) => console.log(line);
+  const result = await runExchangeBench({
+    levels,
+    log,
+    hubNodeFlags: process.env.CHIT_BENCH_HUB_NODE_FLAGS?.split(' ').filter(Boolean),
+    onLevel: (figures, environment) => {
+      for (const line of levelLines(figures, environment)) log(line);
+    },
+  });
+  const json = flag('--json');
+  if (json) writeFileSync(json, `${JSON.stringify(result, null, 2)}\n`);
+}
+
+if (require.main === module) {
+  main().catch((error) => {
+    console.error(error);
+    process.exit(1);
+  });
+}

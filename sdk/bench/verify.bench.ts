@@ -1,8 +1,13 @@
 /**
  * Verifications per second of consumer promises: native libsecp256k1 against pure JavaScript.
  *
- *   npm run bench:sdk
+ *   npm run bench:sdk                     # prints a table
+ *   npm run bench -w sdk -- --json FILE   # also writes the figures as JSON
+ *
+ * `runVerifyBench` returns the figures; scripts/bench.ts runs this file for BENCHMARKS.md.
  */
+import { writeFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { hexToBytes } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import {
@@ -47,34 +52,72 @@ function perSecond(seconds: number, run: (i: number) => void): number {
   return Math.round(count / ((performance.now() - start) / 1000));
 }
 
-async function main(): Promise<void> {
+/** Operations per second of one verifier. */
+export interface VerifierFigures {
+  'recover/s': number;
+  'verify promise/s': number;
+}
+
+export interface VerifyBenchFigures {
+  node: string;
+  /** Seconds each figure was measured for. */
+  seconds: number;
+  js: VerifierFigures;
+  native: VerifierFigures;
+  /** native / js. */
+  ratio: { recover: number; verifyPromise: number };
+}
+
+/**
+ * Measures the pure JavaScript verifier, then the native one, on one core. Turns native keccak on
+ * for the rest of the process (the JavaScript figures are taken before, with JavaScript hashing).
+ */
+export async function runVerifyBench(options: { seconds?: number } = {}): Promise<VerifyBenchFigures> {
+  const seconds = options.seconds ?? 2;
   const samples = await promises();
   const digests = samples.map((p) => consumerPromiseDigestBytes(p));
   const signatures = samples.map((p) => hexToBytes(p.signature));
   const native = nativeVerifier();
   if (native.kind !== 'native') throw new Error('the native secp256k1 binding did not load');
-  const rows: Record<string, Record<string, number>> = {};
+  const rows: Record<string, VerifierFigures> = {};
   // Each verifier with its own hashing: native keccak for native, JavaScript for the fallback.
   for (const verifier of [jsVerifier, native] as Verifier[]) {
     if (verifier.kind === 'native' && !enableNativeHashing()) throw new Error('the native keccak did not load');
     // Warm up the JIT before measuring.
     perSecond(0.3, (i) => verifier.recover(digests[i % SAMPLES]!, signatures[i % SAMPLES]!));
     rows[verifier.kind] = {
-      'recover/s': perSecond(2, (i) => verifier.recover(digests[i % SAMPLES]!, signatures[i % SAMPLES]!)),
-      'verify promise/s': perSecond(2, (i) => {
+      'recover/s': perSecond(seconds, (i) => verifier.recover(digests[i % SAMPLES]!, signatures[i % SAMPLES]!)),
+      'verify promise/s': perSecond(seconds, (i) => {
         if (!verifyConsumerPromise(samples[i % SAMPLES]!, verifier)) throw new Error('verification failed');
       }),
     };
   }
-  console.table(rows);
-  const ratio = rows.native!['verify promise/s']! / rows.js!['verify promise/s']!;
-  console.log(`native/js (verify promise): ${ratio.toFixed(1)}x`);
-  console.log(
-    `native/js (recover): ${(rows.native!['recover/s']! / rows.js!['recover/s']!).toFixed(1)}x (one core, node ${process.version})`,
-  );
+  const js = rows.js!;
+  const nat = rows.native!;
+  return {
+    node: process.version,
+    seconds,
+    js,
+    native: nat,
+    ratio: {
+      recover: nat['recover/s'] / js['recover/s'],
+      verifyPromise: nat['verify promise/s'] / js['verify promise/s'],
+    },
+  };
 }
 
-main().catch((error) => {
-  console.error(error);
-  process.exitCode = 1;
-});
+async function main(): Promise<void> {
+  const figures = await runVerifyBench();
+  console.table({ js: figures.js, native: figures.native });
+  console.log(`native/js (verify promise): ${figures.ratio.verifyPromise.toFixed(1)}x`);
+  console.log(`native/js (recover): ${figures.ratio.recover.toFixed(1)}x (one core, node ${figures.node})`);
+  const json = process.argv.indexOf('--json');
+  if (json >= 0) writeFileSync(process.argv[json + 1]!, `${JSON.stringify(figures, null, 2)}\n`);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((error) => {
+    console.error(error);
+    process.exitCode = 1;
+  });
+}

@@ -1,17 +1,19 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createWalletClient, hashTypedData, hexToBytes, http } from 'viem';
+import { keccak_256 } from '@noble/hashes/sha3';
+import { bytesToHex, createWalletClient, hashTypedData, hexToBytes, http } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import {
   consumerPromiseDigest,
   consumerPromiseTypes,
   hubDomain,
   jsVerifier,
+  keccak256Bytes,
   newHashlock,
   signConsumerPromise,
   verifyConsumerPromise,
 } from '../src/index.js';
-import { nativeVerifier } from '../src/node/index.js';
+import { enableNativeHashing, nativeVerifier } from '../src/node/index.js';
 
 const consumer = privateKeyToAccount(`0x${'11'.repeat(32)}`);
 const scope = { hub: '0x00000000000000000000000000000000000000aa', chainId: 31337 } as const;
@@ -66,4 +68,15 @@ describe('verifiers', () => {
       });
     });
   }
+});
+
+describe('enableNativeHashing', () => {
+  it('hashes every input as the JavaScript keccak does, call after call (one sponge, re-initialised)', () => {
+    const inputs = Array.from({ length: 300 }, (_, i) => new Uint8Array(i).map((_, j) => (i * 31 + j) & 0xff));
+    const expected = inputs.map((data) => keccak_256(data));
+    assert.equal(enableNativeHashing(), true);
+    for (const [i, data] of inputs.entries()) {
+      assert.equal(bytesToHex(keccak256Bytes(data)), bytesToHex(expected[i]!), `input of ${data.length} bytes`);
+    }
+  });
 });

@@ -45,7 +45,7 @@ export const configSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DB_POOL_SIZE: int(1, 1_000).default(10),
   EXCHANGE_MAX_BATCH: int(1, 10_000).default(256),
-  EXCHANGE_CONCURRENCY: int(1, 100).default(4),
+  EXCHANGE_CONCURRENCY: int(1, 100).default(2),
   QUEUE_PREFIX: z.string().min(1).default('chit'),
   // Settlement pipeline and relayer (hub/src/settlement).
   /** Sends the relayer's transactions (settlements, relayed registrations); OPERATOR_KEY when unset. */

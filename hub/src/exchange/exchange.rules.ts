@@ -1,5 +1,9 @@
-import { keccak256 } from 'viem';
+import { keccak256Bytes } from '@chit/sdk';
+import { bytesToHex, hexToBytes } from 'viem';
 import { HubError } from '../errors/hub-error';
+
+/** keccak256 of hex bytes through the SDK's keccak: native once `enableNativeHashing()` ran. */
+export const keccakHex = (hex: `0x${string}`): `0x${string}` => bytesToHex(keccak256Bytes(hexToBytes(hex)));
 
 // The hub's exchange rules (DESIGN "Hub rules", docs/protocol.md "Exchange"), as a pure function over
 // the rows one batch has locked. The repository loads and locks; this decides; the repository writes.
@@ -240,10 +244,10 @@ function learnPrevious(
   state: BatchState,
   openPreimage: (box: Hex) => Hex | undefined,
 ): Hex | undefined {
-  if (sent && keccak256(sent) === hashlock) return sent;
+  if (sent && keccakHex(sent) === hashlock) return sent;
   const previous = state.exchanges.get(hashlock);
   if (!previous) return undefined;
   if (previous.preimage) return previous.preimage;
   const opened = openPreimage(previous.encryptedPreimage);
-  return opened && keccak256(opened) === hashlock ? opened : undefined;
+  return opened && keccakHex(opened) === hashlock ? opened : undefined;
 }

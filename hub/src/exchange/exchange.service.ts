@@ -9,13 +9,12 @@ import {
   verifyRecoveryRequest,
 } from '@chit/sdk';
 import { enableNativeHashing, nativeVerifier } from '@chit/sdk/node';
-import { keccak256 } from 'viem';
 import type { OperatorSigner } from '../crypto/operator-signer';
 import type { Hex } from '../db/bytes';
 import { decodeWire } from '../errors/decode-wire';
 import { HubError } from '../errors/hub-error';
 import type { ExchangeRepository, RevealRepository } from '../repositories/exchange.repository';
-import { decideExchanges, type ExchangeCandidate, type ExchangeOutcome } from './exchange.rules';
+import { decideExchanges, type ExchangeCandidate, type ExchangeOutcome, keccakHex } from './exchange.rules';
 import { GroupCommit } from './group-commit';
 
 /** How far a recovery request's `issuedAt` may be from the hub's clock. */
@@ -91,7 +90,7 @@ export class ExchangeService {
   async reveal(body: unknown): Promise<{ revealed: true }> {
     const reveal = decodeWire('reveal', body);
     this.requireScope(reveal);
-    const hashlock = keccak256(reveal.preimage);
+    const hashlock = keccakHex(reveal.preimage);
     if (!(await this.reveals.reveal(lower(reveal.provider), hashlock, reveal.preimage))) {
       throw new HubError('UNKNOWN_PREIMAGE', 'This preimage matches none of your hub promises', { hashlock });
     }
@@ -119,7 +118,7 @@ export class ExchangeService {
     const preimage = latest.preimage ?? openPreimage(this.signer.privateKey, latest.encryptedPreimage) ?? null;
     return {
       hubPromise: this.signHubPromise(request.provider, latest.hubTotal, latest.hashlock),
-      preimage: preimage && keccak256(preimage) === latest.hashlock ? preimage : null,
+      preimage: preimage && keccakHex(preimage) === latest.hashlock ? preimage : null,
     };
   }
 

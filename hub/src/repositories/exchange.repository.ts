@@ -17,7 +17,8 @@ const DEADLOCK = '40P01';
 /**
  * The exchange's SQL: one transaction per batch of candidates. Rows are locked in one global order
  * (consumers, then providers, each sorted by address) so that batches on several replicas never
- * deadlock, and one COMMIT (one fsync) covers the whole batch.
+ * deadlock, and one COMMIT (one fsync) covers the whole batch. The batch's statements are named, so
+ * each connection parses and plans them once (prepared statements).
  */
 export class ExchangeRepository {
   constructor(private readonly pool: Pool) {}
@@ -55,11 +56,12 @@ export class ExchangeRepository {
     const providerKeys = [...new Set(candidates.map((c) => c.provider))].sort();
 
     const consumers = new Map<Hex, ConsumerState>();
-    const consumerRows = await client.query(
-      `SELECT address, balance, settled, exit_amount, exit_reserved, signed_total, credited, best_hashlock
+    const consumerRows = await client.query({
+      name: 'exchange.lock-consumers',
+      text: `SELECT address, balance, settled, exit_amount, exit_reserved, signed_total, credited, best_hashlock
          FROM consumers WHERE address = ANY($1::bytea[]) ORDER BY address FOR UPDATE`,
-      [consumerKeys.map(toBytea)],
-    );
+      values: [consumerKeys.map(toBytea)],
+    });
     for (const row of consumerRows.rows) {
       const address = fromBytea(row.address);
       consumers.set(address, {
@@ -76,11 +78,12 @@ export class ExchangeRepository {
 
     const providers = new Map<Hex, ProviderState>();
     const lockProviders = async (keys: Hex[]) => {
-      const { rows } = await client.query(
-        `SELECT address, promised, latest_hashlock, unrevealed_hashlock
+      const { rows } = await client.query({
+        name: 'exchange.lock-providers',
+        text: `SELECT address, promised, latest_hashlock, unrevealed_hashlock
            FROM providers WHERE address = ANY($1::bytea[]) ORDER BY address FOR UPDATE`,
-        [keys.map(toBytea)],
-      );
+        values: [keys.map(toBytea)],
+      });
       for (const row of rows) {
         const address = fromBytea(row.address);
         providers.set(address, {
@@ -97,22 +100,24 @@ export class ExchangeRepository {
     // created and committed meanwhile.
     const missing = providerKeys.filter((key) => !providers.has(key));
     if (missing.length > 0) {
-      await client.query(
-        'INSERT INTO providers (address) SELECT unnest($1::bytea[]) ON CONFLICT (address) DO NOTHING',
-        [missing.map(toBytea)],
-      );
+      await client.query({
+        name: 'exchange.create-providers',
+        text: 'INSERT INTO providers (address) SELECT unnest($1::bytea[]) ON CONFLICT (address) DO NOTHING',
+        values: [missing.map(toBytea)],
+      });
       await lockProviders(missing);
     }
 
     // Agreements are keyed by provider, so the provider locks above already serialise their writes.
     const agreements = new Map<string, AgreementState>();
-    const agreementRows = await client.query(
-      `SELECT a.provider, a.agreement_id, a.consumer, a.credited_total
+    const agreementRows = await client.query({
+      name: 'exchange.agreements',
+      text: `SELECT a.provider, a.agreement_id, a.consumer, a.credited_total
          FROM agreements a
          JOIN unnest($1::bytea[], $2::bytea[]) AS k(provider, agreement_id)
            ON a.provider = k.provider AND a.agreement_id = k.agreement_id`,
-      [candidates.map((c) => toBytea(c.provider)), candidates.map((c) => toBytea(c.agreementId))],
-    );
+      values: [candidates.map((c) => toBytea(c.provider)), candidates.map((c) => toBytea(c.agreementId))],
+    });
     for (const row of agreementRows.rows) {
       const provider = fromBytea(row.provider);
       const agreementId = fromBytea(row.agreement_id);
@@ -128,12 +133,13 @@ export class ExchangeRepository {
     for (const provider of providers.values())
       if (provider.unrevealedHashlock) hashlocks.add(provider.unrevealedHashlock);
     const exchanges = new Map<Hex, ExchangeRecord>();
-    const exchangeRows = await client.query(
-      `SELECT hashlock, provider, consumer, agreement_id, agreement_total, consumer_total, consumer_signature,
+    const exchangeRows = await client.query({
+      name: 'exchange.exchanges',
+      text: `SELECT hashlock, provider, consumer, agreement_id, agreement_total, consumer_total, consumer_signature,
               increment, hub_total, encrypted_preimage, preimage
          FROM exchanges WHERE hashlock = ANY($1::bytea[])`,
-      [[...hashlocks].map(toBytea)],
-    );
+      values: [[...hashlocks].map(toBytea)],
+    });
     for (const row of exchangeRows.rows) exchanges.set(fromBytea(row.hashlock), toExchangeRecord(row));
     return { consumers, providers, agreements, exchanges };
   }
@@ -153,8 +159,9 @@ export class ExchangeRepository {
     const agreements = [...writes.agreements.values()];
     const exchanges = writes.exchanges;
     const optional = (hex: Hex | null) => (hex ? toBytea(hex) : null);
-    await client.query(
-      `WITH
+    await client.query({
+      name: 'exchange.write',
+      text: `WITH
        consumer_updates AS (
          UPDATE consumers c
             SET signed_total = v.signed_total, credited = v.credited, best_hashlock = v.best_hashlock, updated_at = now()
@@ -180,7 +187,7 @@ export class ExchangeRepository {
        UPDATE exchanges e SET preimage = v.preimage
          FROM unnest($24::bytea[], $25::bytea[]) AS v(hashlock, preimage)
         WHERE e.hashlock = v.hashlock AND e.preimage IS NULL`,
-      [
+      values: [
         consumers.map((r) => toBytea(r.address)),
         consumers.map((r) => r.signedTotal.toString()),
         consumers.map((r) => r.credited.toString()),
@@ -207,7 +214,7 @@ export class ExchangeRepository {
         reveals.map(([hashlock]) => toBytea(hashlock)),
         reveals.map(([, preimage]) => toBytea(preimage)),
       ],
-    );
+    });
   }
 }
 

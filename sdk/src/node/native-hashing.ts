@@ -23,12 +23,14 @@ export function enableNativeHashing(): boolean {
     const build = require('node-gyp-build') as (dir: string) => new () => KeccakState;
     const path = require('node:path') as typeof import('node:path');
     const State = build(path.dirname(require.resolve('keccak/package.json')));
+    // One sponge, initialised again for every hash: creating a native object per hash costs more
+    // than hashing a few words. Safe because each call runs to completion synchronously.
+    const sponge = new State();
     return setKeccakImplementation((data) => {
-      const state = new State();
-      state.initialize(1088, 512);
-      state.absorb(data);
-      state.absorbLastFewBits(0x01);
-      return state.squeeze(32);
+      sponge.initialize(1088, 512);
+      sponge.absorb(data);
+      sponge.absorbLastFewBits(0x01);
+      return sponge.squeeze(32);
     });
   } catch {
     return false;

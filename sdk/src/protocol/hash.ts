@@ -1,4 +1,4 @@
-import { type Address, bytesToHex, type Hex, hexToBytes, keccak256, stringToBytes } from 'viem';
+import { type Address, bytesToHex, type Hex, hexToBytes, stringToBytes } from 'viem';
 import { keccak256Bytes as keccak_256 } from './keccak.js';
 import type { Agreement, ConsumerPromise, HubPromise, HubScope, InstantExitRequest, RecoveryRequest } from './types.js';
 
@@ -235,6 +235,7 @@ export function instantExitRequestDigest(request: InstantExitRequest): Hex {
  * const hashlock = hashlockOf(preimage);
  */
 export function hashlockOf(preimage: Hex): Hex {
-  if (hexToBytes(preimage).length !== 32) throw new RangeError('a preimage R is 32 bytes');
-  return keccak256(preimage);
+  const bytes = hexToBytes(preimage);
+  if (bytes.length !== 32) throw new RangeError('a preimage R is 32 bytes');
+  return bytesToHex(keccak_256(bytes));
 }

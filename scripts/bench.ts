@@ -1,0 +1,483 @@
+/**
+ * Every benchmark in one command: `npm run bench`. Builds what it needs (contracts, SDK, hub), runs
+ * the gas snapshot (scripts/gas.ts), the SDK's signature verification bench (sdk/bench) and the hub's
+ * exchange bench at several concurrency levels on one stack (hub/bench/exchange.bench.ts), then prints
+ * BENCHMARKS.md and writes it at the repository root, with the machine, the versions and the command
+ * behind each figure. The benches clean up after themselves: the hub bench stops its hub and anvil,
+ * drops its database and deletes its Redis keys.
+ *
+ *   CHIT_BENCH_LEVELS (1,8,32,64,128)  concurrent providers of each level
+ *   CHIT_BENCH_LEVEL_EXCHANGES (4000)  exchanges per level (at least 50 per provider)
+ *   CHIT_BENCH_OUT (BENCHMARKS.md)     where to write the report
+ *   DATABASE_URL, REDIS_URL            as for the hub bench: else 127.0.0.1:5432 / localhost:6379, else local servers
+ *   RELAYER_TOKENS_PER_WEI (1)         token units one wei of the gas coin is worth, for the cost table
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { formatUnits, parseUnits } from 'viem';
+import { anvilBinary } from './local-chain';
+
+const ROOT = path.join(__dirname, '..');
+const BIN = path.join(ROOT, 'node_modules', '.bin');
+const started = Date.now();
+
+const DEFAULT_LEVELS = '1,8,32,64,128';
+const DEFAULT_LEVEL_EXCHANGES = 4000;
+const MIN_PER_PROVIDER = 50;
+const BLOCK_GAS_LIMITS = [30_000_000n, 36_000_000n];
+const GAS_PRICES_GWEI = [1n, 20n];
+const BATCH = 50;
+
+// Figures written by the benches (see their own types: hub/bench/exchange.bench.ts, sdk/bench/verify.bench.ts).
+interface LevelFigures {
+  workers: number;
+  exchangesPerWorker: number;
+  exchanges: number;
+  seconds: number;
+  exchangesPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  errors: number;
+  cpuUs?: { hub: number; postgres: number; loadGenerator: number };
+}
+interface HubBench {
+  environment: {
+    postgres: { source: string; version: string; fsync: string; synchronousCommit: string };
+    redis: { source: string; version: string };
+    hubSettings: Record<string, string>;
+  };
+  warmup: { workers: number; exchangesPerWorker: number } | false;
+  levels: LevelFigures[];
+}
+interface VerifierFigures {
+  'recover/s': number;
+  'verify promise/s': number;
+}
+interface SdkBench {
+  node: string;
+  seconds: number;
+  js: VerifierFigures;
+  native: VerifierFigures;
+  ratio: { recover: number; verifyPromise: number };
+}
+
+const elapsed = () => {
+  const s = Math.round((Date.now() - started) / 1000);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+};
+const progress = (line: string) => console.log(`[bench ${elapsed()}] ${line}`);
+
+let current: ChildProcess | undefined;
+
+/** Runs a command; its output is streamed with a prefix, or kept and shown only if it fails. */
+function run(command: string, args: string[], options: { cwd?: string; prefix?: string } = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd: options.cwd ?? ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    current = child;
+    let output = '';
+    const onData = (chunk: Buffer) => {
+      output += chunk;
+      if (options.prefix !== undefined)
+        for (const line of chunk.toString().split('\n'))
+          if (line.trim()) process.stdout.write(`${options.prefix}${line}\n`);
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.once('error', reject);
+    child.once('close', (code, signal) => {
+      current = undefined;
+      if (code === 0) return resolve(output);
+      if (options.prefix === undefined) process.stderr.write(output);
+      reject(new Error(`${command} ${args.join(' ')} failed (${signal ?? `exit ${code}`})`));
+    });
+  });
+}
+
+const grouped = (n: number | bigint) => n.toLocaleString('en-US');
+const fixed = (n: number, digits = 1) => n.toFixed(digits);
+
+/** Levels: concurrent providers, each with enough exchanges that a level has about `total`. */
+function levelsFromEnv(): { workers: number; exchangesPerWorker: number }[] {
+  const total = Number(process.env.CHIT_BENCH_LEVEL_EXCHANGES ?? DEFAULT_LEVEL_EXCHANGES);
+  if (!Number.isInteger(total) || total < 1) throw new Error('CHIT_BENCH_LEVEL_EXCHANGES: expected a positive integer');
+  return (process.env.CHIT_BENCH_LEVELS ?? DEFAULT_LEVELS).split(',').map((item) => {
+    const workers = Number(item.trim());
+    if (!Number.isInteger(workers) || workers < 1)
+      throw new Error(`CHIT_BENCH_LEVELS: expected positive integers separated by commas, got "${item}"`);
+    return { workers, exchangesPerWorker: Math.max(MIN_PER_PROVIDER, Math.round(total / workers)) };
+  });
+}
+
+/** The command that reproduces the whole report, with the knobs this run was given. */
+function benchCommand(): string {
+  const knobs = ['CHIT_BENCH_LEVELS', 'CHIT_BENCH_LEVEL_EXCHANGES', 'RELAYER_TOKENS_PER_WEI']
+    .filter((name) => process.env[name] !== undefined)
+    .map((name) => `${name}=${process.env[name]}`);
+  return [...knobs, 'npm run bench'].join(' ');
+}
+
+function osName(): string {
+  try {
+    const release = readFileSync('/etc/os-release', 'utf8');
+    const pretty = /^PRETTY_NAME="?([^"\n]*)"?/m.exec(release)?.[1];
+    if (pretty) return `${pretty}, ${os.type()} ${os.release()} ${os.arch()}`;
+  } catch {}
+  return `${os.type()} ${os.release()} ${os.arch()}`;
+}
+
+/** The solc and settings of the newest compilation (what the gas was measured with). */
+function solcBuild(): string {
+  const dir = path.join(ROOT, 'artifacts', 'build-info');
+  const newest = readdirSync(dir)
+    .filter((name) => name.endsWith('.json'))
+    .map((name) => path.join(dir, name))
+    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
+  if (!newest) return 'unknown';
+  const info = JSON.parse(readFileSync(newest, 'utf8'));
+  const settings = info.input?.settings ?? {};
+  const optimizer = settings.optimizer?.enabled ? `optimizer ${settings.optimizer.runs} runs` : 'optimizer off';
+  return `${info.solcLongVersion} (solc-js from the npm solc package), ${optimizer}${settings.viaIR ? ', via IR' : ''}, EVM ${settings.evmVersion ?? 'default'}`;
+}
+
+const version = (pkg: string) => JSON.parse(readFileSync(require.resolve(`${pkg}/package.json`), 'utf8')).version;
+
+async function main(): Promise<void> {
+  const levels = levelsFromEnv();
+  const out = path.resolve(ROOT, process.env.CHIT_BENCH_OUT ?? 'BENCHMARKS.md');
+  const tokensPerWei = process.env.RELAYER_TOKENS_PER_WEI ?? '1';
+  if (!/^\d+(\.\d{1,18})?$/.test(tokensPerWei))
+    throw new Error('RELAYER_TOKENS_PER_WEI: expected a non-negative decimal with at most 18 decimals');
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'chit-bench-'));
+  let signalled = false;
+  const stopOnSignal = (signal: NodeJS.Signals) => {
+    if (signalled) return;
+    signalled = true;
+    progress(`${signal}: stopping (the running bench cleans up after itself)`);
+    const exit = () => {
+      rmSync(tmp, { recursive: true, force: true });
+      process.exit(130);
+    };
+    if (current) current.once('close', exit).kill(signal);
+    else exit();
+  };
+  process.on('SIGINT', stopOnSignal);
+  process.on('SIGTERM', stopOnSignal);
+  try {
+    const date = new Date();
+    progress(
+      `${os.cpus().length} cores, load average ${os
+        .loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
+    );
+
+    progress('building the contracts (npm run build:contracts)');
+    await run('npm', ['run', 'build:contracts']);
+    progress('building the SDK (npm run build -w sdk)');
+    await run('npm', ['run', 'build', '-w', 'sdk']);
+    progress('building the hub (npm run build -w hub)');
+    await run('npm', ['run', 'build', '-w', 'hub']);
+
+    progress('gas snapshot (npm run gas)');
+    const gasOutput = await run('npm', ['run', 'gas']).catch((error) => {
+      // A missed gas target fails the script, after it has written the snapshot: report it anyway.
+      progress(`npm run gas: ${error.message}; using the snapshot it wrote`);
+      return '';
+    });
+    if (gasOutput && !gasOutput.includes('wrote contracts/gas-snapshot.json'))
+      throw new Error('npm run gas did not write contracts/gas-snapshot.json');
+    const gas: Record<string, number> = JSON.parse(
+      readFileSync(path.join(ROOT, 'contracts', 'gas-snapshot.json'), 'utf8'),
+    );
+
+    progress('signature verification, native against JavaScript (npm run bench:sdk)');
+    const sdkJson = path.join(tmp, 'sdk.json');
+    await run(path.join(BIN, 'tsx'), ['bench/verify.bench.ts', '--json', sdkJson], {
+      cwd: path.join(ROOT, 'sdk'),
+      prefix: '  sdk | ',
+    });
+    const sdk: SdkBench = JSON.parse(readFileSync(sdkJson, 'utf8'));
+
+    const levelsArg = levels.map((l) => `${l.workers}x${l.exchangesPerWorker}`).join(',');
+    progress(`hub exchanges, one stack, levels ${levelsArg} (providers x exchanges each)`);
+    const loadBefore = os.loadavg();
+    const hubJson = path.join(tmp, 'hub.json');
+    await run(
+      path.join(BIN, 'ts-node'),
+      [
+        '--transpile-only',
+        '-P',
+        'hub/tsconfig.json',
+        'hub/bench/exchange.bench.ts',
+        '--levels',
+        levelsArg,
+        '--json',
+        hubJson,
+      ],
+      { prefix: '  hub | ' },
+    );
+    const loadAfter = os.loadavg();
+    const hub: HubBench = JSON.parse(readFileSync(hubJson, 'utf8'));
+
+    const anvilOutput = await run(anvilBinary(), ['--version']);
+    const commit = /Commit SHA: (\w{7})/.exec(anvilOutput)?.[1];
+    const anvil = `${/Version: (\S+)/.exec(anvilOutput)?.[1] ?? anvilOutput.split('\n')[0]}${commit ? `, commit ${commit}` : ''}`;
+    const report = render({
+      date,
+      levels: hub.levels,
+      warmup: hub.warmup,
+      hub: hub.environment,
+      sdk,
+      gas,
+      tokensPerWei,
+      anvil,
+      load: { before: loadBefore, after: loadAfter },
+      runSeconds: (Date.now() - started) / 1000,
+    });
+    writeFileSync(out, report);
+    console.log(`\n${report}`);
+    progress(`wrote ${path.relative(process.cwd(), out)}`);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+interface ReportInput {
+  date: Date;
+  levels: LevelFigures[];
+  warmup: HubBench['warmup'];
+  hub: HubBench['environment'];
+  sdk: SdkBench;
+  gas: Record<string, number>;
+  tokensPerWei: string;
+  anvil: string;
+  load: { before: number[]; after: number[] };
+  runSeconds: number;
+}
+
+/** A Markdown table; columns listed in `left` are left-aligned, the others (figures) right-aligned. */
+function table(header: string[], rows: (string | number)[][], left: number[] = [0]): string[] {
+  return [
+    `| ${header.join(' | ')} |`,
+    `| ${header.map((_, i) => (left.includes(i) ? '---' : '---:')).join(' | ')} |`,
+    ...rows.map((row) => `| ${row.join(' | ')} |`),
+  ];
+}
+
+function render(input: ReportInput): string {
+  const { gas, sdk, hub } = input;
+  const g = (key: string) => {
+    const value = gas[key];
+    if (value === undefined) throw new Error(`contracts/gas-snapshot.json has no ${key}`);
+    return value;
+  };
+  const loads = (l: number[]) => l.map((x) => x.toFixed(2)).join(', ');
+  const ram = `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`;
+  const command = benchCommand();
+
+  // Settlement variants: gas of one settlement alone, of a 50-promise batch, and per promise in it.
+  const variants = [
+    {
+      name: 'consumer promise',
+      single: g('settleConsumer.single'),
+      batch: g('settleConsumer.batch50'),
+      perPromise: g('settleConsumer.batch50.perPromise'),
+      singleKey: 'settleConsumer.single',
+      batchKey: 'settleConsumer.batch50.perPromise',
+    },
+    {
+      name: 'hub promise to a provider, relayed (relayer fee)',
+      single: g('settleProvider.single'),
+      batch: g('settleProvider.batch50'),
+      perPromise: g('settleProvider.batch50.perPromise'),
+      singleKey: 'settleProvider.single',
+      batchKey: 'settleProvider.batch50.perPromise',
+    },
+  ];
+  const noFee = g('settleProvider.batch50.noRelayerFee.perPromise');
+
+  const tokensPerWeiScaled = parseUnits(input.tokensPerWei, 18);
+  const tokensFor = (gasUsed: number, gwei: bigint) =>
+    formatUnits(BigInt(gasUsed) * gwei * 10n ** 9n * tokensPerWeiScaled, 36);
+
+  const lines: string[] = [
+    '# Benchmarks',
+    '',
+    `Generated by \`${command}\` (scripts/bench.ts) on ${input.date.toISOString().replace(/\.\d+Z$/, 'Z')}, in ${Math.round(input.runSeconds)} s. Do not edit the figures by hand: run the command again.`,
+    '',
+    `**One run on a shared machine.** The ${os.cpus().length} cores were shared with other people's tests and builds while it ran (load average ${loads(input.load.before)} before the hub bench, ${loads(input.load.after)} after), and the load generator runs on the same cores as the hub, Postgres and Redis. Expect the throughput and latency figures to move by tens of percent from run to run; the gas figures are exact and deterministic.`,
+    '',
+    '## Machine and versions',
+    '',
+    ...table(
+      ['what', 'used'],
+      [
+        ['CPU', `${os.cpus()[0]?.model ?? 'unknown'}, ${os.cpus().length} cores (shared)`],
+        ['RAM', ram],
+        ['OS', osName()],
+        ['Node', process.version],
+        [
+          'Postgres',
+          `${hub.postgres.version} (${hub.postgres.source}), fsync=${hub.postgres.fsync}, synchronous_commit=${hub.postgres.synchronousCommit}`,
+        ],
+        ['Redis', `${hub.redis.version} (${hub.redis.source})`],
+        ['solc', solcBuild()],
+        ['gas measured on', `Hardhat ${version('hardhat')} in-process EVM`],
+        ['anvil', `${input.anvil} (npm @foundry-rs/anvil ${version('@foundry-rs/anvil')})`],
+      ],
+      [0, 1],
+    ),
+    '',
+    '## Hub: exchanges per second and latency',
+    '',
+    `One hub process (\`hub/dist\`, built from the working tree; ${Object.entries(hub.hubSettings)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(
+        ', ',
+      )}, other settings default) on anvil, Postgres and Redis as above. Each level seeds fresh consumer channels and has that many providers exchange in parallel, each one exchange after another (POST /v1/exchange, undici, promises signed beforehand). Latency is measured by the client, per request. The levels run in sequence on one stack${input.warmup ? `, after a warm-up of ${input.warmup.workers * input.warmup.exchangesPerWorker} exchanges that is not counted` : ''}.`,
+    '',
+    `Whole table: \`${command}\`. One level on a stack of its own (the same bench, no earlier levels): the command in the last column.`,
+    '',
+    ...table(
+      ['concurrent providers', 'exchanges', 'exchanges/s', 'p50 ms', 'p99 ms', 'errors', 'one level alone'],
+      input.levels.map((l) => [
+        l.workers,
+        grouped(l.exchanges),
+        grouped(Math.round(l.exchangesPerSecond)),
+        fixed(l.p50Ms),
+        fixed(l.p99Ms),
+        l.errors,
+        `\`CHIT_BENCH_WORKERS=${l.workers} CHIT_BENCH_EXCHANGES=${l.exchangesPerWorker} npm run bench:hub\``,
+      ]),
+      [6],
+    ),
+    '',
+    'Where the CPU goes: CPU time (user + system, from /proc) per exchange of the hub process, of the Postgres backends serving the bench database, and of the load generator. These move much less than exchanges/s with what else the machine runs; two cores give 2,000,000 µs a second, so their sum bounds what this machine can do.',
+    '',
+    ...table(
+      [
+        'concurrent providers',
+        'hub µs',
+        'Postgres µs',
+        'load generator µs',
+        'sum µs',
+        'exchanges/s if the 2 cores did only this',
+      ],
+      input.levels
+        .filter((l) => l.cpuUs)
+        .map((l) => {
+          const cpu = l.cpuUs!;
+          const total = cpu.hub + cpu.postgres + cpu.loadGenerator;
+          return [
+            l.workers,
+            grouped(cpu.hub),
+            grouped(cpu.postgres),
+            grouped(cpu.loadGenerator),
+            grouped(total),
+            grouped(Math.round((os.cpus().length * 1e6) / total)),
+          ];
+        }),
+    ),
+    '',
+    '## Signature verification (SDK)',
+    '',
+    `Consumer promises verified per second on one core, ${sdk.seconds} s per figure after a warm-up: pure JavaScript (noble curves and hashes) against native libsecp256k1 and keccak. Command: \`npm run bench:sdk\`.`,
+    '',
+    ...table(
+      ['verifier', 'recover/s', 'verify promise/s'],
+      [
+        ['JavaScript', grouped(sdk.js['recover/s']), grouped(sdk.js['verify promise/s'])],
+        ['native', grouped(sdk.native['recover/s']), grouped(sdk.native['verify promise/s'])],
+        ['native / JavaScript', `${fixed(sdk.ratio.recover)}x`, `${fixed(sdk.ratio.verifyPromise)}x`],
+      ],
+    ),
+    '',
+    '## Gas',
+    '',
+    'Every operation in `contracts/gas-snapshot.json`, as `npm run gas` (scripts/gas.ts) measured it: repeat settlements (each channel settled once before, each beneficiary already holding tokens), the steady state of a running hub; per-promise figures are the gas of a 50-promise batch divided by 50. Command: `npm run gas`.',
+    '',
+    ...table(
+      ['operation', 'gas'],
+      Object.entries(gas).map(([operation, value]) => [`\`${operation}\``, grouped(value)]),
+    ),
+    '',
+    '### Batched against single settlement, per promise',
+    '',
+    `From the snapshot of \`npm run gas\` (ratios computed by \`npm run bench\`). A hub promise settled without a relayer fee (the provider submits itself) costs ${grouped(noFee)} gas per promise in a 50-promise batch (\`settleProvider.batch50.noRelayerFee.perPromise\`).`,
+    '',
+    ...table(
+      ['settlement of', 'alone', 'per promise in a batch of 50', 'batched / alone'],
+      variants.map((v) => [
+        v.name,
+        `${grouped(v.single)} (\`${v.singleKey}\`)`,
+        `${grouped(v.perPromise)} (\`${v.batchKey}\`)`,
+        `${fixed((100 * v.perPromise) / v.single)} %`,
+      ]),
+    ),
+    '',
+    '### Settlements per block',
+    '',
+    `How many promises one block settles at a block gas limit of ${BLOCK_GAS_LIMITS.map((l) => grouped(l)).join(' or ')} gas, if it held nothing else: alone = floor(limit / gas of one settlement); batched = floor(limit / gas of a 50-promise batch) x 50 (only whole batches). Computed by \`npm run bench\` from the snapshot of \`npm run gas\`.`,
+    '',
+    ...table(
+      [
+        'settlement of',
+        ...BLOCK_GAS_LIMITS.flatMap((limit) => [
+          `alone, ${grouped(limit / 1_000_000n)}M gas`,
+          `batched, ${grouped(limit / 1_000_000n)}M gas`,
+        ]),
+      ],
+      [
+        ...variants.map((v) => [
+          v.name,
+          ...BLOCK_GAS_LIMITS.flatMap((limit) => [
+            grouped(limit / BigInt(v.single)),
+            grouped((limit / BigInt(v.batch)) * BigInt(BATCH)),
+          ]),
+        ]),
+        [
+          'hub promise to a provider, no relayer fee (batch gas taken as 50 x per promise)',
+          ...BLOCK_GAS_LIMITS.flatMap((limit) => [
+            'not measured',
+            grouped((limit / BigInt(noFee * BATCH)) * BigInt(BATCH)),
+          ]),
+        ],
+      ],
+    ),
+    '',
+    '### Cost per promise',
+    '',
+    `Gas x gas price, in the gas coin (ETH or the chain's own) and in tokens at ${input.tokensPerWei} token unit per wei of the gas coin (RELAYER_TOKENS_PER_WEI, as the hub's relayer prices gas; its default \`1\` means a token with 18 decimals worth exactly as much as the gas coin, an assumption, not a market rate). The hub's relayer quotes this cost times RELAYER_FEE_MARGIN_BPS (1.2x by default). Computed by \`npm run bench\` from the snapshot of \`npm run gas\` (\`RELAYER_TOKENS_PER_WEI=<decimal> npm run bench\` for another token rate).`,
+    '',
+    ...table(
+      [
+        'settlement of',
+        'gas',
+        ...GAS_PRICES_GWEI.flatMap((gwei) => [`${gwei} gwei: gas coin`, `${gwei} gwei: tokens`]),
+      ],
+      [
+        ...variants.flatMap((v) => [
+          [`${v.name}, alone`, v.single],
+          [`${v.name}, in a batch of 50`, v.perPromise],
+        ]),
+        ['hub promise to a provider, no relayer fee, in a batch of 50', noFee],
+      ].map(([name, gasUsed]) => [
+        name as string,
+        grouped(gasUsed as number),
+        ...GAS_PRICES_GWEI.flatMap((gwei) => [
+          formatUnits(BigInt(gasUsed as number) * gwei * 10n ** 9n, 18),
+          tokensFor(gasUsed as number, gwei),
+        ]),
+      ]),
+    ),
+    '',
+  ];
+  return `${lines.join('\n')}`;
+}
+
+main().catch((error) => {
+  console.error(error?.message ?? error);
+  process.exit(1);
+});
