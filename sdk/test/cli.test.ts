@@ -16,7 +16,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { decryptKeystoreJson } from 'ethers/wallet';
 import { type Address, bytesToHex, getAddress, type Hex, keccak256, parseEther } from 'viem';
@@ -412,6 +412,40 @@ describe('chit', () => {
       assert.ok(front.requests.includes('POST /v1/relay/beneficiaries'));
     });
 
+    describe('when the hub quotes a relayer fee', () => {
+      afterEach(() => {
+        front.relayFee = 0n;
+      });
+
+      it('beneficiary set --relayed refuses a registration the identity cannot pay, before signing anything', async () => {
+        front.relayFee = parseEther('0.01');
+        const gasless = await identity(parseEther('1'), 0n);
+        const before = front.requests.length;
+        const run = await chit(['beneficiary', 'set', chain.account(7).address, '--relayed', '--json'], {
+          env: gasless.env,
+        });
+        assert.equal(run.code, 1);
+        const { error } = JSON.parse(run.stderr);
+        assert.equal(error.code, 'RELAYER_FEE_UNPAYABLE');
+        assert.match(error.message, /0\.01 .* holds 1 .* allows 0 /);
+        // Asked for the quote, and sent nothing to relay.
+        assert.ok(front.requests.slice(before).includes('GET /v1/quotes/relay'));
+        assert.ok(!front.requests.slice(before).some((request) => request.startsWith('POST')));
+        assert.equal(await beneficiaryOf(gasless.address), gasless.address);
+      });
+
+      it('beneficiary set --relayed refuses a beneficiary change the hub would pay for, pointing at the direct way', async () => {
+        front.relayFee = parseEther('0.01');
+        ok(await chit(['beneficiary', 'set', chain.account(7).address], { env: provider.env }));
+        const stderr = failed(
+          await chit(['beneficiary', 'set', chain.account(9).address, '--relayed'], { env: provider.env }),
+        );
+        assert.match(stderr, /carries no relayer fee/);
+        assert.match(stderr, /without --relayed/);
+        assert.equal(await beneficiaryOf(provider.address), chain.account(7).address);
+      });
+    });
+
     it('beneficiary set --relayed registers an identity that holds no ETH, through the hub', async () => {
       const gasless = await identity(0n, 0n);
       const beneficiary = chain.account(7).address;
@@ -654,6 +688,8 @@ async function until(condition: () => boolean): Promise<void> {
 interface HubFront {
   url: string;
   requests: string[];
+  /** What `GET /v1/quotes/relay` quotes (0: this hub relays for free). */
+  relayFee: bigint;
   stop(): Promise<void>;
 }
 
@@ -728,6 +764,19 @@ async function startHubFront(): Promise<HubFront> {
         const signature = await signInstantExit(operator, exit);
         return [200, encodeMessage({ consumer, amount, nonce, deadline, signature })];
       },
+    ],
+    [
+      /^\/v1\/quotes\/relay$/,
+      'GET',
+      async () => [
+        200,
+        {
+          kind: 'identity',
+          relayerFee: front.relayFee.toString(),
+          gasPrice: '1000000000',
+          validUntil: String(Math.floor(Date.now() / 1000) + 120),
+        },
+      ],
     ],
     [
       /^\/v1\/relay\/beneficiaries$/,
@@ -813,6 +862,7 @@ async function startHubFront(): Promise<HubFront> {
   return {
     url: `http://127.0.0.1:${port}`,
     requests,
+    relayFee: 0n,
     stop: () =>
       new Promise<void>((resolve, reject) => {
         server.closeAllConnections();

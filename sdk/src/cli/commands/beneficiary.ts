@@ -1,11 +1,11 @@
 import { Command, Option } from 'commander';
-import { getAddress } from 'viem';
+import { type Address, getAddress } from 'viem';
 import { readContract } from 'viem/actions';
 import { registerIdentity } from '../../actions/registerIdentity.js';
 import { setBeneficiary } from '../../actions/setBeneficiary.js';
 import { signRegisterIdentity } from '../../actions/signRegisterIdentity.js';
 import { signSetBeneficiary } from '../../actions/signSetBeneficiary.js';
-import { registryAbi } from '../../generated/abis.js';
+import { chitTokenAbi, registryAbi } from '../../generated/abis.js';
 import { type CliContext, handler } from '../context.js';
 import { CliError } from '../errors.js';
 import { waitForHubJob } from '../hub-job.js';
@@ -30,6 +30,48 @@ export function beneficiaryCommand(): Command {
   return beneficiary;
 }
 
+/**
+ * A relayed registration pays the relayer's fee from the identity's tokens, through an allowance to
+ * the Registry; a beneficiary change carries no fee, so a hub relays it only while it costs nothing.
+ * Says so before anything is signed, rather than letting the hub refuse.
+ */
+async function requirePayableFee(
+  ctx: CliContext,
+  {
+    registry,
+    identity,
+    registered,
+    relayerFee,
+  }: { registry: Address; identity: Address; registered: boolean; relayerFee: bigint },
+): Promise<void> {
+  const token = await ctx.token();
+  if (registered) {
+    throw new CliError(
+      'RELAYER_FEE_TOO_LOW',
+      `A beneficiary change carries no relayer fee, and relaying one costs the hub ${ctx.format(relayerFee)} now`,
+      'Send it yourself: `chit beneficiary set <address>` without --relayed (needs ETH for gas).',
+    );
+  }
+  const client = await ctx.publicClient();
+  const [balance, allowance] = await Promise.all([
+    readContract(client, { address: token.address, abi: chitTokenAbi, functionName: 'balanceOf', args: [identity] }),
+    readContract(client, {
+      address: token.address,
+      abi: chitTokenAbi,
+      functionName: 'allowance',
+      args: [identity, registry],
+    }),
+  ]);
+  if (balance < relayerFee || allowance < relayerFee) {
+    throw new CliError(
+      'RELAYER_FEE_UNPAYABLE',
+      `The relayer's fee, ${ctx.format(relayerFee)}, is paid from this identity's tokens through an allowance to the Registry: it holds ${ctx.format(balance)} and allows ${ctx.format(allowance)}`,
+      'Get the tokens and approve the Registry for the fee (or have someone submit an EIP-2612 permit for it), or register without --relayed (needs ETH for gas).',
+    );
+  }
+  ctx.out.progress(`relayer fee: ${ctx.format(relayerFee)}, from this identity's tokens`);
+}
+
 async function runSet(ctx: CliContext, text: string, options: { relayed?: boolean; timeout: string }): Promise<void> {
   const beneficiary = parseAddress(text, 'The beneficiary');
   const timeoutMs = Number(options.timeout) * 1000;
@@ -50,10 +92,12 @@ async function runSet(ctx: CliContext, text: string, options: { relayed?: boolea
 
   let transaction: `0x${string}` | null;
   if (hubClient) {
+    const { relayerFee } = await hubClient.relayQuote(registered ? 'beneficiary' : 'identity');
+    if (relayerFee > 0n) await requirePayableFee(ctx, { registry, identity, registered, relayerFee });
     ctx.out.progress(`asking the hub at ${hubClient.url} to relay the change…`);
     const job = registered
       ? await hubClient.relayBeneficiary(await signSetBeneficiary(wallet, { registry, beneficiary }))
-      : await hubClient.relayIdentity(await signRegisterIdentity(wallet, { registry, beneficiary }));
+      : await hubClient.relayIdentity(await signRegisterIdentity(wallet, { registry, beneficiary, relayerFee }));
     const done = await waitForHubJob(ctx, hubClient, job.id, timeoutMs, {
       failedHint: 'Send it yourself instead: `chit beneficiary set <address>` without --relayed (needs ETH for gas).',
     });
