@@ -2,7 +2,7 @@
 import { Command } from 'commander';
 import { Pool } from 'pg';
 import { startHub, VERSION } from './app';
-import { ConfigError, configSchema, loadConfig } from './config/config';
+import { ConfigError, loadConfig } from './config/config';
 import { migrate } from './db/migrator';
 
 const program = new Command()
@@ -14,9 +14,7 @@ program
   .command('migrate')
   .description('apply the database migrations to DATABASE_URL and exit')
   .action(async () => {
-    const { DATABASE_URL } = configSchema
-      .pick({ DATABASE_URL: true })
-      .parse({ DATABASE_URL: process.env.DATABASE_URL });
+    const { DATABASE_URL } = loadConfig(process.env, ['DATABASE_URL']);
     const pool = new Pool({ connectionString: DATABASE_URL, max: 1 });
     try {
       const applied = await migrate(pool);

@@ -98,9 +98,21 @@ export class ConfigError extends Error {
  * Parses and validates the configuration once, at start. A bad value stops start-up with a message
  * that names the variable and says what was expected.
  */
-export function loadConfig(env: Record<string, string | undefined> = process.env): HubConfig {
-  const input = Object.fromEntries(Object.keys(configSchema.shape).map((key) => [key, env[key] || undefined]));
-  const result = configSchema.safeParse(input);
+export function loadConfig(env?: Record<string, string | undefined>): HubConfig;
+/** Parses only the settings `keys` names (a command that needs no more, like `chit-hub migrate`). */
+export function loadConfig<K extends keyof HubConfig>(
+  env: Record<string, string | undefined>,
+  keys: K[],
+): Pick<HubConfig, K>;
+export function loadConfig(
+  env: Record<string, string | undefined> = process.env,
+  keys?: (keyof HubConfig)[],
+): Partial<HubConfig> {
+  const schema = keys
+    ? configSchema.pick(Object.fromEntries(keys.map((key) => [key, true])) as Record<keyof HubConfig, true>)
+    : configSchema;
+  const input = Object.fromEntries(Object.keys(schema.shape).map((key) => [key, env[key] || undefined]));
+  const result = schema.safeParse(input);
   if (result.success) return result.data;
   const problems = result.error.issues.map((issue) => {
     const name = String(issue.path[0]);

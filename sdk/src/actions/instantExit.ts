@@ -55,7 +55,9 @@ export type InstantExitErrorType = ContractRevertError | ContractCallError;
  * @throws {ContractRevertError} `HubSignatureExpired` after `deadline`; `HubInvalidSignature` when
  * the signature is not the operator's for these values; `HubInsufficientBalance`.
  * @example
- * const { signature, deadline } = await hubClient.instantExit({ amount }); // from the hub's service
+ * const issuedAt = BigInt(Math.floor(Date.now() / 1000));
+ * const request = await signInstantExitRequest(walletClient, { hub, chainId, consumer, amount, issuedAt });
+ * const { signature, deadline } = await hubClient.instantExit(request); // the hub's co-signature
  * const { hash } = await instantExit(walletClient, { hub, amount, deadline, signature });
  * await waitForTransaction(walletClient, { hash });
  */
