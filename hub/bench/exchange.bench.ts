@@ -12,15 +12,18 @@
  *
  *   CHIT_BENCH_WORKERS (64)    provider/consumer pairs exchanging in parallel, each in sequence
  *   CHIT_BENCH_EXCHANGES (300) exchanges per pair
+ *   CHIT_BENCH_BATCH (1)       exchanges per request: above 1, each provider sends its exchanges N at
+ *                              a time through POST /v1/exchanges (also --batch N); latencies are then
+ *                              per request, exchanges/s counts items
  *   CHIT_BENCH_HUB_NODE_FLAGS  flags for the hub's node, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
  *   --levels 1x4000,8x500      several levels instead (workers x exchanges per worker), one stack
  *   --json FILE                also write the environment and figures as JSON
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { consumerPromiseDigestBytes, encodeMessage, hashlockOf } from '@chit/sdk';
+import { consumerPromiseDigestBytes, encodeMessage, hashlockOf, maxExchangesPerRequest } from '@chit/sdk';
 import { enableNativeHashing } from '@chit/sdk/node';
 import Redis from 'ioredis';
 import { Pool } from 'pg';
@@ -35,15 +38,24 @@ import { ensurePostgres, ensureRedis, freePort, type RunningService } from '../s
 export interface LevelOptions {
   workers: number;
   exchangesPerWorker: number;
+  /**
+   * Exchanges per request (default 1: POST /v1/exchange). Above 1, each provider sends its exchanges
+   * `batch` at a time through POST /v1/exchanges, to one consumer per slot of the batch (so a batch
+   * carries `batch` different agreements, and each item's previous R is the item before it).
+   */
+  batch?: number;
 }
 
 export interface LevelFigures extends LevelOptions {
   exchanges: number;
+  /** HTTP requests sent: `exchanges` unless batched. */
+  requests: number;
   seconds: number;
   exchangesPerSecond: number;
+  /** Latency percentiles per request (per batch when batched). */
   p50Ms: number;
   p99Ms: number;
-  /** Responses other than 200. */
+  /** Exchanges not answered with a hub promise: responses other than 200, and refused batch items. */
   errors: number;
   /**
    * Exchanges per committed transaction of the bench database (group commit's batch size; the
@@ -263,25 +275,29 @@ export async function startBenchStack(options: BenchStackOptions = {}): Promise<
     track(() => pool.end());
     const scope = { hub: chain.deployment.hub.address as Hex, chainId: chain.deployment.chainId };
 
-    const runLevel = async ({ workers, exchangesPerWorker }: LevelOptions): Promise<LevelFigures> => {
-      // Seed: one fresh consumer per worker with a large channel, as the follower records deposits.
+    const runLevel = async ({ workers, exchangesPerWorker, batch = 1 }: LevelOptions): Promise<LevelFigures> => {
+      // Seed: one fresh consumer per worker and batch slot with a large channel, as the follower
+      // records deposits.
       const pairs = Array.from({ length: workers }, () => ({
-        consumer: new OperatorSigner(bytesToHex(randomBytes(32))),
+        consumers: Array.from({ length: batch }, () => new OperatorSigner(bytesToHex(randomBytes(32)))),
         provider: bytesToHex(randomBytes(20)) as Hex,
       }));
       await pool.query('INSERT INTO consumers (address, balance) SELECT unnest($1::bytea[]), 10^30', [
-        pairs.map((p) => toBytea(p.consumer.address.toLowerCase())),
+        pairs.flatMap((p) => p.consumers.map((consumer) => toBytea(consumer.address.toLowerCase()))),
       ]);
       // Pre-sign every promise (native signing; the box is opaque here: each request carries the
       // previous R, so the hub never needs to open it).
       const box = bytesToHex(randomBytes(93));
       const signing = performance.now();
-      const bodies = pairs.map(({ consumer, provider }) => {
-        const agreementId = bytesToHex(randomBytes(32));
+      const items = pairs.map(({ consumers, provider }) => {
+        const agreementIds = consumers.map(() => bytesToHex(randomBytes(32)));
         let previous: Hex | undefined;
         return Array.from({ length: exchangesPerWorker }, (_, k) => {
+          const slot = k % batch;
+          const consumer = consumers[slot]!;
+          const agreementId = agreementIds[slot]!;
           const preimage = bytesToHex(randomBytes(32));
-          const total = BigInt(k + 1) * 10n ** 15n;
+          const total = BigInt(Math.floor(k / batch) + 1) * 10n ** 15n;
           const promise = {
             ...scope,
             consumer: consumer.address,
@@ -290,14 +306,24 @@ export async function startBenchStack(options: BenchStackOptions = {}): Promise<
             agreement: { provider, id: agreementId, total },
           };
           const signed = { ...promise, signature: consumer.signDigest(consumerPromiseDigestBytes(promise)) };
-          const body = JSON.stringify({
+          const item = {
             promise: encodeMessage(signed),
             encryptedPreimage: box,
             ...(previous && { previousPreimage: previous }),
-          });
+          };
           previous = preimage;
-          return body;
+          return item;
         });
+      });
+      const path = batch > 1 ? '/v1/exchanges' : '/v1/exchange';
+      const bodies = items.map((sequence) => {
+        if (batch === 1) return sequence.map((item) => ({ body: JSON.stringify(item), count: 1 }));
+        const chunks: { body: string; count: number }[] = [];
+        for (let i = 0; i < sequence.length; i += batch) {
+          const exchanges = sequence.slice(i, i + batch);
+          chunks.push({ body: JSON.stringify({ exchanges }), count: exchanges.length });
+        }
+        return chunks;
       });
       const exchanges = workers * exchangesPerWorker;
       log(`signed ${exchanges} promises in ${((performance.now() - signing) / 1000).toFixed(1)} s`);
@@ -305,6 +331,7 @@ export async function startBenchStack(options: BenchStackOptions = {}): Promise<
       const agent = new Agent({ connections: workers, pipelining: 1 });
       const latencies: number[] = [];
       let errors = 0;
+      let answered = 0;
       const commits = async () =>
         Number(
           (await pool.query('SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()')).rows[0]
@@ -319,16 +346,18 @@ export async function startBenchStack(options: BenchStackOptions = {}): Promise<
       try {
         await Promise.all(
           bodies.map(async (sequence) => {
-            for (const body of sequence) {
+            for (const { body, count } of sequence) {
               const t = performance.now();
-              const response = await request(`${base}/v1/exchange`, {
+              const response = await request(`${base}${path}`, {
                 method: 'POST',
                 headers: { 'content-type': 'application/json' },
                 body,
                 dispatcher: agent,
               });
-              await response.body.text();
-              if (response.statusCode !== 200) errors++;
+              const text = await response.body.text();
+              if (response.statusCode !== 200) errors += count;
+              else if (batch > 1) errors += countRefused(text);
+              answered += count;
               latencies.push(performance.now() - t);
             }
           }),
@@ -344,13 +373,13 @@ export async function startBenchStack(options: BenchStackOptions = {}): Promise<
       const transactions = (await commits()) - commitsBefore;
       const hubMs = cpuMs(hub.pid);
       const self = process.cpuUsage(cpuBefore.self);
-      const perExchange = (ms: number) => Math.round((ms * 1000) / latencies.length);
+      const perExchange = (ms: number) => Math.round((ms * 1000) / answered);
       const cpuUs =
         hubMs !== undefined && cpuBefore.hub !== undefined && backends.available
           ? {
               hub: perExchange(hubMs - cpuBefore.hub),
               postgres: perExchange(backends.usedMs),
-              loadGenerator: Math.round((self.user + self.system) / latencies.length),
+              loadGenerator: Math.round((self.user + self.system) / answered),
             }
           : undefined;
       latencies.sort((a, b) => a - b);
@@ -358,13 +387,15 @@ export async function startBenchStack(options: BenchStackOptions = {}): Promise<
       return {
         workers,
         exchangesPerWorker,
-        exchanges: latencies.length,
+        ...(batch > 1 && { batch }),
+        exchanges: answered,
+        requests: latencies.length,
         seconds,
-        exchangesPerSecond: latencies.length / seconds,
+        exchangesPerSecond: answered / seconds,
         p50Ms: pct(50),
         p99Ms: pct(99),
         errors,
-        exchangesPerTransaction: latencies.length / Math.max(1, transactions),
+        exchangesPerTransaction: answered / Math.max(1, transactions),
         ...(cpuUs && { cpuUs }),
       };
     };
@@ -400,6 +431,12 @@ export async function runExchangeBench(
   } finally {
     await stack.stop();
   }
+}
+
+/** Items of a POST /v1/exchanges answer that are errors rather than hub promises. */
+function countRefused(text: string): number {
+  const { results } = JSON.parse(text) as { results: { error?: unknown }[] };
+  return results.filter((result) => result.error !== undefined).length;
 }
 
 /** CPU time (user + system) a process has used, in milliseconds, from /proc; undefined off Linux. */
@@ -455,11 +492,15 @@ class BackendCpu {
 
 /** The lines `npm run bench:hub` has always printed for a level. */
 export function levelLines(figures: LevelFigures, environment: BenchEnvironment): string[] {
+  const batched = figures.batch !== undefined && figures.batch > 1;
+  const per = batched ? ' (per request)' : '';
   return [
-    `hub: 1 process, Postgres fsync=${environment.postgres.fsync}, ${figures.workers} concurrent providers, ${figures.exchanges} exchanges`,
+    `hub: 1 process, Postgres fsync=${environment.postgres.fsync}, ${figures.workers} concurrent providers, ${figures.exchanges} exchanges${
+      batched ? ` in ${figures.requests} requests of up to ${figures.batch} (POST /v1/exchanges)` : ''
+    }`,
     `exchanges/s: ${Math.round(figures.exchangesPerSecond)}`,
-    `p50 ms: ${figures.p50Ms.toFixed(1)}`,
-    `p99 ms: ${figures.p99Ms.toFixed(1)}`,
+    `p50 ms${per}: ${figures.p50Ms.toFixed(1)}`,
+    `p99 ms${per}: ${figures.p99Ms.toFixed(1)}`,
     `errors: ${figures.errors}`,
     `exchanges per transaction: ${figures.exchangesPerTransaction.toFixed(1)}`,
     ...(figures.cpuUs
@@ -487,14 +528,20 @@ async function main(): Promise<void> {
     return i >= 0 ? args[i + 1] : undefined;
   };
   const levelsArg = flag('--levels');
-  const levels = levelsArg
-    ? parseLevels(levelsArg)
-    : [
-        {
-          workers: Number(process.env.CHIT_BENCH_WORKERS ?? 64),
-          exchangesPerWorker: Number(process.env.CHIT_BENCH_EXCHANGES ?? 300),
-        },
-      ];
+  const batch = Number(flag('--batch') ?? process.env.CHIT_BENCH_BATCH ?? 1);
+  if (!Number.isInteger(batch) || batch < 1 || batch > maxExchangesPerRequest) {
+    throw new Error(`--batch / CHIT_BENCH_BATCH: expected 1 to ${maxExchangesPerRequest}, got ${batch}`);
+  }
+  const levels = (
+    levelsArg
+      ? parseLevels(levelsArg)
+      : [
+          {
+            workers: Number(process.env.CHIT_BENCH_WORKERS ?? 64),
+            exchangesPerWorker: Number(process.env.CHIT_BENCH_EXCHANGES ?? 300),
+          },
+        ]
+  ).map((level) => (batch > 1 ? { ...level, batch } : level));
   const log = (line: string) => console.log(line);
   const result = await runExchangeBench({
     levels,

@@ -83,7 +83,7 @@ export async function createContext(config: HubConfig): Promise<HubContext> {
       reveals,
       signer,
       { maxBatch: config.EXCHANGE_MAX_BATCH, concurrency: config.EXCHANGE_CONCURRENCY },
-      (outcome, seconds) => metrics.exchanged(outcome, seconds),
+      (outcome, seconds, code) => metrics.exchanged(outcome, seconds, code),
     );
     const events = new ChainEvents();
     const follower = new ChainFollower(chain.client, new ChainRepository(pool), events, {

@@ -17,7 +17,9 @@ import {
   HubTimeoutError,
   HubUnreachableError,
   hubErrorCodes,
+  InvalidOptionError,
   MalformedMessageError,
+  maxExchangesPerRequest,
   parseRetryAfter,
   sealPreimage,
   signInstantExitRequest,
@@ -365,6 +367,60 @@ describe('HubClient', { timeout: 30_000 }, () => {
       setTimeout(() => controller.abort(), 50);
       await rejectsWith(pending, HubRequestAbortedError);
       assert.ok(seen.length < 10);
+    });
+  });
+
+  describe('exchangeMany', () => {
+    const promise = () => decodeMessage('consumerPromise', consumerPromiseWire);
+    const request = () => ({ promise: promise(), encryptedPreimage: `0x${'00'.repeat(93)}` as Hex });
+    const overspend = { code: 'OVERSPEND', message: 'too much', details: { owed: '12' } };
+
+    it('posts the batch for the wire and gives each item its hub promise or its HubError', async () => {
+      const { url, seen } = await serve(() => ({
+        body: { results: [{ hubPromise: hubPromiseWire }, { error: overspend }] },
+      }));
+      const results = await client(url).exchangeMany([request(), request()]);
+      assert.equal(seen[0]!.method, 'POST');
+      assert.equal(seen[0]!.path, '/v1/exchanges');
+      const body = JSON.parse(seen[0]!.body);
+      assert.equal(body.exchanges.length, 2);
+      assert.equal(body.exchanges[0].promise.total, consumerPromiseWire.total);
+      assert.equal(results.length, 2);
+      const [ok, refused] = results;
+      assert.ok(ok?.ok);
+      assert.equal(ok.hubPromise.total, 7_000_000_000_000_000n);
+      assert.ok(refused && !refused.ok);
+      assert.ok(refused.error instanceof HubError);
+      assert.equal(refused.error.code, 'OVERSPEND');
+      assert.equal(refused.error.status, 409);
+      assert.equal(refused.error.retryable, false);
+      assert.deepEqual(refused.error.hubDetails, { owed: '12' });
+    });
+
+    it('rejects a malformed item or a wrong number of results', async () => {
+      const { url: numeric } = await serve(() => ({
+        body: { results: [{ hubPromise: { ...hubPromiseWire, total: 7 } }] },
+      }));
+      await rejectsWith(client(numeric).exchangeMany([request()]), MalformedMessageError);
+      const { url: extra } = await serve(() => ({ body: { results: [{ error: { ...overspend, status: 409 } }] } }));
+      await rejectsWith(client(extra).exchangeMany([request()]), MalformedMessageError);
+      const { url: short } = await serve(() => ({ body: { results: [{ hubPromise: hubPromiseWire }] } }));
+      const error = await rejectsWith(client(short).exchangeMany([request(), request()]), MalformedMessageError);
+      assert.equal(error.path, 'results');
+    });
+
+    it('refuses no requests, or more than maxExchangesPerRequest, before sending', async () => {
+      const { url, seen } = await serve(() => ({ body: {} }));
+      await rejectsWith(client(url).exchangeMany([]), InvalidOptionError);
+      const many = Array.from({ length: maxExchangesPerRequest + 1 }, request);
+      await rejectsWith(client(url).exchangeMany(many), InvalidOptionError);
+      assert.equal(seen.length, 0);
+    });
+
+    it('throws the error of a refused request as a whole', async () => {
+      const { url } = await serve(() => hubError('MALFORMED', 400, { path: 'exchanges' }));
+      const error = await rejectsWith(client(url).exchangeMany([request()]), HubError);
+      assert.equal(error.code, 'MALFORMED');
     });
   });
 

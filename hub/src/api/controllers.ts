@@ -19,6 +19,12 @@ export class ExchangeController {
     return encodeMessage(await this.exchanges.exchange(body));
   }
 
+  @Post('exchanges')
+  @HttpCode(200)
+  async exchangeMany(@Body() body: unknown) {
+    return encodeMessage(await this.exchanges.exchangeMany(body));
+  }
+
   @Post('reveal')
   @HttpCode(200)
   reveal(@Body() body: unknown) {

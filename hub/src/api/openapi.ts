@@ -1,3 +1,4 @@
+import { maxExchangesPerRequest } from '@chit/sdk';
 import { STATUS_OF } from '../errors/hub-error';
 
 // The OpenAPI document served at GET /docs: docs/protocol.md's endpoint table, by hand. test/metrics.test.ts
@@ -40,6 +41,10 @@ const schemas: Record<string, Schema> = {
   ExchangeRequest: object({ promise: ref('ConsumerPromise'), previousPreimage: bytes32, encryptedPreimage: hex }, [
     'previousPreimage',
   ]),
+  ExchangeResult: {
+    oneOf: [object({ hubPromise: ref('HubPromise') }), object({ error: ref('Error') })],
+    description: 'The answer POST /v1/exchange would give this item alone: a hub promise, or its error',
+  },
   Reveal: object({ ...scope, provider: address, preimage: bytes32 }),
   RecoveryRequest: object({ ...scope, provider: address, issuedAt: decimal, signature: hex }),
   Info: object({
@@ -115,6 +120,49 @@ export const OPENAPI = {
         body: ref('ExchangeRequest'),
         errors: [post, missing, conflict, 503],
       }),
+    },
+    '/v1/exchanges': {
+      post: operation(
+        `Swap 1 to ${maxExchangesPerRequest} consumer promises at once: per-item answers in request order`,
+        [
+          200,
+          {
+            ...object({ results: { type: 'array', items: ref('ExchangeResult') } }),
+            example: {
+              results: [
+                {
+                  hubPromise: {
+                    hub: '0x4859E602e6ffac40ef337bB9B9Df6a4D9CF43b51',
+                    chainId: 31337,
+                    provider: '0xaf295d3c842bc1145E818d7FEf2c929726625620',
+                    total: '7000000000000000',
+                    hashlock: '0x852bac3b0a8c59dc25c970dd80c3fd75d4d3dc50e1a42413a414221dac7cc44e',
+                    signature: '0x…65 bytes…',
+                  },
+                },
+                {
+                  error: {
+                    code: 'OVERSPEND',
+                    message: 'The consumer has promised more than its channel holds',
+                    details: { owed: '12000000000000000', available: '10000000000000000' },
+                  },
+                },
+              ],
+            },
+          },
+        ],
+        {
+          body: object({
+            exchanges: {
+              type: 'array',
+              minItems: 1,
+              maxItems: maxExchangesPerRequest,
+              items: ref('ExchangeRequest'),
+            },
+          }),
+          errors: [post, 503],
+        },
+      ),
     },
     '/v1/reveal': {
       post: operation('Reveal the R of a hub promise', [200, object({ revealed: { type: 'boolean', const: true } })], {

@@ -3,6 +3,7 @@ import {
   type ExchangeRequest,
   type HubScope,
   hubPromiseDigestBytes,
+  maxExchangesPerRequest,
   openPreimage,
   type RecoveryResponse,
   type SignedHubPromise,
@@ -12,7 +13,7 @@ import { enableNativeHashing, nativeVerifier } from '@chit/sdk/node';
 import type { OperatorSigner } from '../crypto/operator-signer';
 import type { Hex } from '../db/bytes';
 import { decodeWire } from '../errors/decode-wire';
-import { HubError } from '../errors/hub-error';
+import { HubError, type HubErrorCode } from '../errors/hub-error';
 import type { ExchangeRepository, RevealRepository } from '../repositories/exchange.repository';
 import { decideExchanges, type ExchangeCandidate, type ExchangeOutcome, keccakHex } from './exchange.rules';
 import { GroupCommit } from './group-commit';
@@ -27,8 +28,23 @@ export interface ExchangeOptions {
   concurrency: number;
 }
 
-/** What one answered exchange did ('refused' when it threw), and how long it took; for metrics. */
-export type ExchangeObserver = (outcome: 'ok' | 'repeated' | 'refused', seconds: number) => void;
+/**
+ * What one answered exchange did ('refused' when it threw), and how long it took; for metrics.
+ * `code` is the refusal's code for an item of a batch, answered inside a 200 (the error filter never
+ * sees it); a single exchange's refusal is counted by the filter.
+ */
+export type ExchangeObserver = (outcome: 'ok' | 'repeated' | 'refused', seconds: number, code?: HubErrorCode) => void;
+
+/** One item of a batch answer: the hub promise, or the error `POST /v1/exchange` would have answered. */
+export type ExchangeItemResult =
+  | { hubPromise: SignedHubPromise }
+  | { error: { code: HubErrorCode; message: string; details: Record<string, unknown> } };
+
+/** A request that passed the stateless checks, with the candidate the batch rules decide on. */
+interface CheckedExchange {
+  request: ExchangeRequest;
+  candidate: ExchangeCandidate;
+}
 
 /**
  * The protocol's exchange, reveal and recovery (docs/protocol.md). Stateless checks run here, per
@@ -69,7 +85,46 @@ export class ExchangeService {
     }
   }
 
+  /**
+   * Swaps many consumer promises at once (`POST /v1/exchanges`): each item is checked and answered as
+   * {@link exchange} would answer it alone, in request order, and one item's refusal never affects
+   * another. The items that pass the stateless checks go through group commit together, in one
+   * transaction, decided in their order. A failure of the hub itself (database down) fails the whole
+   * request, and nothing of it is committed.
+   */
+  async exchangeMany(body: unknown): Promise<{ results: ExchangeItemResult[] }> {
+    const started = performance.now();
+    const items = decodeBatch(body);
+    const checked = items.map((item) => refusalOf(() => this.check(item)));
+    const passed = checked.filter((entry): entry is CheckedExchange => !(entry instanceof HubError));
+    const outcomes = await this.group.submitAll(passed.map((entry) => entry.candidate));
+    let next = 0;
+    const results = checked.map((entry): ExchangeItemResult => {
+      const outcome = entry instanceof HubError ? ({ ok: false, error: entry } as const) : outcomes[next++]!;
+      const seconds = (performance.now() - started) / 1000;
+      if (!outcome.ok) {
+        this.observe?.('refused', seconds, outcome.error.code);
+        const { code, message, details } = outcome.error;
+        return { error: { code, message, details } };
+      }
+      const { promise } = (entry as CheckedExchange).request;
+      this.observe?.(outcome.repeated ? 'repeated' : 'ok', seconds);
+      return { hubPromise: this.signHubPromise(promise.agreement.provider, outcome.hubTotal, promise.hashlock) };
+    });
+    return { results };
+  }
+
   private async swap(body: unknown): Promise<{ hubPromise: SignedHubPromise; repeated: boolean }> {
+    const { request, candidate } = this.check(body);
+    const outcome = await this.group.submit(candidate);
+    if (!outcome.ok) throw outcome.error;
+    const { promise } = request;
+    const hubPromise = this.signHubPromise(promise.agreement.provider, outcome.hubTotal, promise.hashlock);
+    return { hubPromise, repeated: outcome.repeated };
+  }
+
+  /** The stateless checks of an exchange: format, chain, hub, consumer signature. */
+  private check(body: unknown): CheckedExchange {
     const request = decodeWire('exchangeRequest', body);
     const promise = request.promise;
     this.requireScope(promise);
@@ -80,10 +135,7 @@ export class ExchangeService {
         recovered: signer ?? null,
       });
     }
-    const outcome = await this.group.submit(toCandidate(request));
-    if (!outcome.ok) throw outcome.error;
-    const hubPromise = this.signHubPromise(promise.agreement.provider, outcome.hubTotal, promise.hashlock);
-    return { hubPromise, repeated: outcome.repeated };
+    return { request, candidate: toCandidate(request) };
   }
 
   /** Records the R of one of the provider's hub promises. */
@@ -150,6 +202,38 @@ export class ExchangeService {
 }
 
 const lower = (address: string): Hex => address.toLowerCase() as Hex;
+
+/** `run()`, or the HubError it threw; other errors propagate. */
+function refusalOf<T>(run: () => T): T | HubError {
+  try {
+    return run();
+  } catch (error) {
+    if (error instanceof HubError) return error;
+    throw error;
+  }
+}
+
+/** The items of a batch body `{ exchanges: [...] }`, 1 to {@link maxExchangesPerRequest}; undecoded. */
+function decodeBatch(body: unknown): unknown[] {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw new HubError('MALFORMED', 'Expected an object { exchanges: [...] }', { path: '' });
+  }
+  for (const key of Object.keys(body)) {
+    if (key !== 'exchanges') throw new HubError('MALFORMED', `Unknown field ${key}`, { path: key });
+  }
+  const { exchanges } = body as { exchanges?: unknown };
+  if (!Array.isArray(exchanges)) {
+    throw new HubError('MALFORMED', 'exchanges: expected a list of exchange requests', { path: 'exchanges' });
+  }
+  if (exchanges.length < 1 || exchanges.length > maxExchangesPerRequest) {
+    throw new HubError(
+      'MALFORMED',
+      `exchanges: expected 1 to ${maxExchangesPerRequest} exchange requests, got ${exchanges.length}`,
+      { path: 'exchanges', count: exchanges.length, max: maxExchangesPerRequest },
+    );
+  }
+  return exchanges;
+}
 
 function toCandidate(request: ExchangeRequest): ExchangeCandidate {
   const { promise } = request;

@@ -99,9 +99,13 @@ export class MetricsService {
     });
   }
 
-  /** For {@link ExchangeService}'s observer. */
-  exchanged(outcome: 'ok' | 'repeated' | 'refused', seconds: number): void {
+  /**
+   * For {@link ExchangeService}'s observer. `code` comes with a refused item of a batch: its error is
+   * answered inside a 200, so the error filter does not count it.
+   */
+  exchanged(outcome: 'ok' | 'repeated' | 'refused', seconds: number, code?: string): void {
     if (outcome !== 'refused') this.exchanges.inc({ outcome });
+    else if (code) this.errors.inc({ code });
     this.exchangeSeconds.observe(seconds);
   }
 

@@ -6,6 +6,7 @@ import type {
   ExchangeResponse,
   RecoveryResponse,
   Reveal,
+  SignedHubPromise,
   SignedRecoveryRequest,
 } from '../protocol/types.js';
 import {
@@ -14,7 +15,9 @@ import {
   HubRequestAbortedError,
   HubTimeoutError,
   HubUnreachableError,
+  hubErrorCodes,
   InvalidOptionError,
+  isHubErrorCode,
   isRetryableHubError,
 } from './errors.js';
 import {
@@ -29,6 +32,7 @@ import {
   decodeHubAnswer,
   type HubAnswerName,
   type HubConsumerAccount,
+  type HubExchangeItemAnswer,
   type HubInstantExit,
   type HubJob,
   type HubProviderAccount,
@@ -63,6 +67,18 @@ export interface HubRequestOptions {
   /** `false` sends the request once, whatever happens. Default true. */
   retry?: boolean;
 }
+
+/**
+ * Most exchange requests in one `POST /v1/exchanges` (the body must also fit the hub's 64 KiB limit,
+ * as 64 usual requests do).
+ *
+ * @example
+ * for (let i = 0; i < requests.length; i += maxExchangesPerRequest) await hub.exchangeMany(requests.slice(i, i + maxExchangesPerRequest));
+ */
+export const maxExchangesPerRequest = 64;
+
+/** One item of {@link HubClient.exchangeMany}'s answer: the hub promise, or the hub's error for that item. */
+export type HubExchangeResult = { ok: true; hubPromise: SignedHubPromise } | { ok: false; error: HubError };
 
 /** Body of `POST /v1/settlements`. */
 export interface HubSettlementRequest {
@@ -226,6 +242,37 @@ export class HubClient {
       },
       options,
     );
+  }
+
+  /**
+   * `POST /v1/exchanges`: swaps up to {@link maxExchangesPerRequest} consumer promises in one request.
+   * Each result, in request order, is what {@link exchange} would have answered for that request alone:
+   * its hub promise, or its {@link HubError} (one item's refusal never affects another). A failure of
+   * the whole request (the hub unreachable, `UNAVAILABLE`, a malformed body) throws, as `exchange` does.
+   *
+   * @throws {InvalidOptionError} for no requests or more than {@link maxExchangesPerRequest}.
+   * @example
+   * const results = await hub.exchangeMany(requests);
+   * for (const [i, result] of results.entries()) {
+   *   if (result.ok) store(result.hubPromise);
+   *   else if (result.error.code === 'OVERSPEND') stopServing(requests[i].promise.consumer);
+   * }
+   */
+  async exchangeMany(requests: readonly ExchangeRequest[], options?: HubRequestOptions): Promise<HubExchangeResult[]> {
+    if (requests.length < 1 || requests.length > maxExchangesPerRequest) {
+      throw new InvalidOptionError('requests', `expected 1 to ${maxExchangesPerRequest}, got ${requests.length}`);
+    }
+    const path = '/v1/exchanges';
+    const body = { exchanges: requests.map((request) => outgoing('exchangeRequest', request)) };
+    const { results } = await this.#call({ method: 'POST', path, body, decode: answer('exchangeResults') }, options);
+    if (results.length !== requests.length) {
+      throw new MalformedMessageError(
+        'exchangeResults',
+        'results',
+        `expected ${requests.length} results, got ${results.length}`,
+      );
+    }
+    return results.map((item, i) => toExchangeResult(item, `POST ${path} (item ${i})`));
   }
 
   /**
@@ -500,6 +547,14 @@ function parseJson(text: string, path: string): unknown {
   } catch (cause) {
     throw new MalformedMessageError(`answer to ${path}`, '', 'the body is not JSON', cause);
   }
+}
+
+/** A batch item's answer as a result; an item's error gets the status its code has alone. */
+function toExchangeResult(item: HubExchangeItemAnswer, request: string): HubExchangeResult {
+  if ('hubPromise' in item) return { ok: true, hubPromise: item.hubPromise };
+  const { code, message, details } = item.error;
+  const status = isHubErrorCode(code) ? hubErrorCodes[code].status : 200;
+  return { ok: false, error: new HubError({ code, status, message, details, request, attempts: 1 }) };
 }
 
 function toHubError(raw: RawAnswer, request: string, attempts: number): HubError {

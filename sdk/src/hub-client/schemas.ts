@@ -122,6 +122,18 @@ const instantExit = z.strictObject({
 
 const revealed = z.strictObject({ revealed: z.literal(true) });
 
+const exchangeItemError = z.strictObject({
+  error: z.strictObject({
+    code: z.string().regex(/^[A-Z][A-Z0-9_]{0,63}$/, 'expected an error code'),
+    message: z.string().max(1_000),
+    details: z.record(z.string(), z.unknown()),
+  }),
+});
+
+const exchangeResults = z.strictObject({
+  results: z.array(z.union([wireSchemas.exchangeResponse, exchangeItemError])).min(1),
+});
+
 /**
  * Schemas of the hub answers that are not protocol messages, keyed by answer name (zod).
  *
@@ -138,6 +150,7 @@ export const hubAnswerSchemas = {
   settlement,
   instantExit,
   revealed,
+  exchangeResults,
 } as const;
 
 /** `GET /v1/info`: who the hub is and how to talk to it. */
@@ -234,6 +247,14 @@ export interface HubInstantExit {
   signature: Hex;
 }
 
+/**
+ * One item of a `POST /v1/exchanges` answer, as sent: the hub promise, or the error `POST /v1/exchange`
+ * would have answered for this item alone.
+ */
+export type HubExchangeItemAnswer =
+  | { hubPromise: SignedHubPromise }
+  | { error: { code: string; message: string; details: Record<string, unknown> } };
+
 interface Answers {
   info: HubServiceInfo;
   consumerAccount: HubConsumerAccount;
@@ -244,6 +265,7 @@ interface Answers {
   settlement: HubSettlement;
   instantExit: HubInstantExit;
   revealed: { revealed: true };
+  exchangeResults: { results: HubExchangeItemAnswer[] };
 }
 
 /** The name of a hub answer that is not a protocol message. */
