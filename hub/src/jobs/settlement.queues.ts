@@ -34,7 +34,8 @@ const LIVE_STATES = new Set(['waiting', 'active', 'delayed', 'prioritized', 'wai
  * keyed by its settlement's id (jobId), so enqueueing is idempotent, and `reconcile` (at start, after
  * Redis comes back, and every few seconds) enqueues every open settlement whose job is missing, which
  * is how a lost Redis or a hub killed mid-pipeline loses nothing; the settlement rows and the
- * transactions recorded before broadcast make sure nothing is sent twice.
+ * transactions recorded before broadcast make sure nothing is sent twice. On the same schedule,
+ * `recheckReorgs` reopens the confirmed settlements a reorg took away.
  */
 export class SettlementQueues implements SettlementQueue {
   private readonly queues = new Map<QueueName, Queue>();
@@ -44,6 +45,8 @@ export class SettlementQueues implements SettlementQueue {
   private readyCount = 0;
   private started = false;
   private reconciling: Promise<void> | undefined;
+  private rechecking: Promise<void> | undefined;
+  private service: SettlementService | undefined;
   private readonly onReady = () => {
     // ioredis says ready at the first connection and after every reconnection.
     if (++this.readyCount > 1 && this.started) {
@@ -124,8 +127,12 @@ export class SettlementQueues implements SettlementQueue {
       worker.on('error', (error) => this.logger.warn(`worker ${worker.name}: ${error.message}`));
     }
     this.started = true;
+    this.service = service;
     await this.recover();
-    this.timer = setInterval(() => void this.reconcile(), this.options.reconcileIntervalMs);
+    this.timer = setInterval(() => {
+      void this.reconcile();
+      void this.recheckReorgs();
+    }, this.options.reconcileIntervalMs);
     this.timer.unref();
   }
 
@@ -144,11 +151,32 @@ export class SettlementQueues implements SettlementQueue {
     return this.reconciling;
   }
 
+  /**
+   * Sends again the confirmed settlements whose transaction a reorg took away that the follower's
+   * `rewound` did not reach (it had not applied their block, or the process that rewound stopped
+   * before telling). Runs beside {@link reconcile}, not in it: it asks the chain, which may be slow or away.
+   */
+  recheckReorgs(): Promise<void> {
+    const service = this.service;
+    if (!service) return Promise.resolve();
+    this.rechecking ??= service
+      .reopenReorged()
+      .then(
+        () => {},
+        (error: unknown) => this.logger.warn(`looking for reorged settlements: ${messageOf(error)}`),
+      )
+      .finally(() => {
+        this.rechecking = undefined;
+      });
+    return this.rechecking;
+  }
+
   /** Stops the workers (their jobs in progress go back to the queue) and closes the queues. */
   async close(): Promise<void> {
     this.started = false;
     this.redis.off('ready', this.onReady);
     if (this.timer) clearInterval(this.timer);
+    await this.rechecking;
     await Promise.all(this.workers.map((worker) => worker.close().catch(() => {})));
     await Promise.all([...this.queues.values()].map((queue) => queue.close().catch(() => {})));
   }

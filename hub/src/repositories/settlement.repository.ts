@@ -119,8 +119,9 @@ export class SettlementRepository {
     private readonly confirmed?: SettlementObserver,
   ) {}
 
-  private observeConfirmed(rows: { kind: SettlementKind; seconds: string | number }[]): void {
-    for (const row of rows) this.confirmed?.(row.kind, Number(row.seconds));
+  /** Observes first confirmations only: one confirmed again after a reorg was observed the first time. */
+  private observeConfirmed(rows: { kind: SettlementKind; seconds: string | number; again?: boolean }[]): void {
+    for (const row of rows) if (!row.again) this.confirmed?.(row.kind, Number(row.seconds));
   }
 
   // ------------------------------------------------------------ settlements
@@ -246,7 +247,9 @@ export class SettlementRepository {
 
   /**
    * Marks an open settlement confirmed, with the transaction that settled it (null when another
-   * party's transaction did and its hash is not known) and facts merged into its payload.
+   * party's transaction did and its hash is not known) and facts merged into its payload. With a
+   * transaction, only while it is recorded mined: one a reorg took away meanwhile (see
+   * {@link reopenReorged}) leaves the settlement open.
    */
   async markConfirmed(id: string, txHash: Hex | null, facts: Record<string, unknown> = {}): Promise<boolean> {
     const result = await this.pool.query(
@@ -254,7 +257,8 @@ export class SettlementRepository {
           SET status = 'confirmed', tx_hash = COALESCE($2, tx_hash), error = NULL, lease_until = NULL,
               payload = payload || $3::jsonb, updated_at = now()
         WHERE id = $1 AND status IN ('queued', 'submitted', 'retrying')
-        RETURNING kind, extract(epoch FROM now() - created_at) AS seconds`,
+          AND ($2::bytea IS NULL OR EXISTS (SELECT 1 FROM transactions t WHERE t.hash = $2 AND t.status = 'mined'))
+        RETURNING kind, extract(epoch FROM now() - created_at) AS seconds, payload ? 'reorgedOut' AS again`,
       [id, txHash ? toBytea(txHash) : null, JSON.stringify(facts)],
     );
     this.observeConfirmed(result.rows);
@@ -272,11 +276,95 @@ export class SettlementRepository {
           SET status = 'confirmed', error = NULL, lease_until = NULL, updated_at = now(),
               tx_hash = CASE WHEN amount = $3 OR tx_hash IS NULL THEN $4 ELSE tx_hash END
         WHERE kind = $1 AND subject = $2 AND amount <= $3 AND status <> 'confirmed'
-        RETURNING id, kind, extract(epoch FROM now() - created_at) AS seconds`,
+        RETURNING id, kind, extract(epoch FROM now() - created_at) AS seconds, payload ? 'reorgedOut' AS again`,
       [kind, toBytea(subject), total.toString(), toBytea(txHash)],
     );
     this.observeConfirmed(rows);
     return rows.map((row) => row.id as string);
+  }
+
+  // ------------------------------------------------------------ reorgs
+
+  /**
+   * The hub's transactions recorded mined in a block after `block` that carry confirmed settlements,
+   * newest first: the ones a reorg back to `block` may have taken away. Only those recorded in the
+   * last day (the index of mined transactions): no reorg reaches further back.
+   */
+  async minedCarryingConfirmed(block: bigint, limit: number): Promise<{ hash: Hex; block: bigint }[]> {
+    const { rows } = await this.pool.query(
+      `SELECT t.hash, t.block FROM transactions t
+        WHERE t.status = 'mined' AND t.kind IN ('consumer', 'provider', 'identity', 'beneficiary')
+          AND t.created_at > now() - interval '1 day' AND t.block > $1
+          AND EXISTS (SELECT 1 FROM settlements s WHERE s.tx_hash = t.hash AND s.status = 'confirmed')
+        ORDER BY t.block DESC LIMIT $2`,
+      [block.toString(), limit],
+    );
+    return rows.map((row) => ({ hash: fromBytea(row.hash), block: BigInt(row.block) }));
+  }
+
+  /**
+   * `hash`, recorded mined in `block`, is no longer on the chain: it is pending again (its tracker
+   * broadcasts it again, replaces it, or finds its nonce taken and gives it up) and the settlements it
+   * confirmed are submitted with it, noting why. The same rows, so a claim is never counted twice.
+   * Returns them; none when the transaction is no longer recorded mined in `block`.
+   */
+  async reopenReorged(hash: Hex, block: bigint, reason: string): Promise<SettlementRecord[]> {
+    return this.inTransaction(async (client) => {
+      const reverted = await client.query(
+        `UPDATE transactions SET status = 'pending', block = NULL, updated_at = now()
+          WHERE hash = $1 AND status = 'mined' AND block = $2`,
+        [toBytea(hash), block.toString()],
+      );
+      if (reverted.rowCount !== 1) return [];
+      const { rows } = await client.query(
+        `UPDATE settlements
+            SET status = 'submitted', error = $2, lease_until = NULL, updated_at = now(),
+                payload = payload || jsonb_build_object('reorgedOut', $3::text)
+          WHERE tx_hash = $1 AND status = 'confirmed'
+          RETURNING *`,
+        [toBytea(hash), reason, hash],
+      );
+      return rows.map(toSettlement);
+    });
+  }
+
+  /**
+   * Confirmed consumer and provider settlements above what the books (the follower's view of the
+   * chain, rewound after a reorg) say is settled, and not carried by a transaction of the hub recorded
+   * mined (those are checked by their block): confirmed by an event or by another party's transaction.
+   * It reads every confirmed settlement: for after a rewind, not for a schedule.
+   */
+  async confirmedAboveBooks(limit: number): Promise<SettlementRecord[]> {
+    const { rows } = await this.pool.query(
+      `SELECT s.* FROM settlements s
+         LEFT JOIN consumers c ON s.kind = 'consumer' AND c.address = s.subject
+         LEFT JOIN providers p ON s.kind = 'provider' AND p.address = s.subject
+        WHERE s.status = 'confirmed' AND s.kind IN ('consumer', 'provider')
+          AND s.amount > COALESCE(c.settled, p.settled, 0)
+          AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.hash = s.tx_hash AND t.status = 'mined')
+        ORDER BY s.updated_at DESC LIMIT $1`,
+      [limit],
+    );
+    return rows.map(toSettlement);
+  }
+
+  /**
+   * A confirmed settlement the chain does not have settled (a reorg took its settlement away): it is
+   * submitted again when a pending transaction of the hub carries it (its job follows that one), else
+   * retrying (its job sends it again). Undefined when it is not confirmed.
+   */
+  async reopenUnsettled(id: string, reason: string): Promise<SettlementRecord | undefined> {
+    const { rows } = await this.pool.query(
+      `UPDATE settlements s
+          SET error = $2, lease_until = NULL, updated_at = now(),
+              payload = payload || jsonb_build_object('reorgedOut', '0x' || encode(s.tx_hash, 'hex')),
+              status = CASE WHEN EXISTS (SELECT 1 FROM transactions t WHERE t.hash = s.tx_hash AND t.status = 'pending')
+                       THEN 'submitted' ELSE 'retrying' END
+        WHERE s.id = $1 AND s.status = 'confirmed'
+        RETURNING *`,
+      [id, reason],
+    );
+    return rows[0] ? toSettlement(rows[0]) : undefined;
   }
 
   /** The settlements a transaction (or any transaction with its nonce) carries. */

@@ -82,6 +82,7 @@ export class SettlementPipeline {
       tokenRate: parseTokenRate(config.RELAYER_TOKENS_PER_WEI),
       quoteValiditySeconds: config.QUOTE_VALIDITY_SECONDS,
       leaseMs: Math.max(60_000, config.SETTLEMENT_BATCH_WINDOW_MS * 2),
+      confirmations: config.CONFIRMATIONS,
     });
     const queues = new SettlementQueues(parts.redis, repository, {
       prefix: config.QUEUE_PREFIX,
@@ -118,6 +119,7 @@ export class SettlementPipeline {
         run('provider settled', () => service.onSettled('provider', provider, total, txHash)),
       deposited: ({ consumer }) => run('deposited', () => service.onDeposited(consumer)),
       exited: ({ consumer, block }) => run('exited', () => this.instantExits.onExited(consumer, block)),
+      rewound: ({ block }) => run('rewound', () => service.onRewound(block)),
     };
     for (const [name, listener] of Object.entries(this.listening)) {
       this.events.on(name as keyof ChainEventMap, listener as never);

@@ -27,6 +27,7 @@ import { nativeVerifier } from '@chit/sdk/node';
 import { Logger } from '@nestjs/common';
 import {
   type Address,
+  BlockNotFoundError,
   erc20Abi,
   getAddress,
   hexToBytes,
@@ -36,7 +37,7 @@ import {
   type TransactionReceipt,
   verifyTypedData,
 } from 'viem';
-import { getGasPrice, multicall, readContract, simulateContract } from 'viem/actions';
+import { getBlock, getBlockNumber, getGasPrice, multicall, readContract, simulateContract } from 'viem/actions';
 import type { ChainService } from '../chain/chain.service';
 import type { OperatorSigner } from '../crypto/operator-signer';
 import type { Hex } from '../db/bytes';
@@ -86,6 +87,8 @@ export interface SettlementServiceOptions {
   quoteValiditySeconds: number;
   /** How long a replica holds the settlements of a batch it is sending. */
   leaseMs: number;
+  /** Blocks on top of the including one before a transaction counts as confirmed (CONFIRMATIONS). */
+  confirmations: number;
 }
 
 /** Hands settlements to the job queues; the pipeline implements it. */
@@ -131,6 +134,10 @@ interface ProviderItem {
 /** Hub promises of a provider tried when matching a settlement authorization (the latest first). */
 const AUTHORIZATION_LOOKBACK = 16;
 const GAS_CACHE_MS = 60_000;
+/** Blocks below the confirmed depth in which the reconciler looks for confirmed transactions a reorg took away. */
+const REORG_RECHECK_BLOCKS = 64n;
+/** Transactions (and settlements) one look for reorged settlements checks at most. */
+const REORG_RECHECK_LIMIT = 500;
 
 /**
  * The settlement rules: what is due and when, quotes, provider settlement requests,
@@ -475,6 +482,69 @@ export class SettlementService {
     if (ids.length > 0) this.logger.log(`confirmed by ${txHash} on-chain: ${ids.join(', ')}`);
   }
 
+  /** The follower rewound to `block` after a reorg: what it took away of the confirmed settlements is sent again. */
+  async onRewound(block: bigint): Promise<void> {
+    await this.reopenReorged(block);
+  }
+
+  /**
+   * Puts back in the pipeline the confirmed settlements a reorg took away, the same rows, so that
+   * they are sent again and counted once: those whose transaction of the hub is no longer in the
+   * block it was mined in (after `after`, the block the follower rewound to; without it, in the last
+   * blocks a reorg the follower did not see could reach: the reconciler's look). After a rewind also
+   * the consumer and provider settlements confirmed (by an event, or by another party) above what the
+   * rewound books say is settled, that the chain has not settled either. Returns how many.
+   */
+  async reopenReorged(after?: bigint): Promise<number> {
+    const since =
+      after ??
+      (await getBlockNumber(this.chain.client, { cacheTime: 0 })) -
+        BigInt(this.options.confirmations) -
+        REORG_RECHECK_BLOCKS;
+    const reopened: SettlementRecord[] = [];
+    const blocks = new Map<bigint, Set<string> | null>();
+    for (const tx of await this.repository.minedCarryingConfirmed(since, REORG_RECHECK_LIMIT)) {
+      if ((await this.inBlock(tx.hash, tx.block, blocks)) !== false) continue;
+      const reason = `transaction ${tx.hash} is no longer in block ${tx.block} (reorg): sending it again`;
+      reopened.push(...(await this.repository.reopenReorged(tx.hash, tx.block, reason)));
+    }
+    for (const row of after === undefined ? [] : await this.repository.confirmedAboveBooks(REORG_RECHECK_LIMIT)) {
+      const settled =
+        row.kind === 'consumer'
+          ? (await getConsumerChannel(this.chain.client, { hub: this.scope.hub, consumer: row.subject })).settled
+          : await this.providerSettled(row.subject);
+      if (settled >= row.amount) continue;
+      const reason = `settled ${settled} on-chain, below ${row.amount} (reorg): settling it again`;
+      const back = await this.repository.reopenUnsettled(row.id, reason);
+      if (back) reopened.push(back);
+    }
+    if (reopened.length === 0) return 0;
+    this.logger.warn(`reorg: ${reopened.map((row) => row.id).join(', ')} no longer settled on-chain, sent again`);
+    await this.queue?.enqueue(reopened, { urgent: true });
+    return reopened.length;
+  }
+
+  /**
+   * Whether the canonical block `block` includes the transaction `hash` (false when the chain is
+   * shorter); undefined when the node did not answer. `blocks` caches the blocks' transactions.
+   */
+  private async inBlock(
+    hash: Hex,
+    block: bigint,
+    blocks: Map<bigint, Set<string> | null>,
+  ): Promise<boolean | undefined> {
+    if (!blocks.has(block)) {
+      try {
+        const found = await getBlock(this.chain.client, { blockNumber: block });
+        blocks.set(block, new Set(found.transactions.map((tx) => tx.toLowerCase())));
+      } catch (error) {
+        if (!(error instanceof BlockNotFoundError)) return undefined;
+        blocks.set(block, null);
+      }
+    }
+    return blocks.get(block)?.has(hash.toLowerCase()) ?? false;
+  }
+
   /** A deposit: consumer settlements that failed on an empty channel can collect again. */
   async onDeposited(consumer: Hex): Promise<void> {
     const requeued = await this.repository.requeueFailedConsumer(consumer);
@@ -729,6 +799,10 @@ export class SettlementService {
       throw error;
     }
     const mined = receipt.transactionHash.toLowerCase() as Hex;
+    if ((await this.repository.transaction(mined))?.status !== 'mined') {
+      // A reorg took it away between its confirmations and now: its settlements stay open and are followed again.
+      throw new Error(`transaction ${mined} is no longer on the chain (reorg)`);
+    }
     const rows = (await this.repository.settlementsOfTransactions([mined])).filter((row) =>
       OPEN_STATUSES.includes(row.status),
     );

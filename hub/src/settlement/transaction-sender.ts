@@ -29,7 +29,10 @@ import { ShuttingDown, sleep, TransactionLostError } from './settlement.errors';
 import { bumpFees } from './settlement.policy';
 
 export interface TransactionSenderOptions {
-  /** Blocks on top of the including one before a transaction counts as confirmed (at least 1). */
+  /**
+   * Blocks on top of the including one before a transaction counts as confirmed (0: once mined): the
+   * depth at which the chain follower applies a block (CONFIRMATIONS).
+   */
   confirmations: number;
   /** A transaction not mined this long after its latest attempt is replaced with higher fees. */
   resubmitAfterMs: number;
@@ -158,7 +161,7 @@ export class TransactionSender {
   }
 
   private async track(sender: Hex, nonce: bigint): Promise<TransactionReceipt> {
-    const confirmations = BigInt(Math.max(1, this.options.confirmations));
+    const confirmations = BigInt(this.options.confirmations);
     let lostPolls = 0;
     for (;;) {
       if (this.signal.aborted) throw new ShuttingDown('closing');
@@ -171,7 +174,7 @@ export class TransactionSender {
       if (mined) {
         lostPolls = 0;
         const head = await getBlockNumber(this.client, { cacheTime: 0 });
-        if (head - mined.blockNumber + 1n >= confirmations) {
+        if (head - mined.blockNumber >= confirmations) {
           await this.repository.markMined(mined.transactionHash.toLowerCase() as Hex, mined.blockNumber, mined.gasUsed);
           return mined;
         }
