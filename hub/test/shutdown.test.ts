@@ -258,7 +258,11 @@ describe('graceful shutdown', function () {
       );
       return rows[0].status === 'confirmed' && rows[0];
     });
-    const { rows: txs } = await db.pool.query(`SELECT encode(hash, 'hex') AS hash, status FROM transactions`);
+    // The follower may confirm the settlement from its event before the sender records the receipt.
+    const txs = await until('the transaction recorded as mined', async () => {
+      const { rows } = await db.pool.query(`SELECT encode(hash, 'hex') AS hash, status FROM transactions`);
+      return rows.every((row) => row.status === 'mined') && rows;
+    });
     assert.deepEqual(txs, [{ hash: submitted.tx, status: 'mined' }], 'one transaction, sent once');
     const logs = await rpc.getLogs({ address: hubAddress, fromBlock: 0n, toBlock: 'latest' });
     const settled = parseEventLogs({ abi: hubAbi, logs, eventName: 'ConsumerSettled' }).filter(
