@@ -14,6 +14,7 @@ import { BooksService } from './books/books.service';
 import { ChainService } from './chain/chain.service';
 import { ChainEvents } from './chain/chain-events';
 import { ChainFollower } from './chain/follower/follower.service';
+import { HubStatusWatch } from './chain/hub-status';
 import type { HubConfig } from './config/config';
 import { OperatorSigner } from './crypto/operator-signer';
 import { migrate } from './db/migrator';
@@ -41,6 +42,8 @@ export interface HubContext {
   events: ChainEvents;
   /** Applies confirmed Hub and Registry events to the books; started by `startHub`. */
   follower: ChainFollower;
+  /** The hub's on-chain status, polled for the exchange (no promise from a closing hub); started by `startHub`. */
+  hubStatus: HubStatusWatch;
   signer: OperatorSigner;
   exchanges: ExchangeService;
   books: BooksService;
@@ -77,6 +80,7 @@ export async function createContext(config: HubConfig): Promise<HubContext> {
     const scope = { hub: onChain.hub, chainId };
     const reveals = new RevealRepository(pool);
     const metrics = new MetricsService({ pool, chain, exchanges: () => exchanges });
+    const hubStatus = new HubStatusWatch(chain, config.FOLLOWER_POLL_MS);
     const exchanges = new ExchangeService(
       scope,
       new ExchangeRepository(pool),
@@ -84,6 +88,7 @@ export async function createContext(config: HubConfig): Promise<HubContext> {
       signer,
       { maxBatch: config.EXCHANGE_MAX_BATCH, concurrency: config.EXCHANGE_CONCURRENCY },
       (outcome, seconds, code) => metrics.exchanged(outcome, seconds, code),
+      () => hubStatus.status,
     );
     const events = new ChainEvents();
     const follower = new ChainFollower(chain.client, new ChainRepository(pool), events, {
@@ -102,6 +107,7 @@ export async function createContext(config: HubConfig): Promise<HubContext> {
       chain,
       events,
       follower,
+      hubStatus,
       signer,
       exchanges,
       books: new BooksService(scope, new BooksRepository(pool), reveals, signer),
@@ -132,6 +138,7 @@ class Shutdown implements OnApplicationShutdown {
   constructor(@Inject(CONTEXT) private readonly context: HubContext) {}
 
   async onApplicationShutdown(): Promise<void> {
+    this.context.hubStatus.stop();
     await this.context.follower.stop();
     await this.context.settlement.close().catch(() => {});
     await this.context.pool.end().catch(() => {});
@@ -206,6 +213,7 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
     return payload;
   });
   app.enableShutdownHooks([], { useProcessExit: true });
+  if (config.HUB_ROLE !== 'worker') await context.hubStatus.start();
   await app.listen(config.PORT, config.HOST);
   if (config.HUB_ROLE !== 'api') {
     context.follower.start();

@@ -2,13 +2,13 @@ import { keccak256Bytes } from '@chit/sdk';
 import { bytesToHex, hexToBytes } from 'viem';
 import { HubError } from '../errors/hub-error';
 
-/** keccak256 of hex bytes through the SDK's keccak: native once `enableNativeHashing()` ran. */
-export const keccakHex = (hex: `0x${string}`): `0x${string}` => bytesToHex(keccak256Bytes(hexToBytes(hex)));
-
 // The hub's exchange rules (DESIGN "Hub rules", docs/protocol.md "Exchange"), as a pure function over
 // the rows one batch has locked. The repository loads and locks; this decides; the repository writes.
 
 type Hex = `0x${string}`;
+
+/** keccak256 of hex bytes through the SDK's keccak: native once `enableNativeHashing()` ran. */
+export const keccakHex = (hex: Hex): Hex => bytesToHex(keccak256Bytes(hexToBytes(hex)));
 
 export interface ConsumerState {
   address: Hex;

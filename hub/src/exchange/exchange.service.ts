@@ -2,6 +2,7 @@ import {
   consumerPromiseDigestBytes,
   type ExchangeRequest,
   type HubScope,
+  type HubStatus,
   hubPromiseDigestBytes,
   maxExchangesPerRequest,
   openPreimage,
@@ -62,6 +63,8 @@ export class ExchangeService {
     private readonly signer: OperatorSigner,
     options: ExchangeOptions,
     private readonly observe?: ExchangeObserver,
+    /** The hub's on-chain status as last read: a closing or closed hub issues no new promise. */
+    private readonly hubStatus: () => HubStatus | undefined = () => undefined,
   ) {
     enableNativeHashing();
     this.group = new GroupCommit((candidates) => this.commit(candidates), options);
@@ -123,11 +126,17 @@ export class ExchangeService {
     return { hubPromise, repeated: outcome.repeated };
   }
 
-  /** The stateless checks of an exchange: format, chain, hub, consumer signature. */
+  /** The stateless checks of an exchange: format, chain, hub, the hub's status, consumer signature. */
   private check(body: unknown): CheckedExchange {
     const request = decodeWire('exchangeRequest', body);
     const promise = request.promise;
     this.requireScope(promise);
+    const status = this.hubStatus();
+    if (status === 'closing' || status === 'closed') {
+      // Its stake and free funds go back to the operator when it closes: a promise issued now might
+      // not be paid by the time a provider settles it.
+      throw new HubError('HUB_CLOSING', `This hub is ${status} on-chain and issues no new promises`, { status });
+    }
     const signer = this.verifier.recover(consumerPromiseDigestBytes(promise), promise.signature);
     if (signer !== promise.consumer.toLowerCase()) {
       throw new HubError('INVALID_SIGNATURE', 'The consumer promise is not signed by its consumer', {

@@ -45,6 +45,12 @@ export const hubErrorCodes = {
     retryable: false,
     advice: 'This agreement id is already used with another consumer: start the session with a new agreement id.',
   },
+  HUB_CLOSING: {
+    status: 409,
+    retryable: false,
+    advice:
+      'The hub is closing (or closed) and issues no new promises: stop serving on its credit, settle what it owes you before it closes, and use another hub.',
+  },
   UNKNOWN_PREIMAGE: {
     status: 404,
     retryable: false,
