@@ -14,13 +14,8 @@ import {
 } from '@chit/sdk';
 import { bytesToHex, type Hex } from 'viem';
 import { generatePrivateKey, type PrivateKeyAccount, privateKeyToAccount } from 'viem/accounts';
-import { type RunningHub, startHub } from '../src/app';
-import { loadConfig } from '../src/config/config';
 import { toBytea } from '../src/db/bytes';
-import { ensureRedis, type RunningService } from '../src/dev/services';
-import { startChain } from './support/chain';
-import { createTestDatabase } from './support/postgres';
-import { queuePrefix } from './support/redis';
+import { startTestStack, type TestStack } from './support/hub';
 
 // biome-ignore lint/suspicious/noExplicitAny: JSON answers
 type Json = any;
@@ -28,37 +23,18 @@ type Json = any;
 const OTHER_HUB = '0x000000000000000000000000000000000000dEaD';
 
 describe('POST /v1/exchanges', () => {
-  let chain: Awaited<ReturnType<typeof startChain>>;
-  let db: Awaited<ReturnType<typeof createTestDatabase>>;
-  let redis: RunningService;
-  let hub: RunningHub;
+  let stack: TestStack;
+  let db: TestStack['db'];
+  let hub: TestStack['hub'];
   let info: { hub: Hex; chainId: number; operator: Hex; publicKey: Hex };
 
   before(async function () {
     this.timeout(120_000);
-    chain = await startChain();
-    db = await createTestDatabase();
-    redis = await ensureRedis();
-    hub = await startHub(
-      loadConfig({
-        DATABASE_URL: db.url,
-        REDIS_URL: redis.url,
-        RPC_URL: chain.url,
-        HUB_ADDRESS: chain.deployment.hub.address,
-        OPERATOR_KEY: chain.operatorKey,
-        PORT: '0',
-        LOG_LEVEL: 'silent',
-        QUEUE_PREFIX: queuePrefix(redis.url, 'batch'),
-      }),
-    );
+    stack = await startTestStack('batch');
+    ({ db, hub } = stack);
     info = (await (await fetch(`${hub.url}/v1/info`)).json()) as typeof info;
   });
-  after(async () => {
-    await hub?.close();
-    await db?.drop();
-    await redis?.stop();
-    chain?.stop();
-  });
+  after(() => stack?.stop());
 
   const post = async (path: string, body: unknown): Promise<{ status: number; body: Json }> => {
     const response = await fetch(`${hub.url}${path}`, {

@@ -1,43 +1,20 @@
 import assert from 'node:assert/strict';
 import { HubClient, verifyHubPromise } from '@chit/sdk';
-import { type RunningHub, startHub } from '../src/app';
-import { loadConfig } from '../src/config/config';
-import { ensureRedis, type RunningService } from '../src/dev/services';
-import { startChain } from './support/chain';
 import { exchangeOnce } from './support/exchange';
-import { createTestDatabase } from './support/postgres';
-import { queuePrefix } from './support/redis';
+import { startTestStack, type TestStack } from './support/hub';
 
 describe('hub over HTTP', () => {
-  let chain: Awaited<ReturnType<typeof startChain>>;
-  let db: Awaited<ReturnType<typeof createTestDatabase>>;
-  let redis: RunningService;
-  let hub: RunningHub;
+  let stack: TestStack;
+  let chain: TestStack['chain'];
+  let db: TestStack['db'];
+  let hub: TestStack['hub'];
 
   before(async function () {
     this.timeout(120_000);
-    chain = await startChain();
-    db = await createTestDatabase();
-    redis = await ensureRedis();
-    hub = await startHub(
-      loadConfig({
-        DATABASE_URL: db.url,
-        REDIS_URL: redis.url,
-        RPC_URL: chain.url,
-        HUB_ADDRESS: chain.deployment.hub.address,
-        OPERATOR_KEY: chain.operatorKey,
-        PORT: '0',
-        LOG_LEVEL: 'silent',
-        QUEUE_PREFIX: queuePrefix(redis.url, 'http'),
-      }),
-    );
+    stack = await startTestStack('http');
+    ({ chain, db, hub } = stack);
   });
-  after(async () => {
-    await hub?.close();
-    await db?.drop();
-    await redis?.stop();
-    chain?.stop();
-  });
+  after(() => stack?.stop());
 
   const post = (path: string, body: unknown) =>
     fetch(`${hub.url}${path}`, {

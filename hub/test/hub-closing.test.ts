@@ -3,48 +3,24 @@ import { hubAbi, waitForTransaction } from '@chit/sdk';
 import { type Address, createPublicClient, createWalletClient, http } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import { foundry } from 'viem/chains';
-import { type RunningHub, startHub } from '../src/app';
-import { loadConfig } from '../src/config/config';
 import { toBytea } from '../src/db/bytes';
-import { ensureRedis, type RunningService } from '../src/dev/services';
-import { startChain } from './support/chain';
 import { exchangeOnce } from './support/exchange';
-import { createTestDatabase } from './support/postgres';
-import { queuePrefix } from './support/redis';
+import { startTestStack, type TestStack } from './support/hub';
 
 // A closing hub gives its stake and free funds back to the operator when the close delay ends: it must
 // not issue promises it may not be there to pay.
 describe('a hub that is closing on-chain', () => {
-  let chain: Awaited<ReturnType<typeof startChain>>;
-  let db: Awaited<ReturnType<typeof createTestDatabase>>;
-  let redis: RunningService;
-  let hub: RunningHub;
+  let stack: TestStack;
+  let chain: TestStack['chain'];
+  let db: TestStack['db'];
+  let hub: TestStack['hub'];
 
   before(async function () {
     this.timeout(120_000);
-    chain = await startChain();
-    db = await createTestDatabase();
-    redis = await ensureRedis();
-    hub = await startHub(
-      loadConfig({
-        DATABASE_URL: db.url,
-        REDIS_URL: redis.url,
-        RPC_URL: chain.url,
-        HUB_ADDRESS: chain.deployment.hub.address,
-        OPERATOR_KEY: chain.operatorKey,
-        PORT: '0',
-        LOG_LEVEL: 'silent',
-        FOLLOWER_POLL_MS: '50',
-        QUEUE_PREFIX: queuePrefix(redis.url, 'closing'),
-      }),
-    );
+    stack = await startTestStack('closing', { FOLLOWER_POLL_MS: '50' });
+    ({ chain, db, hub } = stack);
   });
-  after(async () => {
-    await hub?.close();
-    await db?.drop();
-    await redis?.stop();
-    chain?.stop();
-  });
+  after(() => stack?.stop());
 
   it('exchanges while active, then refuses every exchange with HUB_CLOSING once the operator asked to close, crediting nothing', async () => {
     const before = await exchangeOnce(hub.url, db.pool, 5n);
