@@ -7,7 +7,11 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Address, concat, getContractAddress, type Hex, hashTypedData, pad } from 'viem';
+import { gcm } from '@noble/ciphers/aes';
+import { secp256k1 } from '@noble/curves/secp256k1';
+import { hkdf } from '@noble/hashes/hkdf';
+import { sha256 } from '@noble/hashes/sha256';
+import { type Address, bytesToHex, concat, getContractAddress, type Hex, hashTypedData, hexToBytes, pad } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import {
   consumerPromiseDigest,
@@ -60,6 +64,41 @@ function addresses() {
     bytecode: cloneInitCode,
   });
   return { token, registry, hubImplementation, hub };
+}
+
+/**
+ * A preimage box (`ExchangeRequest.encryptedPreimage`) sealed to the operator's key with a fixed
+ * ephemeral key and nonce, built here from the primitives rather than with `sealPreimage` (which draws
+ * both at random), with every intermediate value.
+ */
+function preimageBoxVector(preimage: Hex) {
+  const hubPrivateKey = keys.operator;
+  const ephemeralPrivateKey = key('e0');
+  const nonce = '0x000102030405060708090a0b' as Hex;
+  const info = 'chit/preimage/v1';
+  const hubPublicKey = secp256k1.getPublicKey(hexToBytes(hubPrivateKey), true);
+  const ephemeralPublicKey = secp256k1.getPublicKey(hexToBytes(ephemeralPrivateKey), true);
+  const sharedPoint = secp256k1.getSharedSecret(hexToBytes(ephemeralPrivateKey), hubPublicKey, true);
+  const aesKey = hkdf(sha256, sharedPoint, ephemeralPublicKey, new TextEncoder().encode(info), 32);
+  const sealed = gcm(aesKey, hexToBytes(nonce)).encrypt(hexToBytes(preimage));
+  return {
+    description:
+      'ECIES box of R to the hub (the operator key): ephemeralPublicKey (33) || nonce (12) || ciphertext (32) || tag (16). ' +
+      'Fixed ephemeral key and nonce for the test only: a real box draws both at random.',
+    hubPrivateKey,
+    hubPublicKey: bytesToHex(hubPublicKey),
+    ephemeralPrivateKey,
+    ephemeralPublicKey: bytesToHex(ephemeralPublicKey),
+    sharedPoint: bytesToHex(sharedPoint),
+    info,
+    aesKey: bytesToHex(aesKey),
+    nonce,
+    preimage,
+    hashlock: hashlockOf(preimage),
+    ciphertext: bytesToHex(sealed.subarray(0, 32)),
+    tag: bytesToHex(sealed.subarray(32)),
+    box: concat([bytesToHex(ephemeralPublicKey), nonce, bytesToHex(sealed)]),
+  };
 }
 
 async function main(): Promise<void> {
@@ -173,6 +212,7 @@ async function main(): Promise<void> {
         message: beneficiaryChange,
       }),
     },
+    preimageBox: preimageBoxVector(preimage),
   };
   const file = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'test', 'vectors.json');
   writeFileSync(file, `${JSON.stringify(vectors, null, 2)}\n`);

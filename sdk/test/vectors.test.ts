@@ -1,8 +1,13 @@
 import assert from 'node:assert/strict';
+import { createDecipheriv, hkdfSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { gcm } from '@noble/ciphers/aes';
+import { secp256k1 } from '@noble/curves/secp256k1';
+import { hkdf } from '@noble/hashes/hkdf';
+import { sha256 } from '@noble/hashes/sha256';
 import type { Hex } from 'viem';
-import { hashTypedData } from 'viem';
+import { bytesToHex, concat, hashTypedData, hexToBytes } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import {
   consumerPromiseDigest,
@@ -10,6 +15,7 @@ import {
   decodeMessage,
   encodeMessage,
   hashAgreement,
+  hashlockOf,
   hubDomain,
   hubDomainSeparator,
   hubPromiseDigest,
@@ -17,6 +23,7 @@ import {
   instantExitRequestDigest,
   instantExitRequestTypes,
   jsVerifier,
+  openPreimage,
   recoveryRequestDigest,
   settlementAuthorizationDigest,
   signConsumerPromise,
@@ -188,4 +195,50 @@ describe('test vectors', () => {
       });
     });
   }
+
+  describe('the preimage box', () => {
+    const box = vectors.preimageBox;
+    const bytes = (hex: Hex) => hexToBytes(hex);
+
+    it('opens to R with the hub key, and R hashes to the hashlock of the promises', () => {
+      assert.equal(openPreimage(box.hubPrivateKey, box.box), box.preimage);
+      assert.equal(hashlockOf(box.preimage), box.hashlock);
+      assert.equal(box.hashlock, vectors.consumerPromise.message.hashlock);
+      assert.equal(box.hubPrivateKey, vectors.keys.operator.privateKey);
+    });
+
+    it('recomputes every intermediate value and the box from the fixed ephemeral key and nonce', () => {
+      assert.equal(bytesToHex(secp256k1.getPublicKey(bytes(box.hubPrivateKey), true)), box.hubPublicKey);
+      assert.equal(bytesToHex(secp256k1.getPublicKey(bytes(box.ephemeralPrivateKey), true)), box.ephemeralPublicKey);
+      const shared = secp256k1.getSharedSecret(bytes(box.ephemeralPrivateKey), bytes(box.hubPublicKey), true);
+      assert.equal(bytesToHex(shared), box.sharedPoint);
+      assert.equal(
+        bytesToHex(secp256k1.getSharedSecret(bytes(box.hubPrivateKey), bytes(box.ephemeralPublicKey), true)),
+        box.sharedPoint,
+      );
+      const info = new TextEncoder().encode(box.info);
+      const aesKey = hkdf(sha256, shared, bytes(box.ephemeralPublicKey), info, 32);
+      assert.equal(bytesToHex(aesKey), box.aesKey);
+      const sealed = gcm(aesKey, bytes(box.nonce)).encrypt(bytes(box.preimage));
+      assert.equal(bytesToHex(sealed), concat([box.ciphertext, box.tag]));
+      assert.equal(concat([box.ephemeralPublicKey, box.nonce, box.ciphertext, box.tag]), box.box);
+      assert.equal(bytes(box.box).length, 93);
+    });
+
+    it("derives the same key and R with Node's crypto", () => {
+      const aesKey = hkdfSync('sha256', bytes(box.sharedPoint), bytes(box.ephemeralPublicKey), box.info, 32);
+      assert.equal(bytesToHex(new Uint8Array(aesKey)), box.aesKey);
+      const decipher = createDecipheriv('aes-256-gcm', bytes(box.aesKey), bytes(box.nonce));
+      decipher.setAuthTag(bytes(box.tag));
+      const plain = Buffer.concat([decipher.update(bytes(box.ciphertext)), decipher.final()]);
+      assert.equal(bytesToHex(plain), box.preimage);
+    });
+
+    it('does not open with another key or with a changed byte', () => {
+      assert.equal(openPreimage(vectors.keys.provider.privateKey, box.box), undefined);
+      const flipped = bytes(box.box);
+      flipped[60] = (flipped[60] ?? 0) ^ 1;
+      assert.equal(openPreimage(box.hubPrivateKey, bytesToHex(flipped)), undefined);
+    });
+  });
 });
