@@ -24,7 +24,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { consumerPromiseDigestBytes, encodeMessage, hashlockOf, maxExchangesPerRequest } from '@chit/sdk';
-import { enableNativeHashing } from '@chit/sdk/node';
+import { enableNativeHashing, nativePreimageSealer } from '@chit/sdk/node';
 import Redis from 'ioredis';
 import { Pool } from 'pg';
 import { Agent, request } from 'undici';
@@ -285,9 +285,9 @@ export async function startBenchStack(options: BenchStackOptions = {}): Promise<
       await pool.query('INSERT INTO consumers (address, balance) SELECT unnest($1::bytea[]), 10^30', [
         pairs.flatMap((p) => p.consumers.map((consumer) => toBytea(consumer.address.toLowerCase()))),
       ]);
-      // Pre-sign every promise (native signing; the box is opaque here: each request carries the
-      // previous R, so the hub never needs to open it).
-      const box = bytesToHex(randomBytes(93));
+      // Pre-sign every promise and seal its R to the hub (native code), as a provider would: the hub opens
+      // every box before it signs.
+      const seal = nativePreimageSealer(new OperatorSigner(chain.accounts[0]!.privateKey as Hex).publicKey);
       const signing = performance.now();
       const items = pairs.map(({ consumers, provider }) => {
         const agreementIds = consumers.map(() => bytesToHex(randomBytes(32)));
@@ -308,7 +308,7 @@ export async function startBenchStack(options: BenchStackOptions = {}): Promise<
           const signed = { ...promise, signature: consumer.signDigest(consumerPromiseDigestBytes(promise)) };
           const item = {
             promise: encodeMessage(signed),
-            encryptedPreimage: box,
+            encryptedPreimage: seal(preimage),
             ...(previous && { previousPreimage: previous }),
           };
           previous = preimage;
@@ -326,7 +326,7 @@ export async function startBenchStack(options: BenchStackOptions = {}): Promise<
         return chunks;
       });
       const exchanges = workers * exchangesPerWorker;
-      log(`signed ${exchanges} promises in ${((performance.now() - signing) / 1000).toFixed(1)} s`);
+      log(`signed and sealed ${exchanges} promises in ${((performance.now() - signing) / 1000).toFixed(1)} s`);
 
       const agent = new Agent({ connections: workers, pipelining: 1 });
       const latencies: number[] = [];

@@ -7,7 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { consumerPromiseDigestBytes, encodeMessage, hashlockOf } from '@chit/sdk';
-import { enableNativeHashing } from '@chit/sdk/node';
+import { enableNativeHashing, nativePreimageSealer } from '@chit/sdk/node';
 import { Pool } from 'pg';
 import { bytesToHex, type Hex } from 'viem';
 import { OperatorSigner } from '../src/crypto/operator-signer';
@@ -43,7 +43,7 @@ async function main(): Promise<void> {
     await pool.query('INSERT INTO consumers (address, balance) SELECT unnest($1::bytea[]), 10^30', [
       pairs.map((p) => toBytea(p.consumer.address.toLowerCase())),
     ]);
-    const box = bytesToHex(randomBytes(93));
+    const seal = nativePreimageSealer(operator.publicKey);
     const bodies = pairs.map(({ consumer, provider }) => {
       const agreementId = bytesToHex(randomBytes(32));
       let previous: Hex | undefined;
@@ -62,7 +62,7 @@ async function main(): Promise<void> {
         const body = JSON.parse(
           JSON.stringify({
             promise: encodeMessage(signed),
-            encryptedPreimage: box,
+            encryptedPreimage: seal(preimage),
             ...(previous && { previousPreimage: previous }),
           }),
         );

@@ -9,10 +9,12 @@ import {
 import type { Pool } from 'pg';
 import { type Hex, keccak256, toHex } from 'viem';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
+import { BooksService } from '../src/books/books.service';
 import { OperatorSigner } from '../src/crypto/operator-signer';
 import { toBytea } from '../src/db/bytes';
 import { HubError } from '../src/errors/hub-error';
 import { ExchangeService } from '../src/exchange/exchange.service';
+import { BooksRepository } from '../src/repositories/books.repository';
 import { ExchangeRepository, RevealRepository } from '../src/repositories/exchange.repository';
 import { createTestDatabase } from './support/postgres';
 
@@ -167,20 +169,154 @@ describe('exchange', () => {
     await rejects(request(stale.signed, stale.preimage), 'PROMISE_TOO_LOW');
   });
 
-  it('refuses the next exchange until the previous R is known, and recovers it from its box', async () => {
-    const consumer = await consumerWith(ether(10));
-    const p = provider();
-    const first = await promise(consumer, p, ether(1), ether(1));
-    await service.exchange({ ...request(first.signed, first.preimage), encryptedPreimage: '0x1234' });
-    const second = await promise(consumer, p, ether(2), ether(2));
-    await rejects(request(second.signed, second.preimage), 'PREVIOUS_R_NOT_REVEALED');
-    const { hubPromise } = await service.exchange(
-      request(second.signed, second.preimage, { previousPreimage: first.preimage }),
-    );
-    assert.equal(hubPromise.total, ether(2));
-    // The second R was sealed properly: the third exchange goes through without a reveal.
-    const third = await promise(consumer, p, ether(3), ether(3));
-    assert.equal((await service.exchange(request(third.signed, third.preimage))).hubPromise.total, ether(3));
+  describe("the consumer's money", () => {
+    const money = (address: string) =>
+      new BooksService(scope, new BooksRepository(pool), new RevealRepository(pool), operator).consumer(address);
+    const finney = (n: number) => BigInt(n) * 10n ** 15n;
+
+    async function overspend(body: unknown) {
+      try {
+        await service.exchange(body);
+      } catch (error) {
+        assert.ok(error instanceof HubError && error.code === 'OVERSPEND', String(error));
+        return error.details;
+      }
+      assert.fail('expected OVERSPEND');
+    }
+
+    it('refuses a promise signed for more than the channel holds, even when its increment fits', async () => {
+      const consumer = await consumerWith(ether(2));
+      const p = provider();
+      // A total of 3 lets the hub (or anyone holding it) collect 3: the channel cannot pay that.
+      const over = await promise(consumer, p, ether(3), ether(1));
+      assert.deepEqual(await overspend(request(over.signed, over.preimage)), {
+        owed: ether(3).toString(),
+        held: ether(2).toString(),
+        available: ether(2).toString(),
+      });
+      assert.deepEqual(await books(consumer.address), { credited: '0', signed_total: '0' });
+    });
+
+    it('credits 30 racing providers only as far as the channel pays, so the hub collects exactly what it credited', async () => {
+      const consumer = await consumerWith(finney(2050));
+      const providers = Array.from({ length: 30 }, provider);
+      const promises = [];
+      for (const [i, p] of providers.entries()) {
+        promises.push(await promise(consumer, p, finney(100 * (i + 1)), finney(100)));
+      }
+      const results = await Promise.allSettled(
+        promises.map(({ signed, preimage }) => service.exchange(request(signed, preimage))),
+      );
+      assert.equal(results.filter((r) => r.status === 'fulfilled').length, 20);
+      for (const r of results) if (r.status === 'rejected') assert.equal((r.reason as HubError).code, 'OVERSPEND');
+      // What the hub can collect (the highest total it holds) is what it credited; the rest is the consumer's.
+      assert.deepEqual(await books(consumer.address), {
+        credited: finney(2000).toString(),
+        signed_total: finney(2000).toString(),
+      });
+      const view = await money(consumer.address);
+      assert.equal(view.available, finney(50));
+      assert.equal(view.latestPromise?.total, finney(2000));
+    });
+
+    it('answers no negative amount when a pending exit exceeds what the channel holds beyond its promises', async () => {
+      const consumer = await consumerWith(ether(5));
+      const p = provider();
+      const paid = await promise(consumer, p, ether(2), ether(2));
+      await service.exchange(request(paid.signed, paid.preimage));
+      await pool.query('UPDATE consumers SET exit_amount = $2 WHERE address = $1', [
+        toBytea(consumer.address.toLowerCase()),
+        ether(4).toString(),
+      ]);
+      const more = await promise(consumer, p, ether(3), ether(3));
+      assert.deepEqual(await overspend(request(more.signed, more.preimage)), {
+        owed: ether(3).toString(),
+        held: ether(1).toString(),
+        available: '0',
+      });
+      assert.equal((await money(consumer.address)).available, 0n);
+    });
+  });
+
+  describe('the preimage box', () => {
+    const strangerKey = () => privateKeyToAccount(generatePrivateKey()).publicKey;
+    const stored = async (hashlock: Hex) =>
+      (await pool.query('SELECT preimage FROM exchanges WHERE hashlock = $1', [toBytea(hashlock)])).rows[0];
+
+    it('refuses a box sealed to another key or holding another R (INVALID_PREIMAGE_BOX) and changes nothing', async () => {
+      const consumer = await consumerWith(ether(10));
+      const p = provider();
+      const { signed, preimage } = await promise(consumer, p, ether(3), ether(3));
+      const good = request(signed, preimage);
+      await rejects({ ...good, encryptedPreimage: sealPreimage(strangerKey(), preimage) }, 'INVALID_PREIMAGE_BOX');
+      const otherR = sealPreimage(operator.publicKey, newHashlock().preimage);
+      await rejects({ ...good, encryptedPreimage: otherR }, 'INVALID_PREIMAGE_BOX');
+      const garbage = `0x${'ab'.repeat(93)}`;
+      await rejects({ ...good, encryptedPreimage: garbage }, 'INVALID_PREIMAGE_BOX');
+      assert.deepEqual(await books(consumer.address), { credited: '0', signed_total: '0' });
+      assert.equal(await stored(signed.hashlock), undefined);
+    });
+
+    it('records R with the exchange: the hub can collect what it pays, and nothing is left to reveal', async () => {
+      const consumer = await consumerWith(ether(10));
+      const p = provider();
+      const first = await promise(consumer, p, ether(1), ether(1));
+      await service.exchange(request(first.signed, first.preimage));
+      assert.deepEqual(await stored(first.signed.hashlock), { preimage: Buffer.from(first.preimage.slice(2), 'hex') });
+      const second = await promise(consumer, p, ether(2), ether(2));
+      const { hubPromise } = await service.exchange(request(second.signed, second.preimage));
+      assert.equal(hubPromise.total, ether(2));
+      // Revealing is still accepted, and harmless.
+      assert.deepEqual(await service.reveal({ ...scope, provider: p.account.address, preimage: first.preimage }), {
+        revealed: true,
+      });
+    });
+
+    it("lets nobody spoil a promise by exchanging it first with a bad box: the provider's own request is credited", async () => {
+      const consumer = await consumerWith(ether(10));
+      const p = provider();
+      const { signed, preimage } = await promise(consumer, p, ether(2), ether(2));
+      // The consumer holds its own promise, but not R: whatever box it seals is refused.
+      await rejects(
+        { ...request(signed, preimage), encryptedPreimage: sealPreimage(strangerKey(), preimage) },
+        'INVALID_PREIMAGE_BOX',
+      );
+      const guessed = sealPreimage(operator.publicKey, newHashlock().preimage);
+      await rejects({ ...request(signed, preimage), encryptedPreimage: guessed }, 'INVALID_PREIMAGE_BOX');
+      const first = await service.exchange(request(signed, preimage));
+      assert.equal(first.hubPromise.total, ether(2));
+      assert.deepEqual(await stored(signed.hashlock), { preimage: Buffer.from(preimage.slice(2), 'hex') });
+      // A repeat with another box of the same R gets the same answer; a repeat with a bad box is refused.
+      assert.deepEqual(await service.exchange(request(signed, preimage)), first);
+      await rejects({ ...request(signed, preimage), encryptedPreimage: guessed }, 'INVALID_PREIMAGE_BOX');
+      assert.deepEqual(await books(consumer.address), {
+        credited: ether(2).toString(),
+        signed_total: ether(2).toString(),
+      });
+    });
+
+    it('still asks for the R of an exchange recorded unrevealed before boxes were opened at exchange time', async () => {
+      const consumer = await consumerWith(ether(10));
+      const p = provider();
+      const first = await promise(consumer, p, ether(1), ether(1));
+      await service.exchange(request(first.signed, first.preimage));
+      // As a hub of an earlier version left it: R unknown, the provider marked as owing its reveal.
+      await pool.query('UPDATE exchanges SET preimage = NULL, encrypted_preimage = $2 WHERE hashlock = $1', [
+        toBytea(first.signed.hashlock),
+        toBytea(sealPreimage(strangerKey(), first.preimage)),
+      ]);
+      await pool.query('UPDATE providers SET unrevealed_hashlock = $2 WHERE address = $1', [
+        toBytea(p.account.address.toLowerCase()),
+        toBytea(first.signed.hashlock),
+      ]);
+      const second = await promise(consumer, p, ether(2), ether(2));
+      await rejects(request(second.signed, second.preimage), 'PREVIOUS_R_NOT_REVEALED');
+      const { hubPromise } = await service.exchange(
+        request(second.signed, second.preimage, { previousPreimage: first.preimage }),
+      );
+      assert.equal(hubPromise.total, ether(2));
+      assert.deepEqual(await stored(first.signed.hashlock), { preimage: Buffer.from(first.preimage.slice(2), 'hex') });
+    });
   });
 
   it('refuses bad input with a typed error and changes nothing', async () => {

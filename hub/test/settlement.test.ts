@@ -394,6 +394,32 @@ describe('settlement pipeline', function () {
       });
     });
 
+    it('co-signs an instant exit only of what the consumer has not signed for, the figure the books show', async () => {
+      const db = await database();
+      const running = await hub(settings(db));
+      const consumer = await depositor(running, ether(10));
+      const [a, b] = [provider(running), provider(running)];
+      // Out of order: B's promise (consumer total 5, 2 of it for B) arrives before A's (total 3, for A).
+      await b.pay(consumer, ether(5), ether(2));
+      const view = async (): Promise<Json> =>
+        (await fetch(`${running.url}/v1/consumers/${consumer.account.address}`)).json();
+      const books = await view();
+      assert.deepEqual([books.promised, books.credited, books.available], [ether(5), ether(2), ether(5)].map(String));
+      // The consumer signed for 5: that much can be collected from it, so 5 is left, not 8.
+      const refused = await post(running, '/v1/exits/instant', await exitRequest(consumer, ether(6)));
+      assert.equal(refused.status, 409);
+      const error: Json = await refused.json();
+      assert.deepEqual(
+        [error.code, error.details],
+        ['OVERSPEND', { amount: ether(6).toString(), available: ether(5).toString() }],
+      );
+      const answer = await post(running, '/v1/exits/instant', await exitRequest(consumer, ether(5)));
+      assert.equal(answer.status, 200);
+      // A's promise is inside what the consumer signed: still credited, and nothing is left.
+      await a.pay(consumer, ether(3), ether(3));
+      assert.deepEqual([(await view()).credited, (await view()).available], [ether(5).toString(), '0']);
+    });
+
     it('refuses an instant exit a consumer did not sign, or signed long ago, and reserves nothing', async () => {
       const db = await database();
       const running = await hub(settings(db));

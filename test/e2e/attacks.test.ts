@@ -13,11 +13,12 @@ import {
   registryAbi,
   requestExit,
   type SignedConsumerPromise,
+  type SignedHubPromise,
   sealPreimage,
   settleProvider,
 } from '@chit/sdk';
 import { type Address, type Hex, parseEther } from 'viem';
-import { privateKeyToAccount } from 'viem/accounts';
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { cost, feeOf, sum } from './support/figures';
 import { overWire } from './support/session';
 import { type Consumer, type Provider, type Stack, startStack, until } from './support/stack';
@@ -77,7 +78,8 @@ describe('attacks', function () {
   async function settleAndCheck(
     before: Awaited<ReturnType<Stack['read']['hubFigures']>>,
     consumers: ConsumerOutcome[],
-    providers: { provider: Provider; earned: bigint }[],
+    /** `claim`: the hub promise and R to settle, when not the provider ledger's latest. */
+    providers: { provider: Provider; earned: bigint; claim?: { hubPromise: SignedHubPromise; preimage: Hex } }[],
   ) {
     for (const { consumer, paid } of consumers) {
       const books = await stack.hub.client.consumer(consumer.address);
@@ -89,8 +91,8 @@ describe('attacks', function () {
       }
     }
     let payouts = 0n;
-    for (const { provider, earned } of providers) {
-      const { hubPromise, preimage } = await provider.ledger.latest();
+    for (const { provider, earned, claim } of providers) {
+      const { hubPromise, preimage } = claim ?? (await provider.ledger.latest());
       assert.equal(hubPromise?.total ?? 0n, earned, 'the provider holds a hub promise for exactly its earnings');
       if (earned > 0n) {
         await stack.chain.send(settleProvider(provider.wallet, { promise: hubPromise!, preimage: preimage! }));
@@ -208,18 +210,46 @@ describe('attacks', function () {
       const invoice = await link.invoice();
       assert.ok(invoice);
       await rejection(link.deliver(paid[0]!.promise), PromiseRejectedError, 'UNKNOWN_HASHLOCK');
-      // Sent straight to the hub, the old promise is a repeat: the same answer as the first time, nothing credited.
+      // Sent straight to the hub, the old promise needs its R, which the consumer does not know.
       const info = await stack.hub.client.info();
-      const { hubPromise } = await stack.hub.client.exchange({
-        promise: paid[0]!.promise,
-        encryptedPreimage: sealPreimage(info.publicKey, newHashlock().preimage),
-      });
-      assert.equal(hubPromise.total, paid[0]!.total);
+      await rejection(
+        stack.hub.client.exchange({
+          promise: paid[0]!.promise,
+          encryptedPreimage: sealPreimage(info.publicKey, newHashlock().preimage),
+        }),
+        HubError,
+        'INVALID_PREIMAGE_BOX',
+      );
       assert.equal((await stack.hub.client.consumer(consumer.address)).credited, earned);
       assert.equal((await stack.hub.client.provider(provider.address)).earned, earned);
       // The latest promise, delivered again, gets the latest hub promise again.
       const again = await link.deliver(paid[2]!.promise);
       assert.equal(again.total, earned);
+      link.close();
+      await settleAndCheck(before, [{ consumer, deposit, paid: earned }], [{ provider, earned }]);
+    });
+    it("that exchanges its own promise first with a box of its making spoils nothing: the provider's is credited", async () => {
+      const before = await stack.read.hubFigures();
+      const deposit = ether('1');
+      const consumer = await stack.newConsumer({ deposit });
+      const provider = await stack.newProvider();
+      const link = stack.connect(consumer, provider, { prices: timePrices });
+      stack.clock.advance(MINUTE);
+      const invoice = await link.invoice();
+      assert.ok(invoice);
+      const promise = await link.pay(invoice);
+      // The consumer holds the promise, not R: a box sealed to another key or holding a guessed R is refused.
+      const info = await stack.hub.client.info();
+      for (const encryptedPreimage of [
+        sealPreimage(privateKeyToAccount(generatePrivateKey()).publicKey, newHashlock().preimage),
+        sealPreimage(info.publicKey, newHashlock().preimage),
+      ]) {
+        await rejection(stack.hub.client.exchange({ promise, encryptedPreimage }), HubError, 'INVALID_PREIMAGE_BOX');
+      }
+      assert.equal((await stack.hub.client.consumer(consumer.address)).credited, 0n);
+      // The provider's own exchange goes through, and the hub collects with the R it opened.
+      const earned = cost(timePrices, MINUTE, 0n);
+      assert.equal((await link.deliver(promise)).total, earned);
       link.close();
       await settleAndCheck(before, [{ consumer, deposit, paid: earned }], [{ provider, earned }]);
     });
@@ -392,6 +422,83 @@ describe('attacks', function () {
       } finally {
         await stack.hub.restart({ SETTLEMENT_SCAN_INTERVAL_MS: '500' });
       }
+    });
+  });
+
+  // The drain of issue 10: a consumer and a provider, one person, try to take the operator's money with a
+  // hub promise whose R the hub cannot learn, then an exit. Also last: it moves the chain's clock.
+  describe('a consumer and a provider together', () => {
+    /** The consumer pays `provider` an invoice of `amount` made by the test, which holds its R. */
+    async function promiseWithR(consumer: Consumer, provider: Provider, amount: bigint) {
+      const info = await stack.hub.client.info();
+      const { preimage, hashlock } = newHashlock();
+      const invoice: Invoice = {
+        hub: info.hub,
+        chainId: info.chainId,
+        provider: provider.address,
+        agreementId: newHashlock().hashlock,
+        agreementTotal: amount,
+        hashlock,
+        fee: stack.hubFee,
+      };
+      const { promise } = await consumer.ledger.payInvoice(invoice);
+      return { promise: overWire('consumerPromise', promise), preimage, publicKey: info.publicKey };
+    }
+
+    /** The consumer's timelocked exit of `amount`, finalized; returns what it was paid. */
+    async function exit(consumer: Consumer, amount: bigint, beforeFinalizing?: () => Promise<unknown>) {
+      await stack.chain.send(requestExit(consumer.wallet, { hub: stack.chain.hub, amount }));
+      const { exit: pending } = await stack.read.consumerChannel(consumer.address);
+      assert.ok(pending);
+      await beforeFinalizing?.();
+      await stack.chain.increaseTime(pending.readyAt - (await stack.chain.timestamp()) + 1n);
+      const exiting = finalizeExit(consumer.wallet, { hub: stack.chain.hub });
+      await stack.chain.send(exiting);
+      return (await exiting).amount;
+    }
+
+    it('get no hub promise on a box the hub cannot open: the exit takes the deposit back, the operator loses nothing', async () => {
+      const before = await stack.read.hubFigures();
+      const deposit = ether('3');
+      const consumer = await stack.newConsumer({ deposit });
+      const provider = await stack.newProvider();
+      const { promise, preimage, publicKey } = await promiseWithR(consumer, provider, deposit);
+      const stranger = privateKeyToAccount(generatePrivateKey()).publicKey;
+      for (const encryptedPreimage of [
+        sealPreimage(stranger, preimage), // well formed, sealed to another key
+        sealPreimage(publicKey, newHashlock().preimage), // opens, but to an R of another hashlock
+      ]) {
+        await rejection(provider.hub.exchange({ promise, encryptedPreimage }), HubError, 'INVALID_PREIMAGE_BOX');
+      }
+      await rejection(stack.hub.client.provider(provider.address), HubError, 'UNKNOWN_PROVIDER');
+      assert.equal(await exit(consumer, deposit), deposit);
+      await settleAndCheck(before, [{ consumer, deposit, paid: 0n, exited: deposit }], [{ provider, earned: 0n }]);
+    });
+
+    it('who never reveal R are collected within the exit timelock: the provider is paid, the operator loses nothing', async () => {
+      const before = await stack.read.hubFigures();
+      const deposit = ether('3');
+      const consumer = await stack.newConsumer({ deposit });
+      const provider = await stack.newProvider();
+      const paid = ether('2');
+      const { promise, preimage, publicKey } = await promiseWithR(consumer, provider, paid);
+      const { hubPromise } = await provider.hub.exchange({
+        promise,
+        encryptedPreimage: sealPreimage(publicKey, preimage),
+      });
+      assert.equal(hubPromise.total, paid);
+      // No reveal. The consumer asks for everything back; the hub collects first, with the R it opened.
+      const exited = await exit(consumer, deposit, () =>
+        until('the hub to collect before the exit is ready', async () => {
+          return (await stack.read.consumerChannel(consumer.address)).settled === paid;
+        }),
+      );
+      assert.equal(exited, deposit - paid);
+      await settleAndCheck(
+        before,
+        [{ consumer, deposit, paid, exited }],
+        [{ provider, earned: paid, claim: { hubPromise, preimage } }],
+      );
     });
   });
 

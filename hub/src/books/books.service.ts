@@ -5,6 +5,7 @@ import type { Hex } from '../db/bytes';
 import { HubError } from '../errors/hub-error';
 import type { BooksRepository } from '../repositories/books.repository';
 import type { RevealRepository } from '../repositories/exchange.repository';
+import { available } from './consumer-money';
 
 function addressParam(value: string): Hex {
   if (!isAddress(value)) throw new HubError('MALFORMED', `${value} is not an address`, { path: 'address' });
@@ -24,8 +25,6 @@ export class BooksService {
     const address = addressParam(param);
     const books = await this.books.consumer(address);
     if (!books) throw new HubError('UNKNOWN_CONSUMER', `${param} has no channel at this hub`, { consumer: param });
-    const outstanding = books.credited > books.settled ? books.credited - books.settled : 0n;
-    const free = books.balance - books.exitAmount - books.exitReserved - outstanding;
     const best = books.bestHashlock ? await this.exchanges.byHashlock(books.bestHashlock) : undefined;
     return {
       address: param,
@@ -33,7 +32,7 @@ export class BooksService {
       settled: books.settled,
       promised: books.signedTotal,
       credited: books.credited,
-      available: free > 0n ? free : 0n,
+      available: available(books),
       pendingExit:
         books.exitAmount > 0n
           ? { amount: books.exitAmount, readyAt: BigInt(Math.floor((books.exitReadyAt?.getTime() ?? 0) / 1000)) }

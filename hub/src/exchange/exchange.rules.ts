@@ -1,5 +1,6 @@
 import { keccak256Bytes } from '@chit/sdk';
 import { bytesToHex, hexToBytes } from 'viem';
+import { available, held, owed } from '../books/consumer-money';
 import { HubError } from '../errors/hub-error';
 
 // The hub's exchange rules (DESIGN "Hub rules", docs/protocol.md "Exchange"), as a pure function over
@@ -61,6 +62,8 @@ export interface ExchangeCandidate {
   consumerTotal: bigint;
   consumerSignature: Hex;
   encryptedPreimage: Hex;
+  /** R, opened from `encryptedPreimage` and checked against `hashlock` before the batch. */
+  preimage: Hex;
   previousPreimage?: Hex;
 }
 
@@ -161,6 +164,8 @@ function decide(
     });
   }
 
+  // The consumer's money (books/consumer-money.ts): after this promise it owes its highest signed
+  // total, which its channel must hold on top of pending exits, so the hub collects what it credits.
   const signedTotal = c.consumerTotal > consumer.signedTotal ? c.consumerTotal : consumer.signedTotal;
   const credited = consumer.credited + increment;
   if (credited > signedTotal) {
@@ -169,11 +174,12 @@ function decide(
       credited: credited.toString(),
     });
   }
-  const collectable = consumer.balance - consumer.exitAmount - consumer.exitReserved;
-  if (credited - consumer.settled > collectable) {
-    throw new HubError('OVERSPEND', 'The consumer has promised more than its channel holds', {
-      owed: (credited - consumer.settled).toString(),
-      available: collectable.toString(),
+  const owing = owed({ ...consumer, signedTotal, credited });
+  if (owing > held(consumer)) {
+    throw new HubError('OVERSPEND', 'The consumer has signed for more than its channel holds', {
+      owed: owing.toString(),
+      held: held(consumer).toString(),
+      available: available(consumer).toString(),
     });
   }
 
@@ -205,7 +211,8 @@ function decide(
     address: c.provider,
     promised: hubTotal,
     latestHashlock: c.hashlock,
-    unrevealedHashlock: c.hashlock,
+    // R came with the exchange: nothing is left to reveal.
+    unrevealedHashlock: null,
   };
   const nextAgreement: AgreementState = {
     provider: c.provider,
@@ -224,7 +231,7 @@ function decide(
     increment,
     hubTotal,
     encryptedPreimage: c.encryptedPreimage,
-    preimage: null,
+    preimage: c.preimage,
   };
   state.consumers.set(c.consumer, nextConsumer);
   state.providers.set(c.provider, nextProvider);
@@ -237,7 +244,10 @@ function decide(
   return { ok: true, hubTotal, repeated: false };
 }
 
-/** The R of the provider's unrevealed exchange: sent along, already known, or opened from its box. */
+/**
+ * The R of the provider's unrevealed exchange: sent along, already known, or opened from its box. Only
+ * exchanges recorded before boxes were opened at exchange time can be unrevealed.
+ */
 function learnPrevious(
   hashlock: Hex,
   sent: Hex | undefined,

@@ -5,12 +5,11 @@ import {
   type HubStatus,
   hubPromiseDigestBytes,
   maxExchangesPerRequest,
-  openPreimage,
   type RecoveryResponse,
   type SignedHubPromise,
   verifyRecoveryRequest,
 } from '@chit/sdk';
-import { enableNativeHashing, nativeVerifier } from '@chit/sdk/node';
+import { enableNativeHashing, nativePreimageOpener, nativeVerifier } from '@chit/sdk/node';
 import type { OperatorSigner } from '../crypto/operator-signer';
 import type { Hex } from '../db/bytes';
 import { decodeWire } from '../errors/decode-wire';
@@ -54,6 +53,8 @@ interface CheckedExchange {
  */
 export class ExchangeService {
   private readonly verifier = nativeVerifier();
+  /** Opens `encryptedPreimage` boxes with the operator key. */
+  private readonly openBox: (box: Hex) => Hex | undefined;
   private readonly group: GroupCommit<ExchangeCandidate, ExchangeOutcome>;
 
   constructor(
@@ -67,6 +68,7 @@ export class ExchangeService {
     private readonly hubStatus: () => HubStatus | undefined = () => undefined,
   ) {
     enableNativeHashing();
+    this.openBox = nativePreimageOpener(signer.privateKey);
     this.group = new GroupCommit((candidates) => this.commit(candidates), options);
   }
 
@@ -126,7 +128,11 @@ export class ExchangeService {
     return { hubPromise, repeated: outcome.repeated };
   }
 
-  /** The stateless checks of an exchange: format, chain, hub, the hub's status, consumer signature. */
+  /**
+   * The stateless checks of an exchange: format, chain, hub, the hub's status, consumer signature, and
+   * R: the hub signs a hub promise only when it can collect the consumer promise it pays for, so the
+   * box must open with the operator key to the R of the promise's hashlock.
+   */
   private check(body: unknown): CheckedExchange {
     const request = decodeWire('exchangeRequest', body);
     const promise = request.promise;
@@ -144,7 +150,17 @@ export class ExchangeService {
         recovered: signer ?? null,
       });
     }
-    return { request, candidate: toCandidate(request) };
+    const preimage = this.openBox(request.encryptedPreimage);
+    if (!preimage || keccakHex(preimage) !== promise.hashlock.toLowerCase()) {
+      throw new HubError(
+        'INVALID_PREIMAGE_BOX',
+        preimage
+          ? "encryptedPreimage holds an R whose keccak256 is not the promise's hashlock"
+          : "encryptedPreimage does not open with the hub's key (GET /v1/info, publicKey)",
+        { hashlock: promise.hashlock },
+      );
+    }
+    return { request, candidate: toCandidate(request, preimage) };
   }
 
   /** Records the R of one of the provider's hub promises. */
@@ -176,7 +192,7 @@ export class ExchangeService {
     }
     const latest = await this.reveals.latest(lower(request.provider));
     if (!latest) return { hubPromise: null, preimage: null };
-    const preimage = latest.preimage ?? openPreimage(this.signer.privateKey, latest.encryptedPreimage) ?? null;
+    const preimage = latest.preimage ?? this.openBox(latest.encryptedPreimage) ?? null;
     return {
       hubPromise: this.signHubPromise(request.provider, latest.hubTotal, latest.hashlock),
       preimage: preimage && keccakHex(preimage) === latest.hashlock ? preimage : null,
@@ -185,9 +201,7 @@ export class ExchangeService {
 
   private async commit(candidates: ExchangeCandidate[]): Promise<ExchangeOutcome[]> {
     return this.exchanges.inBatch(candidates, (state) => {
-      const { outcomes, writes } = decideExchanges(candidates, state, (box) =>
-        openPreimage(this.signer.privateKey, box),
-      );
+      const { outcomes, writes } = decideExchanges(candidates, state, this.openBox);
       return { writes, result: outcomes };
     });
   }
@@ -244,7 +258,7 @@ function decodeBatch(body: unknown): unknown[] {
   return exchanges;
 }
 
-function toCandidate(request: ExchangeRequest): ExchangeCandidate {
+function toCandidate(request: ExchangeRequest, preimage: Hex): ExchangeCandidate {
   const { promise } = request;
   return {
     hashlock: lower(promise.hashlock),
@@ -255,6 +269,7 @@ function toCandidate(request: ExchangeRequest): ExchangeCandidate {
     consumerTotal: promise.total,
     consumerSignature: lower(promise.signature),
     encryptedPreimage: lower(request.encryptedPreimage),
+    preimage: lower(preimage),
     previousPreimage: request.previousPreimage ? lower(request.previousPreimage) : undefined,
   };
 }

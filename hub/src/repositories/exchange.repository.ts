@@ -150,10 +150,9 @@ export class ExchangeRepository {
    */
   private async write(client: PoolClient, writes: BatchWrites): Promise<void> {
     if (writes.exchanges.length === 0) return;
-    // R learnt for an exchange inserted by this same batch goes into its row: a statement's CTEs do
-    // not see each other's rows.
-    const inserted = new Set(writes.exchanges.map((e) => e.hashlock));
-    const reveals = [...writes.reveals].filter(([hashlock]) => !inserted.has(hashlock));
+    // Every new exchange carries its R; reveals are of earlier exchanges (a statement's CTEs would not
+    // see each other's rows).
+    const reveals = [...writes.reveals];
     const consumers = [...writes.consumers.values()];
     const providers = [...writes.providers.values()];
     const agreements = [...writes.agreements.values()];
@@ -210,7 +209,7 @@ export class ExchangeRepository {
         exchanges.map((r) => r.increment.toString()),
         exchanges.map((r) => r.hubTotal.toString()),
         exchanges.map((r) => toBytea(r.encryptedPreimage)),
-        exchanges.map((r) => optional(writes.reveals.get(r.hashlock) ?? null)),
+        exchanges.map((r) => optional(r.preimage)),
         reveals.map(([hashlock]) => toBytea(hashlock)),
         reveals.map(([, preimage]) => toBytea(preimage)),
       ],

@@ -73,6 +73,7 @@ export interface InstantExitState {
   consumer: Hex;
   balance: bigint;
   settled: bigint;
+  signedTotal: bigint;
   credited: bigint;
   exitAmount: bigint;
   exitReserved: bigint;
@@ -595,7 +596,7 @@ export class SettlementRepository {
   ): Promise<T> {
     return this.inTransaction(async (client) => {
       const { rows } = await client.query(
-        `SELECT address, balance, settled, credited, exit_amount, exit_reserved FROM consumers
+        `SELECT address, balance, settled, signed_total, credited, exit_amount, exit_reserved FROM consumers
           WHERE address = $1 FOR UPDATE`,
         [toBytea(consumer)],
       );
@@ -610,6 +611,7 @@ export class SettlementRepository {
           consumer,
           balance: BigInt(row.balance),
           settled: BigInt(row.settled),
+          signedTotal: BigInt(row.signed_total),
           credited: BigInt(row.credited),
           exitAmount: BigInt(row.exit_amount),
           exitReserved: BigInt(row.exit_reserved),

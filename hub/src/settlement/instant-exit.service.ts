@@ -2,6 +2,7 @@ import { getConsumerChannel, type HubScope, hubAbi, signInstantExit, verifyInsta
 import { nativeVerifier } from '@chit/sdk/node';
 import { getAddress, type LocalAccount } from 'viem';
 import { getBlock, readContract } from 'viem/actions';
+import { available } from '../books/consumer-money';
 import type { ChainService } from '../chain/chain.service';
 import type { Hex } from '../db/bytes';
 import { decodeWire } from '../errors/decode-wire';
@@ -34,9 +35,10 @@ export class InstantExitService {
    * `POST /v1/exits/instant`: the operator's InstantExit co-signature for the consumer's current exit
    * nonce, asked by the consumer itself (an `InstantExitRequest` it signed in this hub's domain, at most
    * five minutes off the hub's clock: otherwise INVALID_SIGNATURE or STALE_REQUEST, and nothing is
-   * reserved), given only when `amount <= balance - pending exit - (credited - settled)` less what other
-   * co-signed exits reserve. The amount is reserved (consumers.exit_reserved) in the same transaction
-   * that checks it, under the consumer's row lock, so no exchange credits it meanwhile.
+   * reserved), given only for the consumer's available money (books/consumer-money.ts: balance - pending
+   * exit - other co-signed exits - (highest signed total - settled)). The amount is reserved
+   * (consumers.exit_reserved) in the same transaction that checks it, under the consumer's row lock, so
+   * no exchange credits it meanwhile.
    */
   async cosign(body: unknown, now = BigInt(Math.floor(Date.now() / 1000))) {
     const request = decodeWire('instantExitRequest', body);
@@ -78,16 +80,19 @@ export class InstantExitService {
         return { result: answer(existing) };
       }
       // The books (the follower's) and the chain may differ by the confirmations: take the worse of each.
-      const balance = min(state.balance, channel.balance);
-      const pendingExit = max(state.exitAmount, channel.exit?.amount ?? 0n);
-      const settled = max(state.settled, channel.settled);
-      const outstanding = state.credited > settled ? state.credited - settled : 0n;
-      const otherReservations = state.exitReserved - (existing?.reserved ?? 0n);
-      const available = balance - pendingExit - outstanding - otherReservations;
-      if (amount > available) {
+      // What is left is the consumer's money (books/consumer-money.ts), less other co-signed exits.
+      const free = available({
+        balance: min(state.balance, channel.balance),
+        settled: max(state.settled, channel.settled),
+        signedTotal: state.signedTotal,
+        credited: state.credited,
+        exitAmount: max(state.exitAmount, channel.exit?.amount ?? 0n),
+        exitReserved: state.exitReserved - (existing?.reserved ?? 0n),
+      });
+      if (amount > free) {
         throw new HubError('OVERSPEND', 'The consumer asks for more than its channel holds beyond what it owes', {
           amount: amount.toString(),
-          available: (available > 0n ? available : 0n).toString(),
+          available: free.toString(),
         });
       }
       const deadline = chainNow + validity;

@@ -35,6 +35,12 @@ export const hubErrorCodes = {
     retryable: false,
     advice: 'Reveal the R of the previous exchange (POST /v1/reveal) or send it as previousPreimage, then retry.',
   },
+  INVALID_PREIMAGE_BOX: {
+    status: 400,
+    retryable: false,
+    advice:
+      "encryptedPreimage must open with the hub's key (GET /v1/info, publicKey) to the R of the promise's hashlock: seal R again with sealPreimage.",
+  },
   HASHLOCK_REUSED: {
     status: 409,
     retryable: false,

@@ -2,4 +2,5 @@
 
 export * from './file-store.js';
 export * from './native-hashing.js';
+export * from './native-preimage.js';
 export * from './native-verifier.js';

@@ -8,7 +8,15 @@ import { bytesToHex, type Hex, hexToBytes } from 'viem';
 // it into an AES-256-GCM key. Layout: ephemeral public key (33 bytes, compressed) || nonce (12) ||
 // ciphertext of R (32) || tag (16) = 93 bytes.
 
-const INFO = new TextEncoder().encode('chit/preimage/v1');
+/** The box's layout and its HKDF `info`: what another implementation needs besides the algorithms. */
+export const preimageBox = {
+  bytes: 93,
+  ephemeralKeyBytes: 33,
+  nonceBytes: 12,
+  info: 'chit/preimage/v1',
+} as const;
+
+const INFO = new TextEncoder().encode(preimageBox.info);
 
 /**
  * Encrypts a preimage R to the hub's secp256k1 public key, for `ExchangeRequest.encryptedPreimage`.
@@ -42,7 +50,7 @@ export function sealPreimage(hubPublicKey: Hex, preimage: Hex): Hex {
 export function openPreimage(hubPrivateKey: Hex, box: Hex): Hex | undefined {
   try {
     const bytes = hexToBytes(box);
-    if (bytes.length !== 93) return undefined;
+    if (bytes.length !== preimageBox.bytes) return undefined;
     const ephemeralPublic = bytes.subarray(0, 33);
     const shared = secp256k1.getSharedSecret(hexToBytes(hubPrivateKey), ephemeralPublic, true);
     const key = hkdf(sha256, shared, ephemeralPublic, INFO, 32);
