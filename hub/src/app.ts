@@ -1,13 +1,15 @@
 import 'reflect-metadata';
+import { STATUS_CODES } from 'node:http';
 import { type DynamicModule, Inject, Logger, Module, type OnApplicationShutdown } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import Redis from 'ioredis';
 import { LoggerModule, Logger as PinoLogger } from 'nestjs-pino';
 import { Pool } from 'pg';
-import type { Address } from 'viem';
+import { getAddress } from 'viem';
 import { BooksController, ExchangeController, HealthController } from './api/controllers';
-import { ErrorFilter } from './api/error.filter';
+import { clientErrorAnswer, type ErrorAnswer, ErrorFilter, HTTP_LIMITS, httpLayerAnswer } from './api/error.filter';
 import { MetricsController } from './api/metrics.controller';
 import { SettlementController } from './api/settlement.controller';
 import { BooksService } from './books/books.service';
@@ -65,7 +67,8 @@ export async function createContext(config: HubConfig): Promise<HubContext> {
   pool.on('connect', (client) => client.on('error', () => {}));
   const redis = new Redis(config.REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: null });
   redis.on('error', (error) => new Logger('Redis').warn(error.message));
-  const chain = new ChainService(config.RPC_URL, config.HUB_ADDRESS as Address);
+  // Checksummed once here: the hub's address is in every hub promise and in /v1/info.
+  const chain = new ChainService(config.RPC_URL, getAddress(config.HUB_ADDRESS));
   const signer = new OperatorSigner(config.OPERATOR_KEY as `0x${string}`);
   try {
     const chainId = await chain.chainId(config.CHAIN_ID);
@@ -178,6 +181,19 @@ class HubModule {
   }
 }
 
+/** An error answer written straight to the socket, for what Node's HTTP parser refused. */
+function rawAnswer({ status, body }: ErrorAnswer): string {
+  const json = JSON.stringify(body);
+  return [
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}`,
+    'content-type: application/json; charset=utf-8',
+    `content-length: ${Buffer.byteLength(json)}`,
+    'connection: close',
+    '',
+    json,
+  ].join('\r\n');
+}
+
 /** A running hub: its URL and how to stop it (drains requests, then closes connections). */
 export interface RunningHub {
   url: string;
@@ -192,18 +208,43 @@ export interface RunningHub {
  */
 export async function startHub(config: HubConfig): Promise<RunningHub> {
   const context = await createContext(config);
+  const errored = (code: string) => context.metrics.errored(code);
+  // What Fastify and Node's HTTP parser refuse before a route runs answers like every error:
+  // { code, message, details }, counted, never repeating the request.
   const app = await NestFactory.create<NestFastifyApplication>(
     HubModule.register(context),
-    new FastifyAdapter({ bodyLimit: 64 * 1024 }),
-    { bufferLogs: true },
+    new FastifyAdapter({
+      bodyLimit: HTTP_LIMITS.bodyBytes,
+      routerOptions: { maxParamLength: HTTP_LIMITS.paramLength },
+      frameworkErrors: (error: FastifyError, _request: FastifyRequest, reply: FastifyReply) => {
+        const answer = httpLayerAnswer(error.statusCode ?? 400, error.code);
+        errored(answer.body.code);
+        void reply.status(answer.status).send(answer.body);
+      },
+      clientErrorHandler: (error, socket) => {
+        if ((error as NodeJS.ErrnoException).code === 'ECONNRESET' || socket.destroyed) return;
+        const answer = clientErrorAnswer(error);
+        errored(answer.body.code);
+        if (!socket.writable) {
+          socket.destroy();
+          return;
+        }
+        socket.end(rawAnswer(answer));
+        // The rest of the request is never read: do not wait for the client to close.
+        setTimeout(() => socket.destroy(), 1_000).unref();
+      },
+    }),
+    // JSON bodies only (Fastify's parser): Nest's would also take form-encoded ones.
+    { bufferLogs: true, bodyParser: false },
   );
   app.useLogger(app.get(PinoLogger));
-  app.useGlobalFilters(new ErrorFilter((code) => context.metrics.errored(code)));
+  app.useGlobalFilters(new ErrorFilter(errored));
   // On SIGTERM the server stops taking connections and answers what is in flight. Meanwhile every
   // answer closes its connection: an idle keep-alive connection would otherwise hold server.close()
   // open for the keep-alive timeout. Then the hooks close the pipeline, Postgres and Redis, and the
   // process exits 0.
   const fastify = app.getHttpAdapter().getInstance();
+  fastify.removeContentTypeParser('text/plain');
   let closing = false;
   fastify.addHook('preClose', async () => {
     closing = true;

@@ -12,6 +12,7 @@ import {
   openPreimage,
   PreimageMismatchError,
   sealPreimage,
+  signConsumerPromise,
   toConsumerClaim,
 } from '../src/index.js';
 
@@ -46,9 +47,21 @@ describe('wire codec', () => {
     });
   });
 
-  it('rejects an unknown field', () => rejects({ ...promise, extra: 1 }, '', /unrecognized key/i));
-  it('rejects an unknown nested field', () =>
-    rejects({ ...promise, agreement: { ...promise.agreement, x: 1 } }, 'agreement', /unrecognized key/i));
+  it('rejects an unknown field, naming it', () => rejects({ ...promise, extra: 1 }, 'extra', /unrecognized key/i));
+  it('rejects an unknown nested field, naming it', () =>
+    rejects({ ...promise, agreement: { ...promise.agreement, x: 1 } }, 'agreement.x', /unrecognized key/i));
+  it('names the first of several unknown fields', () =>
+    rejects({ ...promise, agreement: { ...promise.agreement, x: 1, y: 2 } }, 'agreement.x', /unrecognized keys/i));
+  it('names an unknown field inside an exchange request', () => {
+    assert.throws(
+      () =>
+        decodeMessage('exchangeRequest', {
+          promise: { ...promise, agreement: { ...promise.agreement, extra: true } },
+          encryptedPreimage: `0x${'00'.repeat(93)}`,
+        }),
+      (error: unknown) => error instanceof MalformedMessageError && error.path === 'promise.agreement.extra',
+    );
+  });
   it('rejects a missing field', () => {
     const { total: _, ...rest } = promise;
     rejects(rest, 'total', /expected string/i);
@@ -65,6 +78,36 @@ describe('wire codec', () => {
   it('rejects a short hashlock', () => rejects({ ...promise, hashlock: '0x1234' }, 'hashlock', /32 bytes/));
   it('rejects a 64-byte signature', () =>
     rejects({ ...promise, signature: promise.signature.slice(0, 130) }, 'signature', /65 bytes/));
+  for (const v of ['00', '01', '1d', 'ff']) {
+    it(`rejects a signature with v = 0x${v}`, () =>
+      rejects({ ...promise, signature: `${promise.signature.slice(0, 130)}${v}` }, 'signature', /v = 27 or 28/));
+  }
+  it('accepts v = 27 or 28 in either case of hex', () => {
+    const upper = `0x${promise.signature.slice(2).toUpperCase()}`;
+    assert.equal(decodeMessage('consumerPromise', { ...promise, signature: upper }).signature, promise.signature);
+  });
+  it('rejects v = 0 or 1 in every signed message', () => {
+    const raw = (signature: string) =>
+      `${signature.slice(0, 130)}${(Number.parseInt(signature.slice(130), 16) - 27).toString(16).padStart(2, '0')}`;
+    const messages = {
+      hubPromise: vectors.hubPromise.message,
+      recoveryRequest: vectors.recoveryRequest.message,
+      instantExitRequest: {
+        consumer: promise.consumer,
+        amount: '1',
+        issuedAt: '1764000000',
+        signature: vectors.recoveryRequest.message.signature,
+      },
+    } as const;
+    for (const [name, message] of Object.entries(messages)) {
+      decodeMessage(name as keyof typeof messages, message);
+      assert.throws(
+        () => decodeMessage(name as keyof typeof messages, { ...message, signature: raw(message.signature) }),
+        (error: unknown) => error instanceof MalformedMessageError && error.path === 'signature',
+        name,
+      );
+    }
+  });
   it('rejects a bad checksum', () =>
     rejects(
       { ...promise, consumer: promise.consumer.replace(/[a-f]/, (c: string) => c.toUpperCase()) },
@@ -72,6 +115,20 @@ describe('wire codec', () => {
       /checksum/,
     ));
   it('rejects a non-integer chain id', () => rejects({ ...promise, chainId: 1.5 }, 'chainId', /int/i));
+  it('takes an encryptedPreimage of exactly 93 bytes', () => {
+    const request = (bytes: number) => ({ promise, encryptedPreimage: `0x${'ab'.repeat(bytes)}` });
+    assert.equal(decodeMessage('exchangeRequest', request(93)).encryptedPreimage, `0x${'ab'.repeat(93)}`);
+    for (const bytes of [0, 1, 32, 92, 94, 512]) {
+      assert.throws(
+        () => decodeMessage('exchangeRequest', request(bytes)),
+        (error: unknown) =>
+          error instanceof MalformedMessageError &&
+          error.path === 'encryptedPreimage' &&
+          /expected 93 bytes as 0x-hex/.test(error.shortMessage),
+        `${bytes} bytes`,
+      );
+    }
+  });
   it('rejects an invoice fee above 100 %', () => {
     assert.throws(
       () =>
@@ -86,6 +143,22 @@ describe('wire codec', () => {
         }),
       (error: unknown) => error instanceof MalformedMessageError && error.path === 'fee',
     );
+  });
+});
+
+describe('signing', () => {
+  it('turns a wallet signature with v = 0 or 1 into the wire form, v = 27 or 28', async () => {
+    const decoded = decodeMessage('consumerPromise', promise);
+    const { signature: _, ...unsigned } = decoded;
+    for (const [raw, wire] of [
+      ['00', '1b'],
+      ['01', '1c'],
+    ] as const) {
+      const wallet = { signTypedData: async () => `${promise.signature.slice(0, 130)}${raw}` as `0x${string}` };
+      const signed = await signConsumerPromise(wallet, unsigned);
+      assert.equal(signed.signature, `${promise.signature.slice(0, 130)}${wire}`);
+      decodeMessage('consumerPromise', encodeMessage(signed));
+    }
   });
 });
 

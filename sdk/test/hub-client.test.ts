@@ -453,7 +453,10 @@ describe('HubClient', { timeout: 30_000 }, () => {
       const { url, seen } = await serve(() => ({ body: {} }));
       const promise = decodeMessage('consumerPromise', consumerPromiseWire);
       const error = await rejectsWith(
-        client(url).exchange({ promise: { ...promise, hashlock: '0x1234' }, encryptedPreimage: '0x00' }),
+        client(url).exchange({
+          promise: { ...promise, hashlock: '0x1234' },
+          encryptedPreimage: `0x${'00'.repeat(93)}`,
+        }),
         MalformedMessageError,
       );
       assert.equal(error.path, 'promise.hashlock');

@@ -2,6 +2,7 @@ import { encodeMessage } from '@chit/sdk';
 import { Body, Controller, Get, HttpCode, Inject, Param, Post, Res } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
 import { BooksService } from '../books/books.service';
+import { decodeAddress } from '../errors/decode-wire';
 import { ExchangeService } from '../exchange/exchange.service';
 import { HealthService } from '../health/health.service';
 import { InfoService } from '../info/info.service';
@@ -50,14 +51,15 @@ export class BooksController {
     return encodeMessage(await this.info.info());
   }
 
+  // The address in either form (lower case or EIP-55); the books answer it checksummed.
   @Get('consumers/:address')
   async consumer(@Param('address') address: string) {
-    return encodeMessage(await this.books.consumer(address));
+    return encodeMessage(await this.books.consumer(decodeAddress(address, 'address')));
   }
 
   @Get('providers/:address')
   async provider(@Param('address') address: string) {
-    return encodeMessage(await this.books.provider(address));
+    return encodeMessage(await this.books.provider(decodeAddress(address, 'address')));
   }
 }
 

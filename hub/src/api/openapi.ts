@@ -11,6 +11,8 @@ const string = (description: string, pattern?: string): Schema => ({ type: 'stri
 const address = string('address', '^0x[0-9a-fA-F]{40}$');
 const bytes32 = string('32 bytes, hex', '^0x[0-9a-fA-F]{64}$');
 const hex = string('bytes, hex', '^0x[0-9a-fA-F]*$');
+const signature = string('65 bytes r || s || v, hex, v = 27 or 28', '^0x[0-9a-fA-F]{128}1[bcBC]$');
+const sealedPreimage = string('93 bytes, hex: R sealed to the hub key (sealPreimage)', '^0x[0-9a-fA-F]{186}$');
 const decimal = string('decimal string (amount, unix seconds or nonce)', '^[0-9]+$');
 const object = (properties: Record<string, Schema>, optional: string[] = []): Schema => ({
   type: 'object',
@@ -35,18 +37,19 @@ const schemas: Record<string, Schema> = {
     total: decimal,
     hashlock: bytes32,
     agreement: object({ provider: address, id: bytes32, total: decimal }),
-    signature: hex,
+    signature,
   }),
-  HubPromise: object({ ...scope, provider: address, total: decimal, hashlock: bytes32, signature: hex }),
-  ExchangeRequest: object({ promise: ref('ConsumerPromise'), previousPreimage: bytes32, encryptedPreimage: hex }, [
-    'previousPreimage',
-  ]),
+  HubPromise: object({ ...scope, provider: address, total: decimal, hashlock: bytes32, signature }),
+  ExchangeRequest: object(
+    { promise: ref('ConsumerPromise'), previousPreimage: bytes32, encryptedPreimage: sealedPreimage },
+    ['previousPreimage'],
+  ),
   ExchangeResult: {
     oneOf: [object({ hubPromise: ref('HubPromise') }), object({ error: ref('Error') })],
     description: 'The answer POST /v1/exchange would give this item alone: a hub promise, or its error',
   },
   Reveal: object({ ...scope, provider: address, preimage: bytes32 }),
-  RecoveryRequest: object({ ...scope, provider: address, issuedAt: decimal, signature: hex }),
+  RecoveryRequest: object({ ...scope, provider: address, issuedAt: decimal, signature }),
   Info: object({
     ...scope,
     registry: address,
@@ -82,13 +85,20 @@ const schemas: Record<string, Schema> = {
 
 const json = (schema: Schema) => ({ content: { 'application/json': { schema } } });
 
-/** An operation: its answer on success and the error statuses it may give (besides 500). */
+/**
+ * An operation: its answer on success and the error statuses it may give (besides 500, and those of the
+ * HTTP layer: 413 and 415 with a body, 414 with a path parameter).
+ */
 function operation(
   summary: string,
   success: [status: number, schema: Schema],
   options: { body?: Schema; errors?: number[]; parameters?: Schema[] } = {},
 ): Schema {
-  const errors = [...new Set([...(options.errors ?? []), 500])];
+  const httpLayer = [
+    ...(options.body ? [400, 413, 415] : []),
+    ...(options.parameters?.some((parameter) => parameter.in === 'path') ? [400, 414] : []),
+  ];
+  const errors = [...new Set([...(options.errors ?? []), ...httpLayer, 500])].sort((a, b) => a - b);
   return {
     summary,
     parameters: options.parameters,
@@ -233,7 +243,7 @@ export const OPENAPI = {
     },
     '/v1/settlements': {
       post: operation('Settle a hub promise through the relayer', [202, accepted], {
-        body: object({ provider: address, relayerFee: decimal, authorization: { type: 'object' } }),
+        body: object({ provider: address, relayerFee: decimal, authorization: signature }),
         errors: [post, missing, conflict],
       }),
     },
@@ -256,22 +266,22 @@ export const OPENAPI = {
     '/v1/exits/instant': {
       post: operation(
         "The operator's InstantExit co-signature, for the consumer's signed InstantExitRequest",
-        [200, object({ consumer: address, amount: decimal, nonce: decimal, deadline: decimal, signature: hex })],
+        [200, object({ consumer: address, amount: decimal, nonce: decimal, deadline: decimal, signature })],
         {
-          body: object({ consumer: address, amount: decimal, issuedAt: decimal, signature: hex }),
+          body: object({ consumer: address, amount: decimal, issuedAt: decimal, signature }),
           errors: [post, missing, conflict],
         },
       ),
     },
     '/v1/relay/identities': {
       post: operation('Relay a Registry identity registration', [202, accepted], {
-        body: object({ identity: address, beneficiary: address, relayerFee: decimal, signature: hex }),
+        body: object({ identity: address, beneficiary: address, relayerFee: decimal, signature }),
         errors: [post, conflict],
       }),
     },
     '/v1/relay/beneficiaries': {
       post: operation('Relay a Registry beneficiary change', [202, accepted], {
-        body: object({ identity: address, beneficiary: address, signature: hex }),
+        body: object({ identity: address, beneficiary: address, signature }),
         errors: [post, conflict],
       }),
     },

@@ -1,6 +1,8 @@
+import { wireIssuePath } from '@chit/sdk';
 import { isAddress } from 'viem';
 import { z } from 'zod';
 import type { Hex } from '../db/bytes';
+import { decodeAddress } from '../errors/decode-wire';
 import { HubError } from '../errors/hub-error';
 
 // Bodies and queries of the settlement, quote and relay endpoints (docs/protocol.md, "Hub endpoints"),
@@ -24,7 +26,11 @@ const uint256 = z
 const signature = z
   .string()
   .regex(/^0x[0-9a-fA-F]{130}$/, 'expected a 65-byte signature as 0x-hex')
-  .transform((value) => value.toLowerCase() as Hex);
+  .transform((value) => value.toLowerCase() as Hex)
+  .refine(
+    (value) => value.endsWith('1b') || value.endsWith('1c'),
+    'expected v = 27 or 28 (0x1b or 0x1c) as the last byte',
+  );
 
 export const settlementRequestSchema = z.strictObject({
   provider: address,
@@ -50,6 +56,23 @@ export function decodeBody<S extends z.ZodType>(schema: S, input: unknown): z.ou
   const result = schema.safeParse(input);
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;
-  const path = issue.path.join('.');
+  const path = wireIssuePath(issue);
   throw new HubError('MALFORMED', path ? `${path}: ${issue.message}` : issue.message, { path });
+}
+
+const SETTLEMENT_ID = /^(c|p|identity|beneficiary)-(0x[0-9a-fA-F]{40})-(0|[1-9][0-9]{0,77})$/;
+
+/**
+ * Decodes the id of `GET /v1/settlements/{id}` into its canonical form, the one the hub answers:
+ * `<c|p|identity|beneficiary>-<address in lower case>-<decimal>`. The address may come in lower case or
+ * EIP-55; a bad checksum, or an id of another shape, is MALFORMED.
+ */
+export function decodeSettlementId(id: string): string {
+  const match = SETTLEMENT_ID.exec(id);
+  if (!match) {
+    throw new HubError('MALFORMED', 'id: expected c-, p-, identity- or beneficiary-<address>-<decimal integer>', {
+      path: 'id',
+    });
+  }
+  return `${match[1]}-${decodeAddress(match[2], 'id').toLowerCase()}-${match[3]}`;
 }

@@ -53,6 +53,7 @@ import {
 import { Batcher, type BatchOutcome } from './batcher';
 import {
   decodeBody,
+  decodeSettlementId,
   quoteQuerySchema,
   relayBeneficiarySchema,
   relayIdentitySchema,
@@ -185,7 +186,7 @@ export class SettlementService {
   async quote(query: unknown) {
     const { provider } = decodeBody(quoteQuerySchema, query);
     const [latest] = await this.repository.providerExchanges(provider, 1);
-    if (!latest) throw new HubError('UNKNOWN_PROVIDER', `The hub has no promise for ${provider}`, { provider });
+    if (!latest) throw unknownProvider(provider);
     const [settled, info, gasPrice, gasPerPromise] = await Promise.all([
       this.providerSettled(provider),
       this.chain.hubInfo(),
@@ -238,9 +239,7 @@ export class SettlementService {
   async requestProviderSettlement(body: unknown): Promise<SettlementView> {
     const { provider, relayerFee, authorization } = decodeBody(settlementRequestSchema, body);
     const exchanges = await this.repository.providerExchanges(provider, AUTHORIZATION_LOOKBACK);
-    if (exchanges.length === 0) {
-      throw new HubError('UNKNOWN_PROVIDER', `The hub has no promise for ${provider}`, { provider });
-    }
+    if (exchanges.length === 0) throw unknownProvider(provider);
     const exchange = exchanges.find(
       (candidate) =>
         this.verifier.recover(
@@ -252,7 +251,7 @@ export class SettlementService {
       throw new HubError(
         'INVALID_SIGNATURE',
         'The authorization is not the provider’s SettlementAuthorization of one of its latest hub promises with this relayer fee',
-        { provider },
+        { provider: getAddress(provider) },
       );
     }
     const id = settlementId.provider(provider, exchange.hubTotal);
@@ -302,9 +301,10 @@ export class SettlementService {
     return view(row);
   }
 
-  /** `GET /v1/settlements/{id}`. */
-  async settlement(id: string): Promise<SettlementView> {
-    const row = id.length <= 200 ? await this.repository.get(id) : undefined;
+  /** `GET /v1/settlements/{id}`: the id with its address in either form; the answer has the canonical id. */
+  async settlement(param: string): Promise<SettlementView> {
+    const id = decodeSettlementId(param);
+    const row = await this.repository.get(id);
     if (!row) throw new HubError('NOT_FOUND', `No settlement ${id}`, { id });
     return view(row);
   }
@@ -329,7 +329,7 @@ export class SettlementService {
     }).catch(() => false);
     if (!valid) {
       throw new HubError('INVALID_SIGNATURE', 'The registration is not signed by the identity for its current nonce', {
-        identity: request.identity,
+        identity: getAddress(request.identity),
         nonce: nonce.toString(),
       });
     }
@@ -373,7 +373,7 @@ export class SettlementService {
     }).catch(() => false);
     if (!valid) {
       throw new HubError('INVALID_SIGNATURE', 'The change is not signed by the identity for its current nonce', {
-        identity: request.identity,
+        identity: getAddress(request.identity),
         nonce: nonce.toString(),
       });
     }
@@ -858,7 +858,10 @@ export class SettlementService {
       if (settled >= row.amount) {
         await this.repository.markConfirmed(row.id, null, { settledBy: 'another transaction' });
       } else if (row.kind === 'consumer') {
-        await this.repository.markFailed(row.id, `the channel of ${row.subject} is empty: nothing to collect`);
+        await this.repository.markFailed(
+          row.id,
+          `the channel of ${getAddress(row.subject)} is empty: nothing to collect`,
+        );
       } else {
         await this.repository.markRetrying(row.id, `transaction ${mined} did not settle it`);
       }
@@ -973,7 +976,7 @@ export class SettlementService {
   private async consumerClaim(row: SettlementRecord): Promise<{ promise: SignedConsumerPromise; preimage: Hex }> {
     const exchange = await this.repository.exchange(String(row.payload.hashlock) as Hex);
     if (!exchange || exchange.consumer !== row.subject) {
-      throw new PermanentFault(`no exchange ${String(row.payload.hashlock)} of consumer ${row.subject}`);
+      throw new PermanentFault(`no exchange ${String(row.payload.hashlock)} of consumer ${getAddress(row.subject)}`);
     }
     const promise: SignedConsumerPromise = {
       ...this.scope,
@@ -984,7 +987,9 @@ export class SettlementService {
       signature: exchange.consumerSignature,
     };
     if (!verifyConsumerPromise(promise, this.verifier)) {
-      throw new PermanentFault(`the promise of ${row.subject} for ${exchange.consumerTotal} is not signed by it`);
+      throw new PermanentFault(
+        `the promise of ${getAddress(row.subject)} for ${exchange.consumerTotal} is not signed by it`,
+      );
     }
     const preimage = await this.preimageOf(exchange);
     if (!preimage) throw new Error(`R of ${exchange.hashlock} is not known yet`);
@@ -995,7 +1000,9 @@ export class SettlementService {
     const payload = row.payload as { hashlock: Hex; relayerFee: string; authorization: Hex | null };
     const exchange = await this.repository.exchange(payload.hashlock);
     if (!exchange || exchange.provider !== row.subject || exchange.hubTotal !== row.amount) {
-      throw new PermanentFault(`no exchange ${payload.hashlock} of provider ${row.subject} for ${row.amount}`);
+      throw new PermanentFault(
+        `no exchange ${payload.hashlock} of provider ${getAddress(row.subject)} for ${row.amount}`,
+      );
     }
     const preimage = await this.preimageOf(exchange);
     if (!preimage) throw new Error(`R of ${exchange.hashlock} is not known yet`);
@@ -1065,6 +1072,11 @@ export class SettlementService {
     this.gasCache.set(kind, { at: Date.now(), gas });
     return gas;
   }
+}
+
+function unknownProvider(provider: Hex): HubError {
+  const address = getAddress(provider);
+  return new HubError('UNKNOWN_PROVIDER', `The hub has no promise for ${address}`, { provider: address });
 }
 
 function view(row: SettlementRecord): SettlementView {

@@ -96,6 +96,31 @@ export const hubErrorCodes = {
     retryable: false,
     advice: "Sign a fresh request; check the local clock (within five minutes of the hub's).",
   },
+  BODY_TOO_LARGE: {
+    status: 413,
+    retryable: false,
+    advice: 'The body is over 64 KiB: send fewer exchanges per POST /v1/exchanges.',
+  },
+  UNSUPPORTED_MEDIA_TYPE: {
+    status: 415,
+    retryable: false,
+    advice: 'Send the body as JSON with Content-Type: application/json.',
+  },
+  URI_TOO_LONG: {
+    status: 414,
+    retryable: false,
+    advice: 'A path parameter is too long: check the address or id in the path.',
+  },
+  HEADERS_TOO_LARGE: {
+    status: 431,
+    retryable: false,
+    advice: 'The request line and headers are over the limit (16 KiB): send fewer or shorter headers.',
+  },
+  REQUEST_TIMEOUT: {
+    status: 408,
+    retryable: true,
+    advice: 'The request did not reach the hub in time; retry (requests are idempotent).',
+  },
   RATE_LIMITED: { status: 429, retryable: true, advice: 'Slow down: retry after the time Retry-After gives.' },
   UNAVAILABLE: {
     status: 503,

@@ -1,7 +1,7 @@
 import { type Address, getAddress, type Hex, isAddress } from 'viem';
 import { z } from 'zod';
 import { MalformedMessageError } from '../errors/protocol.js';
-import { wireSchemas } from '../protocol/codec.js';
+import { wireIssuePath, wireSchemas } from '../protocol/codec.js';
 import type { SignedConsumerPromise, SignedHubPromise } from '../protocol/types.js';
 
 // Strict schemas of the hub answers that are not protocol messages (docs/protocol.md, "Hub
@@ -30,7 +30,10 @@ const hex = (pattern: RegExp, message: string) =>
     .transform((value) => value.toLowerCase() as Hex);
 
 const bytes32 = hex(/^0x[0-9a-fA-F]{64}$/, 'expected 32 bytes as 0x-hex');
-const signature = hex(/^0x[0-9a-fA-F]{130}$/, 'expected 65 bytes as 0x-hex');
+const signature = hex(/^0x[0-9a-fA-F]{130}$/, 'expected 65 bytes as 0x-hex').refine(
+  (value) => value.endsWith('1b') || value.endsWith('1c'),
+  'expected v = 27 or 28 (0x1b or 0x1c) as the last byte',
+);
 const publicKey = hex(
   /^0x(0[23][0-9a-fA-F]{64}|04[0-9a-fA-F]{128})$/,
   'expected a secp256k1 public key (33 bytes compressed or 65 uncompressed)',
@@ -282,7 +285,7 @@ export function decodeHubAnswer<N extends HubAnswerName>(name: N, json: unknown)
   const result = hubAnswerSchemas[name].safeParse(json);
   if (!result.success) {
     const issue = result.error.issues[0]!;
-    throw new MalformedMessageError(name, issue.path.join('.'), issue.message, result.error);
+    throw new MalformedMessageError(name, wireIssuePath(issue), issue.message, result.error);
   }
   return result.data as unknown as Answers[N];
 }

@@ -14,8 +14,9 @@ import type {
 } from './types.js';
 
 // The wire format: JSON, amounts as decimal strings (they exceed 2^53), bytes as 0x-hex, addresses
-// as 0x-hex (EIP-55 checksummed when mixed case). Decoding is strict: unknown fields, wrong lengths,
-// negative or oversized numbers are rejected with a MalformedMessageError naming the field.
+// as 0x-hex (EIP-55 checksummed when mixed case), signatures as r || s || v with v = 27 or 28. Decoding
+// is strict: unknown fields, wrong lengths, negative or oversized numbers are rejected with a
+// MalformedMessageError naming the field.
 
 const MAX_UINT256 = (1n << 256n) - 1n;
 
@@ -32,7 +33,13 @@ const bytesN = (n: number) =>
     .transform((value) => value.toLowerCase() as Hex);
 
 const bytes32 = bytesN(32);
-const signature = bytesN(65);
+// v = 0 or 1 recovers the same signer off-chain, but the contracts refuse it: one form only.
+const signature = bytesN(65).refine(
+  (value) => value.endsWith('1b') || value.endsWith('1c'),
+  'expected v = 27 or 28 (0x1b or 0x1c) as the last byte',
+);
+/** A sealed R (sealPreimage): ephemeral public key, compressed (33) || nonce (12) || encrypted R (32) || tag (16). */
+const sealedPreimage = bytesN(33 + 12 + 32 + 16);
 
 const uint256 = z
   .string()
@@ -69,10 +76,7 @@ const hubPromise = z.strictObject({ ...scope, provider: address, total: uint256,
 const exchangeRequest = z.strictObject({
   promise: consumerPromise,
   previousPreimage: bytes32.optional(),
-  encryptedPreimage: z
-    .string()
-    .regex(/^0x([0-9a-fA-F]{2}){1,512}$/, 'expected 1 to 512 bytes as 0x-hex')
-    .transform((value) => value.toLowerCase() as Hex),
+  encryptedPreimage: sealedPreimage,
 });
 
 const exchangeResponse = z.strictObject({ hubPromise });
@@ -130,9 +134,22 @@ export function decodeMessage<N extends MessageName>(name: N, json: unknown): Me
   const result = wireSchemas[name].safeParse(json);
   if (!result.success) {
     const issue = result.error.issues[0]!;
-    throw new MalformedMessageError(name, issue.path.join('.'), issue.message, result.error);
+    throw new MalformedMessageError(name, wireIssuePath(issue), issue.message, result.error);
   }
   return result.data as unknown as Messages[N];
+}
+
+/**
+ * The dotted path of the field a decoding issue is about. For an unknown field that is the field
+ * itself (zod puts it in `keys` and gives its parent's path): the first one when there are several.
+ *
+ * @example
+ * const result = wireSchemas.reveal.safeParse({ ...reveal, extra: 1 });
+ * if (!result.success) wireIssuePath(result.error.issues[0]!); // 'extra'
+ */
+export function wireIssuePath(issue: z.core.$ZodIssue): string {
+  const path = issue.code === 'unrecognized_keys' ? [...issue.path, issue.keys[0]!] : issue.path;
+  return path.map(String).join('.');
 }
 
 type Wire<T> = T extends bigint

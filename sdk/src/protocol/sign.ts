@@ -27,11 +27,20 @@ export type TypedDataSigner = Pick<LocalAccount, 'signTypedData'> | WalletClient
 type TypedDataArgs = Parameters<LocalAccount['signTypedData']>[0];
 
 /** Signs with a local account directly, or through a wallet client (browser or JSON-RPC wallets). */
-function sign(signer: TypedDataSigner, args: TypedDataArgs): Promise<Hex> {
+async function sign(signer: TypedDataSigner, args: TypedDataArgs): Promise<Hex> {
   if ('account' in signer && 'request' in signer) {
-    return signTypedData(signer, { ...args, account: signer.account } as Parameters<typeof signTypedData>[1]);
+    return withV27(
+      await signTypedData(signer, { ...args, account: signer.account } as Parameters<typeof signTypedData>[1]),
+    );
   }
-  return (signer as Pick<LocalAccount, 'signTypedData'>).signTypedData(args);
+  return withV27(await (signer as Pick<LocalAccount, 'signTypedData'>).signTypedData(args));
+}
+
+/** Some wallets answer v = 0 or 1; the wire and the contracts take 27 or 28 only. */
+function withV27(signature: Hex): Hex {
+  const v = signature.slice(130);
+  if (signature.length !== 132 || (v !== '00' && v !== '01')) return signature;
+  return `0x${signature.slice(2, 130)}${v === '00' ? '1b' : '1c'}`;
 }
 
 /**
