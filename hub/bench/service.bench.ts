@@ -72,6 +72,7 @@ async function main(): Promise<void> {
     });
     const latencies: number[] = [];
     const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
     await Promise.all(
       bodies.map(async (sequence) => {
         for (const body of sequence) {
@@ -82,12 +83,16 @@ async function main(): Promise<void> {
       }),
     );
     const seconds = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
     latencies.sort((a, b) => a - b);
     const pct = (p: number) => latencies[Math.floor((latencies.length * p) / 100)]!;
     console.log(`service only: ${WORKERS} concurrent providers, ${latencies.length} exchanges`);
     console.log(`exchanges/s: ${Math.round(latencies.length / seconds)}`);
     console.log(`p50 ms: ${pct(50).toFixed(1)}`);
     console.log(`p99 ms: ${pct(99).toFixed(1)}`);
+    console.log(
+      `cpu µs/exchange (this process, Postgres apart): ${Math.round((cpu.user + cpu.system) / latencies.length)}`,
+    );
   } finally {
     await pool.end();
     await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);

@@ -170,7 +170,7 @@ describe('exchange', () => {
   });
 
   describe("the consumer's money", () => {
-    const money = (address: string) =>
+    const money = (address: Hex) =>
       new BooksService(scope, new BooksRepository(pool), new RevealRepository(pool), operator).consumer(address);
     const finney = (n: number) => BigInt(n) * 10n ** 15n;
 

@@ -1,16 +1,11 @@
 import { type HubScope, hubPromiseDigestBytes } from '@chit/sdk';
-import { isAddress } from 'viem';
+import { type Address, getAddress } from 'viem';
 import type { OperatorSigner } from '../crypto/operator-signer';
 import type { Hex } from '../db/bytes';
 import { HubError } from '../errors/hub-error';
 import type { BooksRepository } from '../repositories/books.repository';
 import type { RevealRepository } from '../repositories/exchange.repository';
 import { available } from './consumer-money';
-
-function addressParam(value: string): Hex {
-  if (!isAddress(value)) throw new HubError('MALFORMED', `${value} is not an address`, { path: 'address' });
-  return value.toLowerCase() as Hex;
-}
 
 /** Consumer and provider state for the data API (docs/protocol.md). */
 export class BooksService {
@@ -21,8 +16,9 @@ export class BooksService {
     private readonly signer: OperatorSigner,
   ) {}
 
-  async consumer(param: string) {
-    const address = addressParam(param);
+  /** `param`: an address the edge checked and checksummed (EIP-55, as every answer gives it). */
+  async consumer(param: Address) {
+    const address = param.toLowerCase() as Hex;
     const books = await this.books.consumer(address);
     if (!books) throw new HubError('UNKNOWN_CONSUMER', `${param} has no channel at this hub`, { consumer: param });
     const best = books.bestHashlock ? await this.exchanges.byHashlock(books.bestHashlock) : undefined;
@@ -43,15 +39,16 @@ export class BooksService {
             consumer: param,
             total: best.consumerTotal,
             hashlock: best.hashlock,
-            agreement: { provider: best.provider, id: best.agreementId, total: best.agreementTotal },
+            agreement: { provider: getAddress(best.provider), id: best.agreementId, total: best.agreementTotal },
             signature: best.consumerSignature,
           }
         : null,
     };
   }
 
-  async provider(param: string) {
-    const address = addressParam(param);
+  /** `param`: an address the edge checked and checksummed. */
+  async provider(param: Address) {
+    const address = param.toLowerCase() as Hex;
     const books = await this.books.provider(address);
     if (!books?.latestHashlock) {
       throw new HubError('UNKNOWN_PROVIDER', `The hub has no promise for ${param}`, { provider: param });

@@ -1,5 +1,5 @@
 import { keccak256Bytes } from '@chit/sdk';
-import { bytesToHex, hexToBytes } from 'viem';
+import { bytesToHex, getAddress, hexToBytes } from 'viem';
 import { available, held, owed } from '../books/consumer-money';
 import { HubError } from '../errors/hub-error';
 
@@ -143,8 +143,8 @@ function decide(
 
   const consumer = state.consumers.get(c.consumer);
   if (!consumer) {
-    throw new HubError('UNKNOWN_CONSUMER', `${c.consumer} has no channel at this hub: deposit first`, {
-      consumer: c.consumer,
+    throw new HubError('UNKNOWN_CONSUMER', `${getAddress(c.consumer)} has no channel at this hub: deposit first`, {
+      consumer: getAddress(c.consumer),
     });
   }
 
@@ -152,7 +152,7 @@ function decide(
   const agreement = state.agreements.get(key);
   if (agreement && agreement.consumer !== c.consumer) {
     throw new HubError('AGREEMENT_CONFLICT', 'This agreement id belongs to another consumer of this provider', {
-      provider: c.provider,
+      provider: getAddress(c.provider),
       agreementId: c.agreementId,
     });
   }

@@ -10,6 +10,7 @@ import {
   verifyRecoveryRequest,
 } from '@chit/sdk';
 import { enableNativeHashing, nativePreimageOpener, nativeVerifier } from '@chit/sdk/node';
+import { getAddress } from 'viem';
 import type { OperatorSigner } from '../crypto/operator-signer';
 import type { Hex } from '../db/bytes';
 import { decodeWire } from '../errors/decode-wire';
@@ -147,7 +148,7 @@ export class ExchangeService {
     if (signer !== promise.consumer.toLowerCase()) {
       throw new HubError('INVALID_SIGNATURE', 'The consumer promise is not signed by its consumer', {
         consumer: promise.consumer,
-        recovered: signer ?? null,
+        recovered: signer ? getAddress(signer) : null,
       });
     }
     const preimage = this.openBox(request.encryptedPreimage);

@@ -74,7 +74,10 @@ export class InstantExitService {
       signature: record.signature,
     });
     return this.repository.reserveInstantExit(consumer, nonce, async (state) => {
-      if (!state) throw new HubError('UNKNOWN_CONSUMER', `${consumer} has no channel at this hub`, { consumer });
+      if (!state) {
+        const checksummed = getAddress(consumer);
+        throw new HubError('UNKNOWN_CONSUMER', `${checksummed} has no channel at this hub`, { consumer: checksummed });
+      }
       const existing = state.existing?.status === 'reserved' ? state.existing : undefined;
       if (existing && existing.amount === amount && existing.deadline - chainNow > validity / 2n) {
         return { result: answer(existing) };
