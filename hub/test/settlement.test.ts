@@ -333,6 +333,33 @@ describe('settlement pipeline', function () {
       assert.equal(await running.context.settlement.service.collectDueConsumers(), 0);
     });
 
+    it('collects from a consumer raced by 30 providers exactly what it credited them, and leaves it the rest', async () => {
+      const db = await database();
+      const running = await hub(settings(db));
+      const finney = (n: number) => BigInt(n) * 10n ** 15n;
+      const consumer = await depositor(running, finney(2050));
+      // Each provider bills 0.1 at once; the consumer signs totals 0.1 to 3.0 against its 2.05.
+      const providers = Array.from({ length: 30 }, () => provider(running));
+      const answers = await Promise.all(
+        providers.map((p, i) => p.exchange(consumer, finney(100 * (i + 1)), finney(100))),
+      );
+      const statuses = answers.map(({ response }) => response.status);
+      assert.equal(statuses.filter((status) => status === 200).length, 20);
+      assert.ok(statuses.every((status) => status === 200 || status === 409));
+
+      assert.equal(await running.context.settlement.service.collectDueConsumers(), 1);
+      await allConfirmed(db, 'consumer', [consumer.account.address]);
+      const channel = await getConsumerChannel(rpc, { hub: hubAddress, consumer: consumer.account.address });
+      assert.deepEqual([channel.settled, channel.balance], [finney(2000), finney(50)]);
+      await until('the collection in the books', async () => {
+        const books: Json = await (await fetch(`${running.url}/v1/consumers/${consumer.account.address}`)).json();
+        return books.settled === finney(2000).toString() && books;
+      }).then((books) => {
+        assert.equal(books.credited, finney(2000).toString());
+        assert.equal(books.available, finney(50).toString());
+      });
+    });
+
     it('settles an exiting consumer at once, and co-signs an instant exit the contract accepts', async () => {
       const db = await database();
       const running = await hub(settings(db, { SETTLEMENT_BATCH_WINDOW_MS: '60000' }));
