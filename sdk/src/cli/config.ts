@@ -12,6 +12,7 @@ export interface GlobalFlags {
   hubUrl?: string | undefined;
   hub?: string | undefined;
   registry?: string | undefined;
+  store?: string | undefined;
   config?: string | undefined;
 }
 
@@ -34,6 +35,11 @@ export interface CliConfig {
   registry: Setting<Address> | undefined;
   /** The keystore; `keystore.json` beside the default config file unless set. */
   keystore: Setting<string>;
+  /**
+   * The provider's store: the directory of the `FileStore` its `ProviderLedger` writes to; `store/`
+   * beside the default config file unless set.
+   */
+  store: Setting<string>;
 }
 
 interface Key {
@@ -49,6 +55,7 @@ const KEYS = {
   hubUrl: { flag: 'hubUrl', option: '--hub-url', env: 'CHIT_HUB_URL', file: 'hubUrl' },
   hub: { flag: 'hub', option: '--hub', env: 'CHIT_HUB', file: 'hub' },
   registry: { flag: 'registry', option: '--registry', env: 'CHIT_REGISTRY', file: 'registry' },
+  store: { flag: 'store', option: '--store', env: 'CHIT_STORE', file: 'store' },
 } as const satisfies Record<string, Key>;
 
 type FileKey = (typeof KEYS)[keyof typeof KEYS]['file'];
@@ -92,7 +99,16 @@ export async function loadConfig(flags: GlobalFlags, env: NodeJS.ProcessEnv = pr
     return undefined;
   };
 
-  const keystore = pick(KEYS.keystore);
+  // A path from the config file is relative to that file; the defaults sit beside the default config file.
+  const localPath = (key: Key, fallback: string): Setting<string> => {
+    const setting = pick(key);
+    if (!setting) return { value: path.join(path.dirname(defaultConfigPath(env)), fallback), source: 'default' };
+    const fromFile = setting.source !== key.env && setting.source !== key.option;
+    return {
+      value: fromFile ? path.resolve(path.dirname(configPath), setting.value) : path.resolve(setting.value),
+      source: setting.source,
+    };
+  };
   return {
     configPath,
     configFileFound: file !== undefined,
@@ -100,16 +116,8 @@ export async function loadConfig(flags: GlobalFlags, env: NodeJS.ProcessEnv = pr
     hubUrl: check(pick(KEYS.hubUrl), hubUrl),
     hub: check(pick(KEYS.hub), address),
     registry: check(pick(KEYS.registry), address),
-    keystore: keystore
-      ? {
-          // A keystore path in the config file is relative to that file.
-          value:
-            keystore.source === KEYS.keystore.env || keystore.source === KEYS.keystore.option
-              ? path.resolve(keystore.value)
-              : path.resolve(path.dirname(configPath), keystore.value),
-          source: keystore.source,
-        }
-      : { value: path.join(path.dirname(defaultConfigPath(env)), 'keystore.json'), source: 'default' },
+    keystore: localPath(KEYS.keystore, 'keystore.json'),
+    store: localPath(KEYS.store, 'store'),
   };
 }
 

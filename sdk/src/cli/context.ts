@@ -23,6 +23,7 @@ import { decodeContractError } from '../errors/contract.js';
 import { chitTokenAbi, hubAbi, registryAbi } from '../generated/abis.js';
 import { HubClient } from '../hub-client/hub-client.js';
 import type { HubServiceInfo } from '../hub-client/schemas.js';
+import { FileStore } from '../node/file-store.js';
 import { type CliConfig, type GlobalFlags, loadConfig } from './config.js';
 import { CliError, toErrorReport } from './errors.js';
 import { keystorePassword, type LockedKeystore, readKeystore, unlockKeystore } from './keystore.js';
@@ -55,6 +56,7 @@ export class CliContext {
   #token: Promise<TokenInfo> | undefined;
   #keystore: Promise<LockedKeystore> | undefined;
   #account: Promise<LocalAccount> | undefined;
+  #store: FileStore | undefined;
   /** The token once loaded, for formatting amounts in error hints. */
   tokenInfo: TokenInfo | undefined;
 
@@ -216,12 +218,26 @@ export class CliContext {
   }
 
   /**
-   * The hub if one is configured, else undefined (for commands that work without one).
+   * Makes `hub` the command's hub, for a hub found without its service (in the provider's store): the
+   * token and the Registry are then read from it.
+   *
+   * @example
+   * ctx.useHub(stored.hub);
+   * const { symbol } = await ctx.token();
+   */
+  useHub(hub: Address): void {
+    this.#hub = Promise.resolve(hub);
+  }
+
+  /**
+   * The hub if one is configured (or given with {@link useHub}), else undefined (for commands that work
+   * without one).
    *
    * @example
    * const hub = await ctx.optionalHub();
    */
   async optionalHub(): Promise<Address | undefined> {
+    if (this.#hub) return this.#hub;
     return this.config.hub || this.config.hubUrl ? this.hub() : undefined;
   }
 
@@ -234,7 +250,7 @@ export class CliContext {
   registry(): Promise<Address> {
     this.#registry ??= (async () => {
       if (this.config.registry) return this.config.registry.value;
-      if (!this.config.hub && !this.config.hubUrl) {
+      if (!this.#hub && !this.config.hub && !this.config.hubUrl) {
         throw new CliError(
           'REGISTRY_MISSING',
           'No Registry is set',
@@ -287,6 +303,17 @@ export class CliContext {
   format(amount: bigint): string {
     const token = this.tokenInfo;
     return token ? `${formatAmount(amount, token.decimals)} ${token.symbol}` : `${amount} (base units)`;
+  }
+
+  /**
+   * The provider's store: the `FileStore` in the configured directory (`--store`, `CHIT_STORE`, "store").
+   *
+   * @example
+   * const keys = await ctx.store().keys();
+   */
+  store(): FileStore {
+    this.#store ??= new FileStore(this.config.store.value);
+    return this.#store;
   }
 
   /**

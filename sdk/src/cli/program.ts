@@ -8,6 +8,7 @@ import { hubsCommand } from './commands/hubs.js';
 import { identityCommand } from './commands/identity.js';
 import { promiseCommand } from './commands/promise.js';
 import { settleCommand } from './commands/settle.js';
+import { storeCommand } from './commands/store.js';
 import { withdrawCommand } from './commands/withdraw.js';
 
 const ENVIRONMENT = `
@@ -17,6 +18,8 @@ Configuration (flags override the environment, which overrides the config file):
   --hub-url     CHIT_HUB_URL     "hubUrl"     the hub's service; the hub address is read from its /v1/info
   --hub         CHIT_HUB         "hub"        the Hub contract, when no hub URL is set
   --registry    CHIT_REGISTRY    "registry"   the Registry (default: the hub's)
+  --store       CHIT_STORE       "store"      the provider's store: its ProviderLedger's FileStore directory
+                                              (default: store/ beside the config file)
                 CHIT_PASSWORD                 keystore password for scripts (else asked on the terminal)
   --config <file>   default $XDG_CONFIG_HOME/chit/config.json or ~/.config/chit/config.json
 
@@ -38,6 +41,7 @@ export function createProgram(): Command {
     .addOption(new Option('--hub-url <url>', "the hub's service URL"))
     .addOption(new Option('--hub <address>', 'the Hub contract'))
     .addOption(new Option('--registry <address>', 'the Registry contract'))
+    .addOption(new Option('--store <dir>', "the provider's store (its ProviderLedger's FileStore directory)"))
     .addOption(new Option('--config <file>', 'config file (JSON)'))
     .option('--json', 'print the result as JSON')
     .addHelpText('after', ENVIRONMENT);
@@ -50,6 +54,7 @@ export function createProgram(): Command {
     exitCommand(),
     settleCommand(),
     withdrawCommand(),
+    storeCommand(),
     beneficiaryCommand(),
     promiseCommand(),
     configCommand(),

@@ -25,6 +25,7 @@ async function runConfig(ctx: CliContext): Promise<void> {
     hub: entry(config.hub),
     registry: entry(config.registry),
     keystore: entry(config.keystore),
+    store: entry(config.store),
     password: process.env.CHIT_PASSWORD ? 'CHIT_PASSWORD' : 'asked on the terminal',
   };
   const show = (setting: Setting<string> | undefined) =>
@@ -36,6 +37,7 @@ async function runConfig(ctx: CliContext): Promise<void> {
     ['Hub', config.hub || !config.hubUrl ? show(config.hub) : '(read from the hub URL)'],
     ['Registry', show(config.registry)],
     ['Keystore', show(config.keystore)],
+    ['Store', show(config.store)],
     ['Password', data.password],
   ]);
 }

@@ -1,5 +1,7 @@
 import { Command, Option } from 'commander';
+import { type Address, isAddressEqual, parseEventLogs, type TransactionReceipt } from 'viem';
 import { settleProvider } from '../../actions/settleProvider.js';
+import { hubAbi } from '../../generated/abis.js';
 import type { HubClient } from '../../hub-client/hub-client.js';
 import type { HubSettlementQuote } from '../../hub-client/schemas.js';
 import { signSettlementAuthorization } from '../../protocol/sign.js';
@@ -8,7 +10,7 @@ import { CliError, toErrorReport } from '../errors.js';
 import { waitForHubJob } from '../hub-job.js';
 import { formatAmount, type Row } from '../output.js';
 import { confirm } from '../prompt.js';
-import { fetchProviderClaim, type ProviderClaim } from '../provider-claim.js';
+import { fetchProviderClaim, loadProviderClaim, type ProviderClaim } from '../provider-claim.js';
 
 interface SettleOptions {
   relayer?: boolean;
@@ -36,7 +38,9 @@ export function settleCommand(): Command {
     .addHelpText(
       'after',
       '\nThe latest hub promise and its R are fetched from the hub (a recovery request signed with the\n' +
-        'identity key), checked, and settled; the hub fee and any relayer fee are shown first.',
+        'identity key), checked, and settled; the hub fee and any relayer fee are shown first. With no hub\n' +
+        "URL set, or a hub that does not answer, they are read from the provider's store (--store) and\n" +
+        'settled directly: that needs only the RPC URL.',
     )
     .action(handler(runSettle));
 }
@@ -46,14 +50,16 @@ async function runSettle(ctx: CliContext, options: SettleOptions): Promise<void>
   if (!(timeoutMs > 0)) {
     throw new CliError('INVALID_OPTION', `--timeout ${options.timeout} is not a number of seconds`, 'Give, say, 300.');
   }
-  const hubClient = ctx.requireHubClient('settling');
+  const relayer = options.relayer === true;
+  // The relayer is the hub's: without an answering hub there is only the direct way.
+  const hubClient = relayer ? ctx.requireHubClient("settling through the hub's relayer") : ctx.hubClient();
+  const claim = relayer ? await fetchProviderClaim(ctx, hubClient!) : await loadProviderClaim(ctx);
   await ctx.token();
-  const claim = await fetchProviderClaim(ctx);
   if (!claim || claim.owed === 0n) return nothingOwed(ctx, claim);
 
-  const quote = await settlementQuote(ctx, hubClient, claim, options.relayer === true);
-  const relayerFee = options.relayer ? quote!.relayerFee : 0n;
-  if (options.relayer && relayerFee >= claim.owed - claim.hubFee) {
+  const quote = claim.source === 'hub' ? await settlementQuote(ctx, hubClient!, claim, relayer) : undefined;
+  const relayerFee = relayer ? quote!.relayerFee : 0n;
+  if (relayer && relayerFee >= claim.owed - claim.hubFee) {
     throw new CliError(
       'RELAYER_FEE_TOO_HIGH',
       `The relayer fee ${ctx.format(relayerFee)} takes all of the ${ctx.format(claim.owed - claim.hubFee)} owed after the hub fee`,
@@ -61,49 +67,54 @@ async function runSettle(ctx: CliContext, options: SettleOptions): Promise<void>
     );
   }
   const payout = claim.owed - claim.hubFee - relayerFee;
-  ctx.out.notice(summary(ctx, claim, relayerFee, payout, options.relayer === true, quote));
+  ctx.out.notice(summary(ctx, claim, relayerFee, payout, relayer, quote));
   if (!options.yes && !(await confirm(`Settle, paying ${ctx.format(payout)} to ${claim.channel.beneficiary}?`))) {
     throw new CliError('NOT_CONFIRMED', 'Not settled', 'Nothing was sent. Run the command again to settle.');
   }
 
-  const amounts = {
-    owed: formatAmount(claim.owed, ctx.tokenInfo!.decimals),
-    hubFee: formatAmount(claim.hubFee, ctx.tokenInfo!.decimals),
-    relayerFee: formatAmount(relayerFee, ctx.tokenInfo!.decimals),
-    payout: formatAmount(payout, ctx.tokenInfo!.decimals),
-  };
-  if (!options.relayer) {
+  const decimals = ctx.tokenInfo!.decimals;
+  if (!relayer) {
     const wallet = await ctx.walletClient();
-    // The payout as simulated against the chain just before sending: it includes a fee change that
-    // took effect since the figures above were read.
     const settled = await settleProvider(wallet, { promise: claim.promise, preimage: claim.preimage });
-    await ctx.confirmation(settled.hash, 'settlement');
+    const receipt = await ctx.confirmation(settled.hash, 'settlement');
+    // What the transaction paid, from its ProviderSettled event: it includes a fee change that took
+    // effect since the figures above were read.
+    const paid = paidOut(receipt, claim) ?? { owed: claim.owed, hubFee: claim.hubFee, payout: settled.payout };
     ctx.out.result(
       {
+        source: claim.source,
         hub: claim.hub,
         provider: claim.provider,
         beneficiary: claim.channel.beneficiary,
-        ...amounts,
-        payout: formatAmount(settled.payout, ctx.tokenInfo!.decimals),
+        total: formatAmount(claim.promise.total, decimals),
+        owed: formatAmount(paid.owed, decimals),
+        hubFee: formatAmount(paid.hubFee, decimals),
+        relayerFee: '0',
+        payout: formatAmount(paid.payout, decimals),
         transaction: settled.hash,
       },
-      [`Settled: ${ctx.format(settled.payout)} paid to ${claim.channel.beneficiary}.`, ['Transaction', settled.hash]],
+      [paidLine('Settled', ctx, paid, claim.channel.beneficiary), ['Transaction', settled.hash]],
     );
     return;
   }
 
   const account = await ctx.account();
   const authorization = await signSettlementAuthorization(account, claim.promise, relayerFee);
-  const job = await hubClient.requestSettlement({ provider: claim.provider, relayerFee, authorization });
-  const settlement = await waitForHubJob(ctx, hubClient, job.id, timeoutMs, {
+  const job = await hubClient!.requestSettlement({ provider: claim.provider, relayerFee, authorization });
+  const settlement = await waitForHubJob(ctx, hubClient!, job.id, timeoutMs, {
     failedHint: 'Settle directly instead: `chit settle` without --relayer.',
   });
   ctx.out.result(
     {
+      source: claim.source,
       hub: claim.hub,
       provider: claim.provider,
       beneficiary: claim.channel.beneficiary,
-      ...amounts,
+      total: formatAmount(claim.promise.total, decimals),
+      owed: formatAmount(claim.owed, decimals),
+      hubFee: formatAmount(claim.hubFee, decimals),
+      relayerFee: formatAmount(relayerFee, decimals),
+      payout: formatAmount(payout, decimals),
       settlement: settlement.id,
       transaction: settlement.txHash,
     },
@@ -115,6 +126,41 @@ async function runSettle(ctx: CliContext, options: SettleOptions): Promise<void>
   );
 }
 
+/** What a settlement paid: the amount settled before fees, the hub fee, and the payout to the beneficiary. */
+export interface PaidOut {
+  owed: bigint;
+  hubFee: bigint;
+  payout: bigint;
+}
+
+/**
+ * What a mined settlement of `claim` paid, from its `ProviderSettled` event; undefined without one.
+ *
+ * @example
+ * const paid = paidOut(await ctx.confirmation(hash, 'settlement'), claim);
+ */
+export function paidOut(receipt: TransactionReceipt, claim: ProviderClaim): PaidOut | undefined {
+  const [event] = parseEventLogs({
+    abi: hubAbi,
+    eventName: 'ProviderSettled',
+    logs: receipt.logs,
+    args: { provider: claim.provider },
+  }).filter((log) => isAddressEqual(log.address, claim.hub));
+  if (!event) return undefined;
+  const { amount, hubFee, relayerFee } = event.args;
+  return { owed: amount, hubFee, payout: amount - hubFee - relayerFee };
+}
+
+/**
+ * The line that says what a settlement paid: `Settled: 6.93 CHIT paid to 0x… (7 CHIT settled, less the hub fee of 0.07 CHIT).`
+ *
+ * @example
+ * paidLine('Withdrawn', ctx, paid, beneficiary);
+ */
+export function paidLine(what: string, ctx: CliContext, paid: PaidOut, beneficiary: Address): string {
+  return `${what}: ${ctx.format(paid.payout)} paid to ${beneficiary} (${ctx.format(paid.owed)} settled, less the hub fee of ${ctx.format(paid.hubFee)}).`;
+}
+
 /**
  * Reports that nothing is owed (the command then exits 0): the hub holds no promise, or it is settled.
  *
@@ -122,7 +168,8 @@ async function runSettle(ctx: CliContext, options: SettleOptions): Promise<void>
  * if (!claim || claim.owed === 0n) return nothingOwed(ctx, claim);
  */
 export function nothingOwed(ctx: CliContext, claim: ProviderClaim | undefined): void {
-  ctx.out.result({ owed: '0', settled: claim ? formatAmount(claim.channel.settled, ctx.tokenInfo!.decimals) : '0' }, [
+  const settled = claim ? formatAmount(claim.channel.settled, ctx.tokenInfo!.decimals) : '0';
+  ctx.out.result({ source: claim?.source ?? 'hub', owed: '0', settled }, [
     claim
       ? `Nothing to settle: the latest hub promise (${ctx.format(claim.promise.total)}) is settled.`
       : 'Nothing to settle: the hub holds no promise to this identity.',

@@ -7,8 +7,8 @@ import { type CliContext, handler } from '../context.js';
 import { CliError } from '../errors.js';
 import { formatAmount, parseAddress } from '../output.js';
 import { confirm } from '../prompt.js';
-import { fetchProviderClaim } from '../provider-claim.js';
-import { nothingOwed, summary } from './settle.js';
+import { loadProviderClaim } from '../provider-claim.js';
+import { nothingOwed, paidLine, paidOut, summary } from './settle.js';
 
 /**
  * `chit withdraw [--to <address>]`: a provider settles everything owed now, to its beneficiary or to a
@@ -25,16 +25,17 @@ export function withdrawCommand(): Command {
     .addHelpText(
       'after',
       '\n--to changes the beneficiary in the Registry for good (it needs a registered identity:\n' +
-        '`chit beneficiary set <address>` registers one).',
+        '`chit beneficiary set <address>` registers one). Like `chit settle`, it reads the latest hub\n' +
+        "promise from the hub, or from the provider's store (--store) when no hub URL is set or the hub\n" +
+        'does not answer.',
     )
     .action(handler(runWithdraw));
 }
 
 async function runWithdraw(ctx: CliContext, options: { to?: string; yes?: boolean }): Promise<void> {
   const to = options.to === undefined ? undefined : parseAddress(options.to, '--to');
-  ctx.requireHubClient('withdrawing');
+  const claim = await loadProviderClaim(ctx);
   const token = await ctx.token();
-  const claim = await fetchProviderClaim(ctx);
   if (!claim || claim.owed === 0n) {
     if (to) ctx.out.warn(`the beneficiary is unchanged; \`chit beneficiary set ${to}\` changes it without settling`);
     return nothingOwed(ctx, claim);
@@ -61,28 +62,28 @@ async function runWithdraw(ctx: CliContext, options: { to?: string; yes?: boolea
 
   const wallet = await ctx.walletClient();
   const { promise, preimage } = claim;
-  const { hash, payout: paid } = to
+  const { hash, payout: simulated } = to
     ? await settleProviderWithBeneficiary(wallet, {
         promise,
         preimage,
         beneficiary: await signSetBeneficiary(wallet, { registry: await ctx.registry(), beneficiary: to }),
       })
     : await settleProvider(wallet, { promise, preimage });
-  await ctx.confirmation(hash, to ? 'settlement to the new beneficiary' : 'settlement');
+  const receipt = await ctx.confirmation(hash, to ? 'settlement to the new beneficiary' : 'settlement');
+  const paid = paidOut(receipt, claim) ?? { owed: claim.owed, hubFee: claim.hubFee, payout: simulated };
   ctx.out.result(
     {
+      source: claim.source,
       hub: claim.hub,
       provider: claim.provider,
       beneficiary,
       beneficiaryChanged: to !== undefined,
-      owed: formatAmount(claim.owed, token.decimals),
-      hubFee: formatAmount(claim.hubFee, token.decimals),
-      payout: formatAmount(paid, token.decimals),
+      total: formatAmount(claim.promise.total, token.decimals),
+      owed: formatAmount(paid.owed, token.decimals),
+      hubFee: formatAmount(paid.hubFee, token.decimals),
+      payout: formatAmount(paid.payout, token.decimals),
       transaction: hash,
     },
-    [
-      `Withdrawn: ${ctx.format(paid)} paid to ${beneficiary}${to ? ', now the beneficiary' : ''}.`,
-      ['Transaction', hash],
-    ],
+    [paidLine(to ? 'Withdrawn to the new beneficiary' : 'Withdrawn', ctx, paid, beneficiary), ['Transaction', hash]],
   );
 }
