@@ -122,7 +122,7 @@ async function main(): Promise<void> {
 
   // ------------------------------------------------------------ 1. deposit with a permit
 
-  // The permit's deadline is counted from the chain's clock (the default is this machine's + 1 hour).
+  // The permit's deadline is counted from the chain's clock (as the default, one hour, is).
   const { timestamp } = await publicClient.getBlock();
   const permit = await signDepositPermit(consumer, { hub: info.hub, amount: DEPOSIT, deadline: timestamp + 3600n });
   const deposited = await depositWithPermit(consumer, { permit });

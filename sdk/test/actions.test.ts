@@ -448,6 +448,17 @@ describe('contract actions on anvil', () => {
       assert.equal(channel.balance, ether('5'));
     });
 
+    describe("when the chain's clock runs ahead of this machine's", () => {
+      it('signs a default deadline one hour of block time ahead, which the token accepts', async () => {
+        await travel(86_400n);
+        const permit = await signDepositPermit(consumer, { hub, amount: ether('5') });
+        assert.equal(permit.deadline, (await latestTimestamp()) + 3600n);
+        await mined(depositWithPermit(relayer, { permit }));
+        const channel = await getConsumerChannel(chain.publicClient, { hub, consumer: consumer.account.address });
+        assert.equal(channel.balance, ether('5'));
+      });
+    });
+
     describe('when the permit has expired', () => {
       it('reverts with HubPermitFailed', async () => {
         const deadline = (await latestTimestamp()) + 60n;

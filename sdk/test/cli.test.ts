@@ -318,6 +318,18 @@ describe('chit', () => {
       assert.ok(front.requests.includes('POST /v1/exits/instant'));
     });
 
+    describe("when the chain's clock runs ahead of this machine's", () => {
+      it('deposit --permit signs a deadline in block time, and deposits', async () => {
+        const ahead = await identity(parseEther('10'));
+        await chain.testClient.increaseTime({ seconds: 7_200 });
+        await chain.testClient.mine({ blocks: 1 });
+        const deposited = ok(await chit(['deposit', '3', '--permit', '--json'], { env: ahead.env }));
+        assert.equal(deposited.balance, '3');
+        const channel = await getConsumerChannel(chain.publicClient, { hub: chain.hub, consumer: ahead.address });
+        assert.equal(channel.balance, parseEther('3'));
+      });
+    });
+
     describe('when the amount has more decimals than the token', () => {
       it('deposit refuses it before anything is sent', async () => {
         const stderr = failed(await chit(['deposit', '0.0000000000000000001'], { env: consumer.env }));

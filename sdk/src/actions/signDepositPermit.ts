@@ -1,5 +1,5 @@
 import type { Address, Hex } from 'viem';
-import { readContract, signTypedData } from 'viem/actions';
+import { getBlock, readContract, signTypedData } from 'viem/actions';
 import type { ChitError } from '../errors/base.js';
 import type { ContractCallError } from '../errors/contract.js';
 import { chitTokenAbi, hubAbi } from '../generated/abis.js';
@@ -18,7 +18,8 @@ export interface SignDepositPermitParameters extends AccountParameter {
   hub: Address;
   /** Tokens to deposit. */
   amount: bigint;
-  /** Last timestamp (seconds) at which the permit is valid; one hour from the local clock when omitted. */
+  /** Last timestamp (seconds) at which the permit is valid; when omitted, one hour after the latest
+   * block's timestamp (or this machine's clock, if that is later): the token checks block time. */
   deadline?: bigint | undefined;
   /** The hub's token; read from the hub when omitted. */
   token?: Address | undefined;
@@ -67,6 +68,8 @@ export type SignDepositPermitReturnType = SignedDepositPermit;
  */
 export type SignDepositPermitErrorType = ChitError | ContractCallError;
 
+const PERMIT_VALIDITY_SECONDS = 3600n;
+
 const PERMIT_TYPES = {
   Permit: [
     { name: 'owner', type: 'address' },
@@ -102,7 +105,7 @@ export async function signDepositPermit(
         readContract(client, { address: token, abi: chitTokenAbi, functionName: 'nonces', args: [account.address] }),
     ]),
   );
-  const deadline = parameters.deadline ?? BigInt(Math.floor(Date.now() / 1000) + 3600);
+  const deadline = parameters.deadline ?? (await defaultDeadline(client));
   const signature = await guard(() =>
     signTypedData(client, {
       account,
@@ -113,4 +116,12 @@ export async function signDepositPermit(
     }),
   );
   return { hub, token, consumer: account.address, amount, deadline, nonce, signature };
+}
+
+/** One hour of block time from now: the chain's clock can run ahead of this machine's (a test chain
+ * whose time was moved), and the token compares the deadline with the block's timestamp. */
+async function defaultDeadline(client: ChitClient): Promise<bigint> {
+  const { timestamp } = await guard(() => getBlock(client, { blockTag: 'latest' }));
+  const local = BigInt(Math.floor(Date.now() / 1000));
+  return (timestamp > local ? timestamp : local) + PERMIT_VALIDITY_SECONDS;
 }
