@@ -9,8 +9,10 @@ import { LoggerModule, Logger as PinoLogger } from 'nestjs-pino';
 import { Pool } from 'pg';
 import { getAddress } from 'viem';
 import { BooksController, ExchangeController, HealthController } from './api/controllers';
+import { registerCors } from './api/cors';
 import { clientErrorAnswer, type ErrorAnswer, ErrorFilter, HTTP_LIMITS, httpLayerAnswer } from './api/error.filter';
 import { MetricsController } from './api/metrics.controller';
+import { registerRateLimit } from './api/rate-limit';
 import { SettlementController } from './api/settlement.controller';
 import { BooksService } from './books/books.service';
 import { ChainService } from './chain/chain.service';
@@ -215,6 +217,7 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
     HubModule.register(context),
     new FastifyAdapter({
       bodyLimit: HTTP_LIMITS.bodyBytes,
+      trustProxy: config.TRUST_PROXY,
       routerOptions: { maxParamLength: HTTP_LIMITS.paramLength },
       frameworkErrors: (error: FastifyError, _request: FastifyRequest, reply: FastifyReply) => {
         const answer = httpLayerAnswer(error.statusCode ?? 400, error.code);
@@ -245,6 +248,9 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
   // process exits 0.
   const fastify = app.getHttpAdapter().getInstance();
   fastify.removeContentTypeParser('text/plain');
+  // Before the routes are added (at listen): CORS headers go on every answer, limits on every route.
+  await registerCors(app, config);
+  await registerRateLimit(app, config);
   let closing = false;
   fastify.addHook('preClose', async () => {
     closing = true;

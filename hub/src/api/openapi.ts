@@ -87,16 +87,17 @@ const json = (schema: Schema) => ({ content: { 'application/json': { schema } } 
 
 /**
  * An operation: its answer on success and the error statuses it may give (besides 500, and those of the
- * HTTP layer: 413 and 415 with a body, 414 with a path parameter).
+ * HTTP layer: 413 and 415 with a body, 414 with a path parameter, 429 unless the route is `unlimited`).
  */
 function operation(
   summary: string,
   success: [status: number, schema: Schema],
-  options: { body?: Schema; errors?: number[]; parameters?: Schema[] } = {},
+  options: { body?: Schema; errors?: number[]; parameters?: Schema[]; unlimited?: boolean } = {},
 ): Schema {
   const httpLayer = [
     ...(options.body ? [400, 413, 415] : []),
     ...(options.parameters?.some((parameter) => parameter.in === 'path') ? [400, 414] : []),
+    ...(options.unlimited ? [] : [429]),
   ];
   const errors = [...new Set([...(options.errors ?? []), ...httpLayer, 500])].sort((a, b) => a - b);
   return {
@@ -285,7 +286,11 @@ export const OPENAPI = {
         errors: [post, conflict],
       }),
     },
-    '/health': { get: operation('Alive while the process runs', [200, object({ status: { type: 'string' } })]) },
+    '/health': {
+      get: operation('Alive while the process runs', [200, object({ status: { type: 'string' } })], {
+        unlimited: true,
+      }),
+    },
     '/ready': {
       get: {
         summary: 'Ready (200) when Postgres, Redis and the RPC answer, else 503',
@@ -308,7 +313,10 @@ export const OPENAPI = {
     '/docs': {
       get: {
         summary: 'This OpenAPI document',
-        responses: { 200: { description: 'OpenAPI 3.1', ...json({ type: 'object' }) } },
+        responses: {
+          200: { description: 'OpenAPI 3.1', ...json({ type: 'object' }) },
+          429: { description: 'error', ...json(ref('Error')) },
+        },
       },
     },
   },

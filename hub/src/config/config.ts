@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { isAddress, isHex } from 'viem';
 import { z } from 'zod';
 
@@ -23,6 +24,76 @@ const url = (protocols: string[]) =>
     `expected a ${protocols.join(' or ')} URL`,
   );
 
+/**
+ * CORS_ORIGINS: `*` (any origin), `none`, or a comma list of origins (`scheme://host[:port]`), which are
+ * answered in the form browsers send them (`https://Wallet.example/` is `https://wallet.example`).
+ */
+const corsOrigins = z
+  .string()
+  .default('*')
+  .transform((value, context): '*' | string[] => {
+    const trimmed = value.trim();
+    if (trimmed === '*') return '*';
+    if (trimmed === 'none') return [];
+    const origins: string[] = [];
+    for (const entry of trimmed.split(',').map((part) => part.trim())) {
+      const origin = originOf(entry);
+      if (origin === undefined) {
+        context.addIssue({
+          code: 'custom',
+          message: `expected *, none or a comma list of origins like https://wallet.example (scheme://host[:port], no path); "${entry}" is not one`,
+        });
+        return z.NEVER;
+      }
+      origins.push(origin);
+    }
+    return origins;
+  });
+
+/** The origin `entry` names (an http: or https: URL without path, query or credentials), else undefined. */
+function originOf(entry: string): string | undefined {
+  try {
+    const url = new URL(entry);
+    // Anything beyond the origin (a path, a query, credentials) shows in href.
+    return ['http:', 'https:'].includes(url.protocol) && url.href === `${url.origin}/` ? url.origin : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Names proxy-addr takes for address ranges (loopback: 127.0.0.0/8 and ::1). */
+const PROXY_RANGES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/**
+ * TRUST_PROXY: which proxies may say who the client is (X-Forwarded-For): unset trusts none (the
+ * client is the peer of the connection), a number trusts that many hops, else a comma list of
+ * addresses, CIDR ranges or `loopback`, `linklocal`, `uniquelocal`.
+ */
+const trustProxy = z
+  .string()
+  .optional()
+  .transform((value, context): false | number | string[] => {
+    if (value === undefined) return false;
+    const trimmed = value.trim();
+    if (/^\d{1,2}$/.test(trimmed)) return Number(trimmed);
+    const entries = trimmed.split(',').map((part) => part.trim());
+    const bad = entries.find((entry) => !PROXY_RANGES.has(entry) && !isAddressOrRange(entry));
+    if (bad === undefined) return entries;
+    context.addIssue({
+      code: 'custom',
+      message: `expected a number of hops or a comma list of proxy addresses, CIDR ranges, loopback, linklocal or uniquelocal; "${bad}" is none`,
+    });
+    return z.NEVER;
+  });
+
+function isAddressOrRange(entry: string): boolean {
+  const [address, bits, ...rest] = entry.split('/');
+  const version = isIP(address ?? '');
+  if (version === 0 || rest.length > 0) return false;
+  if (bits === undefined) return true;
+  return /^\d{1,3}$/.test(bits) && Number(bits) <= (version === 4 ? 32 : 128);
+}
+
 /** Every setting of the hub, from the environment (flags of `chit-hub start` set the same names). */
 export const configSchema = z.object({
   DATABASE_URL: url(['postgres:', 'postgresql:']),
@@ -47,6 +118,14 @@ export const configSchema = z.object({
   EXCHANGE_MAX_BATCH: int(1, 10_000).default(256),
   EXCHANGE_CONCURRENCY: int(1, 100).default(2),
   QUEUE_PREFIX: z.string().min(1).default('chit'),
+  // The HTTP edge (hub/src/api/cors.ts, hub/src/api/rate-limit.ts).
+  /** Origins of the web pages that may call the API from a browser. */
+  CORS_ORIGINS: corsOrigins,
+  /** Proxies whose X-Forwarded-For names the client (rate limits count per client address). */
+  TRUST_PROXY: trustProxy,
+  /** Requests one client address may make to the API per RATE_LIMIT_WINDOW_MS, counted in Redis by every replica; 0 turns limits off. */
+  RATE_LIMIT_MAX: int(0, 1_000_000_000).default(6_000),
+  RATE_LIMIT_WINDOW_MS: int(1_000, 86_400_000).default(60_000),
   // Settlement pipeline and relayer (hub/src/settlement).
   /** Sends the relayer's transactions (settlements, relayed registrations); OPERATOR_KEY when unset. */
   RELAYER_KEY: privateKey.optional(),

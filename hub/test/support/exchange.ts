@@ -5,10 +5,10 @@ import { toBytea } from '../../src/db/bytes';
 
 /**
  * A fresh consumer with a channel of 1 token in the books (as the chain follower would record a
- * deposit) pays a fresh provider `total`: the exchange is posted to the hub at `url`. Returns the
- * parties, the hub's info and the HTTP answer.
+ * deposit) signs a promise of `total` to a fresh provider, and the provider's exchange request for it
+ * is built for the hub at `url` (not sent). Returns the parties, the hub's info and the request body.
  */
-export async function exchangeOnce(url: string, pool: Pool, total: bigint) {
+export async function prepareExchange(url: string, pool: Pool, total: bigint) {
   const consumer = privateKeyToAccount(generatePrivateKey());
   const provider = privateKeyToAccount(generatePrivateKey());
   await pool.query('INSERT INTO consumers (address, balance) VALUES ($1, $2)', [
@@ -31,13 +31,17 @@ export async function exchangeOnce(url: string, pool: Pool, total: bigint) {
     hashlock,
     agreement: { provider: provider.address, id: hashlock, total },
   });
+  const body = { promise: encodeMessage(promise), encryptedPreimage: sealPreimage(info.publicKey, preimage) };
+  return { consumer, provider, info, body };
+}
+
+/** {@link prepareExchange}, then the exchange is posted to the hub at `url`: adds the HTTP answer. */
+export async function exchangeOnce(url: string, pool: Pool, total: bigint) {
+  const { body, ...prepared } = await prepareExchange(url, pool, total);
   const response = await fetch(`${url}/v1/exchange`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      promise: encodeMessage(promise),
-      encryptedPreimage: sealPreimage(info.publicKey, preimage),
-    }),
+    body: JSON.stringify(body),
   });
-  return { consumer, provider, info, response };
+  return { ...prepared, response };
 }
