@@ -1,11 +1,10 @@
 import { type Address, getAddress, type Hex, isAddress } from 'viem';
 import { z } from 'zod';
 import type { FileStore } from '../node/file-store.js';
-import { wireSchemas } from '../protocol/codec.js';
 import { hashlockOf, hubPromiseDigestBytes } from '../protocol/hash.js';
 import type { SignedHubPromise } from '../protocol/types.js';
 import { jsVerifier } from '../protocol/verifier.js';
-import { storedAmount, storedBytes32 } from '../sessions/state.js';
+import { providerLedgerDocument } from '../sessions/provider-ledger.js';
 import type { Json } from '../sessions/store.js';
 import { CliError } from './errors.js';
 
@@ -21,22 +20,12 @@ export const BACKUP_FORMAT = 'chit-provider-store-backup';
 
 const address = z.string().refine((value) => isAddress(value), 'expected an address');
 
-// The ProviderLedger's document (`stateSchema` in sessions/provider-ledger.ts), read as strictly as the
-// ledger reads it: a document imported into the store must be one the ledger opens.
-const ledgerDocument = z.strictObject({
-  version: z.literal(1),
+// The ProviderLedger's document, read as strictly as the ledger reads it, with its addresses checked: a
+// document imported into the store must be one the ledger opens.
+const ledgerDocument = providerLedgerDocument.extend({
   hub: address,
   chainId: z.number().int().positive(),
   provider: address,
-  latest: wireSchemas.hubPromise.nullable(),
-  latestPreimage: storedBytes32.nullable(),
-  unrevealed: storedBytes32.nullable(),
-  credited: z.record(z.string(), storedAmount),
-  inflight: z
-    .strictObject({ request: wireSchemas.exchangeRequest, preimage: storedBytes32, expectedTotal: storedAmount })
-    .nullable(),
-  settledEstimate: storedAmount,
-  settlementId: z.string().nullable(),
 });
 
 const backupSchema = z.strictObject({

@@ -88,7 +88,8 @@ interface ProviderState {
   settlementId: string | null;
 }
 
-const stateSchema = z.strictObject({
+/** The document a {@link ProviderLedger} keeps in its store (what `chit store export` backs up). */
+export const providerLedgerDocument = z.strictObject({
   version: z.literal(1),
   hub: z.string(),
   chainId: z.number(),
@@ -377,7 +378,7 @@ export class ProviderLedger {
     this.#info = info;
     this.#key =
       this.#options.key ?? `chit/provider/${info.chainId}/${info.hub.toLowerCase()}/${this.provider.toLowerCase()}`;
-    const stored = await readState(this.#store, this.#key, stateSchema);
+    const stored = await readState(this.#store, this.#key, providerLedgerDocument);
     if (stored) {
       if (
         stored.hub.toLowerCase() !== info.hub.toLowerCase() ||
