@@ -1,8 +1,8 @@
 /**
  * `npm start`: a working local Chit stack with no configuration: anvil with the contracts deployed,
- * Postgres (DATABASE_URL, else an embedded one), Redis (REDIS_URL, else localhost:6379, else a
- * redis-server started here), and the hub as its own process. Prints the hub URL and the funded demo
- * accounts; Ctrl-C stops everything.
+ * Postgres (a new database for the new chain on DATABASE_URL's server, else an embedded one), Redis
+ * (REDIS_URL, else localhost:6379, else a redis-server started here), and the hub as its own process.
+ * Prints the hub URL and the funded demo accounts; Ctrl-C stops everything.
  *
  *   CHIT_CHAIN_PORT (8545), CHIT_HUB_PORT (8080)
  */
@@ -10,6 +10,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { ensurePostgres, ensureRedis, type RunningService } from '../hub/src/dev/services';
+import { databaseForChain } from './chain-database';
 import { chainBanner, requireFreePort, startLocalChain } from './local-chain';
 
 const log = (line: string) => console.log(line);
@@ -32,8 +33,18 @@ async function main(): Promise<void> {
   const services: RunningService[] = [];
   let hub: ChildProcess | undefined;
   let chain: Awaited<ReturnType<typeof startLocalChain>> | undefined;
+  let stopping = false;
   const stop = async (code = 0) => {
-    hub?.kill('SIGTERM');
+    // Once: Ctrl-C stops the hub, whose exit would call this again.
+    if (stopping) return;
+    stopping = true;
+    const running = hub;
+    if (running && running.exitCode === null) {
+      // The hub closes its connections before the databases go.
+      const exited = new Promise((resolve) => running.once('exit', resolve));
+      running.kill('SIGTERM');
+      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+    }
     chain?.anvil.process.kill();
     for (const service of services.reverse()) await service.stop();
     process.exit(code);
@@ -44,8 +55,11 @@ async function main(): Promise<void> {
   try {
     await requireFreePort(hubPort, 'CHIT_HUB_PORT');
     chain = await startLocalChain(chainPort, hubUrl, log);
-    const postgres = await ensurePostgres(log);
-    services.push(postgres);
+    const server = await ensurePostgres(log);
+    services.push(server);
+    // Every start is a new chain, which needs new books: on DATABASE_URL's server, a database of its own.
+    const postgres = server.source === 'DATABASE_URL' ? await databaseForChain(server.url, chain.anvil.url) : server;
+    if (postgres !== server) services.push(postgres);
     const redis = await ensureRedis(log);
     services.push(redis);
     log(`Postgres: ${postgres.source}; Redis: ${redis.source} (${redis.url})`);

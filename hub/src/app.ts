@@ -22,12 +22,14 @@ import { HubStatusWatch } from './chain/hub-status';
 import type { HubConfig } from './config/config';
 import { OperatorSigner } from './crypto/operator-signer';
 import { migrate } from './db/migrator';
+import { DeploymentService, databaseName } from './deployment/deployment.service';
 import { ExchangeService } from './exchange/exchange.service';
 import { HealthService } from './health/health.service';
 import { InfoService } from './info/info.service';
 import { MetricsService } from './metrics/metrics.service';
 import { BooksRepository } from './repositories/books.repository';
 import { ChainRepository } from './repositories/chain.repository';
+import { DeploymentRepository } from './repositories/deployment.repository';
 import { ExchangeRepository, RevealRepository } from './repositories/exchange.repository';
 import { InstantExitService } from './settlement/instant-exit.service';
 import { SettlementPipeline } from './settlement/settlement.pipeline';
@@ -80,11 +82,23 @@ export async function createContext(config: HubConfig): Promise<HubContext> {
         `OPERATOR_KEY is the key of ${signer.address}, but the hub ${config.HUB_ADDRESS} is run by ${onChain.operator}`,
       );
     }
+    const cursorId = `${chainId}:${onChain.hub.toLowerCase()}`;
+    // Before the migrations: a database of another deployment is refused as it is.
+    const deployment = new DeploymentService(chain.client, new DeploymentRepository(pool), {
+      chainId,
+      hub: onChain.hub,
+      registry: onChain.registry,
+      cursorId,
+      startBlock: BigInt(config.FOLLOWER_START_BLOCK),
+      database: databaseName(config.DATABASE_URL),
+    });
+    const unrecorded = await deployment.check();
     await migrate(pool);
+    if (unrecorded) await deployment.record(unrecorded);
     await redis.connect();
     const scope = { hub: onChain.hub, chainId };
     const reveals = new RevealRepository(pool);
-    const metrics = new MetricsService({ pool, chain, exchanges: () => exchanges });
+    const metrics = new MetricsService({ pool, chain, exchanges: () => exchanges, followerLag: () => follower.lag() });
     const hubStatus = new HubStatusWatch(chain, config.FOLLOWER_POLL_MS);
     const exchanges = new ExchangeService(
       scope,
@@ -99,7 +113,7 @@ export async function createContext(config: HubConfig): Promise<HubContext> {
     const follower = new ChainFollower(chain.client, new ChainRepository(pool), events, {
       hub: onChain.hub,
       registry: onChain.registry,
-      cursorId: `${chainId}:${onChain.hub.toLowerCase()}`,
+      cursorId,
       confirmations: config.CONFIRMATIONS,
       startBlock: BigInt(config.FOLLOWER_START_BLOCK),
       pollMs: config.FOLLOWER_POLL_MS,
@@ -117,7 +131,12 @@ export async function createContext(config: HubConfig): Promise<HubContext> {
       exchanges,
       books: new BooksService(scope, new BooksRepository(pool), reveals, signer),
       info: new InfoService(chainId, chain, signer, VERSION),
-      health: new HealthService(pool, redis, chain),
+      health: new HealthService(
+        pool,
+        redis,
+        chain,
+        config.HUB_ROLE === 'api' ? undefined : () => follower.health(config.FOLLOWER_STALL_MS),
+      ),
       settlement: SettlementPipeline.create({
         config,
         scope,

@@ -26,7 +26,10 @@ describe('hub over HTTP', () => {
   it('answers /health, /ready and /v1/info', async () => {
     assert.equal((await fetch(`${hub.url}/health`)).status, 200);
     const ready = await fetch(`${hub.url}/ready`);
-    assert.deepEqual(await ready.json(), { status: 'ready', checks: { postgres: true, redis: true, rpc: true } });
+    assert.deepEqual(await ready.json(), {
+      status: 'ready',
+      checks: { postgres: true, redis: true, rpc: true, follower: true },
+    });
     // biome-ignore lint/suspicious/noExplicitAny: a JSON answer
     const info: any = await (await fetch(`${hub.url}/v1/info`)).json();
     assert.equal(info.hub, chain.deployment.hub.address);

@@ -94,7 +94,9 @@ describe('faults', function () {
   /** `GET /ready` as it answers: status and checks. */
   async function ready() {
     const response = await fetch(`${stack.hub.url}/ready`, { signal: AbortSignal.timeout(10_000) });
-    const body = (await response.json()) as { checks: { postgres: boolean; redis: boolean; rpc: boolean } };
+    const body = (await response.json()) as {
+      checks: { postgres: boolean; redis: boolean; rpc: boolean; follower: boolean };
+    };
     return { status: response.status, checks: body.checks };
   }
 
@@ -462,12 +464,15 @@ describe('faults', function () {
     const redis = await RedisServer.start();
     cleanups.push(() => redis.kill());
     await useHub({ REDIS_URL: redis.url });
-    assert.deepEqual(await ready(), { status: 200, checks: { postgres: true, redis: true, rpc: true } });
+    assert.deepEqual(await ready(), {
+      status: 200,
+      checks: { postgres: true, redis: true, rpc: true, follower: true },
+    });
     await redis.kill();
     const startedAt = Date.now();
     const answer = await ready().catch((error: Error) => error);
     assert.ok(!(answer instanceof Error), `no answer from /ready after ${Date.now() - startedAt} ms: ${answer}`);
-    assert.deepEqual(answer, { status: 503, checks: { postgres: true, redis: false, rpc: true } });
+    assert.deepEqual(answer, { status: 503, checks: { postgres: true, redis: false, rpc: true, follower: true } });
     await redis.restart();
     await until('/ready again', async () => (await ready()).status === 200);
   });
@@ -654,7 +659,7 @@ describe('faults', function () {
       const answer = await ready();
       return answer.status === 503 && answer;
     });
-    assert.deepEqual(unready.checks, { postgres: true, redis: true, rpc: false });
+    assert.deepEqual(unready.checks, { postgres: true, redis: true, rpc: false, follower: true });
     // Sessions go on meanwhile; the new payments are due for settlement, and cannot be settled.
     for (const ms of [30 * SECOND, 47 * SECOND, 35 * SECOND]) {
       elapse(sessions, ms);
@@ -664,14 +669,14 @@ describe('faults', function () {
     for (const [i, consumer] of [c1, c2].entries()) {
       assert.equal((await stack.read.consumerChannel(consumer.address)).settled, early[i]);
     }
-    assert.deepEqual((await ready()).checks, { postgres: true, redis: true, rpc: false });
+    assert.deepEqual((await ready()).checks, { postgres: true, redis: true, rpc: false, follower: true });
 
     await proxy.restore();
     const back = await until('/ready again', async () => {
       const answer = await ready();
       return answer.status === 200 && answer;
     });
-    assert.deepEqual(back.checks, { postgres: true, redis: true, rpc: true });
+    assert.deepEqual(back.checks, { postgres: true, redis: true, rpc: true, follower: true });
     for (const session of sessions) session.link.close();
     const totalOf = totals(sessions);
     await settleAndCheck(

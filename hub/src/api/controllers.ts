@@ -74,8 +74,9 @@ export class HealthController {
 
   @Get('ready')
   async ready(@Res() reply: FastifyReply) {
-    const checks = await this.health.checks();
+    const { checks, reasons } = await this.health.checks();
     const ok = Object.values(checks).every(Boolean);
-    await reply.status(ok ? 200 : 503).send({ status: ok ? 'ready' : 'unavailable', checks });
+    const answer = { status: ok ? 'ready' : 'unavailable', checks };
+    await reply.status(ok ? 200 : 503).send(Object.keys(reasons).length > 0 ? { ...answer, reasons } : answer);
   }
 }

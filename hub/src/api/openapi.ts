@@ -21,7 +21,14 @@ const object = (properties: Record<string, Schema>, optional: string[] = []): Sc
 });
 const nullable = (schema: Schema): Schema => ({ oneOf: [schema, { type: 'null' }] });
 const scope = { hub: address, chainId: { type: 'integer' } };
-const readiness = object({ status: { type: 'string', enum: ['ready', 'unavailable'] }, checks: { type: 'object' } });
+const readiness = object(
+  {
+    status: { type: 'string', enum: ['ready', 'unavailable'] },
+    checks: { type: 'object' },
+    reasons: object({ follower: { type: 'string' } }, ['follower']),
+  },
+  ['reasons'],
+);
 const accepted = object({ id: { type: 'string' }, status: ref('SettlementStatus') });
 
 const schemas: Record<string, Schema> = {
@@ -293,7 +300,7 @@ export const OPENAPI = {
     },
     '/ready': {
       get: {
-        summary: 'Ready (200) when Postgres, Redis and the RPC answer, else 503',
+        summary: 'Ready (200) when Postgres, Redis and the RPC answer and the chain follower keeps up, else 503',
         responses: Object.fromEntries(
           [200, 503].map((status) => [status, { description: `${status}`, ...json(readiness) }]),
         ),

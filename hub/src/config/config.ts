@@ -113,6 +113,8 @@ export const configSchema = z.object({
   CONFIRMATIONS: int(0, 1_000).default(2),
   FOLLOWER_POLL_MS: int(50, 3_600_000).default(1_000),
   FOLLOWER_START_BLOCK: int(0, Number.MAX_SAFE_INTEGER).default(0),
+  /** /ready answers 503 when no sync of the follower reached the confirmed head for this long. */
+  FOLLOWER_STALL_MS: int(1_000, 86_400_000).default(60_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DB_POOL_SIZE: int(1, 1_000).default(10),
   EXCHANGE_MAX_BATCH: int(1, 10_000).default(256),

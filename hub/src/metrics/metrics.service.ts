@@ -42,8 +42,14 @@ export class MetricsService {
     registers: [this.registry],
   });
 
-  constructor(parts: { pool: Pool; chain: ChainService; exchanges: () => ExchangeService }) {
-    const { pool, chain, exchanges } = parts;
+  constructor(parts: {
+    pool: Pool;
+    chain: ChainService;
+    exchanges: () => ExchangeService;
+    /** The chain's head minus the last block the follower applied (ChainFollower.lag). */
+    followerLag: () => Promise<bigint>;
+  }) {
+    const { pool, chain, exchanges, followerLag } = parts;
     const logger = this.logger;
     collectDefaultMetrics({ register: this.registry });
     for (const outcome of ['ok', 'repeated']) this.exchanges.inc({ outcome }, 0);
@@ -82,6 +88,18 @@ export class MetricsService {
           this.set(Number(rows[0].owed));
         } catch (error) {
           logger.warn(`chit_unsettled_liabilities_tokens: ${(error as Error).message}`);
+        }
+      },
+    });
+    new Gauge({
+      name: 'chit_follower_lag_blocks',
+      help: "Blocks between the chain's head and the last block the chain follower applied to the books (CONFIRMATIONS included)",
+      registers: [this.registry],
+      async collect() {
+        try {
+          this.set(Number(await followerLag()));
+        } catch (error) {
+          logger.warn(`chit_follower_lag_blocks: ${(error as Error).message}`);
         }
       },
     });

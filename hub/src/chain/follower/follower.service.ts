@@ -33,6 +33,23 @@ export interface SyncResult {
   rewoundTo: bigint[];
 }
 
+/** Whether a follower keeps up, for `/ready`: `reason` says why not. */
+export interface FollowerHealth {
+  ok: boolean;
+  reason?: string;
+}
+
+/**
+ * A reorg went below every checkpoint the follower kept: it cannot undo it, and tries again at every
+ * poll without progress until an operator steps in.
+ */
+export class FollowerHistoryError extends Error {
+  constructor(block: bigint) {
+    super(`reorg deeper than the follower's history: no applied block at or below ${block} is canonical`);
+    this.name = 'FollowerHistoryError';
+  }
+}
+
 /** Consecutive attempts that make no progress (the chain moving under the reads) before giving up. */
 const MAX_STALLS = 5;
 
@@ -67,6 +84,12 @@ export class ChainFollower {
   private timer: NodeJS.Timeout | undefined;
   private loop: Promise<void> | undefined;
   private stopped = true;
+  /** When a sync last reached the confirmed head (or the follower started). */
+  private caughtUpAt = Date.now();
+  /** Whether the last sync failed. */
+  private failing = false;
+  /** Set while the follower cannot go on by itself (a reorg deeper than its history). */
+  private fault: string | undefined;
 
   constructor(
     private readonly client: PublicClient,
@@ -84,11 +107,21 @@ export class ChainFollower {
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
+    this.caughtUpAt = Date.now();
+    let reported: string | undefined;
     const tick = async () => {
       try {
         await this.syncOnce();
+        reported = undefined;
       } catch (error) {
-        this.logger.warn(`sync failed, retrying in ${this.options.pollMs} ms: ${(error as Error).message}`);
+        const message = (error as Error).message;
+        if (!(error instanceof FollowerHistoryError)) {
+          this.logger.warn(`sync failed, retrying in ${this.options.pollMs} ms: ${message}`);
+        } else if (message !== reported) {
+          // Said once: it repeats at every poll until an operator steps in.
+          this.logger.error(`${message}; the books no longer follow the chain, and /ready answers 503`);
+          reported = message;
+        }
       }
       if (!this.stopped) this.timer = setTimeout(() => (this.loop = tick()), this.options.pollMs);
     };
@@ -109,9 +142,48 @@ export class ChainFollower {
    */
   syncOnce(): Promise<SyncResult> {
     const previous = this.running?.catch(() => undefined) ?? Promise.resolve();
-    const run = previous.then(() => this.sync());
+    const run = previous
+      .then(() => this.sync())
+      .then(
+        (result) => {
+          this.caughtUpAt = Date.now();
+          this.failing = false;
+          this.fault = undefined;
+          return result;
+        },
+        (error: unknown) => {
+          this.failing = true;
+          if (error instanceof FollowerHistoryError) this.fault = error.message;
+          throw error;
+        },
+      );
     this.running = run;
     return run;
+  }
+
+  /**
+   * Whether the follower keeps up: no reorg deeper than its history, and a sync reached the confirmed
+   * head within the last `stallMs` (a follower catching up, failing, or stuck on a lock does not).
+   */
+  health(stallMs: number): FollowerHealth {
+    if (this.fault) return { ok: false, reason: this.fault };
+    const behind = Date.now() - this.caughtUpAt;
+    if (behind <= stallMs) return { ok: true };
+    const why = this.failing ? 'its syncs fail (see the log)' : 'a sync is still running';
+    return { ok: false, reason: `no sync reached the confirmed head for ${Math.round(behind / 1000)} s: ${why}` };
+  }
+
+  /**
+   * Blocks between the chain's head and the last block applied to the books (by any replica); it
+   * includes the `confirmations` the follower stays behind.
+   */
+  async lag(): Promise<bigint> {
+    const [head, cursor] = await Promise.all([
+      this.client.getBlockNumber({ cacheTime: 0 }),
+      this.repository.cursor(this.options.cursorId),
+    ]);
+    const applied = cursor?.block ?? (this.options.startBlock > 0n ? this.options.startBlock - 1n : 0n);
+    return head > applied ? head - applied : 0n;
   }
 
   private async sync(): Promise<SyncResult> {
@@ -203,11 +275,7 @@ export class ChainFollower {
         break;
       }
     }
-    if (!common) {
-      throw new Error(
-        `reorg deeper than the follower's history: no applied block at or below ${cursor.block} is canonical`,
-      );
-    }
+    if (!common) throw new FollowerHistoryError(cursor.block);
     const touched = await this.repository.touchedAfter(id, common.block);
     const state = await this.reader.at(common.block, touched);
     if (!(await this.isCanonical(common))) return undefined;
