@@ -203,6 +203,56 @@ describe('chit', () => {
       assert.equal(shown.tokens, '0');
     });
 
+    it('fund gives an unfunded identity ETH and test tokens on the local chain, enough to register', async () => {
+      const fresh = await identity(0n, 0n);
+      const run = await chit(['identity', 'fund', '--json'], { env: fresh.env });
+      const funded = ok(run);
+      assert.deepEqual(
+        [funded.chainId, funded.eth, funded.ethBalance, funded.tokens, funded.tokenBalance, funded.token],
+        [31337, '10', '10', '1000', '1000', chain.token],
+      );
+      assert.match(funded.transaction, /^0x[0-9a-f]{64}$/);
+      assert.match(run.stderr, /waiting for confirmation \(1\/1\): mint 0x/);
+      assert.equal(await tokenBalance(fresh.address), parseEther('1000'));
+      const eth = await chain.publicClient.getBalance({ address: fresh.address });
+      assert.ok(eth > parseEther('9.99') && eth < parseEther('10'), `${eth}: 10 ETH less the mint's gas`);
+
+      // What failed with "too little ETH" before: the next documented step.
+      ok(await chit(['beneficiary', 'set', chain.account(7).address], { env: fresh.env }));
+      assert.equal(await beneficiaryOf(fresh.address), chain.account(7).address);
+
+      const more = ok(await chit(['identity', 'fund', '--eth', '0.5', '--tokens', '0', '--json'], { env: fresh.env }));
+      assert.deepEqual([more.eth, more.tokens, more.transaction], ['0.5', '0', null]);
+      assert.equal(
+        await chain.publicClient.getBalance({ address: fresh.address }),
+        BigInt(parseEther(more.ethBalance)),
+      );
+      assert.equal(await tokenBalance(fresh.address), parseEther('1000'));
+    });
+
+    describe('when the chain is not a local one', () => {
+      it('fund refuses before asking the node for anything but its chain id, and says what to do', async () => {
+        const fresh = await identity(0n, 0n);
+        const node = await startFakeNode(1);
+        try {
+          const run = await chit(['identity', 'fund', '--json'], { env: { ...fresh.env, CHIT_RPC_URL: node.url } });
+          assert.equal(run.code, 1);
+          assert.equal(run.stdout, '');
+          const { error } = JSON.parse(run.stderr);
+          assert.equal(error.code, 'NOT_A_LOCAL_CHAIN');
+          assert.equal(
+            error.message,
+            `chit identity fund works only on a local development chain (chain 31337); the RPC node at ${node.url} is on chain 1`,
+          );
+          assert.match(error.hint, /from a wallet of yours/);
+          assert.deepEqual([...new Set(node.methods)], ['eth_chainId']);
+        } finally {
+          await node.stop();
+        }
+        assert.equal(await chain.publicClient.getBalance({ address: fresh.address }), 0n);
+      });
+    });
+
     describe('when a keystore exists', () => {
       it('new refuses to replace it and says how', async () => {
         const stderr = failed(await chit(['identity', 'new']));
@@ -690,6 +740,37 @@ describe('chit', () => {
     assert.match(ok(await chit(['settle', '--help'])), /--relayer[\s\S]*--yes[\s\S]*Global Options:[\s\S]*--rpc-url/);
   });
 });
+
+/** A JSON-RPC node that only answers eth_chainId (with `chainId`), and records every method asked for. */
+async function startFakeNode(chainId: number): Promise<{ url: string; methods: string[]; stop(): Promise<void> }> {
+  const methods: string[] = [];
+  const server = createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      const body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      const answer = (call: { id: number; method: string }) => {
+        methods.push(call.method);
+        return call.method === 'eth_chainId'
+          ? { jsonrpc: '2.0', id: call.id, result: `0x${chainId.toString(16)}` }
+          : { jsonrpc: '2.0', id: call.id, error: { code: -32601, message: 'Method not found' } };
+      };
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end(JSON.stringify(Array.isArray(body) ? body.map(answer) : answer(body)));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    methods,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
 
 /** Polls `condition` every 50 ms, for 20 s at most. */
 async function until(condition: () => boolean): Promise<void> {

@@ -187,7 +187,7 @@ function callErrorReport(error: ContractCallError): ErrorReport {
       code: 'INSUFFICIENT_GAS_FUNDS',
       message: 'The account has too little ETH to pay for gas',
       details: error.shortMessage,
-      hint: 'Send some ETH to the identity address (`chit identity show` prints it), then run the command again.',
+      hint: 'Send some ETH to the identity address (`chit identity show` prints it), then run the command again; on a local chain (31337, as `npm start` runs), `chit identity fund` gives it ETH and test tokens.',
     };
   }
   const http = found(HttpRequestError);

@@ -1,21 +1,33 @@
 import { readFile } from 'node:fs/promises';
-import { Command } from 'commander';
-import type { Address, Hex } from 'viem';
+import { Command, Option } from 'commander';
+import {
+  type Address,
+  BaseError,
+  type Hex,
+  MethodNotFoundRpcError,
+  MethodNotSupportedRpcError,
+  toHex,
+  UnknownRpcError,
+} from 'viem';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
-import { readContract } from 'viem/actions';
+import { readContract, simulateContract, writeContract } from 'viem/actions';
 import { getConsumerChannel } from '../../actions/getConsumerChannel.js';
 import { getProviderChannel } from '../../actions/getProviderChannel.js';
-import { chitTokenAbi, registryAbi } from '../../generated/abis.js';
+import { decodeContractError } from '../../errors/contract.js';
+import { chitTokenAbi, registryAbi, testTokenAbi } from '../../generated/abis.js';
 import { type CliContext, handler } from '../context.js';
 import { CliError } from '../errors.js';
 import { keystorePassword, writeKeystore } from '../keystore.js';
-import { formatAmount, type Row } from '../output.js';
+import { formatAmount, parseAmount, type Row } from '../output.js';
 import { readSecret } from '../prompt.js';
 
 const LIGHT_KDF = 'cheaper scrypt (as geth --lightkdf): unlocks faster, and is as much easier to brute-force';
 
+/** The chain id of the local development chain (anvil and Hardhat's default; `npm start` runs one). */
+export const LOCAL_CHAIN_ID = 31337;
+
 /**
- * `chit identity new|import|show`: the key that signs for the user, kept in an encrypted keystore.
+ * `chit identity new|import|show|fund`: the key that signs for the user, kept in an encrypted keystore.
  *
  * @example
  * program.addCommand(identityCommand());
@@ -52,6 +64,22 @@ export function identityCommand(): Command {
     .command('show')
     .description('Show the address, its registration and beneficiary, and its balances')
     .action(handler(runShow));
+  identity
+    .command('fund')
+    .description(
+      `Local chain only (chain ${LOCAL_CHAIN_ID}, as npm start runs): give the identity ETH for gas and test tokens`,
+    )
+    .addOption(new Option('--eth <amount>', 'ETH to add to its balance').default('10'))
+    .addOption(
+      new Option('--tokens <amount>', "test tokens to mint to it (the hub's TestToken; 0 for none)").default('1000'),
+    )
+    .addHelpText(
+      'after',
+      '\nFor development on a local chain: the ETH comes from the node (anvil_setBalance), the tokens from\n' +
+        `the TestToken's public mint, sent by the identity. On any chain but ${LOCAL_CHAIN_ID} it refuses and\n` +
+        'changes nothing: there, send the identity ETH and tokens from a wallet of yours.',
+    )
+    .action(handler(runFund));
   return identity;
 }
 
@@ -92,7 +120,7 @@ function report(ctx: CliContext, address: Address, keystore: string, action: 'cr
     ['Keystore', keystore],
     '',
     `Identity ${action}. Back up the keystore file and its password: without both, the key is lost.`,
-    'Send the address some ETH for gas before it sends transactions.',
+    `Send the address some ETH for gas before it sends transactions (on a local chain, chain ${LOCAL_CHAIN_ID}: \`chit identity fund\`).`,
   ]);
 }
 
@@ -196,4 +224,107 @@ async function runShow(ctx: CliContext): Promise<void> {
     );
   }
   ctx.out.result(data, rows);
+}
+
+async function runFund(ctx: CliContext, options: { eth: string; tokens: string }): Promise<void> {
+  const client = await ctx.publicClient();
+  const chainId = client.chain.id;
+  if (chainId !== LOCAL_CHAIN_ID) {
+    throw new CliError(
+      'NOT_A_LOCAL_CHAIN',
+      `chit identity fund works only on a local development chain (chain ${LOCAL_CHAIN_ID}); the RPC node at ${ctx.rpcUrl()} is on chain ${chainId}`,
+      'Send the identity ETH for gas, and tokens, from a wallet of yours: `chit identity show` prints its address.',
+    );
+  }
+  const eth = parseAmount(options.eth, 18, { allowZero: true });
+  const hub = await ctx.optionalHub();
+  const tokenSet = hub !== undefined || ctx.config.registry !== undefined;
+  const token = tokenSet ? await ctx.token() : undefined;
+  const tokens = token ? parseAmount(options.tokens, token.decimals, { allowZero: true }) : 0n;
+  const address = await ctx.address();
+
+  const ethBalance = (await client.getBalance({ address })) + eth;
+  if (eth > 0n) await setBalance(ctx, address, ethBalance);
+
+  let transaction: Hex | null = null;
+  if (token && tokens > 0n) {
+    const wallet = await ctx.walletClient();
+    const mint = { address: token.address, abi: testTokenAbi, functionName: 'mint', args: [address, tokens] } as const;
+    try {
+      await simulateContract(client, { ...mint, account: wallet.account });
+    } catch (error) {
+      throw new CliError(
+        'NOT_A_TEST_TOKEN',
+        `The hub's token ${token.address} mints nothing to ${address}: it is not a TestToken`,
+        "Send the identity tokens from a wallet that holds them; only Chit's local deployment (npm start) has a TestToken.",
+        { details: decodeContractError(error).shortMessage },
+      );
+    }
+    transaction = await writeContract(wallet, mint);
+    await ctx.confirmation(transaction, 'mint');
+  } else if (!token) {
+    ctx.out.warn('no hub or Registry is set (--hub-url, --hub or --registry): ETH only, no tokens minted');
+  }
+  const tokenBalance = token
+    ? await readContract(client, {
+        address: token.address,
+        abi: chitTokenAbi,
+        functionName: 'balanceOf',
+        args: [address],
+      })
+    : undefined;
+
+  ctx.out.result(
+    {
+      address,
+      chainId,
+      eth: formatAmount(eth, 18),
+      ethBalance: formatAmount(ethBalance, 18),
+      token: token?.address ?? null,
+      tokens: token ? formatAmount(tokens, token.decimals) : '0',
+      tokenBalance: token && tokenBalance !== undefined ? formatAmount(tokenBalance, token.decimals) : null,
+      transaction,
+    },
+    [
+      `Funded ${address} on the local chain ${chainId}.`,
+      ['ETH (gas)', `+${formatAmount(eth, 18)}, now ${formatAmount(ethBalance, 18)}`],
+      [
+        'Tokens',
+        token && tokenBalance !== undefined ? `+${ctx.format(tokens)}, now ${ctx.format(tokenBalance)}` : undefined,
+      ],
+      ['Transaction', transaction ?? undefined],
+    ],
+  );
+}
+
+/** Sets the account's ETH balance through the node's development method: anvil's, else Hardhat's. */
+async function setBalance(ctx: CliContext, address: Address, value: bigint): Promise<void> {
+  const client = await ctx.publicClient();
+  const request = client.request as (args: { method: string; params: unknown[] }) => Promise<unknown>;
+  for (const method of ['anvil_setBalance', 'hardhat_setBalance']) {
+    try {
+      await request({ method, params: [address, toHex(value)] });
+      return;
+    } catch (error) {
+      if (!unsupported(error)) throw decodeContractError(error);
+    }
+  }
+  throw new CliError(
+    'NOT_A_LOCAL_CHAIN',
+    `The RPC node at ${ctx.rpcUrl()} is on chain ${LOCAL_CHAIN_ID} but sets no balances (neither anvil_setBalance nor hardhat_setBalance)`,
+    'Use the chain of `npm start` (anvil), or send the identity ETH from a funded account.',
+  );
+}
+
+/** Whether the node answered that it lacks the method. */
+function unsupported(error: unknown): boolean {
+  return (
+    error instanceof BaseError &&
+    error.walk(
+      (cause) =>
+        cause instanceof MethodNotFoundRpcError ||
+        cause instanceof MethodNotSupportedRpcError ||
+        (cause instanceof UnknownRpcError && /method|not (found|supported|available)/i.test(cause.details)),
+    ) !== null
+  );
 }
