@@ -9,7 +9,7 @@ import { mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Contract, HDNodeWallet, JsonRpcProvider, NonceManager, parseEther } from 'ethers';
+import { Contract, formatEther, HDNodeWallet, JsonRpcProvider, NonceManager, parseEther } from 'ethers';
 import { deployChit } from '../deploy/chit';
 
 /** anvil's well-known development mnemonic: its accounts are funded with ETH on every start. */
@@ -71,10 +71,23 @@ export async function startAnvil(port: number): Promise<{ process: ChildProcess;
 export const demoAccount = (i: number) => HDNodeWallet.fromPhrase(MNEMONIC, undefined, `m/44'/60'/0'/0/${i}`);
 
 /**
- * anvil on `port` with Chit deployed by demo account #0 (which runs the first hub, at `hubUrl`), and
- * 10,000 test tokens minted to demo accounts #0 to #3.
+ * The free funds `npm start` and `npm run chain` give the first hub: the liquidity that pays providers
+ * until the hub collects from consumers, as large as the stake. Without them the first provider
+ * settlement would come out of the stake and punish the hub.
  */
-export async function startLocalChain(port: number, hubUrl: string, log: (line: string) => void = () => {}) {
+export const DEMO_FREE_FUNDS = parseEther('1000');
+
+/**
+ * anvil on `port` with Chit deployed by demo account #0 (which runs the first hub, at `hubUrl`), and
+ * 10,000 test tokens minted to demo accounts #0 to #3. With `freeFunds`, #0 adds that many more test
+ * tokens to the hub's free funds (`addFreeFunds`).
+ */
+export async function startLocalChain(
+  port: number,
+  hubUrl: string,
+  log: (line: string) => void = () => {},
+  options: { freeFunds?: bigint } = {},
+) {
   const anvil = await startAnvil(port);
   try {
     const provider = new JsonRpcProvider(anvil.url, undefined, { staticNetwork: true, cacheTimeout: -1 });
@@ -88,8 +101,17 @@ export async function startLocalChain(port: number, hubUrl: string, log: (line: 
     const accounts = [0, 1, 2, 3].map(demoAccount);
     for (const account of accounts)
       await (await token.getFunction('mint')(account.address, parseEther('10000'))).wait();
+    const freeFunds = options.freeFunds ?? 0n;
+    if (freeFunds > 0n) {
+      const operator = await deployer.getAddress();
+      const hub = new Contract(deployment.hub.address, ['function addFreeFunds(uint256)'], deployer);
+      const erc20 = new Contract(deployment.token.address, ['function approve(address,uint256)'], deployer);
+      await (await token.getFunction('mint')(operator, freeFunds)).wait();
+      await (await erc20.getFunction('approve')(deployment.hub.address, freeFunds)).wait();
+      await (await hub.getFunction('addFreeFunds')(freeFunds)).wait();
+    }
     provider.destroy();
-    return { anvil, deployment, accounts };
+    return { anvil, deployment, accounts, freeFunds };
   } catch (error) {
     anvil.process.kill();
     throw error;
@@ -98,11 +120,11 @@ export async function startLocalChain(port: number, hubUrl: string, log: (line: 
 
 /** The lines that tell a user what runs where and which accounts to use. */
 export function chainBanner(url: string, chain: Awaited<ReturnType<typeof startLocalChain>>): string[] {
-  const { deployment, accounts } = chain;
+  const { deployment, accounts, freeFunds } = chain;
   return [
     `Chain ${deployment.chainId} at ${url}`,
     `Registry ${deployment.registry.address}`,
-    `Hub      ${deployment.hub.address}`,
+    `Hub      ${deployment.hub.address} (stake ${tokens(BigInt(deployment.parameters.minStake))}, free funds ${tokens(freeFunds)}: providers are paid from the free funds first)`,
     `Token    ${deployment.token.address} (TestToken: anyone may call faucet())`,
     '',
     'Demo accounts (anvil mnemonic; each holds ETH and 10,000 test tokens; #0 runs the hub):',
@@ -110,9 +132,18 @@ export function chainBanner(url: string, chain: Awaited<ReturnType<typeof startL
   ];
 }
 
+/** Test tokens as the banner prints them: `1,000 tCHIT`. */
+function tokens(amount: bigint): string {
+  const [whole, fraction] = formatEther(amount).split('.');
+  const grouped = BigInt(whole!).toLocaleString('en-US');
+  return `${fraction && fraction !== '0' ? `${grouped}.${fraction}` : grouped} tCHIT`;
+}
+
 async function main(): Promise<void> {
   const port = Number(process.env.CHIT_CHAIN_PORT ?? 8545);
-  const chain = await startLocalChain(port, 'http://127.0.0.1:8080', (line) => console.log(line));
+  const chain = await startLocalChain(port, 'http://127.0.0.1:8080', (line) => console.log(line), {
+    freeFunds: DEMO_FREE_FUNDS,
+  });
   const stop = () => {
     chain.anvil.process.kill();
     process.exit(0);

@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { ensurePostgres, ensureRedis, type RunningService } from '../hub/src/dev/services';
 import { databaseForChain } from './chain-database';
-import { chainBanner, requireFreePort, startLocalChain } from './local-chain';
+import { chainBanner, DEMO_FREE_FUNDS, requireFreePort, startLocalChain } from './local-chain';
 
 const log = (line: string) => console.log(line);
 
@@ -54,7 +54,7 @@ async function main(): Promise<void> {
 
   try {
     await requireFreePort(hubPort, 'CHIT_HUB_PORT');
-    chain = await startLocalChain(chainPort, hubUrl, log);
+    chain = await startLocalChain(chainPort, hubUrl, log, { freeFunds: DEMO_FREE_FUNDS });
     const server = await ensurePostgres(log);
     services.push(server);
     // Every start is a new chain, which needs new books: on DATABASE_URL's server, a database of its own.

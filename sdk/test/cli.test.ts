@@ -60,10 +60,18 @@ interface Run {
   stderr: string;
 }
 
-/** Runs `chit args…` with the test's environment plus `env` (a value of undefined removes a variable). */
+/**
+ * Runs `chit args…` with the test's environment plus `env` (a value of undefined removes a variable). With
+ * `terminal`, it runs on a pseudo-terminal (util-linux `script`), and `answer` is typed once `question`
+ * shows; stdout then holds everything the terminal showed, stderr included.
+ */
 function chit(
   args: string[],
-  options: { env?: Record<string, string | undefined>; input?: string } = {},
+  options: {
+    env?: Record<string, string | undefined>;
+    input?: string;
+    terminal?: { question: RegExp; answer: string };
+  } = {},
 ): Promise<Run> {
   const env: Record<string, string | undefined> = Object.fromEntries(
     Object.entries(process.env).filter(([key]) => !key.startsWith('CHIT_') && key !== 'XDG_CONFIG_HOME'),
@@ -80,23 +88,37 @@ function chit(
     options.env,
   );
   for (const [key, value] of Object.entries(env)) if (value === undefined) delete env[key];
+  const command = [process.execPath, '--import', 'tsx', CLI, ...args];
+  const { terminal } = options;
+  const quote = (word: string) => `'${word.replaceAll("'", "'\\''")}'`;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
-      cwd: SDK,
-      env: env as NodeJS.ProcessEnv,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
+    const child = terminal
+      ? spawn('script', ['-q', '-e', '-c', command.map(quote).join(' '), '/dev/null'], {
+          cwd: SDK,
+          env: env as NodeJS.ProcessEnv,
+          stdio: ['pipe', 'pipe', 'pipe'],
+        })
+      : spawn(command[0]!, command.slice(1), {
+          cwd: SDK,
+          env: env as NodeJS.ProcessEnv,
+          stdio: ['pipe', 'pipe', 'pipe'],
+        });
     let stdout = '';
     let stderr = '';
+    let asked = false;
     child.stdout.on('data', (chunk) => {
       stdout += chunk;
+      if (terminal && !asked && terminal.question.test(stdout)) {
+        asked = true;
+        child.stdin.write(terminal.answer);
+      }
     });
     child.stderr.on('data', (chunk) => {
       stderr += chunk;
     });
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(options.input ?? '');
+    if (!terminal) child.stdin.end(options.input ?? '');
   });
 }
 
@@ -542,11 +564,19 @@ describe('chit', () => {
     it('settle --yes settles the latest hub promise on-chain to the beneficiary', async () => {
       const beneficiary = await beneficiaryOf(provider.address);
       const before = await tokenBalance(beneficiary);
-      const settled = ok(await chit(['settle', '--yes', '--json'], { env: provider.env }));
+      const run = await chit(['settle', '--yes', '--json'], { env: provider.env });
+      const settled = ok(run);
       assert.deepEqual(
-        { owed: settled.owed, hubFee: settled.hubFee, payout: settled.payout, beneficiary: settled.beneficiary },
-        { owed: '7', hubFee: '0.07', payout: '6.93', beneficiary },
+        {
+          owed: settled.owed,
+          hubFee: settled.hubFee,
+          payout: settled.payout,
+          fromStake: settled.fromStake,
+          beneficiary: settled.beneficiary,
+        },
+        { owed: '7', hubFee: '0.07', payout: '6.93', fromStake: '0', beneficiary },
       );
+      assert.doesNotMatch(run.stderr, /stake/);
       assert.equal(await tokenBalance(beneficiary), before + parseEther('7') - hubFee(parseEther('7')));
       const channel = await getProviderChannel(chain.publicClient, { hub: chain.hub, provider: provider.address });
       assert.equal(channel.settled, parseEther('7'));
@@ -598,6 +628,86 @@ describe('chit', () => {
         const stranger = await identity();
         const run = ok(await chit(['settle', '--yes'], { env: stranger.env }));
         assert.match(run, /Nothing to settle: the hub holds no promise to this identity/);
+      });
+    });
+
+    describe("when the hub's free funds cannot pay all of the settlement", () => {
+      const operator = () => chain.deployer;
+      const hubRead = (functionName: 'freeFunds' | 'stakeOwed') =>
+        chain.publicClient.readContract({ address: chain.hub, abi: hubAbi, functionName });
+      const punished = () =>
+        chain.publicClient.readContract({ address: chain.hub, abi: hubAbi, functionName: 'isPunished' });
+      const send = async (hash: Promise<Hex>) => {
+        const receipt = await waitForTransaction(chain.publicClient, { hash: await hash });
+        assert.equal(receipt.status, 'success');
+      };
+      let withdrawn = 0n;
+      // Everything earned so far is settled: 4 more to settle, 3.96 paid out after the hub fee, of which
+      // the 1 token left in the free funds pays 1 and the stake 2.96.
+      const warning =
+        "warning: the hub's free funds hold 1 tCHIT, so 2.96 tCHIT of the 3.96 tCHIT this settlement pays out comes from its stake: that marks the hub punished until its operator tops the stake up.";
+
+      before(async () => {
+        withdrawn = (await hubRead('freeFunds')) - parseEther('1');
+        await send(
+          operator().writeContract({
+            address: chain.hub,
+            abi: hubAbi,
+            functionName: 'withdrawFreeFunds',
+            args: [operator().account.address, withdrawn],
+          }),
+        );
+        await earn(parseEther('4'));
+      });
+
+      after(async () => {
+        // The operator ends the punishment and puts the free funds back, as it found them.
+        const owed = await hubRead('stakeOwed');
+        await chain.mint(operator().account.address, owed);
+        const contract = { address: chain.hub, abi: hubAbi } as const;
+        await send(
+          operator().writeContract({
+            address: chain.token,
+            abi: testTokenAbi,
+            functionName: 'approve',
+            args: [chain.hub, owed + withdrawn],
+          }),
+        );
+        if (owed > 0n)
+          await send(operator().writeContract({ ...contract, functionName: 'increaseStake', args: [owed] }));
+        await send(operator().writeContract({ ...contract, functionName: 'addFreeFunds', args: [withdrawn] }));
+        assert.equal(await punished(), false);
+      });
+
+      it('settle warns before asking, and its question names what the stake pays', async () => {
+        const run = await chit(['settle'], {
+          env: provider.env,
+          terminal: { question: /\[y\/N\] /, answer: 'n\r' },
+        });
+        assert.equal(run.code, 1, run.stdout);
+        // What the terminal showed, without readline's cursor moves.
+        const shown = run.stdout.replace(new RegExp(`${'\u001b'}\\[[0-9;]*[A-Za-z]`, 'g'), '').replaceAll('\r\n', '\n');
+        assert.ok(shown.includes(warning), shown);
+        const beneficiary = chain.account(9).address;
+        assert.ok(
+          shown.includes(
+            `Settle, paying 3.96 tCHIT to ${beneficiary}, 2.96 tCHIT of it from the hub's stake (which punishes the hub)? [y/N]`,
+          ),
+          shown,
+        );
+        assert.match(shown, /error: Not settled/);
+        const channel = await getProviderChannel(chain.publicClient, { hub: chain.hub, provider: provider.address });
+        assert.equal(channel.settled, parseEther('12'), 'settled though answered no');
+        assert.equal(await punished(), false);
+      });
+
+      it('settle --yes warns all the same, and --json states what the stake paid', async () => {
+        const run = await chit(['settle', '--yes', '--json'], { env: provider.env });
+        const settled = ok(run);
+        assert.ok(run.stderr.includes(warning), run.stderr);
+        assert.deepEqual([settled.owed, settled.payout, settled.fromStake], ['4', '3.96', '2.96']);
+        assert.equal(await hubRead('stakeOwed'), parseEther('2.96'));
+        assert.equal(await punished(), true);
       });
     });
   });

@@ -68,7 +68,13 @@ async function runSettle(ctx: CliContext, options: SettleOptions): Promise<void>
   }
   const payout = claim.owed - claim.hubFee - relayerFee;
   ctx.out.notice(summary(ctx, claim, relayerFee, payout, relayer, quote));
-  if (!options.yes && !(await confirm(`Settle, paying ${ctx.format(payout)} to ${claim.channel.beneficiary}?`))) {
+  const fromStake = warnIfFromStake(ctx, claim);
+  if (
+    !options.yes &&
+    !(await confirm(
+      `Settle, paying ${ctx.format(payout)} to ${claim.channel.beneficiary}${fromStakeClause(ctx, fromStake)}?`,
+    ))
+  ) {
     throw new CliError('NOT_CONFIRMED', 'Not settled', 'Nothing was sent. Run the command again to settle.');
   }
 
@@ -91,6 +97,7 @@ async function runSettle(ctx: CliContext, options: SettleOptions): Promise<void>
         hubFee: formatAmount(paid.hubFee, decimals),
         relayerFee: '0',
         payout: formatAmount(paid.payout, decimals),
+        fromStake: formatAmount(takenFromStake(receipt, claim) ?? fromStake, decimals),
         transaction: settled.hash,
       },
       [paidLine('Settled', ctx, paid, claim.channel.beneficiary), ['Transaction', settled.hash]],
@@ -115,6 +122,7 @@ async function runSettle(ctx: CliContext, options: SettleOptions): Promise<void>
       hubFee: formatAmount(claim.hubFee, decimals),
       relayerFee: formatAmount(relayerFee, decimals),
       payout: formatAmount(payout, decimals),
+      fromStake: formatAmount(fromStake, decimals),
       settlement: settlement.id,
       transaction: settlement.txHash,
     },
@@ -149,6 +157,52 @@ export function paidOut(receipt: TransactionReceipt, claim: ProviderClaim): Paid
   if (!event) return undefined;
   const { amount, hubFee, relayerFee } = event.args;
   return { owed: amount, hubFee, payout: amount - hubFee - relayerFee };
+}
+
+/**
+ * What of settling `claim` the hub's stake would pay: the part of the outflow (payout and relayer fee,
+ * that is the amount settled less the hub fee) that its free funds cannot. When it is not zero, says
+ * so on stderr, with or without --yes: paying a claim from the stake punishes the hub.
+ *
+ * @example
+ * const fromStake = warnIfFromStake(ctx, claim); // 0n when the free funds pay it all
+ */
+export function warnIfFromStake(ctx: CliContext, claim: ProviderClaim): bigint {
+  const outflow = claim.owed - claim.hubFee;
+  const { freeFunds, stake } = claim.info;
+  if (outflow <= freeFunds) return 0n;
+  const fromStake = outflow - freeFunds;
+  ctx.out.warn(
+    fromStake > stake
+      ? `the hub's free funds and stake hold ${ctx.format(freeFunds + stake)}, less than the ${ctx.format(outflow)} this settlement pays out: the Hub contract will refuse it (HubInsufficientFunds)`
+      : `the hub's free funds hold ${ctx.format(freeFunds)}, so ${ctx.format(fromStake)} of the ${ctx.format(outflow)} this settlement pays out comes from its stake: that marks the hub punished until its operator tops the stake up. You are paid in full all the same.`,
+  );
+  return fromStake;
+}
+
+/**
+ * The confirmation question's mention of the stake: `, 6.93 CHIT of it from the hub's stake (…)`, or nothing.
+ *
+ * @example
+ * await confirm(`Settle, paying ${amount} to ${beneficiary}${fromStakeClause(ctx, fromStake)}?`);
+ */
+export function fromStakeClause(ctx: CliContext, fromStake: bigint): string {
+  return fromStake > 0n ? `, ${ctx.format(fromStake)} of it from the hub's stake (which punishes the hub)` : '';
+}
+
+/**
+ * What a mined settlement of `claim` took from the hub's stake, from its `HubPunished` event: 0n without one,
+ * undefined for a receipt that is not the settlement's.
+ *
+ * @example
+ * const fromStake = takenFromStake(receipt, claim) ?? estimate;
+ */
+export function takenFromStake(receipt: TransactionReceipt, claim: ProviderClaim): bigint | undefined {
+  const ours = (log: { address: Address }) => isAddressEqual(log.address, claim.hub);
+  const settled = parseEventLogs({ abi: hubAbi, eventName: 'ProviderSettled', logs: receipt.logs }).some(ours);
+  if (!settled) return undefined;
+  const [punished] = parseEventLogs({ abi: hubAbi, eventName: 'HubPunished', logs: receipt.logs }).filter(ours);
+  return punished ? punished.args.fromStake : 0n;
 }
 
 /**

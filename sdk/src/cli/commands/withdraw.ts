@@ -8,7 +8,7 @@ import { CliError } from '../errors.js';
 import { formatAmount, parseAddress } from '../output.js';
 import { confirm } from '../prompt.js';
 import { loadProviderClaim } from '../provider-claim.js';
-import { nothingOwed, paidLine, paidOut, summary } from './settle.js';
+import { fromStakeClause, nothingOwed, paidLine, paidOut, summary, takenFromStake, warnIfFromStake } from './settle.js';
 
 /**
  * `chit withdraw [--to <address>]`: a provider settles everything owed now, to its beneficiary or to a
@@ -56,7 +56,11 @@ async function runWithdraw(ctx: CliContext, options: { to?: string; yes?: boolea
         : row,
     ),
   );
-  if (!options.yes && !(await confirm(`Withdraw ${ctx.format(payout)} to ${beneficiary}?`))) {
+  const fromStake = warnIfFromStake(ctx, claim);
+  if (
+    !options.yes &&
+    !(await confirm(`Withdraw ${ctx.format(payout)} to ${beneficiary}${fromStakeClause(ctx, fromStake)}?`))
+  ) {
     throw new CliError('NOT_CONFIRMED', 'Not withdrawn', 'Nothing was sent. Run the command again to withdraw.');
   }
 
@@ -82,6 +86,7 @@ async function runWithdraw(ctx: CliContext, options: { to?: string; yes?: boolea
       owed: formatAmount(paid.owed, token.decimals),
       hubFee: formatAmount(paid.hubFee, token.decimals),
       payout: formatAmount(paid.payout, token.decimals),
+      fromStake: formatAmount(takenFromStake(receipt, claim) ?? fromStake, token.decimals),
       transaction: hash,
     },
     [paidLine(to ? 'Withdrawn to the new beneficiary' : 'Withdrawn', ctx, paid, beneficiary), ['Transaction', hash]],
