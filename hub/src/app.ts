@@ -25,6 +25,7 @@ import { migrate } from './db/migrator';
 import { DeploymentService, databaseName } from './deployment/deployment.service';
 import { ExchangeService } from './exchange/exchange.service';
 import { HealthService } from './health/health.service';
+import { OutageLog } from './health/outage-log';
 import { InfoService } from './info/info.service';
 import { MetricsService } from './metrics/metrics.service';
 import { BooksRepository } from './repositories/books.repository';
@@ -70,7 +71,10 @@ export async function createContext(config: HubConfig): Promise<HubContext> {
   // discards the client when it is released.
   pool.on('connect', (client) => client.on('error', () => {}));
   const redis = new Redis(config.REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: null });
-  redis.on('error', (error) => new Logger('Redis').warn(error.message));
+  // ioredis reports every failed reconnection: the log says when Redis goes and comes back, and reminds once a minute.
+  const redisOutage = new OutageLog(new Logger('Redis'), 'Redis');
+  redis.on('error', (error) => redisOutage.failed(error.message));
+  redis.on('ready', () => redisOutage.recovered());
   // Checksummed once here: the hub's address is in every hub promise and in /v1/info.
   const chain = new ChainService(config.RPC_URL, getAddress(config.HUB_ADDRESS));
   const signer = new OperatorSigner(config.OPERATOR_KEY as `0x${string}`);
@@ -145,6 +149,7 @@ export async function createContext(config: HubConfig): Promise<HubContext> {
         chain,
         events,
         signer,
+        redisOutage,
         onConfirmed: (kind, seconds) => metrics.settled(kind, seconds),
       }),
       metrics,

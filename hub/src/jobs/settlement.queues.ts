@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { type JobsOptions, Queue, Worker } from 'bullmq';
 import type Redis from 'ioredis';
+import type { OutageLog } from '../health/outage-log';
 import type { SettlementRecord, SettlementRepository } from '../repositories/settlement.repository';
 import type { InstantExitService } from '../settlement/instant-exit.service';
 import type { SettlementQueue, SettlementService } from '../settlement/settlement.service';
@@ -20,6 +21,8 @@ export interface SettlementQueuesOptions {
   reconcileIntervalMs: number;
   /** Whether the hub settles providers over a threshold on its own. */
   providerPolicy: boolean;
+  /** Where the queues' and workers' Redis errors go; else each is logged. */
+  redisOutage?: OutageLog;
 }
 
 /** How long a request path waits for Redis before leaving a settlement to the reconciler. */
@@ -68,11 +71,16 @@ export class SettlementQueues implements SettlementQueue {
     };
     for (const name of Object.values(QueueName)) {
       const queue = new Queue(name, { connection: redis, prefix: options.prefix, defaultJobOptions });
-      queue.on('error', (error) => this.logger.warn(`queue ${name}: ${error.message}`));
+      queue.on('error', (error) => this.redisFailed(`queue ${name}: ${error.message}`));
       this.queues.set(name, queue);
     }
     if (redis.status === 'ready') this.readyCount = 1;
     redis.on('ready', this.onReady);
+  }
+
+  private redisFailed(message: string): void {
+    if (this.options.redisOutage) this.options.redisOutage.failed(message);
+    else this.logger.warn(message);
   }
 
   queue(name: QueueName): Queue {
@@ -124,7 +132,7 @@ export class SettlementQueues implements SettlementQueue {
       new Worker(QueueName.Maintenance, maintenanceProcessor(service, instantExits), { ...common, concurrency: 1 }),
     );
     for (const worker of this.workers) {
-      worker.on('error', (error) => this.logger.warn(`worker ${worker.name}: ${error.message}`));
+      worker.on('error', (error) => this.redisFailed(`worker ${worker.name}: ${error.message}`));
     }
     this.started = true;
     this.service = service;

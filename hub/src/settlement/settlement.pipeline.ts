@@ -8,6 +8,7 @@ import type { ChainService } from '../chain/chain.service';
 import type { ChainEventMap, ChainEvents } from '../chain/chain-events';
 import type { HubConfig } from '../config/config';
 import type { OperatorSigner } from '../crypto/operator-signer';
+import type { OutageLog } from '../health/outage-log';
 import { SettlementQueues } from '../jobs/settlement.queues';
 import { type SettlementObserver, SettlementRepository } from '../repositories/settlement.repository';
 import { InstantExitService } from './instant-exit.service';
@@ -39,6 +40,8 @@ export class SettlementPipeline {
     chain: ChainService;
     events: ChainEvents;
     signer: OperatorSigner;
+    /** Where the queues' Redis errors go (one log of Redis outages per process). */
+    redisOutage?: OutageLog;
     /** Hears each settlement this process confirms (metrics). */
     onConfirmed?: SettlementObserver;
   }): SettlementPipeline {
@@ -93,6 +96,7 @@ export class SettlementPipeline {
       scanIntervalMs: config.SETTLEMENT_SCAN_INTERVAL_MS,
       reconcileIntervalMs: config.SETTLEMENT_RECONCILE_INTERVAL_MS,
       providerPolicy: config.PROVIDER_SETTLEMENT_THRESHOLD > 0n,
+      redisOutage: parts.redisOutage,
     });
     service.attach(queues);
     const instantExits = new InstantExitService(
