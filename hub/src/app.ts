@@ -265,7 +265,7 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
     { bufferLogs: true, bodyParser: false },
   );
   app.useLogger(app.get(PinoLogger));
-  app.useGlobalFilters(new ErrorFilter(errored));
+  app.useGlobalFilters(new ErrorFilter(errored, context.chain));
   // On SIGTERM the server stops taking connections and answers what is in flight. Meanwhile every
   // answer closes its connection: an idle keep-alive connection would otherwise hold server.close()
   // open for the keep-alive timeout. Then the hooks close the pipeline, Postgres and Redis, and the

@@ -1,6 +1,8 @@
 import { maxHeaderSize } from 'node:http';
 import { type ArgumentsHost, Catch, type ExceptionFilter, HttpException, Logger } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
+import type { ChainService } from '../chain/chain.service';
+import { rpcUnreachable } from '../chain/rpc-errors';
 import { HubError, type HubErrorCode, STATUS_OF } from '../errors/hub-error';
 
 /** Limits of the HTTP layer, which answers BODY_TOO_LARGE, URI_TOO_LONG and HEADERS_TOO_LARGE beyond them. */
@@ -80,15 +82,21 @@ export function clientErrorAnswer(error: Error & { code?: string }): ErrorAnswer
 /**
  * The HTTP edge of the hub's errors: a domain error becomes its status and stable code; what the HTTP
  * layer refuses (unparsable JSON, wrong content type, a body too large, an unknown route) its own code
- * ({@link httpLayerAnswer}); Postgres out of reach UNAVAILABLE; anything else INTERNAL (logged, never
+ * ({@link httpLayerAnswer}); Postgres or the chain RPC out of reach UNAVAILABLE; anything else INTERNAL (logged, never
  * leaked).
  */
 @Catch()
 export class ErrorFilter implements ExceptionFilter {
   private readonly logger = new Logger('ErrorFilter');
 
-  /** `counted` hears the code of every error answered (the metrics' error counter). */
-  constructor(private readonly counted?: (code: string) => void) {}
+  /**
+   * `counted` hears the code of every error answered (the metrics' error counter); `chain` logs the RPC
+   * outages that failed a request.
+   */
+  constructor(
+    private readonly counted?: (code: string) => void,
+    private readonly chain?: ChainService,
+  ) {}
 
   catch(error: unknown, host: ArgumentsHost): void {
     const reply = host.switchToHttp().getResponse<FastifyReply>();
@@ -116,6 +124,15 @@ export class ErrorFilter implements ExceptionFilter {
       void reply
         .status(STATUS_OF.UNAVAILABLE)
         .send({ code: 'UNAVAILABLE', message: 'The database is unreachable: try again shortly', details: {} });
+      return 'UNAVAILABLE';
+    }
+    if (rpcUnreachable(error)) {
+      // Never the RPC's URL or viem's message: the URL may hold an API key, the message a whole request.
+      if (this.chain) this.chain.unreachable(error);
+      else this.logger.warn('the chain RPC is unreachable');
+      void reply
+        .status(STATUS_OF.UNAVAILABLE)
+        .send({ code: 'UNAVAILABLE', message: 'The chain RPC is unreachable: try again shortly', details: {} });
       return 'UNAVAILABLE';
     }
     this.logger.error(error instanceof Error ? (error.stack ?? error.message) : String(error));

@@ -1,9 +1,14 @@
 import { getHubInfo, type HubInfo } from '@chit/sdk';
+import { Logger } from '@nestjs/common';
 import { type Address, createPublicClient, http, type PublicClient, webSocket } from 'viem';
+import { OutageLog } from '../health/outage-log';
+import { briefRpcError } from './rpc-errors';
 
 /** The hub's view of the chain: one viem client, the chain id checked at start, hub reads. */
 export class ChainService {
   readonly client: PublicClient;
+  /** The log of RPC outages, fed by the status watch and by the requests the RPC failed. */
+  readonly outage = new OutageLog(new Logger('Chain'), 'the chain RPC');
   private infoCache: { at: number; info: HubInfo } | undefined;
 
   constructor(
@@ -12,6 +17,11 @@ export class ChainService {
   ) {
     const transport = rpcUrl.startsWith('ws') ? webSocket(rpcUrl) : http(rpcUrl, { retryCount: 2, timeout: 10_000 });
     this.client = createPublicClient({ transport }) as PublicClient;
+  }
+
+  /** Logs `error` of the RPC as an outage, in one short line without the RPC URL. */
+  unreachable(error: unknown): void {
+    this.outage.failed(briefRpcError(error, this.rpcUrl));
   }
 
   /** The chain id, checked against `expected` when given. */

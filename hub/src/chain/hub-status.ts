@@ -1,6 +1,7 @@
 import type { HubStatus } from '@chit/sdk';
 import { Logger } from '@nestjs/common';
 import type { ChainService } from './chain.service';
+import { briefRpcError, rpcUnreachable } from './rpc-errors';
 
 /**
  * The hub's on-chain status, polled in the background so that no request waits on the RPC (and
@@ -40,8 +41,10 @@ export class HubStatusWatch {
       const { status } = await this.chain.hubInfo();
       if (status !== this.current && this.current !== undefined) this.logger.warn(`the hub is now ${status}`);
       this.current = status;
+      this.chain.outage.recovered();
     } catch (error) {
-      this.logger.debug(`status unread: ${(error as Error).message}`);
+      if (rpcUnreachable(error)) this.chain.unreachable(error);
+      else this.logger.debug(`status unread: ${briefRpcError(error, this.chain.rpcUrl)}`);
     }
   }
 }
