@@ -19,6 +19,7 @@ import { ChainService } from './chain/chain.service';
 import { ChainEvents } from './chain/chain-events';
 import { ChainFollower } from './chain/follower/follower.service';
 import { HubStatusWatch } from './chain/hub-status';
+import { briefRpcError, rpcUnreachable } from './chain/rpc-errors';
 import type { HubConfig } from './config/config';
 import { OperatorSigner } from './crypto/operator-signer';
 import { migrate } from './db/migrator';
@@ -79,8 +80,12 @@ export async function createContext(config: HubConfig): Promise<HubContext> {
   const chain = new ChainService(config.RPC_URL, getAddress(config.HUB_ADDRESS));
   const signer = new OperatorSigner(config.OPERATOR_KEY as `0x${string}`);
   try {
-    const chainId = await chain.chainId(config.CHAIN_ID);
-    const onChain = await chain.hubInfo();
+    const chainId = await chain.chainId(config.CHAIN_ID).catch((error: unknown) => {
+      throw rpcUnreachable(error) ? noRpc(config.RPC_URL, error) : error;
+    });
+    const onChain = await chain.hubInfo().catch(async (error: unknown) => {
+      throw rpcUnreachable(error) ? noRpc(config.RPC_URL, error) : await notAHub(chain, chainId, error);
+    });
     if (onChain.operator.toLowerCase() !== signer.address.toLowerCase()) {
       throw new Error(
         `OPERATOR_KEY is the key of ${signer.address}, but the hub ${config.HUB_ADDRESS} is run by ${onChain.operator}`,
@@ -159,6 +164,28 @@ export async function createContext(config: HubConfig): Promise<HubContext> {
     redis.disconnect();
     throw error;
   }
+}
+
+/** RPC_URL gave no answer at start: which node, why, and what to do (never the URL's path: it may hold an API key). */
+function noRpc(rpcUrl: string, error: unknown): Error {
+  const { protocol, host } = new URL(rpcUrl);
+  return new Error(
+    `RPC_URL: no answer from the chain RPC at ${protocol}//${host} (${briefRpcError(error, rpcUrl)}): start the node, or point RPC_URL at one that runs`,
+  );
+}
+
+/** The hub's state could not be read at HUB_ADDRESS: no contract there, or one that is not a hub. */
+async function notAHub(chain: ChainService, chainId: number, error: unknown): Promise<Error> {
+  // viem answers undefined for an address without code.
+  const code = await chain.client.getCode({ address: chain.hub }).catch(() => null);
+  if (code === null) return error as Error;
+  const what =
+    code === undefined || code === '0x'
+      ? `there is no contract at ${chain.hub} on chain ${chainId}`
+      : `the contract at ${chain.hub} on chain ${chainId} is not a Chit hub`;
+  return new Error(
+    `HUB_ADDRESS: ${what}: set it to the address of the Hub contract this service runs (deployments/${chainId}.json, hub.address)`,
+  );
 }
 
 const CONTEXT = Symbol('HubContext');

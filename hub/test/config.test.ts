@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { loadConfig } from '../src/config/config';
+import { freePort } from '../src/dev/services';
+import { startChain } from './support/chain';
 
 // Configuration is checked once, at start; a bad value stops the command with a message that names
 // the variable (and never a stack trace or a raw validation dump).
@@ -101,5 +103,84 @@ describe('HTTP edge settings', () => {
       assert.throws(() => load({ TRUST_PROXY: proxy }), /\n {2}TRUST_PROXY: expected a number of hops/);
     }
     assert.throws(() => load({ RATE_LIMIT_WINDOW_MS: '999' }), /\n {2}RATE_LIMIT_WINDOW_MS: /);
+  });
+});
+
+// Start-up checks against the chain: a dead RPC, or HUB_ADDRESS not a hub, stops `chit-hub start` with
+// one line that names the setting, what is wrong and what to do.
+describe('chit-hub start on a chain it cannot use', () => {
+  const main = path.join(__dirname, '..', 'dist', 'main.js');
+  let chain: Awaited<ReturnType<typeof startChain>>;
+  const start = (env: Record<string, string>) =>
+    spawnSync(process.execPath, [main, 'start'], {
+      env: {
+        PATH: process.env.PATH ?? '',
+        DATABASE_URL: 'postgres://127.0.0.1/chit',
+        OPERATOR_KEY: chain.operatorKey,
+        ...env,
+      },
+      encoding: 'utf8',
+      timeout: 50_000,
+    });
+
+  before(async function () {
+    this.timeout(120_000);
+    chain = await startChain();
+  });
+
+  after(() => chain?.stop());
+
+  it('names RPC_URL when nothing listens there, without the path (it may hold an API key)', async function () {
+    this.timeout(60_000);
+    const port = await freePort();
+    const result = start({
+      RPC_URL: `http://127.0.0.1:${port}/v3/secret-key`,
+      HUB_ADDRESS: chain.deployment.hub.address,
+    });
+    assert.equal(result.status, 1, result.stderr);
+    assert.equal(
+      result.stderr,
+      `chit-hub: RPC_URL: no answer from the chain RPC at http://127.0.0.1:${port} (HTTP request failed. fetch failed (ECONNREFUSED)): start the node, or point RPC_URL at one that runs\n`,
+    );
+  });
+
+  it('names HUB_ADDRESS when no contract is there', function () {
+    this.timeout(60_000);
+    const nobody = '0x000000000000000000000000000000000000dEaD';
+    const result = start({ RPC_URL: chain.url, HUB_ADDRESS: nobody });
+    assert.equal(result.status, 1, result.stderr);
+    assert.equal(
+      result.stderr,
+      `chit-hub: HUB_ADDRESS: there is no contract at ${nobody} on chain 31337: set it to the address of the Hub contract this service runs (deployments/31337.json, hub.address)\n`,
+    );
+  });
+
+  it('names HUB_ADDRESS when the contract there is not a hub', function () {
+    this.timeout(60_000);
+    const token = chain.deployment.token.address;
+    const result = start({ RPC_URL: chain.url, HUB_ADDRESS: token.toLowerCase() });
+    assert.equal(result.status, 1, result.stderr);
+    assert.equal(
+      result.stderr,
+      `chit-hub: HUB_ADDRESS: the contract at ${token} on chain 31337 is not a Chit hub: set it to the address of the Hub contract this service runs (deployments/31337.json, hub.address)\n`,
+    );
+  });
+
+  it('names an address whose EIP-55 checksum is wrong, and accepts it in lowercase', () => {
+    const hub = chain.deployment.hub.address;
+    // One letter's case flipped: the checksum no longer matches.
+    const index = [...hub].findIndex((char, i) => i > 1 && /[a-fA-F]/.test(char));
+    const flipped =
+      hub.slice(0, index) +
+      (hub[index] === hub[index]!.toLowerCase() ? hub[index]!.toUpperCase() : hub[index]!.toLowerCase()) +
+      hub.slice(index + 1);
+    const result = start({ RPC_URL: chain.url, HUB_ADDRESS: flipped });
+    assert.equal(result.status, 1, result.stderr);
+    assert.equal(
+      result.stderr,
+      'invalid configuration:\n  HUB_ADDRESS: mixed-case letters that do not match its EIP-55 checksum: copy the address again from where it came from (a typo?), or write it all in lowercase to skip the check\n',
+    );
+    const settings = { DATABASE_URL: 'postgres://127.0.0.1/chit', RPC_URL: chain.url, OPERATOR_KEY: chain.operatorKey };
+    assert.equal(loadConfig({ ...settings, HUB_ADDRESS: hub.toLowerCase() }).HUB_ADDRESS, hub.toLowerCase());
   });
 });

@@ -3,7 +3,7 @@ import { TcpProxy } from '../../test/e2e/support/tcp-proxy';
 import { type RunningHub, startHub } from '../src/app';
 import { briefRpcError, rpcUnreachable } from '../src/chain/rpc-errors';
 import { loadConfig } from '../src/config/config';
-import { ensureRedis, type RunningService } from '../src/dev/services';
+import { ensureRedis, freePort, type RunningService } from '../src/dev/services';
 import { startChain } from './support/chain';
 import { createTestDatabase } from './support/postgres';
 import { queuePrefix } from './support/redis';
@@ -80,7 +80,7 @@ describe('chain RPC out of reach', () => {
 describe('rpcUnreachable and briefRpcError', () => {
   it('find viem transport errors under the errors wrapping them, and say so in one short line without the URL', async () => {
     const { createPublicClient, http } = await import('viem');
-    const url = 'http://127.0.0.1:9/v3/secret-key';
+    const url = `http://127.0.0.1:${await freePort()}/v3/secret-key`;
     const client = createPublicClient({ transport: http(url, { retryCount: 0 }) });
     const error = await client
       .readContract({
@@ -94,7 +94,7 @@ describe('rpcUnreachable and briefRpcError', () => {
     assert.equal(rpcUnreachable(error), true);
     assert.equal(rpcUnreachable(new Error('execution reverted')), false);
     const line = briefRpcError(error, url);
-    assert.equal(line, 'HTTP request failed. fetch failed');
+    assert.equal(line, 'HTTP request failed. fetch failed (ECONNREFUSED)');
     assert.doesNotMatch(line, /secret/);
   });
 });

@@ -22,7 +22,15 @@ export function briefRpcError(error: unknown, rpcUrl: string): string {
     if (TRANSPORT_ERRORS.has(cause.name)) found = cause;
   }
   const top = (found ?? error) as Error & { shortMessage?: string; details?: string };
-  const text = [top.shortMessage ?? top.message?.split('\n')[0], top.details].filter(Boolean).join(' ');
+  // The system's code of the socket error under fetch's "fetch failed": ECONNREFUSED, ENOTFOUND...
+  let code: string | undefined;
+  for (let cause: unknown = top.cause, depth = 0; cause instanceof Error && depth < 10; cause = cause.cause, depth++) {
+    const own = (cause as { code?: unknown }).code;
+    if (typeof own === 'string') code = own;
+  }
+  const text = [top.shortMessage ?? top.message?.split('\n')[0], top.details, code && `(${code})`]
+    .filter(Boolean)
+    .join(' ');
   const masked = text.split(rpcUrl).join('RPC_URL').replace(/\s+/g, ' ');
   return masked.length > 200 ? `${masked.slice(0, 199)}…` : masked;
 }

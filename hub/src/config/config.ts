@@ -2,7 +2,15 @@ import { isIP } from 'node:net';
 import { isAddress, isHex } from 'viem';
 import { z } from 'zod';
 
-const address = z.string().refine((value) => isAddress(value), 'expected a 0x-prefixed 20-byte address');
+const address = z.string().superRefine((value, context) => {
+  if (isAddress(value)) return;
+  context.addIssue({
+    code: 'custom',
+    message: isAddress(value, { strict: false })
+      ? 'mixed-case letters that do not match its EIP-55 checksum: copy the address again from where it came from (a typo?), or write it all in lowercase to skip the check'
+      : 'expected a 0x-prefixed 20-byte address',
+  });
+});
 const privateKey = z
   .string()
   .refine((value) => isHex(value) && value.length === 66, 'expected a 0x-prefixed 32-byte private key');
