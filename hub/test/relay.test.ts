@@ -3,6 +3,7 @@ import {
   decodeHubAnswer,
   registerIdentity,
   registryAbi,
+  signDepositPermit,
   signRegisterIdentity,
   signSetBeneficiary,
   testTokenAbi,
@@ -41,8 +42,9 @@ type Json = any;
 const ether = (n: number) => parseEther(String(n));
 const lower = (address: string) => address.toLowerCase() as Hex;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-/** Gas the hub assumes for a relayed registration / beneficiary change before it measured its own. */
-const GAS = { identity: 90_000n, beneficiary: 60_000n };
+/** Gas the hub assumes for a relayed registration / beneficiary change before it measured its own; with
+ * a permit, the permit's transaction too. */
+const GAS = { identity: 90_000n, 'identity-permit': 165_000n, beneficiary: 60_000n };
 const ceilDiv = (a: bigint, b: bigint) => (a + b - 1n) / b;
 
 describe('relayed Registry actions and their fee', function () {
@@ -163,10 +165,16 @@ describe('relayed Registry actions and their fee', function () {
     };
   }
 
+  /** The identity's EIP-2612 permit of `value` to the Registry, as the body's `permit` carries it. */
+  async function permitOf(identity: ReturnType<typeof wallet>, value: bigint, deadline?: bigint) {
+    const signed = await signDepositPermit(identity, { hub: registry, token, amount: value, deadline });
+    return { deadline: signed.deadline.toString(), signature: signed.signature };
+  }
+
   describe('GET /v1/quotes/relay', () => {
     it('quotes gas x gas price x margin for each kind, and refuses a missing or unknown kind with MALFORMED', async () => {
       const { running } = await hub();
-      for (const kind of ['identity', 'beneficiary'] as const) {
+      for (const kind of ['identity', 'identity-permit', 'beneficiary'] as const) {
         const { status, body } = await get(running, `/v1/quotes/relay?kind=${kind}`);
         assert.equal(status, 200, JSON.stringify(body));
         const quote = decodeHubAnswer('relayQuote', body);
@@ -265,6 +273,77 @@ describe('relayed Registry actions and their fee', function () {
       });
       const { rows } = await db.pool.query(`SELECT kind, claims, status FROM transactions`);
       assert.deepEqual(rows, [{ kind: 'identity', claims: 1, status: 'mined' }]);
+    });
+  });
+
+  describe('POST /v1/relay/identities with the identity’s permit of the fee', () => {
+    it('registers an identity that holds tokens, no allowance and no gas: the relayer submits the permit first', async () => {
+      const { running, db } = await hub();
+      const identity = await identityWith(ether(1), 0n);
+      const beneficiary = privateKeyToAccount(generatePrivateKey()).address;
+      const relayer = privateKeyToAccount(chain.operatorKey).address;
+      const quote = decodeHubAnswer('relayQuote', (await get(running, '/v1/quotes/relay?kind=identity-permit')).body);
+      const relayerBefore = await read.tokens(relayer);
+
+      const body = {
+        ...(await registration(identity, quote.relayerFee, beneficiary)),
+        permit: await permitOf(identity, quote.relayerFee),
+      };
+      const response = await post(running, '/v1/relay/identities', body);
+      assert.equal(response.status, 202, JSON.stringify(await response.clone().json()));
+      const job = decodeHubAnswer('job', await response.json());
+      await until('the registration confirmed', async () => {
+        const { body: state } = await get(running, `/v1/settlements/${job.id}`);
+        return state.status === 'confirmed' && state;
+      });
+
+      assert.equal(await read.registered(identity.account.address), true);
+      assert.equal(await read.beneficiary(identity.account.address), beneficiary);
+      assert.equal(await read.tokens(identity.account.address), ether(1) - quote.relayerFee);
+      assert.equal((await read.tokens(relayer)) - relayerBefore, quote.relayerFee);
+      assert.equal(await rpc.getBalance({ address: identity.account.address }), 0n);
+      // The permit's transaction carries no claim: the gas measured per registration stays the registration's.
+      const { rows } = await db.pool.query('SELECT kind, claims, status FROM transactions ORDER BY nonce');
+      assert.deepEqual(rows, [
+        { kind: 'identity', claims: 0, status: 'mined' },
+        { kind: 'identity', claims: 1, status: 'mined' },
+      ]);
+    });
+
+    it('refuses a permit the token would not take with INVALID_SIGNATURE, and a fee that covers only the registration with RELAYER_FEE_TOO_LOW, changing nothing', async () => {
+      const { running, db } = await hub();
+      const identity = await identityWith(ether(1), 0n);
+      const beneficiary = privateKeyToAccount(generatePrivateKey()).address;
+      const quote = decodeHubAnswer('relayQuote', (await get(running, '/v1/quotes/relay?kind=identity-permit')).body);
+      const fee = quote.relayerFee;
+      const { timestamp } = await rpc.getBlock();
+      const stranger = wallet(privateKeyToAccount(generatePrivateKey()));
+      for (const [what, permit, message] of [
+        ['of another value', await permitOf(identity, fee + 1n), /not the identity’s EIP-2612 permit/],
+        ['signed by another key', await permitOf(stranger, fee), /not the identity’s EIP-2612 permit/],
+        ['expiring within a minute', await permitOf(identity, fee, timestamp + 30n), /expires too soon/],
+      ] as const) {
+        const response = await post(running, '/v1/relay/identities', {
+          ...(await registration(identity, fee, beneficiary)),
+          permit,
+        });
+        const error: Json = await response.json();
+        assert.equal(response.status, 400, `${what}: ${JSON.stringify(error)}`);
+        assert.equal(error.code, 'INVALID_SIGNATURE', what);
+        assert.match(error.message, message, what);
+      }
+
+      const identityQuote = decodeHubAnswer('relayQuote', (await get(running, '/v1/quotes/relay?kind=identity')).body);
+      const response = await post(running, '/v1/relay/identities', {
+        ...(await registration(identity, identityQuote.relayerFee, beneficiary)),
+        permit: await permitOf(identity, identityQuote.relayerFee),
+      });
+      assert.equal(response.status, 409);
+      const error: Json = await response.json();
+      assert.equal(error.code, 'RELAYER_FEE_TOO_LOW');
+      assert.equal(error.details.minimum, (quote.gasPrice * GAS['identity-permit']).toString());
+      assert.match(error.message, /kind=identity-permit/);
+      await nothingChanged(running, db, identity.account.address);
     });
   });
 

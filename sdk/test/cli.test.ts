@@ -19,7 +19,7 @@ import path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { decryptKeystoreJson } from 'ethers/wallet';
-import { type Address, bytesToHex, getAddress, type Hex, keccak256, parseEther } from 'viem';
+import { type Address, bytesToHex, getAddress, type Hex, keccak256, parseEther, parseSignature } from 'viem';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import {
   decodeMessage,
@@ -236,8 +236,8 @@ describe('chit', () => {
       assert.match(funded.transaction, /^0x[0-9a-f]{64}$/);
       assert.match(run.stderr, /waiting for confirmation \(1\/1\): mint 0x/);
       assert.equal(await tokenBalance(fresh.address), parseEther('1000'));
-      const eth = await chain.publicClient.getBalance({ address: fresh.address });
-      assert.ok(eth > parseEther('9.99') && eth < parseEther('10'), `${eth}: 10 ETH less the mint's gas`);
+      // The node's development account sent the mint: the identity's ETH is all there.
+      assert.equal(await chain.publicClient.getBalance({ address: fresh.address }), parseEther('10'));
 
       // What failed with "too little ETH" before: the next documented step.
       ok(await chit(['beneficiary', 'set', chain.account(7).address], { env: fresh.env }));
@@ -250,6 +250,16 @@ describe('chit', () => {
         BigInt(parseEther(more.ethBalance)),
       );
       assert.equal(await tokenBalance(fresh.address), parseEther('1000'));
+
+      // Tokens and no gas, and no password asked: what a relayed registration starts from.
+      const gasless = await identity(0n, 0n);
+      const tokensOnly = ok(
+        await chit(['identity', 'fund', '--eth', '0', '--tokens', '5', '--json'], {
+          env: { ...gasless.env, CHIT_PASSWORD: undefined },
+        }),
+      );
+      assert.deepEqual([tokensOnly.ethBalance, tokensOnly.tokenBalance], ['0', '5']);
+      assert.equal(await chain.publicClient.getBalance({ address: gasless.address }), 0n);
     });
 
     describe('when the chain is not a local one', () => {
@@ -501,9 +511,28 @@ describe('chit', () => {
         front.relayFee = 0n;
       });
 
-      it('beneficiary set --relayed refuses a registration the identity cannot pay, before signing anything', async () => {
+      it('beneficiary set --relayed registers an identity that holds tokens and no ETH, paying the relayer with its permit', async () => {
         front.relayFee = parseEther('0.01');
         const gasless = await identity(parseEther('1'), 0n);
+        const relayerBefore = await tokenBalance(relayer.account.address);
+        const permits = front.permits;
+        const beneficiary = chain.account(7).address;
+        const run = await chit(['beneficiary', 'set', beneficiary, '--relayed', '--json'], { env: gasless.env });
+        assert.equal(ok(run).beneficiary, beneficiary);
+        assert.match(
+          run.stderr,
+          /relayer fee: 0\.02 tCHIT, from this identity's tokens, with a permit that the relayer submits first/,
+        );
+        assert.equal(front.permits, permits + 1);
+        assert.equal(await beneficiaryOf(gasless.address), beneficiary);
+        assert.equal(await tokenBalance(gasless.address), parseEther('0.98'));
+        assert.equal(await tokenBalance(relayer.account.address), relayerBefore + parseEther('0.02'));
+        assert.equal(await chain.publicClient.getBalance({ address: gasless.address }), 0n);
+      });
+
+      it('beneficiary set --relayed refuses a registration the identity cannot pay, before signing anything', async () => {
+        front.relayFee = parseEther('0.01');
+        const gasless = await identity(parseEther('0.015'), 0n);
         const before = front.requests.length;
         const run = await chit(['beneficiary', 'set', chain.account(7).address, '--relayed', '--json'], {
           env: gasless.env,
@@ -511,7 +540,8 @@ describe('chit', () => {
         assert.equal(run.code, 1);
         const { error } = JSON.parse(run.stderr);
         assert.equal(error.code, 'RELAYER_FEE_UNPAYABLE');
-        assert.match(error.message, /0\.01 .* holds 1 .* allows 0 /);
+        // Without an allowance, the fee of a registration paid with a permit.
+        assert.match(error.message, /0\.02 tCHIT, .* holds 0\.015 tCHIT and allows the Registry 0 tCHIT$/);
         // Asked for the quote, and sent nothing to relay.
         assert.ok(front.requests.slice(before).includes('GET /v1/quotes/relay'));
         assert.ok(!front.requests.slice(before).some((request) => request.startsWith('POST')));
@@ -891,8 +921,10 @@ async function until(condition: () => boolean): Promise<void> {
 interface HubFront {
   url: string;
   requests: string[];
-  /** What `GET /v1/quotes/relay` quotes (0: this hub relays for free). */
+  /** What `GET /v1/quotes/relay` quotes (0: this hub relays for free); twice that with a permit. */
   relayFee: bigint;
+  /** Registrations relayed with the identity's permit of the fee. */
+  permits: number;
   stop(): Promise<void>;
 }
 
@@ -905,7 +937,12 @@ async function startHubFront(): Promise<HubFront> {
   const routes: [
     RegExp,
     string,
-    (match: RegExpExecArray, body: Record<string, string>) => Promise<[number, unknown]>,
+    (
+      match: RegExpExecArray,
+      // biome-ignore lint/suspicious/noExplicitAny: a JSON body, read field by field.
+      body: Record<string, any>,
+      query: URLSearchParams,
+    ) => Promise<[number, unknown]>,
   ][] = [
     [
       /^\/v1\/consumers\/(0x[0-9a-fA-F]{40})$/,
@@ -971,11 +1008,12 @@ async function startHubFront(): Promise<HubFront> {
     [
       /^\/v1\/quotes\/relay$/,
       'GET',
-      async () => [
+      async (_, __, query) => [
         200,
         {
-          kind: 'identity',
-          relayerFee: front.relayFee.toString(),
+          kind: query.get('kind'),
+          // A registration paid with a permit is two transactions: twice the fee.
+          relayerFee: (query.get('kind') === 'identity-permit' ? 2n * front.relayFee : front.relayFee).toString(),
           gasPrice: '1000000000',
           validUntil: String(Math.floor(Date.now() / 1000) + 120),
         },
@@ -1013,6 +1051,26 @@ async function startHubFront(): Promise<HubFront> {
           nonce: 0n,
           signature: body.signature as Hex,
         };
+        if (body.permit) {
+          // The identity's permit of the fee to the Registry, submitted first.
+          front.permits += 1;
+          const { r, s, v } = parseSignature(body.permit.signature as Hex);
+          const permit = await relayer.writeContract({
+            address: chain.token,
+            abi: testTokenAbi,
+            functionName: 'permit',
+            args: [
+              registration.identity,
+              chain.registry,
+              registration.relayerFee,
+              BigInt(body.permit.deadline),
+              Number(v),
+              r,
+              s,
+            ],
+          });
+          await waitForTransaction(chain.publicClient, { hash: permit });
+        }
         const { hash } = await registerIdentityRelayed(relayer, { registration });
         await waitForTransaction(chain.publicClient, { hash });
         const id = `relay-${jobs.size + 1}`;
@@ -1040,7 +1098,7 @@ async function startHubFront(): Promise<HubFront> {
     for (const [pattern, method, route] of routes) {
       const match = pattern.exec(url.pathname);
       if (!match || request.method !== method) continue;
-      const [status, body] = await route(match, text ? JSON.parse(text) : {});
+      const [status, body] = await route(match, text ? JSON.parse(text) : {}, url.searchParams);
       response.writeHead(status, { 'content-type': 'application/json' });
       response.end(JSON.stringify(body));
       return;
@@ -1066,6 +1124,7 @@ async function startHubFront(): Promise<HubFront> {
     url: `http://127.0.0.1:${port}`,
     requests,
     relayFee: 0n,
+    permits: 0,
     stop: () =>
       new Promise<void>((resolve, reject) => {
         server.closeAllConnections();

@@ -70,7 +70,8 @@ describe('docs/providers.md against the stack of npm start', function () {
       ...env,
     });
   // biome-ignore lint/suspicious/noExplicitAny: chit's JSON output, checked field by field.
-  const json = async (args: string[]): Promise<any> => JSON.parse(succeeded(await chit([...args, '--json'])));
+  const json = async (args: string[], env: Record<string, string> = {}): Promise<any> =>
+    JSON.parse(succeeded(await chit([...args, '--json'], env)));
 
   before(async () => {
     home = mkdtempSync(path.join(tmpdir(), 'chit-providers-doc-'));
@@ -160,6 +161,20 @@ describe('docs/providers.md against the stack of npm start', function () {
     const beneficiary = '0x90F79bf6EB2c4f870365E785982E1f101E93b906';
     const out = succeeded(await chit(['beneficiary', 'set', beneficiary]));
     assert.match(out, new RegExp(`^0x[0-9a-fA-F]{40} is registered, with ${beneficiary} as its beneficiary\\.$`, 'm'));
+  });
+
+  it('section 2: --relayed registers an identity that holds tokens and no ETH, through the hub’s relayer', async () => {
+    const env = { CHIT_KEYSTORE: path.join(home, 'gasless.json') };
+    const created = await json(['identity', 'new'], env);
+    const funded = await json(['identity', 'fund', '--eth', '0', '--tokens', '1'], env);
+    assert.deepEqual([funded.address, funded.ethBalance, funded.tokenBalance], [created.address, '0', '1']);
+    const beneficiary = '0x000000000000000000000000000000000000bEEF';
+    const result = await chit(['beneficiary', 'set', beneficiary, '--relayed', '--json'], env);
+    assert.equal(JSON.parse(succeeded(result)).beneficiary, beneficiary);
+    assert.match(result.stderr, /with a permit that the relayer submits first/);
+    const shown = await json(['identity', 'show'], env);
+    assert.deepEqual([shown.registered, shown.beneficiary, shown.eth], [true, beneficiary, '0']);
+    assert.ok(Number(shown.tokens) < 1, shown.tokens);
   });
 
   it('sections 3 and 5: earnings from examples/pay-per-minute.ts, settled by chit settle --yes from the free funds', async () => {

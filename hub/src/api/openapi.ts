@@ -226,11 +226,11 @@ export const OPENAPI = {
     },
     '/v1/quotes/relay': {
       get: operation(
-        'A relayer fee quote for a relayed registration (kind=identity) or beneficiary change (kind=beneficiary)',
+        'A relayer fee quote for a relayed registration (kind=identity; kind=identity-permit when the relayer also submits the identity’s permit of the fee) or beneficiary change (kind=beneficiary)',
         [
           200,
           object({
-            kind: { type: 'string', enum: ['identity', 'beneficiary'] },
+            kind: { type: 'string', enum: ['identity', 'identity-permit', 'beneficiary'] },
             relayerFee: decimal,
             gasPrice: decimal,
             validUntil: decimal,
@@ -242,7 +242,7 @@ export const OPENAPI = {
               name: 'kind',
               in: 'query',
               required: true,
-              schema: { type: 'string', enum: ['identity', 'beneficiary'] },
+              schema: { type: 'string', enum: ['identity', 'identity-permit', 'beneficiary'] },
             },
           ],
           errors: [post],
@@ -283,7 +283,16 @@ export const OPENAPI = {
     },
     '/v1/relay/identities': {
       post: operation('Relay a Registry identity registration', [202, accepted], {
-        body: object({ identity: address, beneficiary: address, relayerFee: decimal, signature }),
+        body: object(
+          {
+            identity: address,
+            beneficiary: address,
+            relayerFee: decimal,
+            signature,
+            permit: object({ deadline: decimal, signature }),
+          },
+          ['permit'],
+        ),
         errors: [post, conflict],
       }),
     },

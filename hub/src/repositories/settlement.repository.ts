@@ -566,12 +566,15 @@ export class SettlementRepository {
     );
   }
 
-  /** Average gas per claim of the last `limit` mined transactions of `kind`, or undefined. */
+  /**
+   * Average gas per claim of the last `limit` mined transactions of `kind` that carry claims (not the
+   * permits sent before relayed registrations), or undefined.
+   */
   async gasPerClaim(kind: SettlementKind, limit: number): Promise<bigint | undefined> {
     const { rows } = await this.pool.query(
       `SELECT sum(gas_used) AS gas, sum(claims) AS claims FROM (
          SELECT gas_used, claims FROM transactions
-          WHERE kind = $1 AND status = 'mined' AND gas_used IS NOT NULL
+          WHERE kind = $1 AND status = 'mined' AND gas_used IS NOT NULL AND claims > 0
           ORDER BY created_at DESC LIMIT $2) recent`,
       [kind, limit],
     );

@@ -38,12 +38,14 @@ export const settlementRequestSchema = z.strictObject({
   authorization: signature,
 });
 export const quoteQuerySchema = z.object({ provider: address });
-export const relayQuoteQuerySchema = z.object({ kind: z.enum(['identity', 'beneficiary']) });
+export const relayQuoteQuerySchema = z.object({ kind: z.enum(['identity', 'identity-permit', 'beneficiary']) });
 export const relayIdentitySchema = z.strictObject({
   identity: address,
   beneficiary: address,
   relayerFee: uint256,
   signature,
+  /** The identity's EIP-2612 permit of `relayerFee` to the Registry, which the relayer submits first. */
+  permit: z.strictObject({ deadline: uint256, signature }).optional(),
 });
 export const relayBeneficiarySchema = z.strictObject({ identity: address, beneficiary: address, signature });
 

@@ -15,6 +15,12 @@ export const DEFAULT_GAS_PER_PROMISE = {
   beneficiary: 60_000n,
 } as const;
 
+/**
+ * Gas of the transaction that submits an identity's EIP-2612 permit of a relayed registration's fee to the
+ * Registry, before the registration (a first permit: the token's nonce and the allowance written from zero).
+ */
+export const PERMIT_GAS = 75_000n;
+
 /** How many token units one wei of the gas coin is worth, as a fraction. */
 export interface TokenRate {
   numerator: bigint;

@@ -1,5 +1,6 @@
 import {
   ContractRevertError,
+  chitTokenAbi,
   decodeContractError,
   getConsumerChannel,
   getProviderChannel,
@@ -27,17 +28,28 @@ import { nativeVerifier } from '@chit/sdk/node';
 import { Logger } from '@nestjs/common';
 import {
   type Address,
+  BaseError,
   BlockNotFoundError,
+  ContractFunctionRevertedError,
   erc20Abi,
   getAddress,
   hexToBytes,
   keccak256,
   type LocalAccount,
   parseEventLogs,
+  parseSignature,
   type TransactionReceipt,
   verifyTypedData,
 } from 'viem';
-import { getBlock, getBlockNumber, getGasPrice, multicall, readContract, simulateContract } from 'viem/actions';
+import {
+  getBlock,
+  getBlockNumber,
+  getGasPrice,
+  multicall,
+  readContract,
+  simulateContract,
+  writeContract,
+} from 'viem/actions';
 import type { ChainService } from '../chain/chain.service';
 import type { OperatorSigner } from '../crypto/operator-signer';
 import type { Hex } from '../db/bytes';
@@ -68,6 +80,7 @@ import {
   gasCostInTokens,
   hubFeeOf,
   minimumRelayerFee,
+  PERMIT_GAS,
   providerSettlementDue,
   quoteRelayerFee,
   settlementId,
@@ -210,14 +223,16 @@ export class SettlementService {
   }
 
   /**
-   * `GET /v1/quotes/relay?kind=identity|beneficiary`: the relayer fee the hub asks now for relaying a
-   * registration or a beneficiary change, computed like the settlement quote (gas of the operation x gas
-   * price x the margin, in token units). The Registry pays no relayer fee for a beneficiary change, so
-   * its quote is what the hub would need and cannot be paid: the hub relays those only when it is 0.
+   * `GET /v1/quotes/relay?kind=identity|identity-permit|beneficiary`: the relayer fee the hub asks now
+   * for relaying a registration (`identity-permit`: a registration whose fee the relayer collects with
+   * the identity's EIP-2612 permit, which it submits first) or a beneficiary change, computed like the
+   * settlement quote (gas of the transactions x gas price x the margin, in token units). The Registry pays
+   * no relayer fee for a beneficiary change, so its quote is what the hub would need and cannot be paid:
+   * the hub relays those only when it is 0.
    */
   async relayQuote(query: unknown) {
     const { kind } = decodeBody(relayQuoteQuerySchema, query);
-    const [gasPrice, gas] = await Promise.all([getGasPrice(this.chain.client), this.gasPerPromise(kind)]);
+    const [gasPrice, gas] = await Promise.all([getGasPrice(this.chain.client), this.relayGas(kind)]);
     return {
       kind,
       relayerFee: quoteRelayerFee({
@@ -313,7 +328,9 @@ export class SettlementService {
    * `POST /v1/relay/identities`: queues a relayed identity registration, signed for its current nonce.
    * The relayer fee must cover the gas at the current price (a quote's margin absorbs a rise), and the
    * identity must be able to pay it: the Registry takes it from the identity's tokens with
-   * `transferFrom`, so both its balance and its allowance to the Registry must hold it.
+   * `transferFrom`, so its balance must hold it, and its allowance to the Registry too, unless the
+   * request carries the identity's EIP-2612 permit of the fee to the Registry: the relayer submits that
+   * first (so an identity with tokens and no gas registers), for a fee that covers both transactions.
    */
   async relayIdentity(body: unknown): Promise<SettlementView> {
     const request = decodeBody(relayIdentitySchema, body);
@@ -336,8 +353,12 @@ export class SettlementService {
     const id = settlementId.identity(request.identity, nonce);
     const existing = await this.repository.get(id);
     if (existing && existing.status !== 'failed') return view(existing);
-    await this.requireRelayerFee('identity', request.relayerFee);
-    if (request.relayerFee > 0n) await this.requirePayable(token, registry, request.identity, request.relayerFee);
+    const { permit } = request;
+    await this.requireRelayerFee(permit ? 'identity-permit' : 'identity', request.relayerFee);
+    if (permit) await this.requirePermit(token, registry, request.identity, request.relayerFee, permit);
+    if (request.relayerFee > 0n) {
+      await this.requirePayable(token, registry, request.identity, request.relayerFee, permit !== undefined);
+    }
     const row = await this.createOrRequeue({
       id,
       kind: 'identity',
@@ -349,6 +370,7 @@ export class SettlementService {
         relayerFee: request.relayerFee.toString(),
         nonce: nonce.toString(),
         signature: request.signature,
+        ...(permit && { permit: { deadline: permit.deadline.toString(), signature: permit.signature } }),
       },
     });
     return view(row);
@@ -868,16 +890,11 @@ export class SettlementService {
     }
   }
 
-  /** Relays one Registry action (its own transaction). */
+  /** Relays one Registry action (its own transaction; a registration's permit first, in one of its own). */
   private async relay(row: SettlementRecord): Promise<void> {
-    const p = row.payload as {
-      registry: Address;
-      beneficiary: Address;
-      relayerFee?: string;
-      nonce: string;
-      signature: Hex;
-    };
+    const p = row.payload as unknown as RelayPayload;
     const identity = getAddress(row.subject);
+    if (row.kind === 'identity' && p.permit) await this.submitPermit(identity, p, p.permit);
     const request = { kind: row.kind, claims: 1, settlementIds: [row.id] };
     let hash: Hex;
     try {
@@ -916,28 +933,144 @@ export class SettlementService {
     await this.conclude(hash);
   }
 
+  /**
+   * Submits the identity's permit of the relayer fee to the Registry and waits for it, unless the
+   * allowance holds the fee already (an earlier attempt's permit was mined): the registration's
+   * `transferFrom` needs it. The transaction carries no settlement (the registration's comes next). A
+   * permit the token refuses fails the registration for good.
+   */
+  private async submitPermit(identity: Address, p: RelayPayload, permit: { deadline: string; signature: Hex }) {
+    const relayerFee = BigInt(p.relayerFee ?? '0');
+    const { token } = await this.chain.hubInfo();
+    const allowance = () =>
+      readContract(this.chain.client, {
+        address: token,
+        abi: erc20Abi,
+        functionName: 'allowance',
+        args: [identity, p.registry],
+      });
+    if (relayerFee === 0n || (await allowance()) >= relayerFee) return;
+    const { r, s, v, yParity } = parseSignature(permit.signature);
+    const call = {
+      address: token,
+      abi: chitTokenAbi,
+      functionName: 'permit',
+      args: [
+        identity,
+        p.registry,
+        relayerFee,
+        BigInt(permit.deadline),
+        v === undefined ? 27 + yParity : Number(v),
+        r,
+        s,
+      ],
+    } as const;
+    let hash: Hex;
+    try {
+      ({ hash } = await this.sender.send({ kind: 'identity', claims: 0, settlementIds: [] }, async (account) => {
+        const { request } = await simulateContract(this.chain.client, { ...call, account });
+        return { hash: await writeContract(this.sender.wallet, { ...request, chain: this.sender.wallet.chain }) };
+      }));
+    } catch (error) {
+      const reverted = error instanceof BaseError && error.walk((e) => e instanceof ContractFunctionRevertedError);
+      if (!reverted) throw error;
+      if ((await allowance()) >= relayerFee) return;
+      throw new PermanentFault(`the token refuses the identity's permit of the relayer fee: ${messageOf(error)}`);
+    }
+    const receipt = await this.sender.confirm(hash);
+    if ((await allowance()) < relayerFee) {
+      throw new PermanentFault(
+        `the identity's permit of the relayer fee left the Registry's allowance short (transaction ${receipt.transactionHash}, ${receipt.status})`,
+      );
+    }
+  }
+
   // ------------------------------------------------------------------ helpers
+
+  /** Gas of a relayed Registry action: a registration with a permit is two transactions. */
+  private async relayGas(kind: 'identity' | 'identity-permit' | 'beneficiary'): Promise<bigint> {
+    return kind === 'identity-permit' ? (await this.gasPerPromise('identity')) + PERMIT_GAS : this.gasPerPromise(kind);
+  }
 
   /**
    * Refuses a relayed Registry action whose fee is below its gas cost at the current price (the quote
    * without its margin, as for settlement requests): RELAYER_FEE_TOO_LOW with that minimum.
    */
-  private async requireRelayerFee(kind: 'identity' | 'beneficiary', relayerFee: bigint): Promise<void> {
-    const [gasPrice, gas] = await Promise.all([getGasPrice(this.chain.client), this.gasPerPromise(kind)]);
+  private async requireRelayerFee(
+    kind: 'identity' | 'identity-permit' | 'beneficiary',
+    relayerFee: bigint,
+  ): Promise<void> {
+    const [gasPrice, gas] = await Promise.all([getGasPrice(this.chain.client), this.relayGas(kind)]);
     const minimum = minimumRelayerFee({ gasPrice, gasPerPromise: gas, rate: this.options.tokenRate });
     if (relayerFee >= minimum) return;
     const message =
-      kind === 'identity'
-        ? 'The relayer fee does not cover the gas: ask for a new quote (GET /v1/quotes/relay?kind=identity)'
-        : 'The Registry pays no relayer fee for a beneficiary change and its gas is not free here: send setBeneficiary yourself';
+      kind === 'beneficiary'
+        ? 'The Registry pays no relayer fee for a beneficiary change and its gas is not free here: send setBeneficiary yourself'
+        : `The relayer fee does not cover the gas: ask for a new quote (GET /v1/quotes/relay?kind=${kind})`;
     throw new HubError('RELAYER_FEE_TOO_LOW', message, {
       relayerFee: relayerFee.toString(),
       minimum: minimum.toString(),
     });
   }
 
-  /** Refuses a relayer fee the Registry could not take from `identity` (its balance or allowance is short). */
-  private async requirePayable(token: Address, registry: Address, identity: Hex, relayerFee: bigint): Promise<void> {
+  /**
+   * Refuses a permit the token would not take: one that is not the identity's EIP-2612 permit of exactly
+   * the relayer fee to the Registry for its current token nonce, or that expires within
+   * PERMIT_MARGIN_SECONDS of block time: INVALID_SIGNATURE.
+   */
+  private async requirePermit(
+    token: Address,
+    registry: Address,
+    identity: Hex,
+    relayerFee: bigint,
+    permit: { deadline: bigint; signature: Hex },
+  ): Promise<void> {
+    const client = this.chain.client;
+    const [[, name, version, chainId, verifyingContract], nonce, block] = await Promise.all([
+      readContract(client, { address: token, abi: chitTokenAbi, functionName: 'eip712Domain' }),
+      readContract(client, { address: token, abi: chitTokenAbi, functionName: 'nonces', args: [identity] }),
+      getBlock(client, { blockTag: 'latest' }),
+    ]);
+    if (permit.deadline < block.timestamp + PERMIT_MARGIN_SECONDS) {
+      throw new HubError(
+        'INVALID_SIGNATURE',
+        'The permit expires too soon for the relayer to submit it: sign a new one with a later deadline',
+        { deadline: permit.deadline.toString(), blockTimestamp: block.timestamp.toString() },
+      );
+    }
+    const valid = await verifyTypedData({
+      address: identity,
+      domain: { name, version, chainId, verifyingContract },
+      types: PERMIT_TYPES,
+      primaryType: 'Permit',
+      message: { owner: identity, spender: registry, value: relayerFee, nonce, deadline: permit.deadline },
+      signature: permit.signature,
+    }).catch(() => false);
+    if (!valid) {
+      throw new HubError(
+        'INVALID_SIGNATURE',
+        'The permit is not the identity’s EIP-2612 permit of the relayer fee to the Registry for its current token nonce',
+        {
+          identity: getAddress(identity),
+          spender: getAddress(registry),
+          value: relayerFee.toString(),
+          nonce: nonce.toString(),
+        },
+      );
+    }
+  }
+
+  /**
+   * Refuses a relayer fee the Registry could not take from `identity`: its balance is short, or its
+   * allowance to the Registry is and no permit comes with the request.
+   */
+  private async requirePayable(
+    token: Address,
+    registry: Address,
+    identity: Hex,
+    relayerFee: bigint,
+    permitted = false,
+  ): Promise<void> {
     const [balance, allowance] = await multicall(this.chain.client, {
       allowFailure: false,
       deployless: true,
@@ -946,7 +1079,7 @@ export class SettlementService {
         { address: token, abi: erc20Abi, functionName: 'allowance', args: [identity, registry] },
       ],
     });
-    if (balance >= relayerFee && allowance >= relayerFee) return;
+    if (balance >= relayerFee && (permitted || allowance >= relayerFee)) return;
     throw new HubError(
       'RELAYER_FEE_UNPAYABLE',
       'The Registry takes the relayer fee from the identity’s tokens: its balance and its allowance to the Registry must hold it',
@@ -1088,3 +1221,27 @@ function stringify(args: Record<string, unknown>): Record<string, string> {
 }
 
 const min = (a: bigint, b: bigint) => (a < b ? a : b);
+
+/** What a relayed Registry action's settlement row holds to send it again. */
+interface RelayPayload {
+  registry: Address;
+  beneficiary: Address;
+  relayerFee?: string;
+  nonce: string;
+  signature: Hex;
+  /** A registration's EIP-2612 permit of the relayer fee to the Registry. */
+  permit?: { deadline: string; signature: Hex };
+}
+
+/** A permit must leave the relayer this long (block time) to submit it. */
+const PERMIT_MARGIN_SECONDS = 60n;
+
+const PERMIT_TYPES = {
+  Permit: [
+    { name: 'owner', type: 'address' },
+    { name: 'spender', type: 'address' },
+    { name: 'value', type: 'uint256' },
+    { name: 'nonce', type: 'uint256' },
+    { name: 'deadline', type: 'uint256' },
+  ],
+} as const;

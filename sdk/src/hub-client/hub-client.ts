@@ -36,6 +36,7 @@ import {
   type HubInstantExit,
   type HubJob,
   type HubProviderAccount,
+  type HubRelayKind,
   type HubRelayQuote,
   type HubServiceInfo,
   type HubSettlement,
@@ -108,6 +109,12 @@ export interface HubRelayIdentityRequest {
   beneficiary: Address;
   relayerFee: bigint;
   signature: Hex;
+  /**
+   * The identity's EIP-2612 permit of `relayerFee` to the Registry (from {@link signDepositPermit} with the
+   * Registry as spender), for an identity without the allowance: the relayer submits it first. Quote with
+   * `relayQuote('identity-permit')`.
+   */
+  permit?: { deadline: bigint; signature: Hex } | undefined;
 }
 
 /** Body of `POST /v1/relay/beneficiaries`: a `SetBeneficiary` signature for the hub's relayer to submit. */
@@ -346,13 +353,14 @@ export class HubClient {
 
   /**
    * `GET /v1/quotes/relay?kind=`: the relayer fee the hub asks now for relaying a registration
-   * (`identity`) or a beneficiary change (`beneficiary`; the Registry pays none for it, so the hub relays
-   * it only when this is 0).
+   * (`identity`; `identity-permit` when the relayer also submits the identity's permit of the fee) or a
+   * beneficiary change (`beneficiary`; the Registry pays none for it, so the hub relays it only when this
+   * is 0).
    *
    * @example
    * const { relayerFee } = await hub.relayQuote('identity');
    */
-  async relayQuote(kind: 'identity' | 'beneficiary', options?: HubRequestOptions): Promise<HubRelayQuote> {
+  async relayQuote(kind: HubRelayKind, options?: HubRequestOptions): Promise<HubRelayQuote> {
     const path = `/v1/quotes/relay?kind=${encodeURIComponent(kind)}`;
     return this.#call({ method: 'GET', path, decode: answer('relayQuote') }, options);
   }
@@ -417,6 +425,7 @@ export class HubClient {
       beneficiary: pathAddress(request.beneficiary, 'beneficiary'),
       relayerFee: request.relayerFee,
       signature: request.signature,
+      ...(request.permit && { permit: { deadline: request.permit.deadline, signature: request.permit.signature } }),
     });
     return this.#call({ method: 'POST', path: '/v1/relay/identities', body, decode: answer('job') }, options);
   }

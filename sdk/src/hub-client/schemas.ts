@@ -99,7 +99,7 @@ const settlementQuote = z.strictObject({
 });
 
 const relayQuote = z.strictObject({
-  kind: z.enum(['identity', 'beneficiary']),
+  kind: z.enum(['identity', 'identity-permit', 'beneficiary']),
   relayerFee: uint256,
   gasPrice: uint256,
   validUntil: uint256,
@@ -216,9 +216,13 @@ export interface HubSettlementQuote {
   validUntil: bigint;
 }
 
+/** What `GET /v1/quotes/relay` quotes: a registration, one paid with a permit, or a beneficiary change. */
+export type HubRelayKind = 'identity' | 'identity-permit' | 'beneficiary';
+
 /** `GET /v1/quotes/relay`: the relayer fee the hub asks now for a relayed registration or beneficiary change. */
 export interface HubRelayQuote {
-  kind: 'identity' | 'beneficiary';
+  /** `identity-permit`: a registration whose fee the relayer collects with the identity's EIP-2612 permit. */
+  kind: HubRelayKind;
   relayerFee: bigint;
   gasPrice: bigint;
   /** Unix seconds. */

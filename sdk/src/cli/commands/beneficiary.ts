@@ -3,9 +3,11 @@ import { type Address, getAddress } from 'viem';
 import { readContract } from 'viem/actions';
 import { registerIdentity } from '../../actions/registerIdentity.js';
 import { setBeneficiary } from '../../actions/setBeneficiary.js';
+import { signDepositPermit } from '../../actions/signDepositPermit.js';
 import { signRegisterIdentity } from '../../actions/signRegisterIdentity.js';
 import { signSetBeneficiary } from '../../actions/signSetBeneficiary.js';
 import { chitTokenAbi, registryAbi } from '../../generated/abis.js';
+import type { HubClient } from '../../hub-client/hub-client.js';
 import { type CliContext, handler } from '../context.js';
 import { CliError } from '../errors.js';
 import { waitForHubJob } from '../hub-job.js';
@@ -31,20 +33,19 @@ export function beneficiaryCommand(): Command {
 }
 
 /**
- * A relayed registration pays the relayer's fee from the identity's tokens, through an allowance to
- * the Registry; a beneficiary change carries no fee, so a hub relays it only while it costs nothing.
- * Says so before anything is signed, rather than letting the hub refuse.
+ * The relayer fee of a relayed change, from the hub's quote. A registration pays it from the identity's
+ * tokens, through an allowance to the Registry, or without one through an EIP-2612 permit the identity
+ * signs and the relayer submits first (`permit`: quoted as `identity-permit`, one transaction more); a
+ * beneficiary change carries no fee, so a hub relays it only while it costs nothing. Says what cannot be
+ * paid before anything is signed, rather than letting the hub refuse.
  */
-async function requirePayableFee(
+async function relayerFeeOf(
   ctx: CliContext,
-  {
-    registry,
-    identity,
-    registered,
-    relayerFee,
-  }: { registry: Address; identity: Address; registered: boolean; relayerFee: bigint },
-): Promise<void> {
-  const token = await ctx.token();
+  hubClient: HubClient,
+  { registry, identity, registered }: { registry: Address; identity: Address; registered: boolean },
+): Promise<{ relayerFee: bigint; permit: boolean }> {
+  const { relayerFee } = await hubClient.relayQuote(registered ? 'beneficiary' : 'identity');
+  if (relayerFee === 0n) return { relayerFee, permit: false };
   if (registered) {
     throw new CliError(
       'RELAYER_FEE_TOO_LOW',
@@ -52,6 +53,7 @@ async function requirePayableFee(
       'Send it yourself: `chit beneficiary set <address>` without --relayed (needs ETH for gas).',
     );
   }
+  const token = await ctx.token();
   const client = await ctx.publicClient();
   const [balance, allowance] = await Promise.all([
     readContract(client, { address: token.address, abi: chitTokenAbi, functionName: 'balanceOf', args: [identity] }),
@@ -62,14 +64,19 @@ async function requirePayableFee(
       args: [identity, registry],
     }),
   ]);
-  if (balance < relayerFee || allowance < relayerFee) {
+  const permit = allowance < relayerFee;
+  const fee = permit ? (await hubClient.relayQuote('identity-permit')).relayerFee : relayerFee;
+  if (balance < fee) {
     throw new CliError(
       'RELAYER_FEE_UNPAYABLE',
-      `The relayer's fee, ${ctx.format(relayerFee)}, is paid from this identity's tokens through an allowance to the Registry: it holds ${ctx.format(balance)} and allows ${ctx.format(allowance)}`,
-      'Get the tokens and approve the Registry for the fee (or have someone submit an EIP-2612 permit for it), or register without --relayed (needs ETH for gas).',
+      `The relayer's fee, ${ctx.format(fee)}, is paid from this identity's tokens: it holds ${ctx.format(balance)} and allows the Registry ${ctx.format(allowance)}`,
+      `Get at least ${ctx.format(fee)} into ${identity} (on a local chain, \`chit identity fund\`), or register without --relayed (needs ETH for gas).`,
     );
   }
-  ctx.out.progress(`relayer fee: ${ctx.format(relayerFee)}, from this identity's tokens`);
+  ctx.out.progress(
+    `relayer fee: ${ctx.format(fee)}, from this identity's tokens${permit ? ', with a permit that the relayer submits first' : ''}`,
+  );
+  return { relayerFee: fee, permit };
 }
 
 async function runSet(ctx: CliContext, text: string, options: { relayed?: boolean; timeout: string }): Promise<void> {
@@ -92,12 +99,17 @@ async function runSet(ctx: CliContext, text: string, options: { relayed?: boolea
 
   let transaction: `0x${string}` | null;
   if (hubClient) {
-    const { relayerFee } = await hubClient.relayQuote(registered ? 'beneficiary' : 'identity');
-    if (relayerFee > 0n) await requirePayableFee(ctx, { registry, identity, registered, relayerFee });
+    const { relayerFee, permit } = await relayerFeeOf(ctx, hubClient, { registry, identity, registered });
     ctx.out.progress(`asking the hub at ${hubClient.url} to relay the change…`);
     const job = registered
       ? await hubClient.relayBeneficiary(await signSetBeneficiary(wallet, { registry, beneficiary }))
-      : await hubClient.relayIdentity(await signRegisterIdentity(wallet, { registry, beneficiary, relayerFee }));
+      : await hubClient.relayIdentity({
+          ...(await signRegisterIdentity(wallet, { registry, beneficiary, relayerFee })),
+          // An EIP-2612 permit like a deposit's, with the Registry as the spender.
+          permit: permit
+            ? await signDepositPermit(wallet, { hub: registry, token: (await ctx.token()).address, amount: relayerFee })
+            : undefined,
+        });
     const done = await waitForHubJob(ctx, hubClient, job.id, timeoutMs, {
       failedHint: 'Send it yourself instead: `chit beneficiary set <address>` without --relayed (needs ETH for gas).',
     });

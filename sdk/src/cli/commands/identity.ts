@@ -1,13 +1,19 @@
 import { readFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import {
+  type Account,
   type Address,
   BaseError,
+  type Chain,
+  createWalletClient,
   type Hex,
+  http,
   MethodNotFoundRpcError,
   MethodNotSupportedRpcError,
+  type Transport,
   toHex,
   UnknownRpcError,
+  type WalletClient,
 } from 'viem';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { readContract, simulateContract, writeContract } from 'viem/actions';
@@ -76,8 +82,9 @@ export function identityCommand(): Command {
     .addHelpText(
       'after',
       '\nFor development on a local chain: the ETH comes from the node (anvil_setBalance), the tokens from\n' +
-        `the TestToken's public mint, sent by the identity. On any chain but ${LOCAL_CHAIN_ID} it refuses and\n` +
-        'changes nothing: there, send the identity ETH and tokens from a wallet of yours.',
+        "the TestToken's public mint, sent by the node's first development account (--eth 0: tokens and no\n" +
+        `gas, as for \`chit beneficiary set --relayed\`). On any chain but ${LOCAL_CHAIN_ID} it refuses and changes\n` +
+        'nothing: there, send the identity ETH and tokens from a wallet of yours.',
     )
     .action(handler(runFund));
   return identity;
@@ -248,7 +255,7 @@ async function runFund(ctx: CliContext, options: { eth: string; tokens: string }
 
   let transaction: Hex | null = null;
   if (token && tokens > 0n) {
-    const wallet = await ctx.walletClient();
+    const wallet = await minter(ctx);
     const mint = { address: token.address, abi: testTokenAbi, functionName: 'mint', args: [address, tokens] } as const;
     try {
       await simulateContract(client, { ...mint, account: wallet.account });
@@ -295,6 +302,19 @@ async function runFund(ctx: CliContext, options: { eth: string; tokens: string }
       ['Transaction', transaction ?? undefined],
     ],
   );
+}
+
+/**
+ * Who sends the mint: the node's first development account (anvil's and Hardhat's are unlocked), so that
+ * an identity funded with tokens only (`--eth 0`) needs no gas, and no password is asked; else the
+ * identity itself.
+ */
+async function minter(ctx: CliContext): Promise<WalletClient<Transport, Chain, Account>> {
+  const client = await ctx.publicClient();
+  const request = client.request as (args: { method: string; params?: unknown[] }) => Promise<unknown>;
+  const accounts = (await request({ method: 'eth_accounts' }).catch(() => [])) as Address[];
+  if (accounts.length === 0) return ctx.walletClient();
+  return createWalletClient({ account: accounts[0]!, chain: client.chain, transport: http(ctx.rpcUrl()) });
 }
 
 /** Sets the account's ETH balance through the node's development method: anvil's, else Hardhat's. */
