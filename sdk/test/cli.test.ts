@@ -236,7 +236,10 @@ describe('chit', () => {
       assert.match(funded.transaction, /^0x[0-9a-f]{64}$/);
       assert.match(run.stderr, /waiting for confirmation \(1\/1\): mint 0x/);
       assert.equal(await tokenBalance(fresh.address), parseEther('1000'));
-      // The node's development account sent the mint: the identity's ETH is all there.
+      // The node's last development account sent the mint, not the hub's operator (#0), whose nonces the
+      // hub allocates: the identity's ETH is all there.
+      const mint = await chain.publicClient.getTransactionReceipt({ hash: funded.transaction });
+      assert.equal(getAddress(mint.from), chain.account(9).address);
       assert.equal(await chain.publicClient.getBalance({ address: fresh.address }), parseEther('10'));
 
       // What failed with "too little ETH" before: the next documented step.

@@ -82,7 +82,7 @@ export function identityCommand(): Command {
     .addHelpText(
       'after',
       '\nFor development on a local chain: the ETH comes from the node (anvil_setBalance), the tokens from\n' +
-        "the TestToken's public mint, sent by the node's first development account (--eth 0: tokens and no\n" +
+        "the TestToken's public mint, sent by the node's last development account (--eth 0: tokens and no\n" +
         `gas, as for \`chit beneficiary set --relayed\`). On any chain but ${LOCAL_CHAIN_ID} it refuses and changes\n` +
         'nothing: there, send the identity ETH and tokens from a wallet of yours.',
     )
@@ -305,16 +305,17 @@ async function runFund(ctx: CliContext, options: { eth: string; tokens: string }
 }
 
 /**
- * Who sends the mint: the node's first development account (anvil's and Hardhat's are unlocked), so that
+ * Who sends the mint: the node's last development account (anvil's and Hardhat's are unlocked), so that
  * an identity funded with tokens only (`--eth 0`) needs no gas, and no password is asked; else the
- * identity itself.
+ * identity itself. Not the first: under `npm start` it is the hub's operator and relayer, whose nonces
+ * the hub allocates itself.
  */
 async function minter(ctx: CliContext): Promise<WalletClient<Transport, Chain, Account>> {
   const client = await ctx.publicClient();
   const request = client.request as (args: { method: string; params?: unknown[] }) => Promise<unknown>;
   const accounts = (await request({ method: 'eth_accounts' }).catch(() => [])) as Address[];
   if (accounts.length === 0) return ctx.walletClient();
-  return createWalletClient({ account: accounts[0]!, chain: client.chain, transport: http(ctx.rpcUrl()) });
+  return createWalletClient({ account: accounts.at(-1)!, chain: client.chain, transport: http(ctx.rpcUrl()) });
 }
 
 /** Sets the account's ETH balance through the node's development method: anvil's, else Hardhat's. */
