@@ -7,7 +7,6 @@ import {
   type HubScope,
   hubAbi,
   hubPromiseDigestBytes,
-  openPreimage,
   registerIdentityRelayed,
   registerIdentityTypes,
   registryAbi,
@@ -24,7 +23,7 @@ import {
   verifyConsumerPromise,
   waitForTransaction,
 } from '@chit/sdk';
-import { nativeVerifier } from '@chit/sdk/node';
+import { nativePreimageOpener, nativeVerifier } from '@chit/sdk/node';
 import { Logger } from '@nestjs/common';
 import {
   type Address,
@@ -161,6 +160,8 @@ const REORG_RECHECK_LIMIT = 500;
  */
 export class SettlementService {
   private readonly verifier = nativeVerifier();
+  /** Opens the boxes of exchanges recorded before the hub opened them at exchange time. */
+  private readonly openBox: (box: Hex) => Hex | undefined;
   private readonly consumerBatcher: Batcher<ConsumerItem, void>;
   private readonly providerBatcher: Batcher<ProviderItem, void>;
   private readonly gasCache = new Map<SettlementKind, { at: number; gas: bigint }>();
@@ -177,6 +178,7 @@ export class SettlementService {
     private readonly signer: OperatorSigner,
     private readonly options: SettlementServiceOptions,
   ) {
+    this.openBox = nativePreimageOpener(signer.privateKey);
     const batching = { maxBatch: options.batchSize, windowMs: options.batchWindowMs };
     this.consumerBatcher = new Batcher((items) => this.runConsumerBatch(items), batching);
     this.providerBatcher = new Batcher((items) => this.runProviderBatch(items), batching);
@@ -1161,10 +1163,13 @@ export class SettlementService {
     return { ...promise, signature: this.signer.signDigest(hubPromiseDigestBytes(promise)) };
   }
 
-  /** R of an exchange: revealed, or opened from the box the provider sent (and then recorded). */
+  /**
+   * R of an exchange: recorded with it, or for an exchange an earlier hub version recorded without R,
+   * opened from the box the provider sent (and then recorded).
+   */
   private async preimageOf(exchange: ExchangeRecord): Promise<Hex | undefined> {
     if (exchange.preimage) return exchange.preimage;
-    const opened = openPreimage(this.signer.privateKey, exchange.encryptedPreimage);
+    const opened = this.openBox(exchange.encryptedPreimage);
     if (!opened || keccak256(opened) !== exchange.hashlock) return undefined;
     await this.repository.recordPreimage(exchange.hashlock, opened.toLowerCase() as Hex);
     return opened;
