@@ -107,7 +107,26 @@ export async function createContext(config: HubConfig): Promise<HubContext> {
     await redis.connect();
     const scope = { hub: onChain.hub, chainId };
     const reveals = new RevealRepository(pool);
-    const metrics = new MetricsService({ pool, chain, exchanges: () => exchanges, followerLag: () => follower.lag() });
+    const events = new ChainEvents();
+    const settlement = SettlementPipeline.create({
+      config,
+      scope,
+      pool,
+      redis,
+      chain,
+      events,
+      signer,
+      redisOutage,
+      onConfirmed: (kind, seconds) => metrics.settled(kind, seconds),
+    });
+    const metrics = new MetricsService({
+      pool,
+      chain,
+      exchanges: () => exchanges,
+      followerLag: () => follower.lag(),
+      relayer: getAddress(settlement.sender.address),
+      jobCounts: (states) => settlement.queues.jobCounts(states),
+    });
     const hubStatus = new HubStatusWatch(chain, config.FOLLOWER_POLL_MS);
     const exchanges = new ExchangeService(
       scope,
@@ -118,7 +137,6 @@ export async function createContext(config: HubConfig): Promise<HubContext> {
       (outcome, seconds, code) => metrics.exchanged(outcome, seconds, code),
       () => hubStatus.status,
     );
-    const events = new ChainEvents();
     const follower = new ChainFollower(chain.client, new ChainRepository(pool), events, {
       hub: onChain.hub,
       registry: onChain.registry,
@@ -146,17 +164,7 @@ export async function createContext(config: HubConfig): Promise<HubContext> {
         chain,
         config.HUB_ROLE === 'api' ? undefined : () => follower.health(config.FOLLOWER_STALL_MS),
       ),
-      settlement: SettlementPipeline.create({
-        config,
-        scope,
-        pool,
-        redis,
-        chain,
-        events,
-        signer,
-        redisOutage,
-        onConfirmed: (kind, seconds) => metrics.settled(kind, seconds),
-      }),
+      settlement,
       metrics,
     };
   } catch (error) {

@@ -41,6 +41,11 @@ export class ChainService {
     return info;
   }
 
+  /** The hub's on-chain state last read, however old; undefined before the first read. */
+  get lastHubInfo(): HubInfo | undefined {
+    return this.infoCache?.info;
+  }
+
   /**
    * Whether the RPC answers within `timeoutMs`: a node that accepts connections but never answers
    * (hung, overloaded) is not ready, and a readiness probe must not wait out the client's retries.

@@ -1,5 +1,5 @@
 import { Logger } from '@nestjs/common';
-import { type JobsOptions, Queue, Worker } from 'bullmq';
+import { type JobsOptions, type JobType, Queue, Worker } from 'bullmq';
 import type Redis from 'ioredis';
 import type { OutageLog } from '../health/outage-log';
 import type { SettlementRecord, SettlementRepository } from '../repositories/settlement.repository';
@@ -85,6 +85,18 @@ export class SettlementQueues implements SettlementQueue {
 
   queue(name: QueueName): Queue {
     return this.queues.get(name)!;
+  }
+
+  /**
+   * The jobs of each queue in each of `states` (BullMQ `getJobCounts`), for the metrics; undefined
+   * while Redis is not connected (a command would wait for it in ioredis's queue).
+   */
+  async jobCounts(states: readonly JobType[]): Promise<Map<QueueName, Record<string, number>> | undefined> {
+    if (this.redis.status !== 'ready') return undefined;
+    const counts = await Promise.all(
+      [...this.queues].map(async ([name, queue]) => [name, await queue.getJobCounts(...states)] as const),
+    );
+    return new Map(counts);
   }
 
   /**

@@ -1,17 +1,78 @@
+import type { HubInfo } from '@chit/sdk';
 import { Logger } from '@nestjs/common';
 import type { Pool } from 'pg';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { Address } from 'viem';
 import type { ChainService } from '../chain/chain.service';
+import { briefRpcError, rpcUnreachable } from '../chain/rpc-errors';
 import type { ExchangeService } from '../exchange/exchange.service';
 import type { SettlementKind, SettlementStatus } from '../repositories/settlement.repository';
 
 const STATUSES: readonly SettlementStatus[] = ['queued', 'submitted', 'confirmed', 'failed', 'retrying'];
+/**
+ * The BullMQ job states `chit_queue_jobs` reports: `paused` are waiting jobs of a paused queue (the
+ * hub pauses none); completed jobs are removed at once.
+ */
+export const QUEUE_STATES = ['waiting', 'paused', 'active', 'delayed', 'prioritized', 'failed'] as const;
+export type QueueState = (typeof QUEUE_STATES)[number];
+/** How long a scrape waits for a read of the chain or Redis before it reports the last value read. */
+const SCRAPE_WAIT_MS = 2_000;
+/** How long a read of the hub's state or the relayer's balance serves scrapes before it is read again. */
+const CHAIN_READ_MAX_AGE_MS = 5_000;
+/**
+ * prom-client's default gauges named `_total`, which Prometheus keeps for counters (`promtool check
+ * metrics`); the same gauges by `type` stay, and their sum is the total.
+ */
+const MISNAMED_DEFAULTS = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+];
+
+/**
+ * A value a scrape reads from another service: one read at a time, at most one every `maxAgeMs`
+ * however often Prometheus scrapes, and a scrape waits for it at most `waitMs`. While reads fail or
+ * hang, `get` answers the last value read (before the first: `value`, if given).
+ */
+class BoundedRead<T> {
+  private readAt = Number.NEGATIVE_INFINITY;
+  private reading: Promise<void> | undefined;
+
+  constructor(
+    private readonly read: () => Promise<T>,
+    private readonly failed: (error: unknown) => void,
+    private readonly timing: { maxAgeMs: number; waitMs: number },
+    private value?: T,
+  ) {}
+
+  async get(): Promise<T | undefined> {
+    if (!this.reading && Date.now() - this.readAt >= this.timing.maxAgeMs) {
+      this.reading = this.read()
+        .then((value) => {
+          this.value = value;
+        }, this.failed)
+        .finally(() => {
+          this.readAt = Date.now();
+          this.reading = undefined;
+        });
+    }
+    if (this.reading) {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.timing.waitMs);
+      });
+      await Promise.race([this.reading, late]).finally(() => clearTimeout(timer));
+    }
+    return this.value;
+  }
+}
 
 /**
  * The hub's Prometheus metrics, in a registry of its own (two hubs in one process do not collide).
- * Counters and histograms are this process's; the gauges read from Postgres and the chain are
- * computed at scrape time and are the same on every replica. Token amounts are in the token's
- * smallest unit (a float: exact up to 2^53).
+ * Counters and histograms are this process's; the gauges read from Postgres, Redis and the chain are
+ * computed at scrape time and are the same on every replica. A scrape waits at most 2 s for the
+ * chain and Redis: a gauge they did not answer keeps the last value read. Token amounts are in the
+ * token's smallest unit (a float: exact up to 2^53).
  */
 export class MetricsService {
   readonly registry = new Registry();
@@ -48,10 +109,44 @@ export class MetricsService {
     exchanges: () => ExchangeService;
     /** The chain's head minus the last block the follower applied (ChainFollower.lag). */
     followerLag: () => Promise<bigint>;
+    /** The account that sends the hub's transactions (RELAYER_KEY's, else OPERATOR_KEY's), checksummed. */
+    relayer: Address;
+    /** The jobs of each BullMQ queue of the process by state; undefined while Redis is not connected. */
+    jobCounts: (states: readonly QueueState[]) => Promise<ReadonlyMap<string, Record<string, number>> | undefined>;
+    /** How long a read of the hub's state or the relayer's balance serves scrapes; 5 s by default. */
+    chainReadMaxAgeMs?: number;
   }) {
-    const { pool, chain, exchanges, followerLag } = parts;
+    const { pool, chain, exchanges, followerLag, relayer, jobCounts } = parts;
     const logger = this.logger;
     collectDefaultMetrics({ register: this.registry });
+    for (const name of MISNAMED_DEFAULTS) this.registry.removeSingleMetric(name);
+    const chainFailed = (metric: string) => (error: unknown) => {
+      if (rpcUnreachable(error)) chain.unreachable(error);
+      else logger.warn(`${metric}: ${briefRpcError(error, chain.rpcUrl)}`);
+    };
+    const cached = { maxAgeMs: parts.chainReadMaxAgeMs ?? CHAIN_READ_MAX_AGE_MS, waitMs: SCRAPE_WAIT_MS };
+    // Until a scrape reads it, the state the hub read at start: the stake and free funds are not a false 0.
+    const hubInfo = new BoundedRead<HubInfo>(
+      () => chain.hubInfo(),
+      chainFailed('chit_stake_tokens, chit_free_funds_tokens'),
+      cached,
+      chain.lastHubInfo,
+    );
+    const relayerBalance = new BoundedRead(
+      () => chain.client.getBalance({ address: relayer }),
+      chainFailed('chit_relayer_gas_balance_wei'),
+      cached,
+    );
+    // Read at every scrape (one read at a time): the lag is wanted as it is now.
+    const lag = new BoundedRead(followerLag, chainFailed('chit_follower_lag_blocks'), {
+      maxAgeMs: 0,
+      waitMs: SCRAPE_WAIT_MS,
+    });
+    const jobs = new BoundedRead(
+      () => jobCounts(QUEUE_STATES),
+      (error) => logger.warn(`chit_queue_jobs: ${(error as Error).message}`),
+      { maxAgeMs: 0, waitMs: SCRAPE_WAIT_MS },
+    );
     for (const outcome of ['ok', 'repeated']) this.exchanges.inc({ outcome }, 0);
     new Gauge({
       name: 'chit_exchange_queue_depth',
@@ -96,11 +191,8 @@ export class MetricsService {
       help: "Blocks between the chain's head and the last block the chain follower applied to the books (CONFIRMATIONS included)",
       registers: [this.registry],
       async collect() {
-        try {
-          this.set(Number(await followerLag()));
-        } catch (error) {
-          logger.warn(`chit_follower_lag_blocks: ${(error as Error).message}`);
-        }
+        const blocks = await lag.get();
+        if (blocks !== undefined) this.set(Number(blocks));
       },
     });
     new Gauge({
@@ -108,10 +200,38 @@ export class MetricsService {
       help: "The operator's stake on-chain, which backs the hub's promises",
       registers: [this.registry],
       async collect() {
-        try {
-          this.set(Number((await chain.hubInfo()).stake));
-        } catch (error) {
-          logger.warn(`chit_stake_tokens: ${(error as Error).message}`);
+        const info = await hubInfo.get();
+        if (info) this.set(Number(info.stake));
+      },
+    });
+    new Gauge({
+      name: 'chit_free_funds_tokens',
+      help: "The hub's free funds on-chain, which pay provider claims before the stake does",
+      registers: [this.registry],
+      async collect() {
+        const info = await hubInfo.get();
+        if (info) this.set(Number(info.freeFunds));
+      },
+    });
+    new Gauge({
+      name: 'chit_relayer_gas_balance_wei',
+      help: "The ETH balance of the account that sends the hub's transactions (settlements, relayed registrations)",
+      labelNames: ['account'],
+      registers: [this.registry],
+      async collect() {
+        const balance = await relayerBalance.get();
+        if (balance !== undefined) this.set({ account: relayer }, Number(balance));
+      },
+    });
+    new Gauge({
+      name: 'chit_queue_jobs',
+      help: 'Jobs in each BullMQ queue (all replicas), by state',
+      labelNames: ['queue', 'state'],
+      registers: [this.registry],
+      async collect() {
+        const counts = await jobs.get();
+        for (const [queue, byState] of counts ?? []) {
+          for (const state of QUEUE_STATES) this.set({ queue, state }, byState[state] ?? 0);
         }
       },
     });
