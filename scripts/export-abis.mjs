@@ -26,6 +26,8 @@ if (process.argv.includes('--check')) {
     process.exit(1);
   }
 } else {
+  // Unchanged ABIs leave the file alone, so incremental builds of the SDK stay warm.
+  if (existsSync(target) && readFileSync(target, 'utf8') === out) process.exit(0);
   mkdirSync(path.dirname(target), { recursive: true });
   writeFileSync(target, out);
   console.log(`wrote ${path.relative(root, target)}`);

@@ -26,6 +26,20 @@ async function waitForReady(url: string, hub: ChildProcess): Promise<void> {
   throw new Error(`the hub did not become ready at ${url}/ready within 30 s`);
 }
 
+/** What to do next, in another terminal, from the checkout: the lines end the banner. */
+export function nextSteps(hubUrl: string, rpcUrl: string): string[] {
+  const defaults = hubUrl === 'http://127.0.0.1:8080' && rpcUrl === 'http://127.0.0.1:8545';
+  const env = defaults ? '' : `HUB_URL=${hubUrl} RPC_URL=${rpcUrl} `;
+  return [
+    'Next, in another terminal from this folder:',
+    `  export CHIT_HUB_URL=${hubUrl} CHIT_RPC_URL=${rpcUrl}`,
+    '  npx chit hubs                                   # the hubs of the Registry',
+    '  npx chit identity new && npx chit identity fund # a provider identity with gas and test tokens',
+    `  ${env}node --import tsx examples/pay-per-minute.ts   # a consumer pays a provider, minute by minute`,
+    '  docs/providers.md (get paid), docs/integrators.md (pay from an app), docs/operators.md (run a hub)',
+  ];
+}
+
 async function main(): Promise<void> {
   const chainPort = Number(process.env.CHIT_CHAIN_PORT ?? 8545);
   const hubPort = Number(process.env.CHIT_HUB_PORT ?? 8080);
@@ -82,6 +96,7 @@ async function main(): Promise<void> {
     });
     await waitForReady(hubUrl, hub);
     log(`\n${chainBanner(chain.anvil.url, chain).join('\n')}`);
+    log(`\n${nextSteps(hubUrl, chain.anvil.url).join('\n')}`);
     log(`\nHub running at ${hubUrl} (try ${hubUrl}/v1/info). Press Ctrl-C to stop.`);
     hub.on('exit', (code) => {
       log(`the hub exited (${code}); stopping`);

@@ -12,6 +12,7 @@ import { BooksController, ExchangeController, HealthController } from './api/con
 import { registerCors } from './api/cors';
 import { clientErrorAnswer, type ErrorAnswer, ErrorFilter, HTTP_LIMITS, httpLayerAnswer } from './api/error.filter';
 import { MetricsController } from './api/metrics.controller';
+import { OpenApiController } from './api/openapi.controller';
 import { registerRateLimit } from './api/rate-limit';
 import { SettlementController } from './api/settlement.controller';
 import { BooksService } from './books/books.service';
@@ -28,6 +29,7 @@ import { ExchangeService } from './exchange/exchange.service';
 import { HealthService } from './health/health.service';
 import { OutageLog } from './health/outage-log';
 import { InfoService } from './info/info.service';
+import { useJsonLogs } from './logging/json-logger';
 import { MetricsService } from './metrics/metrics.service';
 import { BooksRepository } from './repositories/books.repository';
 import { ChainRepository } from './repositories/chain.repository';
@@ -65,6 +67,7 @@ export interface HubContext {
 
 /** Connects to Postgres, Redis and the chain, checks the operator key, migrates, and builds the services. */
 export async function createContext(config: HubConfig): Promise<HubContext> {
+  useJsonLogs(config.LOG_LEVEL);
   const pool = new Pool({ connectionString: config.DATABASE_URL, max: config.DB_POOL_SIZE });
   pool.on('error', (error) => new Logger('Postgres').warn(`idle client: ${error.message}`));
   // A checked-out client whose connection drops (Postgres restarted) emits 'error' too: without a
@@ -74,7 +77,11 @@ export async function createContext(config: HubConfig): Promise<HubContext> {
   const redis = new Redis(config.REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: null });
   // ioredis reports every failed reconnection: the log says when Redis goes and comes back, and reminds once a minute.
   const redisOutage = new OutageLog(new Logger('Redis'), 'Redis');
-  redis.on('error', (error) => redisOutage.failed(error.message));
+  let redisError: string | undefined;
+  redis.on('error', (error) => {
+    redisError = error.message;
+    redisOutage.failed(error.message);
+  });
   redis.on('ready', () => redisOutage.recovered());
   // Checksummed once here: the hub's address is in every hub promise and in /v1/info.
   const chain = new ChainService(config.RPC_URL, getAddress(config.HUB_ADDRESS));
@@ -104,7 +111,10 @@ export async function createContext(config: HubConfig): Promise<HubContext> {
     const unrecorded = await deployment.check();
     await migrate(pool);
     if (unrecorded) await deployment.record(unrecorded);
-    await redis.connect();
+    // ioredis rejects with "Connection is closed."; why it closed came as an 'error' event.
+    await redis.connect().catch((error: Error) => {
+      throw noRedis(config.REDIS_URL, redisError ?? error.message);
+    });
     const scope = { hub: onChain.hub, chainId };
     const reveals = new RevealRepository(pool);
     const events = new ChainEvents();
@@ -182,6 +192,13 @@ function noRpc(rpcUrl: string, error: unknown): Error {
   );
 }
 
+function noRedis(redisUrl: string, reason: string): Error {
+  const { protocol, host } = new URL(redisUrl);
+  return new Error(
+    `REDIS_URL: no answer from Redis at ${protocol}//${host} (${reason}): start Redis, or point REDIS_URL at one that runs`,
+  );
+}
+
 /** The hub's state could not be read at HUB_ADDRESS: no contract there, or one that is not a hub. */
 async function notAHub(chain: ChainService, chainId: number, error: unknown): Promise<Error> {
   // viem answers undefined for an address without code.
@@ -226,7 +243,14 @@ class HubModule {
       controllers:
         context.config.HUB_ROLE === 'worker'
           ? [HealthController, MetricsController]
-          : [ExchangeController, BooksController, HealthController, SettlementController, MetricsController],
+          : [
+              ExchangeController,
+              BooksController,
+              HealthController,
+              SettlementController,
+              MetricsController,
+              OpenApiController,
+            ],
       providers: [
         { provide: CONTEXT, useValue: context },
         { provide: ExchangeService, useValue: context.exchanges },

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { loadConfig } from '../src/config/config';
 import { freePort } from '../src/dev/services';
 import { startChain } from './support/chain';
+import { createTestDatabase } from './support/postgres';
 
 // Configuration is checked once, at start; a bad value stops the command with a message that names
 // the variable (and never a stack trace or a raw validation dump).
@@ -164,6 +165,31 @@ describe('chit-hub start on a chain it cannot use', () => {
       result.stderr,
       `chit-hub: HUB_ADDRESS: the contract at ${token} on chain 31337 is not a Chit hub: set it to the address of the Hub contract this service runs (deployments/31337.json, hub.address)\n`,
     );
+  });
+
+  it('names REDIS_URL when nothing listens there, and logs only JSON lines before it stops', async function () {
+    this.timeout(60_000);
+    const database = await createTestDatabase();
+    try {
+      const port = await freePort();
+      const result = start({
+        DATABASE_URL: database.url,
+        RPC_URL: chain.url,
+        HUB_ADDRESS: chain.deployment.hub.address,
+        REDIS_URL: `redis://user:secret@127.0.0.1:${port}/0`,
+      });
+      assert.equal(result.status, 1, result.stderr);
+      assert.equal(
+        result.stderr,
+        `chit-hub: REDIS_URL: no answer from Redis at redis://127.0.0.1:${port} (connect ECONNREFUSED 127.0.0.1:${port}): start Redis, or point REDIS_URL at one that runs\n`,
+      );
+      // Nest's coloured console lines would be there before the application's own logger.
+      const lines = result.stdout.split('\n').filter(Boolean);
+      assert.ok(lines.length > 0, 'the outage is logged');
+      for (const line of lines) assert.equal(typeof JSON.parse(line).msg, 'string', line);
+    } finally {
+      await database.drop();
+    }
   });
 
   it('names an address whose EIP-55 checksum is wrong, and accepts it in lowercase', () => {

@@ -97,6 +97,8 @@ describe('HUB_ROLE', () => {
     });
 
     const client = new HubClient({ url: api.url });
+    const openapi = (await (await fetch(`${api.url}/docs`)).json()) as { openapi: string };
+    assert.match(openapi.openapi, /^3\./);
     await new Promise((resolve) => setTimeout(resolve, 500));
     await assert.rejects(
       client.consumer(consumer.address),
@@ -107,6 +109,7 @@ describe('HUB_ROLE', () => {
     const worker = await start('worker');
     assert.equal((await fetch(`${worker.url}/v1/info`)).status, 404);
     assert.equal((await fetch(`${worker.url}/v1/exchange`, { method: 'POST' })).status, 404);
+    assert.equal((await fetch(`${worker.url}/docs`)).status, 404, "the OpenAPI document is the API replicas'");
     assert.equal((await fetch(`${worker.url}/health`)).status, 200);
     assert.equal((await fetch(`${worker.url}/ready`)).status, 200);
     assert.match(await (await fetch(`${worker.url}/metrics`)).text(), /chit_/);

@@ -146,6 +146,17 @@ describe('docs/providers.md against the stack of npm start', function () {
     assert.equal(freeFunds, parseEther('1000'));
   });
 
+  it("npm start's banner ends with the next steps, for the stack's own URLs", () => {
+    const steps = banner.slice(banner.indexOf('Next, in another terminal'));
+    assert.ok(steps.includes(`export CHIT_HUB_URL=${hubUrl} CHIT_RPC_URL=${chainUrl}`), banner);
+    assert.ok(steps.includes('npx chit identity new && npx chit identity fund'), steps);
+    // Not the default ports: the example needs them too.
+    assert.ok(
+      steps.includes(`HUB_URL=${hubUrl} RPC_URL=${chainUrl} node --import tsx examples/pay-per-minute.ts`),
+      steps,
+    );
+  });
+
   it('section 1: a new identity, funded on the local chain, shows its ETH and tokens', async () => {
     const created = await json(['identity', 'new']);
     assert.equal(created.keystore, path.join(home, 'config', 'chit', 'keystore.json'));

@@ -1,9 +1,8 @@
-import { Controller, Get, Header, Inject, Res } from '@nestjs/common';
+import { Controller, Get, Inject, Res } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
 import { MetricsService } from '../metrics/metrics.service';
-import { OPENAPI } from './openapi';
 
-/** Prometheus metrics and the OpenAPI document. */
+/** Prometheus metrics, served by every role. */
 @Controller()
 export class MetricsController {
   constructor(@Inject(MetricsService) private readonly metrics: MetricsService) {}
@@ -11,11 +10,5 @@ export class MetricsController {
   @Get('metrics')
   async scrape(@Res() reply: FastifyReply) {
     await reply.header('content-type', this.metrics.contentType).send(await this.metrics.text());
-  }
-
-  @Get('docs')
-  @Header('cache-control', 'no-cache')
-  docs() {
-    return OPENAPI;
   }
 }
