@@ -1,11 +1,39 @@
-# The Chit hub image: contracts compiled (for the ABIs and the deploy job), SDK and hub built.
-FROM node:20-slim
+# Chit images, in three stages (docker-compose.yml builds the last two):
+#   build   every dependency; compiles the contracts (the SDK's ABIs) and builds the SDK and the hub.
+#   deploy  the one-shot deploy job: Hardhat runs deploy/deploy.ts, so it keeps the dev dependencies.
+#   hub     the hub service, the default target: production dependencies, the built SDK and hub.
+# Both images run as the unprivileged user node. Node 24 is an LTS line (maintained until April 2028);
+# the exact tag makes a rebuild use the same Node.
+
+FROM node:24.19.0-bookworm-slim AS build
 WORKDIR /app
+# The workspaces the hub needs; npm ci leaves out the others (x402), whose package.json is not there.
 COPY package.json package-lock.json ./
 COPY sdk/package.json sdk/
 COPY hub/package.json hub/
 RUN npm ci --no-audit --no-fund
 COPY . .
 RUN npm run build:contracts && npm run build -w sdk && npm run build -w hub
+
+FROM build AS deploy
+# deployments/ holds the deploy job's record of what it deployed (a volume in docker-compose.yml), so
+# that it deploys once per chain; it is the only folder the job writes.
+RUN mkdir -p deployments && chown node:node deployments
+USER node
+# The deployer's key comes from the file DEPLOYER_KEY_FILE names (a secret), else from DEPLOYER_KEY.
+CMD ["sh", "-c", "if [ -n \"$DEPLOYER_KEY_FILE\" ]; then DEPLOYER_KEY=\"$(cat \"$DEPLOYER_KEY_FILE\")\" || exit 1; export DEPLOYER_KEY; fi; exec node_modules/.bin/hardhat run --no-compile deploy/deploy.ts --network custom"]
+
+FROM node:24.19.0-bookworm-slim AS hub
+ENV NODE_ENV=production HOST=0.0.0.0 PORT=8080
+WORKDIR /app
+COPY package.json package-lock.json ./
+COPY sdk/package.json sdk/
+COPY hub/package.json hub/
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY --from=build /app/sdk/dist sdk/dist
+COPY --from=build /app/hub/bin hub/bin
+COPY --from=build /app/hub/dist hub/dist
+USER node
 EXPOSE 8080
-CMD ["node", "hub/dist/main.js", "start"]
+HEALTHCHECK --interval=5s --timeout=3s --retries=20 CMD ["node", "-e", "fetch('http://127.0.0.1:' + process.env.PORT + '/ready').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+CMD ["node", "hub/bin/chit-hub.js", "start"]

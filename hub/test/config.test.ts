@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../src/config/config';
 import { freePort } from '../src/dev/services';
@@ -104,6 +106,123 @@ describe('HTTP edge settings', () => {
       assert.throws(() => load({ TRUST_PROXY: proxy }), /\n {2}TRUST_PROXY: expected a number of hops/);
     }
     assert.throws(() => load({ RATE_LIMIT_WINDOW_MS: '999' }), /\n {2}RATE_LIMIT_WINDOW_MS: /);
+  });
+});
+
+describe('keys from files (Docker and Kubernetes secrets)', () => {
+  const required = {
+    DATABASE_URL: 'postgres://127.0.0.1/chit',
+    RPC_URL: 'http://127.0.0.1:8545',
+    HUB_ADDRESS: '0x0000000000000000000000000000000000000001',
+  };
+  const operatorKey = `0x${'11'.repeat(32)}`;
+  const relayerKey = `0x${'22'.repeat(32)}`;
+  let dir: string;
+  const file = (name: string, content: string) => {
+    const target = path.join(dir, name);
+    writeFileSync(target, content);
+    return target;
+  };
+  before(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'chit-config-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('reads OPERATOR_KEY_FILE and RELAYER_KEY_FILE, without the final newline', () => {
+    const config = loadConfig({
+      ...required,
+      OPERATOR_KEY_FILE: file('operator.key', `${operatorKey}\n`),
+      RELAYER_KEY_FILE: file('relayer.key', `${relayerKey}\r\n`),
+    });
+    assert.equal(config.OPERATOR_KEY, operatorKey);
+    assert.equal(config.RELAYER_KEY, relayerKey);
+  });
+
+  it('names OPERATOR_KEY_FILE when the file cannot be read', () => {
+    const missing = path.join(dir, 'missing.key');
+    assert.throws(
+      () => loadConfig({ ...required, OPERATOR_KEY_FILE: missing }),
+      new RegExp(
+        `^ConfigError: invalid configuration:\\n {2}OPERATOR_KEY_FILE: cannot read ${missing} \\(ENOENT: no such file or directory\\)$`,
+      ),
+    );
+    assert.throws(
+      () => loadConfig({ ...required, OPERATOR_KEY_FILE: dir }),
+      /\n {2}OPERATOR_KEY_FILE: cannot read .* \(EISDIR: illegal operation on a directory\)$/,
+    );
+  });
+
+  it('names OPERATOR_KEY_FILE, and never the content, when the file holds no key', () => {
+    const wrong = file('wrong.key', 'postgres://chit:hunter2@db/chit\n');
+    assert.throws(
+      () => loadConfig({ ...required, OPERATOR_KEY_FILE: wrong }),
+      (error: Error) => {
+        assert.equal(
+          error.message,
+          `invalid configuration:\n  OPERATOR_KEY_FILE: ${wrong}: expected a 0x-prefixed 32-byte private key`,
+        );
+        return true;
+      },
+    );
+  });
+
+  it('refuses a key both in the environment and in a file, naming the setting', () => {
+    assert.throws(
+      () =>
+        loadConfig({
+          ...required,
+          OPERATOR_KEY: operatorKey,
+          OPERATOR_KEY_FILE: file('both.key', operatorKey),
+          RELAYER_KEY: relayerKey,
+          RELAYER_KEY_FILE: file('relayer-both.key', relayerKey),
+        }),
+      (error: Error) => {
+        assert.equal(
+          error.message,
+          [
+            'invalid configuration:',
+            '  OPERATOR_KEY_FILE: set either OPERATOR_KEY or OPERATOR_KEY_FILE, not both',
+            '  RELAYER_KEY_FILE: set either RELAYER_KEY or RELAYER_KEY_FILE, not both',
+          ].join('\n'),
+        );
+        return true;
+      },
+    );
+  });
+
+  it('says a missing operator key may come from either, in the order of the settings', () => {
+    assert.throws(
+      () => loadConfig({ DATABASE_URL: required.DATABASE_URL, OPERATOR_KEY_FILE: path.join(dir, 'missing.key') }),
+      (error: Error) => {
+        assert.deepEqual(error.message.split('\n'), [
+          'invalid configuration:',
+          '  RPC_URL: is required',
+          '  HUB_ADDRESS: is required',
+          `  OPERATOR_KEY_FILE: cannot read ${path.join(dir, 'missing.key')} (ENOENT: no such file or directory)`,
+        ]);
+        return true;
+      },
+    );
+    assert.throws(
+      () => loadConfig(required),
+      /\n {2}OPERATOR_KEY: is required \(or OPERATOR_KEY_FILE, a file that holds it\)$/,
+    );
+  });
+
+  it('chit-hub start reads the key file', () => {
+    const main = path.join(__dirname, '..', 'dist', 'main.js');
+    const result = spawnSync(process.execPath, [main, 'start'], {
+      env: {
+        PATH: process.env.PATH ?? '',
+        ...required,
+        HUB_ADDRESS: '0x1234',
+        OPERATOR_KEY_FILE: file('cli.key', operatorKey),
+      },
+      encoding: 'utf8',
+    });
+    assert.equal(result.status, 1);
+    // The key was read (it is not named); the bad address stops it before anything starts.
+    assert.equal(result.stderr, 'invalid configuration:\n  HUB_ADDRESS: expected a 0x-prefixed 20-byte address\n');
   });
 });
 

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { isAddress, isHex } from 'viem';
 import { z } from 'zod';
@@ -178,6 +179,17 @@ export const configSchema = z.object({
 
 export type HubConfig = z.infer<typeof configSchema>;
 
+/**
+ * Settings that may come from a file instead, named by `<setting>_FILE` (a Docker or Kubernetes secret
+ * mounted as a file). The file holds the value alone; whitespace around it (a final newline) is dropped.
+ * Setting both is an error, so that which key a hub runs with is never in doubt.
+ */
+const FILE_SETTINGS = ['OPERATOR_KEY', 'RELAYER_KEY'] as const;
+
+function isFileSetting(name: string): boolean {
+  return (FILE_SETTINGS as readonly string[]).includes(name);
+}
+
 /** A bad or missing setting; the message names every offending variable. */
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -200,13 +212,42 @@ export function loadConfig(
   const schema = keys
     ? configSchema.pick(Object.fromEntries(keys.map((key) => [key, true])) as Record<keyof HubConfig, true>)
     : configSchema;
-  const input = Object.fromEntries(Object.keys(schema.shape).map((key) => [key, env[key] || undefined]));
+  const names = Object.keys(schema.shape);
+  const input: Record<string, string | undefined> = Object.fromEntries(
+    names.map((key) => [key, env[key] || undefined]),
+  );
+  // [setting, line]: a setting read from a file is named by its _FILE variable, never by its value.
+  const problems: [string, string][] = [];
+  const files = new Map<string, string>();
+  for (const name of FILE_SETTINGS) {
+    const file = env[`${name}_FILE`];
+    if (!file || !names.includes(name)) continue;
+    if (input[name] !== undefined) {
+      problems.push([name, `${name}_FILE: set either ${name} or ${name}_FILE, not both`]);
+      continue;
+    }
+    try {
+      input[name] = readFileSync(file, 'utf8').trim();
+      files.set(name, file);
+    } catch (error) {
+      // "ENOENT: no such file or directory, open '/run/secrets/operator_key'": the code and its words.
+      const reason = (error as Error).message.split(',')[0];
+      problems.push([name, `${name}_FILE: cannot read ${file} (${reason})`]);
+    }
+  }
   const result = schema.safeParse(input);
-  if (result.success) return result.data;
-  const problems = result.error.issues.map((issue) => {
+  if (result.success && problems.length === 0) return result.data;
+  const reported = new Set(problems.map(([name]) => name));
+  for (const issue of result.success ? [] : result.error.issues) {
     const name = String(issue.path[0]);
-    const message = issue.code === 'invalid_type' && input[name] === undefined ? 'is required' : issue.message;
-    return `  ${name}: ${message}`;
-  });
-  throw new ConfigError(`invalid configuration:\n${problems.join('\n')}`);
+    if (reported.has(name)) continue;
+    const file = files.get(name);
+    const message =
+      issue.code === 'invalid_type' && input[name] === undefined
+        ? `is required${isFileSetting(name) ? ` (or ${name}_FILE, a file that holds it)` : ''}`
+        : issue.message;
+    problems.push([name, file ? `${name}_FILE: ${file}: ${message}` : `${name}: ${message}`]);
+  }
+  problems.sort(([a], [b]) => names.indexOf(a) - names.indexOf(b));
+  throw new ConfigError(`invalid configuration:\n${problems.map(([, line]) => `  ${line}`).join('\n')}`);
 }
