@@ -38,6 +38,9 @@ import { ExchangeRepository, RevealRepository } from './repositories/exchange.re
 import { InstantExitService } from './settlement/instant-exit.service';
 import { SettlementPipeline } from './settlement/settlement.pipeline';
 import { SettlementService } from './settlement/settlement.service';
+import { X402Controller } from './x402/x402.controller';
+import { X402Repository } from './x402/x402.repository';
+import { X402Service } from './x402/x402.service';
 
 export const VERSION = '0.1.0';
 
@@ -250,6 +253,7 @@ class HubModule {
               SettlementController,
               MetricsController,
               OpenApiController,
+              X402Controller,
             ],
       providers: [
         { provide: CONTEXT, useValue: context },
@@ -260,6 +264,17 @@ class HubModule {
         { provide: SettlementService, useValue: context.settlement.service },
         { provide: InstantExitService, useValue: context.settlement.instantExits },
         { provide: MetricsService, useValue: context.metrics },
+        {
+          provide: X402Service,
+          useValue: new X402Service(
+            { hub: context.chain.hub, chainId: context.chainId },
+            context.exchanges,
+            new X402Repository(context.pool),
+            context.chain,
+            context.signer,
+            (code) => context.metrics.errored(code),
+          ),
+        },
         Shutdown,
       ],
     };

@@ -71,6 +71,42 @@ const schemas: Record<string, Schema> = {
     consumersPaused: { type: 'boolean' },
     version: { type: 'string' },
   }),
+  X402Requirements: {
+    ...object({
+      scheme: { type: 'string', const: 'chit' },
+      network: string('CAIP-2: eip155:<chainId>'),
+      asset: address,
+      amount: decimal,
+      payTo: address,
+      maxTimeoutSeconds: { type: 'number' },
+      extra: { type: 'object' },
+    }),
+    description: 'x402 v2 PaymentRequirements of the chit scheme; extra: hub, hubUrl, pricePerMiB, agreementSalt',
+  },
+  X402Request: object({
+    x402Version: { type: 'integer', const: 2 },
+    paymentPayload: object(
+      {
+        x402Version: { type: 'integer', const: 2 },
+        accepted: {
+          ...ref('X402Requirements'),
+          description: 'as the 402 offered it: extra also holds the invoice (nonce, hashlock, expiresAt)',
+        },
+        payload: object(
+          {
+            promise: ref('ConsumerPromise'),
+            usage: object({ requests: decimal, bytes: decimal }),
+            encryptedPreimage: sealedPreimage,
+          },
+          ['usage', 'encryptedPreimage'],
+        ),
+        resource: { type: 'object' },
+        extensions: { type: 'object' },
+      },
+      ['resource', 'extensions'],
+    ),
+    paymentRequirements: ref('X402Requirements'),
+  }),
   Consumer: object({
     address,
     balance: decimal,
@@ -301,6 +337,71 @@ export const OPENAPI = {
         body: object({ identity: address, beneficiary: address, signature }),
         errors: [post, conflict],
       }),
+    },
+    '/x402/supported': {
+      get: operation('x402 facilitator: the chit scheme on this hub chain, its terms and signer', [
+        200,
+        object({
+          kinds: {
+            type: 'array',
+            items: object({
+              x402Version: { type: 'integer', const: 2 },
+              scheme: { type: 'string', const: 'chit' },
+              network: string('CAIP-2: eip155:<chainId>'),
+              extra: object({
+                hub: address,
+                token: address,
+                operator: address,
+                fee: { type: 'integer' },
+                publicKey: hex,
+              }),
+            }),
+          },
+          extensions: { type: 'array', items: { type: 'string' } },
+          signers: { type: 'object', description: '{ "eip155:*": [operator] }' },
+        }),
+      ]),
+    },
+    '/x402/verify': {
+      post: operation(
+        'x402 facilitator: whether settling the payment now would succeed and credit at least the price; writes nothing. A refused payment is a 200 with isValid false',
+        [
+          200,
+          object(
+            {
+              isValid: { type: 'boolean' },
+              payer: address,
+              extra: object({ increment: decimal }),
+              invalidReason: { type: 'string', description: 'an error code of the hub, or an x402 one (UNDERPAID, …)' },
+              invalidMessage: { type: 'string' },
+            },
+            ['payer', 'extra', 'invalidReason', 'invalidMessage'],
+          ),
+        ],
+        { body: ref('X402Request'), errors: [post, 503] },
+      ),
+    },
+    '/x402/settle': {
+      post: operation(
+        'x402 facilitator: exchange the payment (payload.encryptedPreimage required) as POST /v1/exchange does. A refused payment is a 200 with success false',
+        [
+          200,
+          object(
+            {
+              success: { type: 'boolean' },
+              transaction: { type: 'string', const: '' },
+              network: string('CAIP-2: eip155:<chainId>'),
+              payer: address,
+              amount: { ...decimal, description: 'the increment credited' },
+              extra: object({ hubPromise: ref('HubPromise') }),
+              errorReason: { type: 'string', description: 'an error code of the hub, or an x402 one (UNDERPAID, …)' },
+              errorMessage: { type: 'string' },
+            },
+            ['payer', 'amount', 'extra', 'errorReason', 'errorMessage'],
+          ),
+        ],
+        { body: ref('X402Request'), errors: [post, 503] },
+      ),
     },
     '/health': {
       get: operation('Alive while the process runs', [200, object({ status: { type: 'string' } })], {

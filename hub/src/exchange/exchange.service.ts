@@ -6,6 +6,7 @@ import {
   hubPromiseDigestBytes,
   maxExchangesPerRequest,
   type RecoveryResponse,
+  type SignedConsumerPromise,
   type SignedHubPromise,
   verifyRecoveryRequest,
 } from '@chit/sdk';
@@ -136,7 +137,16 @@ export class ExchangeService {
    */
   private check(body: unknown): CheckedExchange {
     const request = decodeWire('exchangeRequest', body);
-    const promise = request.promise;
+    this.checkPromise(request.promise);
+    const preimage = this.checkBox(request.promise, request.encryptedPreimage);
+    return { request, candidate: toCandidate(request, preimage) };
+  }
+
+  /**
+   * The stateless checks of an exchange that need no box: chain, hub, the hub's status and the consumer
+   * signature. Throws the HubError the exchange would answer; credits nothing.
+   */
+  checkPromise(promise: SignedConsumerPromise): void {
     this.requireScope(promise);
     const status = this.hubStatus();
     if (status === 'closing' || status === 'closed') {
@@ -151,7 +161,11 @@ export class ExchangeService {
         recovered: signer ? getAddress(signer) : null,
       });
     }
-    const preimage = this.openBox(request.encryptedPreimage);
+  }
+
+  /** R from `box`, when it opens with the operator key to the R of the promise's hashlock; else INVALID_PREIMAGE_BOX. */
+  checkBox(promise: SignedConsumerPromise, box: Hex): Hex {
+    const preimage = this.openBox(box);
     if (!preimage || keccakHex(preimage) !== promise.hashlock.toLowerCase()) {
       throw new HubError(
         'INVALID_PREIMAGE_BOX',
@@ -161,7 +175,7 @@ export class ExchangeService {
         { hashlock: promise.hashlock },
       );
     }
-    return { request, candidate: toCandidate(request, preimage) };
+    return preimage;
   }
 
   /** Records the R of one of the provider's hub promises. */
