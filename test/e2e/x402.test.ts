@@ -1,0 +1,418 @@
+import assert from 'node:assert/strict';
+import type { AddressInfo } from 'node:net';
+import { type ConsumerLedger, MemoryStore, settleProvider } from '@chit/sdk';
+import {
+  agreementIdOf,
+  type ChitClientSchemeOptions,
+  type ChitFetch,
+  ChitServerScheme,
+  chitFetch,
+  chitPaywall,
+  RequirementsRejectedError,
+  SpendingLimitError,
+} from '@chit/x402';
+import type { Address, Hex } from 'viem';
+import { parseEther } from 'viem';
+import { feeOf, MIB, sum } from './support/figures';
+import { type Consumer, type Provider, type Stack, startStack, until } from './support/stack';
+
+// The `chit` x402 scheme (issue 14) end to end: an Express app behind @x402/express and a Hono app
+// behind @x402/hono sell requests priced per request and per MiB of response body; buyers pay with
+// chitFetch (@x402/fetch) through the real hub as facilitator. Every figure is computed here from the
+// prices and the body sizes served, and checked to the wei at the hub, on-chain and after settlement.
+
+/** What an agreement owes after `requests` paid requests, `bytes` being the bodies served before the last one. */
+const owedFor = (requests: number, bytes: bigint, price: bigint, perMiB: bigint) =>
+  BigInt(requests) * price + (bytes * perMiB + MIB - 1n) / MIB;
+
+// Token base units (18 decimals). Odd amounts, so that rounding shows; each buyer's total is worth more
+// than the gas of its collection (the hub collects only those).
+const PRICE = 1_000_000_000_000_007n; // per request
+const PER_MIB = 7_777_777_777_777_777n; // per MiB of response body
+const CHEAP = 12_345_678_901_234_567n;
+const DEAR = 3n * CHEAP;
+/** The buyers' highest price per request. */
+const MAX_PRICE = 4n * CHEAP;
+
+/** Body sizes of the Express run: uneven, some above a MiB. */
+const expressSizes = Array.from(
+  { length: 50 },
+  (_, i) => 1 + ((i * 7_919 + 13) % 90_000) + (i % 10 === 9 ? 1_300_000 : 0),
+);
+/** Body sizes of the Hono run: 10 rounds of 5 requests at once, one size a round. */
+const honoRounds = Array.from({ length: 10 }, (_, round) => 17 + round * 123_457);
+
+/** @x402/core's HTTP codec and client, as ESM: the copy @chit/x402 and the middlewares use. */
+const loadX402Core = async () => ({ http: await import('@x402/core/http'), client: await import('@x402/core/client') });
+
+/** Asserts that `task` rejects with a SpendingLimitError for `limit`, and that the ledger signed nothing. */
+async function refused(task: Promise<unknown>, ledger: ConsumerLedger, limit: string) {
+  const total = await ledger.total();
+  await assert.rejects(task, (error: unknown) => {
+    assert.ok(error instanceof SpendingLimitError, `expected a SpendingLimitError, got ${error}`);
+    assert.equal(error.limit, limit);
+    assert.equal(error.code, 'SPENDING_LIMIT');
+    return true;
+  });
+  assert.equal(await ledger.total(), total, 'nothing signed');
+}
+
+describe('x402: the chit scheme with @x402/express, @x402/hono and @x402/fetch', function () {
+  this.timeout(120_000);
+
+  let stack: Stack;
+  let stakeAtStart: bigint;
+  let buyer: Consumer;
+  let expressSeller: Provider;
+  let honoSeller: Provider;
+  let expressUrl: string;
+  let honoUrl: string;
+  let pay: ChitFetch;
+  let dave: Consumer;
+  /** PAYMENT-SIGNATURE headers the buyer sent, in order. */
+  const sentSignatures: string[] = [];
+  const closers: (() => unknown)[] = [];
+  /** How many times each fixed-price Express route ran its handler. */
+  const served = new Map<string, number>();
+  /** What each party is owed / owes, by address. */
+  const owed = new Map<Address, bigint>();
+  const add = (who: Address, amount: bigint) => owed.set(who, (owed.get(who) ?? 0n) + amount);
+  const owedBy = (who: { address: Address }) => owed.get(who.address) ?? 0n;
+  const deposit = parseEther('10');
+  /** Every buyer of the file. */
+  const consumers: Consumer[] = [];
+  let x402core: Awaited<ReturnType<typeof loadX402Core>>;
+
+  /** The agreement salt of the Express seller's /cheap route. */
+  const cheapSalt = async () => {
+    const unpaid = await fetch(`${expressUrl}/cheap`);
+    return x402core.http.decodePaymentRequiredHeader(unpaid.headers.get('PAYMENT-REQUIRED')!).accepts[0]!.extra
+      .agreementSalt as Hex;
+  };
+
+  /** A buyer's options: the main buyer's maximums, `overrides` on top. */
+  const buyerOptions = (
+    consumer: Consumer,
+    overrides: Partial<ChitClientSchemeOptions> = {},
+  ): ChitClientSchemeOptions => ({
+    ledger: consumer.ledger,
+    token: stack.chain.token,
+    maxPricePerRequest: MAX_PRICE,
+    maxPricePerMiB: PER_MIB,
+    store: new MemoryStore(),
+    ...overrides,
+  });
+
+  before(async () => {
+    stack = await startStack({ hubEnv: { SETTLEMENT_SCAN_INTERVAL_MS: '500', SETTLEMENT_BATCH_WINDOW_MS: '300' } });
+    const figures = await stack.read.hubFigures();
+    assert.equal(figures.freeFunds, 0n);
+    stakeAtStart = figures.stake;
+    // ESM imports, so that the middlewares and @chit/x402 share one copy of @x402/core.
+    const [express, expressX402, hono, honoX402, nodeServer] = await Promise.all([
+      import('express'),
+      import('@x402/express'),
+      import('hono'),
+      import('@x402/hono'),
+      import('@hono/node-server'),
+    ]);
+    x402core = await loadX402Core();
+    [buyer, expressSeller, honoSeller] = await Promise.all([
+      stack.newConsumer({ deposit }),
+      stack.newProvider(),
+      stack.newProvider(),
+    ]);
+    consumers.push(buyer);
+    const secret = (n: number) => `0x${n.toString(16).padStart(2, '0').repeat(32)}` as Hex;
+
+    // Express: /data/:size at PRICE + PER_MIB, and routes of other prices for the attacks.
+    const expressPaywall = await chitPaywall({
+      hubUrl: stack.hub.url,
+      ledger: expressSeller.ledger,
+      secret: secret(1),
+      routes: {
+        'GET /data/*': { pricePerRequest: PRICE, pricePerMiB: PER_MIB, mimeType: 'text/plain' },
+        'GET /cheap': { pricePerRequest: CHEAP },
+        'GET /dear': { pricePerRequest: DEAR },
+        'GET /greedy': { pricePerRequest: MAX_PRICE + 1n },
+        'GET /greedy-mib': { pricePerRequest: PRICE, pricePerMiB: PER_MIB + 1n },
+      },
+    });
+    const app = express.default();
+    app.use(expressX402.paymentMiddleware(expressPaywall.routes, expressPaywall.server));
+    app.get('/data/:size', (req, res) => {
+      res.type('text/plain').send('x'.repeat(Number(req.params.size)));
+    });
+    for (const route of ['/cheap', '/dear', '/greedy', '/greedy-mib']) {
+      app.get(route, (_req, res) => {
+        served.set(route, (served.get(route) ?? 0) + 1);
+        res.send(route);
+      });
+    }
+    const expressServer = app.listen(0, '127.0.0.1');
+    await new Promise((resolve) => expressServer.once('listening', resolve));
+    expressUrl = `http://127.0.0.1:${(expressServer.address() as AddressInfo).port}`;
+    closers.push(() => expressServer.close());
+
+    // Hono: /data/:size at the same prices.
+    const honoPaywall = await chitPaywall({
+      hubUrl: stack.hub.url,
+      ledger: honoSeller.ledger,
+      secret: secret(2),
+      pricePerRequest: PRICE,
+      pricePerMiB: PER_MIB,
+      routes: ['GET /data/*'],
+    });
+    const honoApp = new hono.Hono();
+    honoApp.use(honoX402.paymentMiddleware(honoPaywall.routes, honoPaywall.server));
+    honoApp.get('/data/:size', (c) => c.text('y'.repeat(Number(c.req.param('size')))));
+    honoUrl = await new Promise<string>((resolve) => {
+      const server = nodeServer.serve({ fetch: honoApp.fetch, port: 0, hostname: '127.0.0.1' }, (info) =>
+        resolve(`http://127.0.0.1:${info.port}`),
+      );
+      closers.push(() => server.close());
+    });
+
+    const recording: typeof fetch = async (input, init) => {
+      const signature = new Request(input, init).headers.get('PAYMENT-SIGNATURE');
+      if (signature) sentSignatures.push(signature);
+      return fetch(input, init);
+    };
+    pay = chitFetch(recording, buyerOptions(buyer));
+  });
+
+  after(async () => {
+    for (const close of closers) await close();
+    await stack?.stop();
+  });
+
+  it('pays 50 Express requests one after the other, each body paid with the next invoice', async () => {
+    for (const size of expressSizes) {
+      const response = await pay(`${expressUrl}/data/${size}`);
+      assert.equal(response.status, 200, `status of /data/${size}`);
+      assert.equal((await response.text()).length, size);
+      const settled = x402core.http.decodePaymentResponseHeader(response.headers.get('PAYMENT-RESPONSE')!);
+      assert.equal(settled.success, true);
+      assert.equal(settled.payer, buyer.address);
+    }
+    const total = owedFor(50, BigInt(sum(expressSizes.slice(0, -1).map(BigInt))), PRICE, PER_MIB);
+    add(buyer.address, total);
+    add(expressSeller.address, total);
+    const { hubPromise } = await expressSeller.ledger.latest();
+    assert.equal(hubPromise?.total, total, 'the seller holds a hub promise for the agreement total');
+    assert.equal(await buyer.ledger.total(), total);
+  });
+
+  it('pays 50 Hono requests, five at a time: one agreement, paid in order', async () => {
+    for (const size of honoRounds) {
+      const responses = await Promise.all(Array.from({ length: 5 }, () => pay(`${honoUrl}/data/${size}`)));
+      for (const response of responses) {
+        assert.equal(response.status, 200);
+        assert.equal((await response.text()).length, size);
+      }
+    }
+    const served = honoRounds.flatMap((size) => Array<number>(5).fill(size));
+    const total = owedFor(50, BigInt(sum(served.slice(0, -1).map(BigInt))), PRICE, PER_MIB);
+    add(buyer.address, total);
+    add(honoSeller.address, total);
+    const { hubPromise } = await honoSeller.ledger.latest();
+    assert.equal(hubPromise?.total, total);
+  });
+
+  it('the hub credited exactly what was due: consumer total = Σ due, seller promises = Σ increments', async () => {
+    const books = await stack.hub.client.consumer(buyer.address);
+    assert.equal(books.credited, owedBy(buyer));
+    assert.equal(books.promised, owedBy(buyer));
+    assert.equal(books.latestPromise?.total, owedBy(buyer));
+    assert.equal(await buyer.ledger.total(), owedBy(buyer));
+    for (const seller of [expressSeller, honoSeller]) {
+      const account = await stack.hub.client.provider(seller.address);
+      assert.equal(account.earned, owedBy(seller));
+      assert.equal(account.unsettled, owedBy(seller));
+    }
+    assert.equal(owedBy(buyer), owedBy(expressSeller) + owedBy(honoSeller));
+  });
+
+  it('a replayed PAYMENT-SIGNATURE gets a 402 and credits nothing', async () => {
+    const last = sentSignatures.at(-1)!;
+    const before = await stack.hub.client.provider(honoSeller.address);
+    for (const url of [`${honoUrl}/data/${honoRounds.at(-1)}`, `${expressUrl}/data/${expressSizes.at(-1)}`]) {
+      const response = await fetch(url, { headers: { 'PAYMENT-SIGNATURE': last } });
+      assert.equal(response.status, 402, url);
+      assert.equal(await response.text(), '{}', 'no content');
+      const required = x402core.http.decodePaymentRequiredHeader(response.headers.get('PAYMENT-REQUIRED')!);
+      assert.ok(required.error && /WRONG_TOTAL|No matching/.test(required.error), required.error);
+    }
+    const after = await stack.hub.client.provider(honoSeller.address);
+    assert.equal(after.earned, before.earned);
+    assert.equal((await stack.hub.client.consumer(buyer.address)).credited, owedBy(buyer));
+  });
+
+  it('a payment for a cheap route presented to a dearer one is refused; on its own route it is paid once', async () => {
+    const carol = await stack.newConsumer({ deposit });
+    consumers.push(carol);
+    const carolPay = chitFetch(fetch, buyerOptions(carol));
+    const unpaid = await fetch(`${expressUrl}/cheap`);
+    assert.equal(unpaid.status, 402);
+    const required = x402core.http.decodePaymentRequiredHeader(unpaid.headers.get('PAYMENT-REQUIRED')!);
+    const client = new x402core.client.x402Client()
+      .register(carolPay.scheme.network, carolPay.scheme)
+      .setSpendControls({ allowedAssets: true });
+    const payload = await client.createPaymentPayload(required);
+    const header = x402core.http.encodePaymentSignatureHeader(payload);
+
+    const dear = await fetch(`${expressUrl}/dear`, { headers: { 'PAYMENT-SIGNATURE': header } });
+    assert.equal(dear.status, 402);
+    const refusal = x402core.http.decodePaymentRequiredHeader(dear.headers.get('PAYMENT-REQUIRED')!);
+    assert.equal(refusal.error, 'No matching payment requirements');
+    assert.equal((await stack.hub.client.consumer(carol.address)).credited, 0n, 'nothing credited');
+
+    // chitFetch sends the promise signed for /cheap again, with its invoice: paid once, nothing signed twice.
+    const cheap = await carolPay(`${expressUrl}/cheap`);
+    assert.equal(cheap.status, 200);
+    assert.equal(await cheap.text(), '/cheap');
+    assert.equal(await carol.ledger.total(), CHEAP);
+    assert.equal((await stack.hub.client.consumer(carol.address)).credited, CHEAP);
+    add(carol.address, CHEAP);
+    add(expressSeller.address, CHEAP);
+    // The same header once more, now on its own route: already paid, refused.
+    const again = await fetch(`${expressUrl}/cheap`, { headers: { 'PAYMENT-SIGNATURE': header } });
+    assert.equal(again.status, 402);
+    assert.equal((await stack.hub.client.consumer(carol.address)).credited, CHEAP);
+  });
+
+  it('spending limit per request: a payment above the increment limit is refused, nothing signed', async () => {
+    dave = await stack.newConsumer({ deposit });
+    consumers.push(dave);
+    const limited = chitFetch(fetch, buyerOptions(dave, { limits: { perRequest: CHEAP - 1n } }));
+    await refused(limited(`${expressUrl}/cheap`), dave.ledger, 'perRequest');
+  });
+
+  it('spending limit per agreement: an agreement total above it is refused, nothing signed', async () => {
+    const limited = chitFetch(fetch, buyerOptions(dave, { limits: { perAgreement: 2n * CHEAP } }));
+    for (let i = 0; i < 2; i++) assert.equal((await limited(`${expressUrl}/cheap`)).status, 200);
+    await refused(limited(`${expressUrl}/cheap`), dave.ledger, 'perAgreement');
+    add(dave.address, 2n * CHEAP);
+    add(expressSeller.address, 2n * CHEAP);
+  });
+
+  it('spending limit per hour: the trailing hour’s payments across agreements, nothing signed', async () => {
+    const erin = await stack.newConsumer({ deposit });
+    consumers.push(erin);
+    const limited = chitFetch(fetch, buyerOptions(erin, { limits: { perHour: CHEAP + DEAR } }));
+    assert.equal((await limited(`${expressUrl}/cheap`)).status, 200);
+    assert.equal((await limited(`${expressUrl}/dear`)).status, 200);
+    assert.equal(await limited.scheme.spentLastHour(), CHEAP + DEAR);
+    await refused(limited(`${expressUrl}/cheap`), erin.ledger, 'perHour');
+    add(erin.address, CHEAP + DEAR);
+    add(expressSeller.address, CHEAP + DEAR);
+    assert.equal((await stack.hub.client.consumer(erin.address)).credited, CHEAP + DEAR);
+  });
+
+  it('a buyer whose channel cannot pay is refused by the hub’s /x402/verify, before the handler runs', async () => {
+    const frank = await stack.newConsumer({ deposit: CHEAP / 2n });
+    const frankPay = chitFetch(fetch, buyerOptions(frank));
+    const before = served.get('/cheap') ?? 0;
+    const response = await frankPay(`${expressUrl}/cheap`);
+    assert.equal(response.status, 402);
+    const refusal = x402core.http.decodePaymentRequiredHeader(response.headers.get('PAYMENT-REQUIRED')!);
+    assert.equal(refusal.error, 'OVERSPEND');
+    assert.equal(served.get('/cheap') ?? 0, before, 'the handler did not run');
+    assert.equal((await stack.hub.client.consumer(frank.address)).credited, 0n);
+    assert.deepEqual(
+      await frankPay.scheme.usage(expressSeller.address, agreementIdOf(await cheapSalt(), frank.address)),
+      {
+        requests: 0n,
+        bytes: 0n,
+      },
+    );
+  });
+
+  it('a seller asking more than the buyer’s maximum prices is not paid', async () => {
+    const total = await buyer.ledger.total();
+    for (const route of ['/greedy', '/greedy-mib']) {
+      await assert.rejects(pay(`${expressUrl}${route}`), (error: unknown) => {
+        assert.ok(error instanceof RequirementsRejectedError, `expected a RequirementsRejectedError, got ${error}`);
+        assert.equal(error.reason, 'PRICE_TOO_HIGH');
+        return true;
+      });
+    }
+    assert.equal(await buyer.ledger.total(), total, 'nothing signed');
+  });
+
+  it('the meters agree: the seller counted what the buyer counted', async () => {
+    for (const [seller, url, requests] of [
+      [expressSeller, expressUrl, 50],
+      [honoSeller, honoUrl, 50],
+    ] as const) {
+      const unpaid = await fetch(`${url}/data/1`);
+      const [accept] = x402core.http.decodePaymentRequiredHeader(unpaid.headers.get('PAYMENT-REQUIRED')!).accepts;
+      const agreementId = agreementIdOf(accept!.extra.agreementSalt as Hex, buyer.address);
+      const bought = await pay.scheme.usage(seller.address, agreementId);
+      assert.equal(bought.requests, BigInt(requests));
+      assert.ok(bought.bytes > 0n);
+      const scheme = new ChitServerScheme({ ledger: seller.ledger, secret: new Uint8Array(32), hubUrl: stack.hub.url });
+      assert.deepEqual(await scheme.usage(agreementId), bought);
+    }
+  });
+
+  it('the hub collects the buyers’ promises and the sellers settle: every balance to the wei', async () => {
+    const consumersPaid = sum(consumers.map(owedBy));
+    assert.equal(consumersPaid, owedBy(expressSeller) + owedBy(honoSeller));
+    await until('the buyer’s promises collected on-chain', async () => {
+      return (await stack.read.consumerChannel(buyer.address)).settled === owedBy(buyer);
+    });
+    assert.deepEqual(await stack.read.consumerChannel(buyer.address), {
+      balance: deposit - owedBy(buyer),
+      settled: owedBy(buyer),
+      exit: null,
+    });
+    for (const consumer of consumers) {
+      await until(`${consumer.address}'s promises collected`, async () => {
+        return (await stack.read.consumerChannel(consumer.address)).settled === owedBy(consumer);
+      });
+    }
+    assert.equal((await stack.read.hubFigures()).freeFunds, consumersPaid);
+
+    // The Express seller settles on-chain itself; the Hono seller through the hub's relayer.
+    const latest = await expressSeller.ledger.latest();
+    await stack.chain.send(
+      settleProvider(expressSeller.wallet, { promise: latest.hubPromise!, preimage: latest.preimage! }),
+    );
+    const fee = (seller: Provider) => feeOf(owedBy(seller), stack.hubFee);
+    assert.equal(await stack.read.providerSettled(expressSeller.address), owedBy(expressSeller));
+    assert.equal(await stack.read.tokenBalance(expressSeller.beneficiary), owedBy(expressSeller) - fee(expressSeller));
+
+    const quote = await honoSeller.hub.settlementQuote(honoSeller.address);
+    assert.equal(quote.amount, owedBy(honoSeller));
+    assert.equal(quote.hubFee, fee(honoSeller));
+    const job = await honoSeller.ledger.settle(quote.relayerFee);
+    const done = await until('the relayed settlement', async () => {
+      const status = await honoSeller.hub.settlement(job.id);
+      return status.status === 'confirmed' || status.status === 'failed' ? status : undefined;
+    });
+    assert.equal(done.status, 'confirmed', done.error ?? '');
+    assert.equal(
+      await stack.read.tokenBalance(honoSeller.beneficiary),
+      owedBy(honoSeller) - fee(honoSeller) - quote.relayerFee,
+    );
+
+    const figures = await stack.read.hubFigures();
+    assert.equal(
+      figures.freeFunds,
+      consumersPaid - (owedBy(expressSeller) - fee(expressSeller)) - (owedBy(honoSeller) - fee(honoSeller)),
+    );
+    assert.equal(figures.stake, stakeAtStart);
+    assert.equal(figures.punished, false);
+    for (const seller of [expressSeller, honoSeller]) {
+      await until(`the hub to see ${seller.address} settled`, async () => {
+        const account = await stack.hub.client.provider(seller.address);
+        return account.settled === owedBy(seller) && account.unsettled === 0n;
+      });
+    }
+    const books = await stack.hub.client.consumer(buyer.address);
+    assert.equal(books.balance, deposit - owedBy(buyer));
+    assert.equal(books.settled, owedBy(buyer));
+    assert.equal(books.available, deposit - owedBy(buyer));
+  });
+});

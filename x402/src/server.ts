@@ -1,0 +1,406 @@
+import { createHmac, randomBytes } from 'node:crypto';
+import {
+  decodeMessage,
+  encodeMessage,
+  hashlockOf,
+  InvalidOptionError,
+  type Json,
+  type ProviderLedger,
+  type SignedConsumerPromise,
+  StoredStateError,
+} from '@chit/sdk';
+import type { HTTPTransportContext } from '@x402/core/server';
+import type {
+  AssetAmount,
+  DeepReadonly,
+  Network,
+  PaymentPayload,
+  PaymentRequirements,
+  Price,
+  SchemeNetworkServer,
+  SchemePaymentRequiredContext,
+  SchemeServerHooks,
+  SettleResponse,
+  SupportedKind,
+} from '@x402/core/types';
+import { type Address, bytesToHex, type Hex, hexToBytes } from 'viem';
+import { KeyedLock } from './keyed-lock.js';
+import {
+  agreementIdOf,
+  CHIT_SCHEME,
+  DYNAMIC_EXTRA_FIELDS,
+  due,
+  networkOf,
+  nowSeconds,
+  parseAddress,
+  parseAmount,
+  parseBytes32,
+  readExtra,
+} from './wire.js';
+
+/** Options of a {@link ChitServerScheme}. */
+export interface ChitServerSchemeOptions {
+  /** The seller's ledger at the hub, opened (`await ledger.open()`): it exchanges the buyers' promises. */
+  ledger: ProviderLedger;
+  /**
+   * The seller's invoice secret, at least 32 bytes (0x-hex or bytes): R = HMAC-SHA256(secret, nonce).
+   * Keep it across restarts, or invoices issued before a restart are refused.
+   */
+  secret: Hex | Uint8Array;
+  /** The hub service URL, written into `extra.hubUrl`. */
+  hubUrl: string;
+  /** How long a 402's invoice may be paid, in seconds. Default 300. */
+  invoiceTtlSeconds?: number;
+  /** Milliseconds since the epoch; `Date.now` by default. */
+  clock?: () => number;
+}
+
+/** Why a seller refused a chit payment (the `invalidReason` / `errorReason` of the 402). */
+export type ChitPaymentRejection =
+  | 'MALFORMED'
+  | 'UNKNOWN_INVOICE'
+  | 'INVOICE_EXPIRED'
+  | 'HASHLOCK_MISMATCH'
+  | 'WRONG_HUB'
+  | 'WRONG_CHAIN'
+  | 'WRONG_PAYEE'
+  | 'WRONG_AGREEMENT'
+  | 'WRONG_TOTAL';
+
+/** What the seller counted in an agreement: paid requests served and the body bytes of their responses. */
+export interface ChitSellerUsage {
+  requests: bigint;
+  bytes: bigint;
+}
+
+interface SellerMeter extends ChitSellerUsage {
+  /** A settlement under way: committed once the hub credited `total` (a crash between the two). */
+  pending: { total: bigint; bytes: bigint } | null;
+}
+
+interface CheckedPayment {
+  promise: SignedConsumerPromise;
+  preimage: Hex;
+  agreementId: Hex;
+  meter: SellerMeter;
+  total: bigint;
+}
+
+type Rejection = { reason: ChitPaymentRejection; message: string };
+
+/**
+ * The seller's side of the `chit` x402 scheme (`SchemeNetworkServer`). Prices are token base units.
+ * For each unpaid request it mints an invoice (nonce, hashlock, expiresAt) into the 402; on a paid
+ * request it checks, before the hub's `/x402/verify`, that the invoice is its own and unexpired, that
+ * the promise pays its hashlock and the buyer's agreement with this seller at this price, and that the
+ * agreement total is exactly `due(n, B)` by its own meter. After the handler it exchanges the promise
+ * through its {@link ProviderLedger} (not the hub's `/x402/settle`), so the provider's store stays exact
+ * and crash-safe, and counts the response body into the meter (kept in the ledger's store).
+ *
+ * @example
+ * await ledger.open();
+ * const scheme = new ChitServerScheme({ ledger, secret, hubUrl });
+ * const server = new x402ResourceServer(new HTTPFacilitatorClient({ url: `${hubUrl}/x402` })).register(scheme.network, scheme);
+ */
+export class ChitServerScheme implements SchemeNetworkServer {
+  readonly scheme = CHIT_SCHEME;
+  readonly defaultAssetTransferMethod = 'default';
+  readonly paymentFlows = { default: { supported: ['authorization'], default: 'authorization' } } as const;
+  readonly dynamicExtraFields = [...DYNAMIC_EXTRA_FIELDS];
+  readonly schemeHooks: SchemeServerHooks;
+  readonly ledger: ProviderLedger;
+  readonly network: Network;
+  readonly hub: Address;
+  readonly token: Address;
+  readonly provider: Address;
+  readonly hubUrl: string;
+  readonly #secret: Uint8Array;
+  readonly #ttl: number;
+  readonly #clock: () => number;
+  readonly #locks = new KeyedLock();
+
+  constructor(options: ChitServerSchemeOptions) {
+    const secret = typeof options.secret === 'string' ? hexToBytes(options.secret) : options.secret;
+    if (secret.length < 32) throw new InvalidOptionError('secret', `expected at least 32 bytes, got ${secret.length}`);
+    const info = options.ledger.info;
+    this.ledger = options.ledger;
+    this.network = networkOf(info.chainId);
+    this.hub = info.hub;
+    this.token = info.token;
+    this.provider = options.ledger.provider;
+    this.hubUrl = options.hubUrl;
+    this.#secret = Uint8Array.from(secret);
+    this.#ttl = options.invoiceTtlSeconds ?? 300;
+    this.#clock = options.clock ?? Date.now;
+    this.schemeHooks = {
+      onBeforeVerify: async (context) => {
+        try {
+          const checked = await this.#check(context.paymentPayload, context.requirements, true);
+          if ('reason' in checked) return { abort: true, reason: checked.reason, message: checked.message };
+        } catch (error) {
+          return { abort: true, reason: 'SELLER_ERROR', message: messageOf(error) };
+        }
+      },
+      onBeforeSettle: async (context) => {
+        try {
+          const result = await this.#settle(context.paymentPayload, context.requirements, context.transportContext);
+          if ('reason' in result) return { abort: true, reason: result.reason, message: result.message };
+          return { skip: true, result };
+        } catch (error) {
+          const code = (error as { code?: unknown }).code;
+          return {
+            abort: true,
+            reason: typeof code === 'string' ? code : 'EXCHANGE_FAILED',
+            message: messageOf(error),
+          };
+        }
+      },
+    };
+  }
+
+  /**
+   * A route's price as `amount` of the hub's token: an `AssetAmount` in the hub's token, or a decimal
+   * string (or safe integer) of base units. Dollar prices are refused: the token has no dollar table.
+   *
+   * @example
+   * await scheme.parsePrice('1000', scheme.network); // { amount: '1000', asset: token }
+   */
+  async parsePrice(price: Price, network: Network): Promise<AssetAmount> {
+    if (network !== this.network) throw new Error(`chit: this seller's hub is on ${this.network}, not ${network}`);
+    const raw = typeof price === 'object' ? price.amount : typeof price === 'number' ? String(price) : price;
+    if (typeof price === 'object' && price.asset.toLowerCase() !== this.token.toLowerCase()) {
+      throw new Error(`chit: prices are in the hub's token ${this.token}, not ${price.asset}`);
+    }
+    if (parseAmount(raw) === undefined) {
+      throw new Error(`chit: a price is a decimal string of token base units, got ${JSON.stringify(raw)}`);
+    }
+    return { amount: raw, asset: this.token };
+  }
+
+  /**
+   * Adds the static `extra`: hub, hubUrl, pricePerMiB (default "0") and agreementSalt (default one
+   * derived from the secret and the prices, so that a price change starts new agreements).
+   *
+   * @example
+   * const requirements = await scheme.enhancePaymentRequirements(base, supportedKind, []);
+   */
+  async enhancePaymentRequirements(
+    paymentRequirements: PaymentRequirements,
+    supportedKind: SupportedKind,
+    _facilitatorExtensions: string[],
+  ): Promise<PaymentRequirements> {
+    const kindHub = parseAddress(supportedKind.extra?.hub);
+    if (kindHub && kindHub !== this.hub) {
+      throw new Error(`chit: the facilitator is hub ${kindHub}, this seller's ledger is at ${this.hub}`);
+    }
+    const extra = paymentRequirements.extra ?? {};
+    const pricePerMiB = extra.pricePerMiB === undefined ? '0' : String(extra.pricePerMiB);
+    if (parseAmount(pricePerMiB) === undefined) throw new Error(`chit: pricePerMiB ${pricePerMiB} is not base units`);
+    const agreementSalt =
+      parseBytes32(extra.agreementSalt) ??
+      bytesToHex(this.#hmac(`chit/x402/agreement-salt|${paymentRequirements.amount}|${pricePerMiB}`));
+    return {
+      ...paymentRequirements,
+      extra: { ...extra, hub: this.hub, hubUrl: this.hubUrl, pricePerMiB, agreementSalt },
+    };
+  }
+
+  /**
+   * Mints the invoice of an unpaid request into each chit requirement: nonce, hashlock = keccak256(R)
+   * with R = HMAC-SHA256(secret, nonce), expiresAt. Nothing is minted on a paid request (its 402 is
+   * a refusal), nor twice (the hook runs once per chit requirement).
+   *
+   * @example
+   * await scheme.enrichPaymentRequiredResponse(context);
+   */
+  async enrichPaymentRequiredResponse(context: SchemePaymentRequiredContext): Promise<void> {
+    const transport = context.transportContext as HTTPTransportContext | undefined;
+    if (context.paymentPayload || transport?.request?.paymentHeader) return;
+    for (const requirements of context.requirements) {
+      if (requirements.scheme !== CHIT_SCHEME || requirements.network !== this.network) continue;
+      if (requirements.extra.nonce !== undefined) continue;
+      const expiresAt = nowSeconds(this.#clock) + this.#ttl;
+      const nonce = this.#nonce(randomBytes(16), expiresAt);
+      Object.assign(requirements.extra, { nonce, hashlock: hashlockOf(this.#preimage(nonce)), expiresAt });
+    }
+  }
+
+  /**
+   * What the seller counted in a buyer's agreement.
+   *
+   * @example
+   * const { requests, bytes } = await scheme.usage(agreementId);
+   */
+  async usage(agreementId: Hex): Promise<ChitSellerUsage> {
+    const { requests, bytes } = await this.#meter(agreementId);
+    return { requests, bytes };
+  }
+
+  async #settle(
+    paymentPayload: DeepReadonly<PaymentPayload>,
+    requirements: DeepReadonly<PaymentRequirements>,
+    transportContext: unknown,
+  ): Promise<SettleResponse | Rejection> {
+    const promiseAgreement = agreementOfPayload(paymentPayload);
+    const release = await this.#locks.acquire(promiseAgreement ?? 'malformed');
+    try {
+      // Checked again under the agreement's lock: a payment verified twice at once is served once.
+      const checked = await this.#check(paymentPayload, requirements, false);
+      if ('reason' in checked) return checked;
+      const { promise, preimage, agreementId, meter } = checked;
+      const bytes = BigInt((transportContext as HTTPTransportContext | undefined)?.responseBody?.length ?? 0);
+      const before = await this.ledger.credited(agreementId);
+      await this.#saveMeter(agreementId, { ...meter, pending: { total: promise.agreement.total, bytes } });
+      const hubPromise = await this.ledger.exchange(promise, preimage);
+      await this.#saveMeter(agreementId, { requests: meter.requests + 1n, bytes: meter.bytes + bytes, pending: null });
+      return {
+        success: true,
+        transaction: '',
+        network: this.network,
+        payer: promise.consumer,
+        amount: String(promise.agreement.total - before),
+        extra: { hubPromise: encodeMessage(hubPromise) },
+      };
+    } finally {
+      release();
+    }
+  }
+
+  async #check(
+    paymentPayload: DeepReadonly<PaymentPayload>,
+    requirements: DeepReadonly<PaymentRequirements>,
+    checkExpiry: boolean,
+  ): Promise<CheckedPayment | Rejection> {
+    const reject = (reason: ChitPaymentRejection, message: string): Rejection => ({ reason, message });
+    const accepted = readExtra(paymentPayload.accepted?.extra as Record<string, unknown> | undefined);
+    if (!accepted.ok) return reject('MALFORMED', `accepted.${accepted.field} is missing or invalid`);
+    const amount = parseAmount(requirements.amount);
+    const pricePerMiB = parseAmount(requirements.extra?.pricePerMiB);
+    const salt = parseBytes32(requirements.extra?.agreementSalt);
+    if (amount === undefined || pricePerMiB === undefined || !salt) {
+      return reject('MALFORMED', 'the route’s requirement has no chit amount, pricePerMiB or agreementSalt');
+    }
+    let promise: SignedConsumerPromise;
+    try {
+      promise = decodeMessage('consumerPromise', (paymentPayload.payload as { promise?: unknown }).promise);
+    } catch (error) {
+      return reject('MALFORMED', `payload.promise: ${messageOf(error)}`);
+    }
+    const { nonce, hashlock, expiresAt } = accepted.value;
+    if (!this.#ownNonce(nonce, expiresAt))
+      return reject('UNKNOWN_INVOICE', `nonce ${nonce} was not issued by this seller`);
+    if (checkExpiry && expiresAt < nowSeconds(this.#clock)) {
+      return reject('INVOICE_EXPIRED', `the invoice expired at ${expiresAt}; ask again for a fresh 402`);
+    }
+    const preimage = this.#preimage(nonce);
+    if (hashlockOf(preimage) !== hashlock)
+      return reject('UNKNOWN_INVOICE', `hashlock ${hashlock} is not this seller's for nonce ${nonce}`);
+    if (promise.hashlock !== hashlock) {
+      return reject('HASHLOCK_MISMATCH', `the promise pays hashlock ${promise.hashlock}, the invoice is ${hashlock}`);
+    }
+    if (promise.hub !== this.hub)
+      return reject('WRONG_HUB', `the promise is for hub ${promise.hub}, this seller's is ${this.hub}`);
+    if (promise.chainId !== Number(this.network.slice('eip155:'.length))) {
+      return reject(
+        'WRONG_CHAIN',
+        `the promise is for chain ${promise.chainId}, this seller's hub is on ${this.network}`,
+      );
+    }
+    if (promise.agreement.provider !== this.provider || parseAddress(requirements.payTo) !== this.provider) {
+      return reject('WRONG_PAYEE', `the promise pays ${promise.agreement.provider}, this seller is ${this.provider}`);
+    }
+    const agreementId = agreementIdOf(salt, promise.consumer);
+    if (promise.agreement.id !== agreementId) {
+      return reject(
+        'WRONG_AGREEMENT',
+        `the promise pays agreement ${promise.agreement.id}, ${promise.consumer}'s at this price is ${agreementId}`,
+      );
+    }
+    const meter = await this.#meter(agreementId);
+    const total = due(meter.requests + 1n, meter.bytes, amount, pricePerMiB);
+    if (promise.agreement.total !== total) {
+      return reject(
+        'WRONG_TOTAL',
+        `the promise's agreement total is ${promise.agreement.total}, due is ${total} (${meter.requests + 1n} requests, ${meter.bytes} bytes before)`,
+      );
+    }
+    return { promise, preimage, agreementId, meter, total };
+  }
+
+  #hmac(message: string | Uint8Array): Uint8Array {
+    return new Uint8Array(createHmac('sha256', this.#secret).update(message).digest());
+  }
+
+  #preimage(nonce: Hex): Hex {
+    return bytesToHex(this.#hmac(hexToBytes(nonce)));
+  }
+
+  /** random (16 bytes) ‖ the first 16 bytes of HMAC(secret, "chit/x402/expiry" ‖ random ‖ expiresAt): binds expiresAt. */
+  #nonce(random: Uint8Array, expiresAt: number): Hex {
+    const tag = this.#hmac(Buffer.concat([Buffer.from('chit/x402/expiry'), random, u64(expiresAt)])).subarray(0, 16);
+    return bytesToHex(Buffer.concat([random, tag]));
+  }
+
+  #ownNonce(nonce: Hex, expiresAt: number): boolean {
+    const bytes = hexToBytes(nonce);
+    return this.#nonce(bytes.subarray(0, 16), expiresAt) === nonce.toLowerCase();
+  }
+
+  #meterKey(agreementId: Hex): string {
+    return `chit/x402/seller/${this.network}/${this.hub.toLowerCase()}/${this.provider.toLowerCase()}/${agreementId.toLowerCase()}`;
+  }
+
+  async #meter(agreementId: Hex): Promise<SellerMeter> {
+    const key = this.#meterKey(agreementId);
+    const json = (await this.ledger.store.get(key)) as
+      | { version: number; requests: string; bytes: string; pending: { total: string; bytes: string } | null }
+      | undefined;
+    if (json === undefined) return { requests: 0n, bytes: 0n, pending: null };
+    const requests = parseAmount(json.requests);
+    const bytes = parseAmount(json.bytes);
+    if (json.version !== 1 || requests === undefined || bytes === undefined) {
+      throw new StoredStateError(key, 'not a chit x402 seller meter');
+    }
+    const meter: SellerMeter = { requests, bytes, pending: null };
+    const pending = json.pending;
+    if (pending) {
+      // A crash between the exchange and the meter's update: the hub's credit tells which it was.
+      const total = BigInt(pending.total);
+      if ((await this.ledger.credited(agreementId)) >= total) {
+        const next = { requests: requests + 1n, bytes: bytes + BigInt(pending.bytes), pending: null };
+        await this.#saveMeter(agreementId, next);
+        return next;
+      }
+    }
+    return meter;
+  }
+
+  async #saveMeter(agreementId: Hex, meter: SellerMeter): Promise<void> {
+    const document: Json = {
+      version: 1,
+      requests: meter.requests.toString(),
+      bytes: meter.bytes.toString(),
+      pending: meter.pending ? { total: meter.pending.total.toString(), bytes: meter.pending.bytes.toString() } : null,
+    };
+    await this.ledger.store.put(this.#meterKey(agreementId), document);
+  }
+}
+
+function u64(value: number): Buffer {
+  const buffer = Buffer.alloc(8);
+  buffer.writeBigUInt64BE(BigInt(value));
+  return buffer;
+}
+
+function messageOf(error: unknown): string {
+  if (error && typeof error === 'object' && 'shortMessage' in error) return String(error.shortMessage);
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** The consumer and agreement a payload's promise names, for the agreement lock (unchecked). */
+function agreementOfPayload(paymentPayload: DeepReadonly<PaymentPayload>): string | undefined {
+  const promise = (paymentPayload.payload as { promise?: { consumer?: unknown; agreement?: { id?: unknown } } })
+    .promise;
+  const id = parseBytes32(promise?.agreement?.id);
+  return id;
+}
