@@ -233,19 +233,47 @@ describe('x402: the chit scheme with @x402/express, @x402/hono and @x402/fetch',
     assert.equal(owedBy(buyer), owedBy(expressSeller) + owedBy(honoSeller));
   });
 
-  it('a replayed PAYMENT-SIGNATURE gets a 402 and credits nothing', async () => {
+  it('a replayed PAYMENT-SIGNATURE gets a 402 and credits nothing, at its seller and at another', async () => {
     const last = sentSignatures.at(-1)!;
-    const before = await stack.hub.client.provider(honoSeller.address);
-    for (const url of [`${honoUrl}/data/${honoRounds.at(-1)}`, `${expressUrl}/data/${expressSizes.at(-1)}`]) {
+    const before = await Promise.all([honoSeller, expressSeller].map((p) => stack.hub.client.provider(p.address)));
+    for (const [url, error] of [
+      // Its own seller counted the request it paid: the total is not what is due now.
+      [`${honoUrl}/data/${honoRounds.at(-1)}`, 'WRONG_TOTAL'],
+      // Another seller: another payee, so no requirement of its route matches.
+      [`${expressUrl}/data/${expressSizes.at(-1)}`, 'No matching payment requirements'],
+    ] as const) {
       const response = await fetch(url, { headers: { 'PAYMENT-SIGNATURE': last } });
       assert.equal(response.status, 402, url);
       assert.equal(await response.text(), '{}', 'no content');
       const required = x402core.http.decodePaymentRequiredHeader(response.headers.get('PAYMENT-REQUIRED')!);
-      assert.ok(required.error && /WRONG_TOTAL|No matching/.test(required.error), required.error);
+      assert.equal(required.error, error);
     }
-    const after = await stack.hub.client.provider(honoSeller.address);
-    assert.equal(after.earned, before.earned);
+    const after = await Promise.all([honoSeller, expressSeller].map((p) => stack.hub.client.provider(p.address)));
+    assert.deepEqual(
+      after.map((account) => account.earned),
+      before.map((account) => account.earned),
+    );
     assert.equal((await stack.hub.client.consumer(buyer.address)).credited, owedBy(buyer));
+  });
+
+  it('an invoice whose expiry was pushed back is not the seller’s: refused before the hub is asked', async () => {
+    const grace = await stack.newConsumer({ deposit });
+    const scheme = chitFetch(fetch, buyerOptions(grace)).scheme;
+    const unpaid = await fetch(`${expressUrl}/cheap`);
+    const required = x402core.http.decodePaymentRequiredHeader(unpaid.headers.get('PAYMENT-REQUIRED')!);
+    const invoice = required.accepts[0]!;
+    invoice.extra.expiresAt = (invoice.extra.expiresAt as number) + 3_600;
+    const client = new x402core.client.x402Client()
+      .register(scheme.network, scheme)
+      .setSpendControls({ allowedAssets: true });
+    const header = x402core.http.encodePaymentSignatureHeader(await client.createPaymentPayload(required));
+    const before = served.get('/cheap') ?? 0;
+    const response = await fetch(`${expressUrl}/cheap`, { headers: { 'PAYMENT-SIGNATURE': header } });
+    assert.equal(response.status, 402);
+    const refusal = x402core.http.decodePaymentRequiredHeader(response.headers.get('PAYMENT-REQUIRED')!);
+    assert.equal(refusal.error, 'UNKNOWN_INVOICE');
+    assert.equal(served.get('/cheap') ?? 0, before, 'the handler did not run');
+    assert.equal((await stack.hub.client.consumer(grace.address)).credited, 0n);
   });
 
   it('a payment for a cheap route presented to a dearer one is refused; on its own route it is paid once', async () => {

@@ -35,6 +35,7 @@ export function chitFetch(
       .register(scheme.network, {
         scheme: CHIT_SCHEME,
         async createPaymentPayload(x402Version, requirements) {
+          call.held?.release(); // a second payload for the same request (x402's recovery retry)
           try {
             call.held = await scheme.authorize(requirements);
           } catch (error) {
