@@ -276,6 +276,27 @@ describe('x402: the chit scheme with @x402/express, @x402/hono and @x402/fetch',
     assert.equal((await stack.hub.client.consumer(grace.address)).credited, 0n);
   });
 
+  it('one payment sent twice at once is served once: the other is refused (at verify, or at settle after its handler) with no content', async () => {
+    const hal = await stack.newConsumer({ deposit });
+    consumers.push(hal);
+    const scheme = chitFetch(fetch, buyerOptions(hal)).scheme;
+    const unpaid = await fetch(`${expressUrl}/cheap`);
+    const required = x402core.http.decodePaymentRequiredHeader(unpaid.headers.get('PAYMENT-REQUIRED')!);
+    const client = new x402core.client.x402Client()
+      .register(scheme.network, scheme)
+      .setSpendControls({ allowedAssets: true });
+    const header = x402core.http.encodePaymentSignatureHeader(await client.createPaymentPayload(required));
+    const responses = await Promise.all(
+      [1, 2].map(() => fetch(`${expressUrl}/cheap`, { headers: { 'PAYMENT-SIGNATURE': header } })),
+    );
+    const bodies = await Promise.all(responses.map((response) => response.text()));
+    assert.deepEqual(responses.map((response) => response.status).sort(), [200, 402]);
+    assert.deepEqual(bodies.sort(), ['/cheap', '{}']);
+    assert.equal((await stack.hub.client.consumer(hal.address)).credited, CHEAP);
+    add(hal.address, CHEAP);
+    add(expressSeller.address, CHEAP);
+  });
+
   it('a payment for a cheap route presented to a dearer one is refused; on its own route it is paid once', async () => {
     const carol = await stack.newConsumer({ deposit });
     consumers.push(carol);
