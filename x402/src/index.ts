@@ -4,6 +4,7 @@
 export * from './client.js';
 export * from './errors.js';
 export * from './fetch.js';
+export * from './gateway.js';
 export * from './paywall.js';
 export * from './server.js';
 export {
