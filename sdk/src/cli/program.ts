@@ -6,7 +6,9 @@ import { depositCommand } from './commands/deposit.js';
 import { exitCommand } from './commands/exit.js';
 import { hubsCommand } from './commands/hubs.js';
 import { identityCommand } from './commands/identity.js';
+import { payCommand } from './commands/pay.js';
 import { promiseCommand } from './commands/promise.js';
+import { provideCommand } from './commands/provide.js';
 import { settleCommand } from './commands/settle.js';
 import { storeCommand } from './commands/store.js';
 import { withdrawCommand } from './commands/withdraw.js';
@@ -57,6 +59,8 @@ export function createProgram(): Command {
     storeCommand(),
     beneficiaryCommand(),
     promiseCommand(),
+    provideCommand(),
+    payCommand(),
     configCommand(),
   ]) {
     program.addCommand(command);

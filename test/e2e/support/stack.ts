@@ -22,7 +22,7 @@
  *   `stack.sponsor`: a third party with gas that mints test tokens and submits other parties' permits.
  * - `stack.read`: on-chain figures (`tokenBalance`, `ethBalance`, `consumerChannel`, `providerSettled`,
  *   `beneficiaryOf`, `hubFigures()` with freeFunds, stake, stakeOwed, punished, tokenBalance).
- * - `stack.newConsumer({ tokens, deposit, via, gas })`: a fresh funded consumer whose deposit the hub has
+ * - `stack.newConsumer({ tokens, deposit, via, gas, key })`: a fresh funded consumer whose deposit the hub has
  *   seen (`via`: 'deposit' | 'permit' | 'relayed-permit' (no gas: the sponsor submits its permit)).
  * - `stack.newProvider({ register, beneficiary, registrationFee, gas, store, fetch })`: a fresh provider
  *   (`register`: 'direct' | 'relayed' (through the hub's relayer endpoint, no gas) | 'none') with a
@@ -382,11 +382,14 @@ export async function startStack(options: StackOptions = {}) {
         via?: 'deposit' | 'permit' | 'relayed-permit';
         /** Gas coin; default 10 ETH, none for 'relayed-permit'. */
         gas?: boolean;
+        /** Its key; default a fresh one. */
+        key?: Hex;
       } = {},
     ) {
       const via = parameters.via ?? 'deposit';
       const gas = parameters.gas ?? via !== 'relayed-permit';
-      const account = gas ? await fundedAccount(parseEther('10')) : privateKeyToAccount(generatePrivateKey());
+      const key = parameters.key ?? generatePrivateKey();
+      const account = gas ? await fundedAccount(parseEther('10'), key) : privateKeyToAccount(key);
       const tokens = parameters.tokens ?? parseEther('100');
       if (tokens > 0n) await mint(account.address, tokens);
       const consumer = {
