@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { MemoryStore, settleProvider } from '@chit/sdk';
-import { type ChitFetch, chitFetch, type Gateway, type GatewayEvent, startGateway } from '@chit/x402';
+import { agreementIdOf, type ChitFetch, chitFetch, type Gateway, type GatewayEvent, startGateway } from '@chit/x402';
 import type { Hex } from 'viem';
 import { parseEther } from 'viem';
 import { feeOf, MIB } from './support/figures';
@@ -73,6 +73,8 @@ describe('x402 gateway: sell an HTTP API without touching it', function () {
   let bytes = 0n;
   let lastBody = 0n;
   let weatherOwed = 0n;
+  /** What the buyer whose response was lost owes. */
+  let otherOwed = 0n;
   const deposit = parseEther('100');
   const sizeOf = (i: number) => ((i * 7_919 + 101) % 40_000) + (i % 100 === 99 ? 2_100_000 : 0);
   const defaultOwed = () => owedFor(requests, bytes - lastBody, PRICE, PER_MIB);
@@ -197,14 +199,57 @@ describe('x402 gateway: sell an HTTP API without touching it', function () {
     assert.ok(events.some((event) => event.type === 'forwarded' && event.status === 500));
   });
 
+  it('a response lost after the seller was paid: the buyer catches up with the seller’s meter and pays on', async () => {
+    const other = await stack.newConsumer({ deposit: parseEther('1') });
+    let drop = false;
+    // The paid request reaches the gateway and is served and credited; its answer never comes back.
+    const dropping: typeof fetch = async (input, init) => {
+      const response = await fetch(input, init);
+      if (drop && new Request(input, init).headers.get('PAYMENT-SIGNATURE')) {
+        drop = false;
+        await response.arrayBuffer();
+        throw new TypeError('fetch failed', { cause: new Error('read ECONNRESET') });
+      }
+      return response;
+    };
+    const otherPay = chitFetch(dropping, {
+      ledger: other.ledger,
+      token: stack.chain.token,
+      maxPricePerRequest: PRICE,
+      maxPricePerMiB: PER_MIB,
+      store: new MemoryStore(),
+    });
+    assert.equal((await otherPay(`${gateway.url}/bytes/1000`)).status, 200);
+    drop = true;
+    await assert.rejects(otherPay(`${gateway.url}/bytes/3000`), /fetch failed/);
+    const third = await otherPay(`${gateway.url}/bytes/10`);
+    assert.equal(third.status, 200);
+    assert.equal((await third.arrayBuffer()).byteLength, 10);
+    // Three requests paid; the third paid the 1,000 and the 3,000 bytes before it (the 3,000 never received).
+    otherOwed = owedFor(3, 4_000n, PRICE, PER_MIB);
+    assert.equal((await stack.hub.client.consumer(other.address)).credited, otherOwed);
+    assert.equal(await other.ledger.total(), otherOwed, 'nothing signed that was not credited');
+    const salt = JSON.parse(
+      Buffer.from((await fetch(`${gateway.url}/bytes/1`)).headers.get('PAYMENT-REQUIRED')!, 'base64').toString(),
+    ).accepts[0].extra.agreementSalt as Hex;
+    assert.deepEqual(await otherPay.scheme.usage(seller.address, agreementIdOf(salt, other.address)), {
+      requests: 3n,
+      bytes: 4_010n,
+    });
+    await until('the other buyer’s promises collected', async () => {
+      return (await stack.read.consumerChannel(other.address)).settled === otherOwed;
+    });
+  });
+
   it('every balance to the wei after the hub collects and the seller settles', async () => {
-    const earned = defaultOwed() + weatherOwed;
+    const buyerOwed = defaultOwed() + weatherOwed;
+    const earned = buyerOwed + otherOwed;
     assert.equal((await stack.hub.client.provider(seller.address)).earned, earned);
     // What the buyer signed for the refused /fail and 502 requests stays promised but never credited.
     const books = await stack.hub.client.consumer(buyer.address);
-    assert.equal(books.credited, earned);
+    assert.equal(books.credited, buyerOwed);
     await until('the buyer’s promises collected', async () => {
-      return (await stack.read.consumerChannel(buyer.address)).settled === earned;
+      return (await stack.read.consumerChannel(buyer.address)).settled === buyerOwed;
     });
     const latest = await seller.ledger.latest();
     assert.equal(latest.hubPromise?.total, earned);
@@ -212,8 +257,8 @@ describe('x402 gateway: sell an HTTP API without touching it', function () {
     const fee = feeOf(earned, stack.hubFee);
     assert.equal(await stack.read.tokenBalance(seller.beneficiary), earned - fee);
     assert.deepEqual(await stack.read.consumerChannel(buyer.address), {
-      balance: deposit - earned,
-      settled: earned,
+      balance: deposit - buyerOwed,
+      settled: buyerOwed,
       exit: null,
     });
     assert.equal((await stack.read.hubFigures()).freeFunds, earned - (earned - fee));

@@ -26,6 +26,7 @@ import {
   CHIT_SCHEME,
   type ChitPayload,
   due,
+  MIB,
   networkOf,
   nowSeconds,
   parseAddress,
@@ -60,6 +61,12 @@ export interface ChitClientSchemeOptions {
   store?: Store;
   /** The key of the document in `store`. Default `chit/x402/buyer/<chainId>/<hub>/<consumer>`. */
   key?: string;
+  /**
+   * The most body bytes the buyer accepts to pay without having received them, when a seller's
+   * `WRONG_TOTAL` 402 shows that its last payment was credited but the response never arrived
+   * ({@link ChitClientScheme.resync}). Default 16 MiB.
+   */
+  maxUnreceivedBytes?: bigint;
   /** An invoice is paid only if it is valid for this many more seconds. Default 5. */
   expiryMarginSeconds?: number;
   /** Milliseconds since the epoch; `Date.now` by default. */
@@ -146,6 +153,7 @@ export class ChitClientScheme implements SchemeNetworkClient {
   readonly #payees: Set<string> | undefined;
   readonly #store: Store;
   readonly #margin: number;
+  readonly #maxUnreceived: bigint;
   readonly #clock: () => number;
   readonly #mutex = new Mutex();
   readonly #locks = new KeyedLock();
@@ -168,6 +176,7 @@ export class ChitClientScheme implements SchemeNetworkClient {
     this.key =
       options.key ?? `chit/x402/buyer/${ledger.chainId}/${ledger.hub.toLowerCase()}/${ledger.consumer.toLowerCase()}`;
     this.#margin = options.expiryMarginSeconds ?? 5;
+    this.#maxUnreceived = options.maxUnreceivedBytes ?? 16n * MIB;
     this.#clock = options.clock ?? Date.now;
   }
 
@@ -235,6 +244,37 @@ export class ChitClientScheme implements SchemeNetworkClient {
         },
       };
       await this.#save(next);
+    });
+  }
+
+  /**
+   * Catches up with a seller whose `WRONG_TOTAL` 402 says (in `extra.meter`) that it served and was
+   * credited the payment this buyer sent last, whose response never arrived: the meter takes the
+   * seller's count when it is exactly one request ahead, the credited total is the one this buyer
+   * signed last, and the bytes not received are at most `maxUnreceivedBytes`. The buyer thus pays for
+   * one response it did not get (at most its price and those bytes) rather than staying stuck.
+   *
+   * @returns true when the meter was moved (pay again with a fresh 402), false when the seller's
+   * figures were not accepted (nothing changed).
+   * @example
+   * if (await scheme.resync(held.agreement, meter)) response = await pay(url);
+   */
+  resync(agreement: string, seller: { requests: bigint; bytes: bigint; credited: bigint }): Promise<boolean> {
+    return this.#mutex.run(async () => {
+      const state = await this.#load();
+      const meter = state.agreements[agreement];
+      if (!meter?.pending || seller.credited !== meter.pending.total) return false;
+      if (seller.requests !== meter.requests + 1n) return false;
+      const unreceived = seller.bytes - meter.bytes;
+      if (unreceived < 0n || unreceived > this.#maxUnreceived) return false;
+      await this.#save({
+        ...state,
+        agreements: {
+          ...state.agreements,
+          [agreement]: { requests: seller.requests, bytes: seller.bytes, pending: null },
+        },
+      });
+      return true;
     });
   }
 
@@ -347,7 +387,9 @@ export class ChitClientScheme implements SchemeNetworkClient {
     const now = nowSeconds(this.#clock);
     const pending = meter.pending;
     let paying = { nonce: invoice.nonce, hashlock: invoice.hashlock, expiresAt: invoice.expiresAt };
-    if (pending && pending.total === total && pending.expiresAt - this.#margin >= now) {
+    // The payment sent last was not answered: the same promise again, on its own invoice (the seller
+    // takes the exact next payment on any invoice it issued, however old).
+    if (pending && pending.total === total) {
       paying = { nonce: pending.nonce, hashlock: pending.hashlock, expiresAt: pending.expiresAt };
       Object.assign(requirements.extra, paying);
     } else if (invoice.expiresAt - this.#margin < now) {

@@ -1,6 +1,7 @@
+import { decodePaymentRequiredHeader } from '@x402/core/http';
 import { decodePaymentResponseHeader, wrapFetchWithPayment, x402Client } from '@x402/fetch';
 import { ChitClientScheme, type ChitClientSchemeOptions, type HeldAuthorization } from './client.js';
-import { CHIT_SCHEME } from './wire.js';
+import { CHIT_SCHEME, parseAmount } from './wire.js';
 
 /** A `fetch` that pays chit 402s; `scheme` is the buyer's {@link ChitClientScheme}. */
 export type ChitFetch = ((input: RequestInfo | URL, init?: RequestInit) => Promise<Response>) & {
@@ -29,7 +30,7 @@ export function chitFetch(
   options: ChitClientScheme | ChitClientSchemeOptions,
 ): ChitFetch {
   const scheme = options instanceof ChitClientScheme ? options : new ChitClientScheme(options);
-  const pay = async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
+  const pay = async (input: RequestInfo | URL, init?: RequestInit, caughtUp = false): Promise<Response> => {
     const call: { held?: HeldAuthorization; error?: unknown } = {};
     const client = new x402Client()
       .register(scheme.network, {
@@ -55,6 +56,16 @@ export function chitFetch(
         throw call.error ?? error;
       }
       const held = call.held;
+      // The seller credited the payment sent last but its response never arrived: catch up once, and
+      // pay this request on a fresh 402.
+      if (held && response.status === 402 && !caughtUp) {
+        const meter = sellerMeter(response);
+        if (meter && (await scheme.resync(held.agreement, meter))) {
+          held.release();
+          call.held = undefined;
+          return pay(input, init, true);
+        }
+      }
       const header = response.headers.get('PAYMENT-RESPONSE');
       if (!held || !header || response.status >= 400) return response;
       const settled = decodePaymentResponseHeader(header);
@@ -73,4 +84,23 @@ export function chitFetch(
     }
   };
   return Object.assign(pay, { scheme });
+}
+
+/** The seller's meter in a `WRONG_TOTAL` 402 (`extra.meter` of its chit requirement), if there is one. */
+function sellerMeter(response: Response): { requests: bigint; bytes: bigint; credited: bigint } | undefined {
+  const header = response.headers.get('PAYMENT-REQUIRED');
+  if (!header) return undefined;
+  try {
+    const required = decodePaymentRequiredHeader(header);
+    if (required.error !== 'WRONG_TOTAL') return undefined;
+    const meter = required.accepts.find((entry) => entry.scheme === CHIT_SCHEME)?.extra?.meter as
+      | { requests?: unknown; bytes?: unknown; credited?: unknown }
+      | undefined;
+    const [requests, bytes, credited] = [meter?.requests, meter?.bytes, meter?.credited].map(parseAmount);
+    return requests !== undefined && bytes !== undefined && credited !== undefined
+      ? { requests, bytes, credited }
+      : undefined;
+  } catch {
+    return undefined;
+  }
 }

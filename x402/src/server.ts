@@ -59,7 +59,6 @@ export interface ChitServerSchemeOptions {
 export type ChitPaymentRejection =
   | 'MALFORMED'
   | 'UNKNOWN_INVOICE'
-  | 'INVOICE_EXPIRED'
   | 'HASHLOCK_MISMATCH'
   | 'WRONG_HUB'
   | 'WRONG_CHAIN'
@@ -91,9 +90,12 @@ type Rejection = { reason: ChitPaymentRejection; message: string };
 /**
  * The seller's side of the `chit` x402 scheme (`SchemeNetworkServer`). Prices are token base units.
  * For each unpaid request it mints an invoice (nonce, hashlock, expiresAt) into the 402; on a paid
- * request it checks, before the hub's `/x402/verify`, that the invoice is its own and unexpired, that
- * the promise pays its hashlock and the buyer's agreement with this seller at this price, and that the
- * agreement total is exactly `due(n, B)` by its own meter. After the handler it exchanges the promise
+ * request it checks, before the hub's `/x402/verify`, that the invoice is its own, that the promise
+ * pays its hashlock and the buyer's agreement with this seller at this price, and that the agreement
+ * total is exactly `due(n, B)` by its own meter. An invoice's `expiresAt` bounds when a buyer signs a
+ * new one; the seller takes the exact next payment of an agreement on any invoice it issued, so that a
+ * buyer can send an unanswered payment again. A `WRONG_TOTAL` 402 carries the seller's meter of the
+ * agreement (`extra.meter`), so that a buyer whose last response was lost can catch up. After the handler it exchanges the promise
  * through its {@link ProviderLedger} (not the hub's `/x402/settle`), so the provider's store stays exact
  * and crash-safe, and counts the response body into the meter (kept in the ledger's store).
  *
@@ -135,7 +137,7 @@ export class ChitServerScheme implements SchemeNetworkServer {
     this.schemeHooks = {
       onBeforeVerify: async (context) => {
         try {
-          const checked = await this.#check(context.paymentPayload, context.requirements, true);
+          const checked = await this.#check(context.paymentPayload, context.requirements);
           if ('reason' in checked) return { abort: true, reason: checked.reason, message: checked.message };
         } catch (error) {
           return { abort: true, reason: 'SELLER_ERROR', message: messageOf(error) };
@@ -208,14 +210,20 @@ export class ChitServerScheme implements SchemeNetworkServer {
   /**
    * Mints the invoice of an unpaid request into each chit requirement: nonce, hashlock = keccak256(R)
    * with R = HMAC-SHA256(secret, nonce), expiresAt. Nothing is minted on a paid request (its 402 is
-   * a refusal), nor twice (the hook runs once per chit requirement).
+   * a refusal), nor twice (the hook runs once per chit requirement). A payment refused as `WRONG_TOTAL`
+   * gets the seller's meter of its agreement in `extra.meter` instead (`{ agreementId, requests, bytes,
+   * credited }`), so that a buyer whose last response was lost can catch up (`ChitClientScheme.resync`).
    *
    * @example
    * await scheme.enrichPaymentRequiredResponse(context);
    */
   async enrichPaymentRequiredResponse(context: SchemePaymentRequiredContext): Promise<void> {
     const transport = context.transportContext as HTTPTransportContext | undefined;
-    if (context.paymentPayload || transport?.request?.paymentHeader) return;
+    if (context.paymentPayload) {
+      if (context.error === 'WRONG_TOTAL') await this.#addMeter(context);
+      return;
+    }
+    if (transport?.request?.paymentHeader) return;
     for (const requirements of context.requirements) {
       if (requirements.scheme !== CHIT_SCHEME || requirements.network !== this.network) continue;
       if (requirements.extra.nonce !== undefined) continue;
@@ -236,6 +244,30 @@ export class ChitServerScheme implements SchemeNetworkServer {
     return { requests, bytes };
   }
 
+  /** Writes the seller's meter of the refused payment's agreement into the 402's chit requirements. */
+  async #addMeter(context: SchemePaymentRequiredContext): Promise<void> {
+    const promise = (
+      context.paymentPayload?.payload as { promise?: { consumer?: unknown; agreement?: { id?: unknown } } }
+    )?.promise;
+    const consumer = parseAddress(promise?.consumer);
+    const id = parseBytes32(promise?.agreement?.id);
+    for (const requirements of context.requirements) {
+      if (requirements.scheme !== CHIT_SCHEME || requirements.network !== this.network) continue;
+      const salt = parseBytes32(requirements.extra.agreementSalt);
+      if (!consumer || !id || !salt || requirements.extra.meter !== undefined) continue;
+      const agreementId = agreementIdOf(salt, consumer);
+      if (agreementId !== id) continue;
+      const meter = await this.#meter(agreementId);
+      const credited = await this.ledger.credited(agreementId);
+      requirements.extra.meter = {
+        agreementId,
+        requests: meter.requests.toString(),
+        bytes: meter.bytes.toString(),
+        credited: credited.toString(),
+      };
+    }
+  }
+
   async #settle(
     paymentPayload: DeepReadonly<PaymentPayload>,
     requirements: DeepReadonly<PaymentRequirements>,
@@ -245,7 +277,7 @@ export class ChitServerScheme implements SchemeNetworkServer {
     const release = await this.#locks.acquire(promiseAgreement ?? 'malformed');
     try {
       // Checked again under the agreement's lock: a payment verified twice at once is served once.
-      const checked = await this.#check(paymentPayload, requirements, false);
+      const checked = await this.#check(paymentPayload, requirements);
       if ('reason' in checked) return checked;
       const { promise, preimage, agreementId, meter } = checked;
       const bytes = BigInt((transportContext as HTTPTransportContext | undefined)?.responseBody?.length ?? 0);
@@ -269,7 +301,6 @@ export class ChitServerScheme implements SchemeNetworkServer {
   async #check(
     paymentPayload: DeepReadonly<PaymentPayload>,
     requirements: DeepReadonly<PaymentRequirements>,
-    checkExpiry: boolean,
   ): Promise<CheckedPayment | Rejection> {
     const reject = (reason: ChitPaymentRejection, message: string): Rejection => ({ reason, message });
     const accepted = readExtra(paymentPayload.accepted?.extra as Record<string, unknown> | undefined);
@@ -289,9 +320,6 @@ export class ChitServerScheme implements SchemeNetworkServer {
     const { nonce, hashlock, expiresAt } = accepted.value;
     if (!this.#ownNonce(nonce, expiresAt))
       return reject('UNKNOWN_INVOICE', `nonce ${nonce} was not issued by this seller`);
-    if (checkExpiry && expiresAt < nowSeconds(this.#clock)) {
-      return reject('INVOICE_EXPIRED', `the invoice expired at ${expiresAt}; ask again for a fresh 402`);
-    }
     const preimage = this.#preimage(nonce);
     if (hashlockOf(preimage) !== hashlock)
       return reject('UNKNOWN_INVOICE', `hashlock ${hashlock} is not this seller's for nonce ${nonce}`);
