@@ -1,7 +1,7 @@
 import { type Address, getAddress, type Hex } from 'viem';
 import { z } from 'zod';
 import { HubError, InvalidOptionError } from '../hub-client/errors.js';
-import type { HubClient } from '../hub-client/hub-client.js';
+import { type HubClient, type HubExchangeResult, maxExchangesPerRequest } from '../hub-client/hub-client.js';
 import type { HubJob, HubServiceInfo, HubSettlement, HubSettlementQuote } from '../hub-client/schemas.js';
 import { encodeMessage, wireSchemas } from '../protocol/codec.js';
 import { hashlockOf } from '../protocol/hash.js';
@@ -74,6 +74,13 @@ interface Inflight {
   expectedTotal: bigint;
 }
 
+interface QueuedExchange {
+  promise: SignedConsumerPromise;
+  preimage: Hex;
+  resolve(hubPromise: SignedHubPromise): void;
+  reject(error: unknown): void;
+}
+
 interface ProviderState {
   latest: SignedHubPromise | null;
   latestPreimage: Hex | null;
@@ -83,10 +90,18 @@ interface ProviderState {
   credited: Record<string, bigint>;
   /** An exchange sent whose outcome is not known yet: it is sent again, identically, before any other. */
   inflight: Inflight | null;
+  /** The same for exchanges sent together (`POST /v1/exchanges`): sent again, identically, before any other. */
+  inflightBatch: Inflight[];
   /** What the hub settled, as last learned from a quote. */
   settledEstimate: bigint;
   settlementId: string | null;
 }
+
+const inflightDocument = z.strictObject({
+  request: wireSchemas.exchangeRequest,
+  preimage: storedBytes32,
+  expectedTotal: storedAmount,
+});
 
 /** The document a {@link ProviderLedger} keeps in its store (what `chit store export` backs up). */
 export const providerLedgerDocument = z.strictObject({
@@ -98,9 +113,8 @@ export const providerLedgerDocument = z.strictObject({
   latestPreimage: storedBytes32.nullable(),
   unrevealed: storedBytes32.nullable(),
   credited: z.record(z.string(), storedAmount),
-  inflight: z
-    .strictObject({ request: wireSchemas.exchangeRequest, preimage: storedBytes32, expectedTotal: storedAmount })
-    .nullable(),
+  inflight: inflightDocument.nullable(),
+  inflightBatch: z.array(inflightDocument).optional(),
   settledEstimate: storedAmount,
   settlementId: z.string().nullable(),
 });
@@ -111,6 +125,7 @@ const emptyState = (): ProviderState => ({
   unrevealed: null,
   credited: {},
   inflight: null,
+  inflightBatch: [],
   settledEstimate: 0n,
   settlementId: null,
 });
@@ -146,6 +161,8 @@ export class ProviderLedger {
   readonly #verifier: Verifier;
   readonly #clock: () => number;
   readonly #mutex = new Mutex();
+  /** Exchanges waiting for the ledger: sent by {@link ProviderLedger.#drain}, together when there are several. */
+  #queue: QueuedExchange[] = [];
   #info: HubServiceInfo | undefined;
   #key: string | undefined;
   #state: ProviderState | undefined;
@@ -230,7 +247,10 @@ export class ProviderLedger {
   /**
    * Exchanges a consumer promise at the hub for a hub promise, checks it, stores it, and reveals R (see
    * the class description). The caller checked the consumer promise against its invoice;
-   * {@link ProviderSession} does.
+   * {@link ProviderSession} does. Exchanges asked for while one is at the hub wait, and then go
+   * together in one `POST /v1/exchanges` (one per agreement, up to {@link maxExchangesPerRequest}),
+   * each checked and answered as if alone: a provider serving many consumers at once makes one round
+   * trip for all of them.
    *
    * @throws {HubError} the hub's refusal (`OVERSPEND`, `PROMISE_TOO_LOW`, ...): nothing changed.
    * @throws {HubUnreachableError | HubTimeoutError} no answer: the request is kept and sent again first.
@@ -240,30 +260,12 @@ export class ProviderLedger {
    * const hubPromise = await ledger.exchange(promise, preimage);
    */
   exchange(promise: SignedConsumerPromise, preimage: Hex): Promise<SignedHubPromise> {
-    return this.#mutex.run(async () => {
-      let state = await this.#open();
-      if (!sameHex(hashlockOf(preimage), promise.hashlock)) {
-        throw new InvalidOptionError('preimage', `it is not the R of hashlock ${promise.hashlock}`);
-      }
-      if (state.inflight) {
-        if (state.inflight.request.promise.signature === promise.signature.toLowerCase()) {
-          return this.#complete(state.inflight);
-        }
-        await this.#complete(state.inflight);
-        state = this.#state!;
-      }
-      const id = promise.agreement.id.toLowerCase();
-      const credited = state.credited[id] ?? 0n;
-      if (promise.agreement.total <= credited) {
-        if (state.latest && sameHex(state.latest.hashlock, promise.hashlock)) return state.latest;
-        throw new PromiseRejectedError(
-          'NOTHING_NEW',
-          `Nothing new: the hub credited ${credited} for agreement ${id} already`,
-          'Ask the consumer to pay the latest invoice.',
-        );
-      }
-      if (state.unrevealed) state = await this.#reveal(state);
-      return this.#send(state, promise, preimage, credited, true);
+    if (!sameHex(hashlockOf(preimage), promise.hashlock)) {
+      return Promise.reject(new InvalidOptionError('preimage', `it is not the R of hashlock ${promise.hashlock}`));
+    }
+    return new Promise<SignedHubPromise>((resolve, reject) => {
+      this.#queue.push({ promise, preimage, resolve, reject });
+      if (this.#queue.length === 1) void this.#mutex.run(() => this.#drain());
     });
   }
 
@@ -387,8 +389,8 @@ export class ProviderLedger {
       ) {
         throw new StoredStateError(this.#key, 'it belongs to another hub, chain or provider');
       }
-      const { version: _v, hub: _h, chainId: _c, provider: _p, ...state } = stored;
-      this.#state = state as ProviderState;
+      const { version: _v, hub: _h, chainId: _c, provider: _p, inflightBatch, ...state } = stored;
+      this.#state = { ...state, inflightBatch: inflightBatch ?? [] } as ProviderState;
       return this.#state;
     }
     this.#state = emptyState();
@@ -400,6 +402,190 @@ export class ProviderLedger {
       throw error;
     }
     return this.#state;
+  }
+
+  /**
+   * Sends the queued exchanges (inside the ledger's lock): alone as before when there is one, else up
+   * to {@link maxExchangesPerRequest} of them together, one per agreement (a second promise of an
+   * agreement waits for the next round, whose credited total it depends on).
+   */
+  async #drain(): Promise<void> {
+    while (this.#queue.length > 0) {
+      const batch: QueuedExchange[] = [];
+      const agreements = new Set<string>();
+      this.#queue = this.#queue.filter((item) => {
+        const id = item.promise.agreement.id.toLowerCase();
+        if (batch.length >= maxExchangesPerRequest || agreements.has(id)) return true;
+        agreements.add(id);
+        batch.push(item);
+        return false;
+      });
+      if (batch.length === 1) {
+        const [item] = batch as [QueuedExchange];
+        await this.#exchangeOne(item.promise, item.preimage).then(item.resolve, item.reject);
+        continue;
+      }
+      try {
+        const outcomes = await this.#exchangeBatch(batch);
+        outcomes.forEach((outcome, i) => {
+          if (outcome instanceof Error) batch[i]!.reject(outcome);
+          else batch[i]!.resolve(outcome);
+        });
+      } catch (error) {
+        for (const item of batch) item.reject(error);
+      }
+    }
+  }
+
+  /** One exchange, alone: `POST /v1/exchange`. */
+  async #exchangeOne(promise: SignedConsumerPromise, preimage: Hex): Promise<SignedHubPromise> {
+    let state = await this.#open();
+    state = await this.#settleInflightBatch(state);
+    if (state.inflight) {
+      if (state.inflight.request.promise.signature === promise.signature.toLowerCase()) {
+        return this.#complete(state.inflight);
+      }
+      await this.#complete(state.inflight);
+      state = this.#state!;
+    }
+    const refusal = this.#alreadyCredited(state, promise);
+    if (refusal) {
+      if (refusal instanceof Error) throw refusal;
+      return refusal;
+    }
+    if (state.unrevealed) state = await this.#reveal(state);
+    const credited = state.credited[promise.agreement.id.toLowerCase()] ?? 0n;
+    return this.#send(state, promise, preimage, credited, true);
+  }
+
+  /**
+   * Several exchanges of different agreements in one `POST /v1/exchanges`: each is checked before and
+   * after as {@link #exchangeOne} checks it, and the hub answers each as if alone, in order. Returns each
+   * one's hub promise or error.
+   */
+  async #exchangeBatch(items: QueuedExchange[]): Promise<(SignedHubPromise | Error)[]> {
+    let state = await this.#open();
+    const outcomes: (SignedHubPromise | Error | undefined)[] = items.map(() => undefined);
+    // Exchanges sent before whose outcome is unknown go first, identically; a queued promise that is
+    // one of them gets its outcome.
+    if (state.inflight || state.inflightBatch.length > 0) {
+      const earlier = [...state.inflightBatch, ...(state.inflight ? [state.inflight] : [])];
+      // A refusal is that exchange's outcome; no answer at all stops here, as for a single exchange.
+      const results = state.inflight
+        ? [
+            await this.#complete(state.inflight).catch((error: unknown) => {
+              if (error instanceof HubError && !error.retryable) return error;
+              throw error;
+            }),
+          ]
+        : [];
+      const batchResults = await this.#completeBatch(this.#state!.inflightBatch);
+      const all = [...batchResults, ...results];
+      items.forEach((item, i) => {
+        const at = earlier.findIndex(
+          (entry) => entry.request.promise.signature === item.promise.signature.toLowerCase(),
+        );
+        if (at >= 0) outcomes[i] = all[at];
+      });
+      state = this.#state!;
+    }
+    if (state.unrevealed) state = await this.#reveal(state);
+    const sending: { index: number; entry: Inflight }[] = [];
+    items.forEach((item, i) => {
+      if (outcomes[i] !== undefined) return;
+      const refusal = this.#alreadyCredited(state, item.promise);
+      if (refusal) {
+        outcomes[i] = refusal;
+        return;
+      }
+      const request: ExchangeRequest = {
+        promise: item.promise,
+        encryptedPreimage: sealPreimage(this.info.publicKey, item.preimage),
+      };
+      const credited = state.credited[item.promise.agreement.id.toLowerCase()] ?? 0n;
+      sending.push({
+        index: i,
+        entry: { request, preimage: item.preimage, expectedTotal: item.promise.agreement.total - credited },
+      });
+    });
+    if (sending.length > 0) {
+      await this.#save({ ...state, inflightBatch: sending.map(({ entry }) => entry) });
+      const results = await this.#completeBatch(this.#state!.inflightBatch);
+      sending.forEach(({ index }, k) => {
+        outcomes[index] = results[k];
+      });
+    }
+    return outcomes as (SignedHubPromise | Error)[];
+  }
+
+  /** Sends exchanges whose outcome is unknown again, if any, and records what the hub answered. */
+  async #settleInflightBatch(state: ProviderState): Promise<ProviderState> {
+    if (state.inflightBatch.length === 0) return state;
+    await this.#completeBatch(state.inflightBatch);
+    return this.#state!;
+  }
+
+  /**
+   * Sends `entries` (stored as `inflightBatch`) in one `POST /v1/exchanges` and records the answers in
+   * order: each hub promise is checked against the total it must carry (the latest total plus the
+   * item's increment over what its agreement was credited), stored as the latest, and the last R is
+   * revealed. No answer keeps the entries to be sent again; a refusal of the whole request forgets them.
+   */
+  async #completeBatch(entries: Inflight[]): Promise<(SignedHubPromise | Error)[]> {
+    if (entries.length === 0) return [];
+    let results: HubExchangeResult[];
+    try {
+      results = await this.hub.exchangeMany(entries.map((entry) => entry.request));
+    } catch (error) {
+      if (error instanceof HubError && !error.retryable) await this.#save({ ...this.#state!, inflightBatch: [] });
+      throw error;
+    }
+    const state = this.#state!;
+    let { latest, latestPreimage } = state;
+    const credited = { ...state.credited };
+    const outcomes = results.map((result, i): SignedHubPromise | Error => {
+      if (!result.ok) return result.error;
+      const { request, preimage } = entries[i]!;
+      const id = request.promise.agreement.id.toLowerCase();
+      const expected = (latest?.total ?? 0n) + request.promise.agreement.total - (credited[id] ?? 0n);
+      try {
+        this.#checkHubPromise(result.hubPromise, request.promise.hashlock, expected);
+      } catch (error) {
+        return error as Error;
+      }
+      latest = result.hubPromise;
+      latestPreimage = preimage;
+      credited[id] = request.promise.agreement.total;
+      return result.hubPromise;
+    });
+    const moved = latest !== state.latest;
+    const next: ProviderState = {
+      ...state,
+      latest,
+      latestPreimage,
+      unrevealed: moved ? latestPreimage : state.unrevealed,
+      credited,
+      inflightBatch: [],
+    };
+    await this.#save(next);
+    if (moved) await this.#reveal(next);
+    return outcomes;
+  }
+
+  /**
+   * What an exchange of `promise` needs no hub for: the latest hub promise when it is the one already
+   * received for it, a NOTHING_NEW refusal when its agreement total was credited already, else undefined.
+   */
+  #alreadyCredited(state: ProviderState, promise: SignedConsumerPromise): SignedHubPromise | Error | undefined {
+    const id = promise.agreement.id.toLowerCase();
+    const credited = state.credited[id] ?? 0n;
+    if (promise.agreement.total > credited) return undefined;
+    if (state.latest && sameHex(state.latest.hashlock, promise.hashlock)) return state.latest;
+    return new PromiseRejectedError(
+      'NOTHING_NEW',
+      `Nothing new: the hub credited ${credited} for agreement ${id} already`,
+      'Ask the consumer to pay the latest invoice.',
+    );
   }
 
   async #send(
@@ -628,6 +814,15 @@ export class ProviderLedger {
             expectedTotal: state.inflight.expectedTotal.toString(),
           }
         : null,
+      ...(state.inflightBatch.length > 0
+        ? {
+            inflightBatch: state.inflightBatch.map((entry) => ({
+              request: encodeMessage(entry.request),
+              preimage: entry.preimage,
+              expectedTotal: entry.expectedTotal.toString(),
+            })),
+          }
+        : {}),
       settledEstimate: state.settledEstimate.toString(),
       settlementId: state.settlementId,
     };

@@ -1,0 +1,134 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { HubError, hashlockOf, type SignedConsumerPromise, type SignedHubPromise } from '@chit/sdk';
+import type { Hex } from 'viem';
+import { parseEther } from 'viem';
+import { FaultyFetch, Gate } from './support/faulty-fetch';
+import { type Consumer, type Provider, type Stack, startStack } from './support/stack';
+
+// A ProviderLedger asked for many exchanges at once (a gateway serving many buyers) sends those that
+// wait together, in one POST /v1/exchanges, each checked and answered as if alone.
+describe('a provider ledger exchanging for many consumers at once', function () {
+  this.timeout(180_000);
+  let stack: Stack;
+  let provider: Provider;
+  let wire: FaultyFetch;
+  const consumers: Consumer[] = [];
+  /** Pays the exchange that keeps the ledger busy while the others queue. */
+  let opener: Consumer;
+  /** Each consumer's agreement with the provider, and what it promised so far. */
+  const agreements = new Map<Consumer, { id: Hex; total: bigint }>();
+  let expected = 0n;
+
+  const promiseOf = async (consumer: Consumer, add: bigint) => {
+    const agreement = agreements.get(consumer) ?? { id: `0x${randomBytes(32).toString('hex')}` as Hex, total: 0n };
+    agreement.total += add;
+    agreements.set(consumer, agreement);
+    const preimage = `0x${randomBytes(32).toString('hex')}` as Hex;
+    const { promise } = await consumer.ledger.payInvoice({
+      hub: stack.chain.hub,
+      chainId: stack.chain.deployment.chainId,
+      provider: provider.address,
+      agreementId: agreement.id,
+      agreementTotal: agreement.total,
+      hashlock: hashlockOf(preimage),
+      fee: 0,
+    });
+    return { promise, preimage };
+  };
+  /** Exchanges `payments` at once while the ledger is busy with a held first exchange. */
+  const atOnce = async (payments: { promise: SignedConsumerPromise; preimage: Hex }[]) => {
+    const held = new Gate();
+    const first = await promiseOf(opener, 1_000n);
+    wire.once('/v1/exchange', async (forward) => {
+      await held.opened;
+      return forward();
+    });
+    const mark = wire.mark();
+    const firstDone = provider.ledger.exchange(first.promise, first.preimage);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const outcomes = payments.map(({ promise, preimage }) =>
+      provider.ledger.exchange(promise, preimage).then(
+        (hubPromise) => hubPromise,
+        (error: unknown) => error as Error,
+      ),
+    );
+    held.open();
+    await firstDone;
+    expected += 1_000n;
+    return {
+      outcomes: await Promise.all(outcomes),
+      requests: wire.requests.slice(mark).map((request) => request.path),
+    };
+  };
+
+  before(async () => {
+    stack = await startStack();
+    wire = new FaultyFetch();
+    provider = await stack.newProvider({ fetch: wire.fetch });
+    for (let i = 0; i < 10; i++) consumers.push(await stack.newConsumer({ deposit: parseEther('1') }));
+    // One that deposits 5 base units: a promise of 7 is refused as OVERSPEND.
+    consumers.push(await stack.newConsumer({ deposit: 5n }));
+    opener = await stack.newConsumer({ deposit: parseEther('1') });
+    await provider.ledger.open();
+  });
+
+  after(() => stack?.stop());
+
+  it('sends the exchanges that wait in one POST /v1/exchanges, each answered with its hub promise', async () => {
+    const payments = await Promise.all(
+      consumers.slice(0, 10).map((consumer, i) => promiseOf(consumer, BigInt(10 + i))),
+    );
+    const { outcomes, requests } = await atOnce(payments);
+    assert.deepEqual(
+      requests.filter((path) => path.startsWith('/v1/exchange')),
+      ['/v1/exchange', '/v1/exchanges'],
+      'the first alone, the ten others together',
+    );
+    for (const [i, outcome] of outcomes.entries()) {
+      assert.ok(!(outcome instanceof Error), `exchange ${i}: ${outcome}`);
+      expected += BigInt(10 + i);
+      assert.equal((outcome as SignedHubPromise).hashlock, payments[i]!.promise.hashlock);
+    }
+    const { hubPromise } = await provider.ledger.latest();
+    assert.equal(hubPromise?.total, expected);
+    assert.equal((await stack.hub.client.provider(provider.address)).earned, expected);
+  });
+
+  it('one refused exchange of a batch does not touch the others', async () => {
+    const broke = consumers[10]!;
+    const payments = [
+      await promiseOf(consumers[1]!, 5n),
+      await promiseOf(broke, 7n),
+      await promiseOf(consumers[2]!, 9n),
+    ];
+    const { outcomes } = await atOnce(payments);
+    assert.ok(outcomes[1] instanceof HubError && outcomes[1].code === 'OVERSPEND', String(outcomes[1]));
+    assert.equal((outcomes[0] as SignedHubPromise).total, expected + 5n);
+    assert.equal((outcomes[2] as SignedHubPromise).total, expected + 5n + 9n);
+    expected += 14n;
+    assert.equal((await stack.hub.client.provider(provider.address)).earned, expected);
+    assert.equal(
+      await provider.ledger.credited(agreements.get(consumers[2]!)!.id),
+      agreements.get(consumers[2]!)!.total,
+    );
+  });
+
+  it('a batch whose answer is lost is sent again, identically, before anything else: credited once', async () => {
+    const payments = [await promiseOf(consumers[3]!, 11n), await promiseOf(consumers[4]!, 13n)];
+    wire.once('/v1/exchanges', async (forward) => {
+      await (await forward()).text(); // the hub committed both…
+      throw new TypeError('fetch failed', { cause: new Error('read ECONNRESET') }); // …and the answer is lost
+    });
+    const { outcomes } = await atOnce(payments);
+    // The client may have sent the batch again itself (a repeat gets the same answers), or given up.
+    const next = await promiseOf(consumers[5]!, 17n);
+    const after = await provider.ledger.exchange(next.promise, next.preimage);
+    for (const outcome of outcomes) if (!(outcome instanceof Error)) assert.ok(outcome.total <= after.total);
+    expected += 11n + 13n + 17n;
+    assert.equal(after.total, expected);
+    assert.equal((await stack.hub.client.provider(provider.address)).earned, expected, 'each credited once');
+    const { hubPromise } = await provider.ledger.latest();
+    assert.equal(hubPromise?.total, expected);
+  });
+});
