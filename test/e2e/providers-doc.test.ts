@@ -45,6 +45,40 @@ function succeeded(result: Run): string {
   return result.stdout;
 }
 
+interface Background {
+  child: ChildProcess;
+  output: () => string;
+  stop: () => Promise<void>;
+}
+
+/** Starts `command args…` from the repository root in a process group of its own, as `&` or a terminal would. */
+function background(command: string, args: string[], env: Record<string, string>): Background {
+  const base = Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^(npm_|CHIT_)/i.test(key)));
+  const child = spawn(command, args, {
+    cwd: ROOT,
+    env: { ...base, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  let output = '';
+  child.stdout?.on('data', (chunk) => {
+    output += chunk;
+  });
+  child.stderr?.on('data', (chunk) => {
+    output += chunk;
+  });
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    // The whole group: npx and the node it runs.
+    process.kill(-child.pid, 'SIGTERM');
+    const timer = setTimeout(() => child.pid && process.kill(-child.pid, 'SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(timer);
+  };
+  return { child, output: () => output, stop };
+}
+
 // Issue 11: docs/providers.md followed command by command by a new node runner, against the stack of
 // `npm start` (scripts/start.ts, on ports of its own), with `npx chit` as the docs write it.
 describe('docs/providers.md against the stack of npm start', function () {
@@ -212,5 +246,131 @@ describe('docs/providers.md against the stack of npm start', function () {
       hubs.map((hub: { status: string }) => hub.status),
       ['active'],
     );
+  });
+
+  // Issue 14: docs/sellers.md section 1, the five minutes with the gateway, command by command, with the
+  // toy API and the gateway on free ports instead of 3000 and 8402, and the seller in a config folder
+  // of its own (the providers' identity above holds the default one).
+  describe('docs/sellers.md section 1', () => {
+    const sellers = readFileSync(path.join(ROOT, 'docs', 'sellers.md'), 'utf8');
+    /** A command line of docs/sellers.md, checked to be there as written. */
+    const documented = (line: string) => {
+      assert.ok(sellers.includes(line), `docs/sellers.md no longer says: ${line}`);
+      return line;
+    };
+    const TOY_API = documented(
+      `node -e "require('http').createServer((req, res) => res.end(JSON.stringify({ path: req.url, sunny: true }))).listen(3000)" &`,
+    );
+    const PROVIDE = documented('npx chit provide http --upstream http://127.0.0.1:3000 --price-per-request 0.001');
+    const CURL = documented('curl -si http://127.0.0.1:8402/weather | head -1');
+    const PAY = documented('npx chit pay http://127.0.0.1:8402/weather --max-price-per-request 0.001');
+    const BENEFICIARY = '0x90F79bf6EB2c4f870365E785982E1f101E93b906';
+    documented(`npx chit beneficiary set ${BENEFICIARY}`);
+    documented('npx chit deposit 10');
+    documented('export CHIT_KEYSTORE=~/chit-buyer.json CHIT_STORE=~/chit-buyer-store');
+
+    let api: Background | undefined;
+    let gateway: Background | undefined;
+    let apiPort: number;
+    let gatewayPort: number;
+    /** A documented line on the test's ports. */
+    const ports = (line: string) =>
+      line
+        .replaceAll('127.0.0.1:3000', `127.0.0.1:${apiPort}`)
+        .replaceAll('.listen(3000)', `.listen(${apiPort})`)
+        .replaceAll('127.0.0.1:8402', `127.0.0.1:${gatewayPort}`);
+    const seller = () => ({ XDG_CONFIG_HOME: path.join(home, 'seller-config') });
+    const buyer = () => ({
+      CHIT_KEYSTORE: path.join(home, 'chit-buyer.json'),
+      CHIT_STORE: path.join(home, 'chit-buyer-store'),
+    });
+    /** The words of a documented `npx chit …` line after `npx chit`, on the test's ports. */
+    const words = (line: string) => ports(line).split(' ').slice(2);
+
+    before(async () => {
+      [apiPort, gatewayPort] = [await freePort(), await freePort()];
+    });
+
+    after(async () => {
+      await gateway?.stop();
+      await api?.stop();
+    });
+
+    it('the seller: an identity, funded, with a beneficiary; the toy API and chit provide http in front of it', async () => {
+      const created = await json(['identity', 'new'], seller());
+      await json(['identity', 'fund'], seller());
+      const registered = succeeded(await chit(['beneficiary', 'set', BENEFICIARY], seller()));
+      assert.match(registered, new RegExp(`is registered, with ${BENEFICIARY} as its beneficiary`));
+
+      api = background('sh', ['-c', ports(TOY_API).replace(/ &$/, '')], {});
+      const upstream = ports('http://127.0.0.1:3000');
+      const deadline = Date.now() + 20_000;
+      for (;;) {
+        const answer = await fetch(`${upstream}/weather`).catch(() => undefined);
+        if (answer) {
+          assert.deepEqual(await answer.json(), { path: '/weather', sunny: true });
+          break;
+        }
+        if (Date.now() > deadline) throw new Error(`the toy API did not answer:\n${api.output()}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+
+      // The gateway's default port is 8402: here it gets a free one.
+      gateway = background('npx', ['--no', '--', 'chit', ...words(PROVIDE), '--port', String(gatewayPort)], {
+        XDG_CONFIG_HOME: path.join(home, 'seller-config'),
+        HOME: home,
+        CHIT_RPC_URL: chainUrl,
+        CHIT_HUB_URL: hubUrl,
+        CHIT_PASSWORD: PASSWORD,
+      });
+      const started = Date.now() + 60_000;
+      while (!gateway.output().includes('Press Ctrl-C to stop.')) {
+        if (gateway.child.exitCode !== null) throw new Error(`chit provide http exited:\n${gateway.output()}`);
+        if (Date.now() > started) throw new Error(`chit provide http did not start:\n${gateway.output()}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      const banner = gateway.output();
+      assert.ok(banner.includes(ports('Selling http://127.0.0.1:3000 at http://127.0.0.1:8402\n')), banner);
+      assert.ok(banner.includes('Price:      0.001 tCHIT per request, 0 tCHIT per MiB of response\n'), banner);
+      assert.ok(banner.includes(`Provider:   ${created.address}\n`), banner);
+      assert.ok(banner.includes('Settlement: by hand: chit settle\n'), banner);
+    });
+
+    it('curl: a request without a payment is 402', async () => {
+      const result = await run('sh', ['-c', ports(CURL)], {});
+      assert.equal(succeeded(result).trimEnd(), 'HTTP/1.1 402 Payment Required');
+    });
+
+    it('the buyer: its own identity and deposit, then chit pay pays 0.001 tCHIT and prints the body', async () => {
+      await json(['identity', 'new'], buyer());
+      await json(['identity', 'fund'], buyer());
+      await json(['deposit', '10'], buyer());
+      // As the docs say: pay once chit balance shows the deposit at the hub.
+      const seen = Date.now() + 30_000;
+      while ((await json(['balance'], buyer())).consumer.hub?.available !== '10') {
+        if (Date.now() > seen) throw new Error('the hub did not show the deposit within 30 s');
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+      const paid = await chit(words(PAY), buyer());
+      assert.equal(succeeded(paid), JSON.stringify({ path: '/weather', sunny: true }));
+      assert.equal(paid.stderr, '200 OK: paid 0.001 tCHIT\n');
+      assert.match(gateway?.output() ?? '', /GET \/weather → 200, 32 bytes/);
+    });
+
+    it('the seller: chit balance shows the 0.001 tCHIT, chit settle --yes pays the beneficiary less the hub fee', async () => {
+      const balance = await json(['balance'], seller());
+      assert.deepEqual(
+        [balance.provider.hub.earned, balance.provider.hub.unsettled],
+        ['0.001', '0.001'],
+        JSON.stringify(balance.provider),
+      );
+      const settled = succeeded(await chit(['settle', '--yes'], seller()));
+      assert.ok(
+        settled.includes(
+          `Settled: 0.00099 tCHIT paid to ${BENEFICIARY} (0.001 tCHIT settled, less the hub fee of 0.00001 tCHIT).`,
+        ),
+        settled,
+      );
+    });
   });
 });
