@@ -1,5 +1,7 @@
 import type { Address, Hex, LocalAccount } from 'viem';
 import { getHubInfo } from '../actions/getHubInfo.js';
+import { nativePreimageSealer } from '../node/native-preimage.js';
+import { nativeVerifier } from '../node/native-verifier.js';
 import { ConsumerLedger } from '../sessions/consumer-ledger.js';
 import { ProviderLedger } from '../sessions/provider-ledger.js';
 import type { SettlementPolicy } from '../sessions/settlement-policy.js';
@@ -88,6 +90,9 @@ export async function providerLedger(ctx: CliContext, settlementPolicy?: Settlem
     hub: hubClient,
     account: await ctx.account(),
     store: ctx.store(),
+    // A gateway exchanges for every paid request: native signature checks and sealing.
+    verifier: nativeVerifier(),
+    preimageSealer: nativePreimageSealer,
     expect: { hub: info.hub, chainId: info.chainId, operator: onChain.operator },
     ...(settlementPolicy ? { settlementPolicy } : {}),
   });
@@ -104,6 +109,12 @@ export async function providerLedger(ctx: CliContext, settlementPolicy?: Settlem
 export async function consumerLedger(ctx: CliContext): Promise<{ ledger: ConsumerLedger; account: LocalAccount }> {
   const info = await ctx.hubInfo();
   const account = await ctx.account();
-  const ledger = new ConsumerLedger({ hub: info.hub, chainId: info.chainId, account, store: ctx.store() });
+  const ledger = new ConsumerLedger({
+    hub: info.hub,
+    chainId: info.chainId,
+    account,
+    store: ctx.store(),
+    verifier: nativeVerifier(),
+  });
   return { ledger, account };
 }

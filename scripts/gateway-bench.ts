@@ -1,0 +1,164 @@
+/**
+ * Paid requests per second through `chit provide http`'s gateway: `npm run bench:gateway`.
+ *
+ * Brings up the e2e stack (anvil with the contracts, the hub as its own process on Postgres and Redis,
+ * see test/e2e/support/stack.ts), a toy API on node:http, and the gateway in this process in front of
+ * it. CHIT_BENCH_BUYERS buyers (fresh consumers with deposits) each make CHIT_BENCH_REQUESTS paid
+ * requests in sequence, all buyers at once, through chitFetch (@x402/fetch with the chit scheme): 402,
+ * sign, paid retry, the hub's /x402/verify, the API, the exchange at the hub. It prints paid
+ * requests/s and latency percentiles of a whole paid request, beside the same requests sent straight
+ * to the API, and checks that the hub credited exactly what the buyers paid. Load generator, gateway,
+ * hub and Postgres share the machine.
+ *
+ *   CHIT_BENCH_BUYERS (16)     buyers paying at once
+ *   CHIT_BENCH_REQUESTS (50)   paid requests per buyer
+ *   CHIT_BENCH_BODY (512)      response body bytes
+ *   CHIT_BENCH_TIMINGS=1       also the latency of every kind of HTTP call this process makes (the
+ *                              hub's /x402/verify and /v1/exchanges, the API, the gateway)
+ */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ConsumerLedger, HubClient, MemoryStore, ProviderLedger } from '@chit/sdk';
+import { nativePreimageSealer, nativeVerifier } from '@chit/sdk/node';
+import { chitFetch, startGateway } from '@chit/x402';
+import type { Hex } from 'viem';
+import { parseEther } from 'viem';
+import { ensurePostgres, ensureRedis } from '../hub/src/dev/services';
+import { startStack } from '../test/e2e/support/stack';
+
+const BUYERS = Number(process.env.CHIT_BENCH_BUYERS ?? 16);
+const REQUESTS = Number(process.env.CHIT_BENCH_REQUESTS ?? 50);
+const BODY = Number(process.env.CHIT_BENCH_BODY ?? 512);
+const PRICE = 10n ** 15n;
+const PER_MIB = 10n ** 16n;
+
+const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
+const ms = (value: number) => `${value.toFixed(1)} ms`;
+
+const timings = new Map<string, number[]>();
+if (process.env.CHIT_BENCH_TIMINGS) {
+  const original = globalThis.fetch;
+  globalThis.fetch = async (input, init) => {
+    const at = performance.now();
+    const response = await original(input, init);
+    const url = new URL(typeof input === 'string' ? input : input instanceof URL ? input.href : input.url);
+    const key = `${url.port} ${url.pathname.replace(/\/[0-9a-fx]{20,}/g, '/:id')}`;
+    timings.set(key, [...(timings.get(key) ?? []), performance.now() - at]);
+    return response;
+  };
+}
+
+async function main(): Promise<void> {
+  const postgres = await ensurePostgres();
+  const redis = await ensureRedis();
+  process.env.CHIT_E2E_POSTGRES_URL = postgres.url;
+  process.env.CHIT_E2E_REDIS_URL = redis.url;
+  const stack = await startStack();
+  const body = Buffer.alloc(BODY, 0x61);
+  const api = createServer((_request, response) => response.end(body));
+  await new Promise<void>((resolve) => api.listen(0, '127.0.0.1', () => resolve()));
+  const apiUrl = `http://127.0.0.1:${(api.address() as AddressInfo).port}`;
+  try {
+    console.log(`setting up ${BUYERS} buyers with deposits and one seller…`);
+    const seller = await stack.newProvider();
+    const buyers = [];
+    for (let i = 0; i < BUYERS; i += 8) {
+      buyers.push(
+        ...(await Promise.all(
+          Array.from({ length: Math.min(8, BUYERS - i) }, () => stack.newConsumer({ deposit: parseEther('10') })),
+        )),
+      );
+    }
+    // As `chit provide http` makes it: native signature checks and sealing.
+    const ledger = new ProviderLedger({
+      hub: new HubClient({ url: stack.hub.url }),
+      account: seller.account,
+      store: new MemoryStore(),
+      verifier: nativeVerifier(),
+      preimageSealer: nativePreimageSealer,
+    });
+    await ledger.open();
+    const gateway = await startGateway({
+      upstream: apiUrl,
+      hubUrl: stack.hub.url,
+      ledger,
+      secret: `0x${'b0'.repeat(32)}` as Hex,
+      pricePerRequest: PRICE,
+      pricePerMiB: PER_MIB,
+      port: 0,
+    });
+
+    // The same requests straight to the API: what the gateway and the payment add to.
+    const direct: number[] = [];
+    await Promise.all(
+      buyers.map(async () => {
+        for (let i = 0; i < REQUESTS; i++) {
+          const started = performance.now();
+          await (await fetch(`${apiUrl}/data`)).arrayBuffer();
+          direct.push(performance.now() - started);
+        }
+      }),
+    );
+
+    const latencies: number[] = [];
+    const started = performance.now();
+    await Promise.all(
+      buyers.map(async (buyer) => {
+        const pay = chitFetch(fetch, {
+          ledger: new ConsumerLedger({
+            hub: stack.chain.hub,
+            chainId: stack.chain.deployment.chainId,
+            account: buyer.account,
+            verifier: nativeVerifier(),
+          }),
+          token: stack.chain.token,
+          maxPricePerRequest: PRICE,
+          maxPricePerMiB: PER_MIB,
+          store: new MemoryStore(),
+        });
+        for (let i = 0; i < REQUESTS; i++) {
+          const at = performance.now();
+          const response = await pay(`${gateway.url}/data`);
+          await response.arrayBuffer();
+          if (response.status !== 200) throw new Error(`a paid request answered ${response.status}`);
+          latencies.push(performance.now() - at);
+        }
+      }),
+    );
+    const seconds = (performance.now() - started) / 1000;
+    await gateway.close();
+
+    const paid = BUYERS * REQUESTS;
+    const due = (n: bigint) => n * PRICE + ((n - 1n) * BigInt(BODY) * PER_MIB + (1n << 20n) - 1n) / (1n << 20n);
+    const earned = (await stack.hub.client.provider(seller.address)).earned;
+    const expected = BigInt(BUYERS) * due(BigInt(REQUESTS));
+    if (earned !== expected) throw new Error(`the hub credited ${earned}, the buyers owed ${expected}`);
+    latencies.sort((a, b) => a - b);
+    direct.sort((a, b) => a - b);
+    console.log(`\n${paid} paid requests, ${BUYERS} buyers at once, ${BODY}-byte bodies, one seller:`);
+    console.log(`  ${(paid / seconds).toFixed(0)} paid requests/s (${seconds.toFixed(1)} s)`);
+    console.log(
+      `  paid request through the gateway: p50 ${ms(percentile(latencies, 0.5))}, p99 ${ms(percentile(latencies, 0.99))}`,
+    );
+    console.log(
+      `  the same request to the API:      p50 ${ms(percentile(direct, 0.5))}, p99 ${ms(percentile(direct, 0.99))}`,
+    );
+    console.log(`  the hub credited exactly what the buyers paid: ${earned} base units`);
+    for (const [key, values] of timings) {
+      values.sort((a, b) => a - b);
+      console.log(
+        `  ${key}: ${values.length} calls, p50 ${ms(percentile(values, 0.5))}, p99 ${ms(percentile(values, 0.99))}`,
+      );
+    }
+  } finally {
+    api.close();
+    await stack.stop();
+    await redis.stop();
+    await postgres.stop();
+  }
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
