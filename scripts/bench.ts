@@ -17,6 +17,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync
 import os from 'node:os';
 import path from 'node:path';
 import { formatUnits, parseUnits } from 'viem';
+import type { GatewayFigures } from './gateway-bench';
 import { anvilBinary } from './local-chain';
 
 const ROOT = path.join(__dirname, '..');
@@ -251,6 +252,14 @@ async function main(): Promise<void> {
       );
       batched = (JSON.parse(readFileSync(batchedJson, 'utf8')) as HubBench).levels;
     }
+    progress('paid requests through the gateway of chit provide http (npm run bench:gateway)');
+    progress('building @chit/x402 (npm run build -w x402)');
+    await run('npm', ['run', 'build', '-w', 'x402']);
+    const gatewayJson = path.join(tmp, 'gateway.json');
+    await run(path.join(BIN, 'ts-node'), ['--transpile-only', 'scripts/gateway-bench.ts', '--json', gatewayJson], {
+      prefix: '  gateway | ',
+    });
+    const gateway: GatewayFigures = JSON.parse(readFileSync(gatewayJson, 'utf8'));
     const loadAfter = os.loadavg();
 
     const anvilOutput = await run(anvilBinary(), ['--version']);
@@ -260,6 +269,7 @@ async function main(): Promise<void> {
       date,
       levels: hub.levels,
       batched,
+      gateway,
       warmup: hub.warmup,
       hub: hub.environment,
       sdk,
@@ -282,6 +292,8 @@ interface ReportInput {
   levels: LevelFigures[];
   /** The same levels' exchanges sent BATCH_SIZE per request. */
   batched: LevelFigures[];
+  /** Paid requests through the gateway (scripts/gateway-bench.ts). */
+  gateway: GatewayFigures;
   warmup: HubBench['warmup'];
   hub: HubBench['environment'];
   sdk: SdkBench;
@@ -456,6 +468,35 @@ function render(input: ReportInput): string {
           '',
         ]
       : []),
+    '## Selling through the gateway (x402, the chit scheme)',
+    '',
+    `\`chit provide http\`'s gateway (\`startGateway\` of @chit/x402) in front of a node:http API answering ${input.gateway.bodyBytes}-byte bodies, on the same kind of stack as above (the hub as its own process, Postgres, Redis, anvil). ${input.gateway.buyers} buyers pay at once, each ${input.gateway.requestsPerBuyer} requests one after another, with chitFetch (@x402/fetch): the 402, the promise signed (viem, JavaScript), the paid retry, the hub's /x402/verify, the API, the exchange through the seller's ProviderLedger (exchanges waiting together in one POST /v1/exchanges; native signature checks and sealing). Buyers, gateway and API share one Node process; the hub and Postgres the same 2 cores. Latency is a whole paid request as the buyer sees it (both round trips), beside the same request sent straight to the API. Command: \`npm run bench:gateway\` (\`CHIT_BENCH_TIMINGS=1\` breaks the latency down by call).`,
+    '',
+    ...table(
+      [
+        'buyers at once',
+        'paid requests',
+        'paid requests/s',
+        'p50 ms',
+        'p99 ms',
+        'straight to the API: p50 ms',
+        'p99 ms',
+      ],
+      [
+        [
+          input.gateway.buyers,
+          grouped(input.gateway.paidRequests),
+          grouped(Math.round(input.gateway.paidPerSecond)),
+          fixed(input.gateway.p50Ms),
+          fixed(input.gateway.p99Ms),
+          fixed(input.gateway.directP50Ms),
+          fixed(input.gateway.directP99Ms),
+        ],
+      ],
+    ),
+    '',
+    "The target is at least 1,000 paid requests/s, the gateway adding a few milliseconds. A paid request costs two hub calls (verify before the API, the exchange after) and two round trips for the buyer, so the figure follows the hub's exchange rate above; the work to reach the target belongs to the exchange speed issue.",
+    '',
     '## Signature verification (SDK)',
     '',
     `Consumer promises verified per second on one core, ${sdk.seconds} s per figure after a warm-up: pure JavaScript (noble curves and hashes) against native libsecp256k1 and keccak. Command: \`npm run bench:sdk\`.`,

@@ -13,9 +13,11 @@
  *   CHIT_BENCH_BUYERS (16)     buyers paying at once
  *   CHIT_BENCH_REQUESTS (50)   paid requests per buyer
  *   CHIT_BENCH_BODY (512)      response body bytes
+ *   --json FILE                also write the figures as JSON (scripts/bench.ts puts them in BENCHMARKS.md)
  *   CHIT_BENCH_TIMINGS=1       also the latency of every kind of HTTP call this process makes (the
  *                              hub's /x402/verify and /v1/exchanges, the API, the gateway)
  */
+import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ConsumerLedger, HubClient, MemoryStore, ProviderLedger } from '@chit/sdk';
@@ -31,6 +33,20 @@ const REQUESTS = Number(process.env.CHIT_BENCH_REQUESTS ?? 50);
 const BODY = Number(process.env.CHIT_BENCH_BODY ?? 512);
 const PRICE = 10n ** 15n;
 const PER_MIB = 10n ** 16n;
+
+/** What `--json` writes. */
+export interface GatewayFigures {
+  buyers: number;
+  requestsPerBuyer: number;
+  bodyBytes: number;
+  paidRequests: number;
+  seconds: number;
+  paidPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  directP50Ms: number;
+  directP99Ms: number;
+}
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
 const ms = (value: number) => `${value.toFixed(1)} ms`;
@@ -144,6 +160,22 @@ async function main(): Promise<void> {
       `  the same request to the API:      p50 ${ms(percentile(direct, 0.5))}, p99 ${ms(percentile(direct, 0.99))}`,
     );
     console.log(`  the hub credited exactly what the buyers paid: ${earned} base units`);
+    const json = process.argv.indexOf('--json');
+    if (json > 0) {
+      const figures: GatewayFigures = {
+        buyers: BUYERS,
+        requestsPerBuyer: REQUESTS,
+        bodyBytes: BODY,
+        paidRequests: paid,
+        seconds,
+        paidPerSecond: paid / seconds,
+        p50Ms: percentile(latencies, 0.5),
+        p99Ms: percentile(latencies, 0.99),
+        directP50Ms: percentile(direct, 0.5),
+        directP99Ms: percentile(direct, 0.99),
+      };
+      writeFileSync(process.argv[json + 1]!, JSON.stringify(figures, null, 2));
+    }
     for (const [key, values] of timings) {
       values.sort((a, b) => a - b);
       console.log(
@@ -158,7 +190,9 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((error) => {
-  console.error(error);
-  process.exit(1);
-});
+if (require.main === module) {
+  main().catch((error) => {
+    console.error(error);
+    process.exit(1);
+  });
+}
