@@ -20,8 +20,13 @@ export interface GatewayOptions {
   pricePerRequest: bigint;
   /** The price per MiB of response body, in token base units. Default 0. */
   pricePerMiB?: bigint;
-  /** Prices by route (`"GET /weather"`, `"/files/*"`); other requests pay the defaults. */
+  /** Prices by route (`"GET /weather"`, `"/files/*"`); other requests, and a price a route leaves out, are the defaults. */
   routes?: Record<string, ChitRoutePrices>;
+  /**
+   * Web origins whose pages may pay through the gateway (`*` for any): preflights are answered, and the
+   * answers let the page read PAYMENT-REQUIRED and PAYMENT-RESPONSE. Default none.
+   */
+  corsOrigins?: string[];
   /** Default 8402. 0 takes a free port. */
   port?: number;
   /** Default 127.0.0.1. */
@@ -88,17 +93,52 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     pricePerRequest: options.pricePerRequest,
     pricePerMiB: options.pricePerMiB ?? 0n,
   };
-  // x402 takes the first matching route: the specific ones, then everything else at the defaults.
+  // x402 takes the first matching route: the specific ones (what they leave out at the defaults),
+  // then everything else at the defaults.
+  const routes: Record<string, ChitRoutePrices> = {};
+  for (const [route, prices] of Object.entries(options.routes ?? {})) {
+    routes[route] = {
+      ...defaults,
+      ...Object.fromEntries(Object.entries(prices).filter(([, value]) => value !== undefined)),
+    };
+  }
   const paywall = await chitPaywall({
     hubUrl: options.hubUrl,
     ledger: options.ledger,
     secret: options.secret,
-    routes: { ...options.routes, '*': defaults },
+    routes: { ...routes, '*': defaults },
   });
   const emit = options.onEvent ?? (() => {});
 
   const app = express();
   app.disable('x-powered-by');
+  const origins = options.corsOrigins ?? [];
+  if (origins.length > 0) {
+    app.use((request: Request, response: Response, next: () => void) => {
+      const origin = request.headers.origin;
+      if (origin && (origins.includes('*') || origins.includes(origin))) {
+        response.set({
+          'access-control-allow-origin': origins.includes('*') ? '*' : origin,
+          'access-control-expose-headers': 'PAYMENT-REQUIRED, PAYMENT-RESPONSE',
+          vary: 'Origin',
+        });
+      }
+      // A preflight is not a request for the API: answered here, never charged or forwarded.
+      if (request.method === 'OPTIONS' && request.headers['access-control-request-method']) {
+        response
+          .set({
+            'access-control-allow-methods': 'GET, HEAD, POST, PUT, PATCH, DELETE',
+            'access-control-allow-headers':
+              request.headers['access-control-request-headers'] ?? 'PAYMENT-SIGNATURE, Content-Type',
+            'access-control-max-age': '600',
+          })
+          .status(204)
+          .end();
+        return;
+      }
+      next();
+    });
+  }
   app.use(paymentMiddleware(paywall.routes, paywall.server));
   app.use(express.raw({ type: () => true, limit: options.maxBodyBytes ?? 10 * 1024 * 1024 }));
   app.use(async (request: Request, response: Response) => {

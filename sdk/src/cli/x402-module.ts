@@ -37,6 +37,7 @@ export interface X402Module {
     routes?: Record<string, RoutePrices>;
     port?: number;
     host?: string;
+    corsOrigins?: string[];
     settleEveryMs?: number;
     onEvent?: (event: GatewayEvent) => void;
   }): Promise<{ url: string; close(): Promise<void> }>;

@@ -77,13 +77,20 @@ async function runPay(ctx: CliContext, url: string, options: PayOptions): Promis
     headers.append(header.slice(0, colon).trim(), header.slice(colon + 1).trim());
   }
   const method = options.data !== undefined && options.request === 'GET' ? 'POST' : options.request.toUpperCase();
-  const before = await ledger.total();
   const init = { method, headers, ...(options.data !== undefined ? { body: options.data } : {}) };
   const format = (value: bigint) => `${formatAmount(value, token.decimals)} ${token.symbol}`;
   let response: Response;
   try {
     response = await pay(url, init);
   } catch (error) {
+    if (error instanceof TypeError && /fetch failed/.test(error.message)) {
+      const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+      throw new CliError(
+        'SELLER_UNREACHABLE',
+        `No answer from ${new URL(url).origin}: ${cause?.code ?? cause?.message ?? error.message}`,
+        'Check the URL, and that the seller is up. Nothing was paid for it.',
+      );
+    }
     const { code, allowed, attempted } = error as { code?: string; allowed?: bigint; attempted?: bigint };
     if (code === 'PRICE_TOO_HIGH') {
       const asked = await askedPrices(url, init);
@@ -103,7 +110,9 @@ async function runPay(ctx: CliContext, url: string, options: PayOptions): Promis
     throw error;
   }
   const body = Buffer.from(await response.arrayBuffer());
-  const paid = (await ledger.total()) - before;
+  // What the seller was paid for this request: the increment its PAYMENT-RESPONSE states (a promise
+  // sent again for an earlier unanswered request is paid once, whichever request it answers).
+  const paid = settledAmount(response) ?? 0n;
   const refusal = response.status === 402 ? paymentRefusal(response) : undefined;
   ctx.out.progress(
     `${response.status} ${response.statusText}: paid ${formatAmount(paid, token.decimals)} ${token.symbol}` +
@@ -124,6 +133,21 @@ async function runPay(ctx: CliContext, url: string, options: PayOptions): Promis
       `The seller answered 402${refusal ? `: ${refusal}` : ''}`,
       'Check the identity’s channel (`chit balance`) and your price limits, then try again.',
     );
+  }
+}
+
+/** The amount of a successful PAYMENT-RESPONSE (base64 JSON), if there is one. */
+function settledAmount(response: Response): bigint | undefined {
+  const header = response.headers.get('payment-response');
+  if (!header) return undefined;
+  try {
+    const settled = JSON.parse(Buffer.from(header, 'base64').toString('utf8')) as {
+      success?: boolean;
+      amount?: string;
+    };
+    return settled.success && settled.amount && /^\d+$/.test(settled.amount) ? BigInt(settled.amount) : undefined;
+  } catch {
+    return undefined;
   }
 }
 

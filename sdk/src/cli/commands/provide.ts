@@ -17,6 +17,7 @@ interface ProvideHttpOptions {
   host: string;
   settleAt?: string;
   maxFeeBps: string;
+  corsOrigin: string[];
 }
 
 /**
@@ -93,6 +94,7 @@ async function runProvideHttp(ctx: CliContext, options: ProvideHttpOptions): Pro
     ...(routes ? { routes } : {}),
     port,
     host: options.host,
+    corsOrigins: options.corsOrigin,
     onEvent: (event) => report(ctx, event),
   });
   ctx.out.result(
