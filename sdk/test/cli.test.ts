@@ -348,6 +348,7 @@ describe('chit', () => {
       const deposited = ok(run);
       assert.equal(deposited.amount, '12.5');
       assert.equal(deposited.balance, '12.5');
+      assert.equal(deposited.hubBalance, '12.5', 'it waited for the hub to see the deposit');
       assert.match(deposited.transactions.approval, /^0x[0-9a-f]{64}$/);
       assert.match(run.stderr, /waiting for confirmation \(1\/2\)/);
       assert.match(run.stderr, /waiting for confirmation \(2\/2\): deposit 0x/);

@@ -1,10 +1,12 @@
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
+import type { Address } from 'viem';
 import { readContract } from 'viem/actions';
 import { deposit } from '../../actions/deposit.js';
 import { depositWithPermit } from '../../actions/depositWithPermit.js';
 import { getConsumerChannel } from '../../actions/getConsumerChannel.js';
 import { signDepositPermit } from '../../actions/signDepositPermit.js';
 import { chitTokenAbi } from '../../generated/abis.js';
+import { HubError } from '../../hub-client/errors.js';
 import { type CliContext, handler } from '../context.js';
 import { formatAmount, parseAmount } from '../output.js';
 
@@ -20,10 +22,16 @@ export function depositCommand(): Command {
     .description("Deposit tokens into the identity's channel at the hub")
     .argument('<amount>', 'tokens, with decimals: 12.5')
     .option('--permit', 'sign an EIP-2612 permit and deposit in one transaction instead of approve + deposit')
+    .addOption(
+      new Option(
+        '--wait <seconds>',
+        'with a hub URL: how long to wait for the hub to see the deposit (0: do not)',
+      ).default('120'),
+    )
     .action(handler(runDeposit));
 }
 
-async function runDeposit(ctx: CliContext, text: string, options: { permit?: boolean }): Promise<void> {
+async function runDeposit(ctx: CliContext, text: string, options: { permit?: boolean; wait: string }): Promise<void> {
   const client = await ctx.publicClient();
   const hub = await ctx.hub();
   const token = await ctx.token();
@@ -54,18 +62,55 @@ async function runDeposit(ctx: CliContext, text: string, options: { permit?: boo
     await ctx.confirmation(hash, 'deposit', steps, steps);
   }
   const channel = await getConsumerChannel(client, { hub, consumer });
+  const seen = await hubSees(ctx, consumer, channel.balance, Number(options.wait));
   ctx.out.result(
     {
       hub,
       consumer,
       amount: formatAmount(amount, token.decimals),
       balance: formatAmount(channel.balance, token.decimals),
+      hubBalance: seen === undefined ? null : formatAmount(seen, token.decimals),
       transactions: { approval: approval ?? null, deposit: hash },
     },
     [
       `Deposited ${ctx.format(amount)} into the channel of ${consumer} at the hub ${hub}.`,
       ['Channel balance', ctx.format(channel.balance)],
+      ...(seen === undefined ? [] : ([['At the hub', ctx.format(seen)]] as [string, string][])),
       ['Transaction', hash],
     ],
   );
+}
+
+/**
+ * With a hub URL set, waits (at most `seconds`) until the hub's books show the channel's balance: the
+ * hub credits a deposit once its follower has seen it, after the hub's confirmations, and refuses
+ * payments beyond what it has seen. The hub's balance, or undefined without a hub URL or on time-out.
+ */
+async function hubSees(
+  ctx: CliContext,
+  consumer: Address,
+  balance: bigint,
+  seconds: number,
+): Promise<bigint | undefined> {
+  const hub = ctx.hubClient();
+  if (!hub || !(seconds > 0)) return undefined;
+  const deadline = Date.now() + seconds * 1000;
+  let told = false;
+  for (;;) {
+    const atHub = await hub.consumer(consumer).then(
+      (books) => books.balance,
+      (error: unknown) => {
+        if (error instanceof HubError && error.code === 'UNKNOWN_CONSUMER') return 0n;
+        throw error;
+      },
+    );
+    if (atHub >= balance) return atHub;
+    if (Date.now() > deadline) {
+      ctx.out.warn(`the hub has not seen the deposit after ${seconds} s; \`chit balance\` shows when it has`);
+      return undefined;
+    }
+    if (!told) ctx.out.progress('waiting for the hub to see the deposit (it follows the chain)…');
+    told = true;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
 }
