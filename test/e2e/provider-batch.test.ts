@@ -39,14 +39,16 @@ describe('a provider ledger exchanging for many consumers at once', function () 
   /** Exchanges `payments` at once while the ledger is busy with a held first exchange. */
   const atOnce = async (payments: { promise: SignedConsumerPromise; preimage: Hex }[]) => {
     const held = new Gate();
+    const arrived = new Gate();
     const first = await promiseOf(opener, 1_000n);
     wire.once('/v1/exchange', async (forward) => {
+      arrived.open();
       await held.opened;
       return forward();
     });
     const mark = wire.mark();
     const firstDone = provider.ledger.exchange(first.promise, first.preimage);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await arrived.opened; // the ledger is busy at the hub: what comes now waits
     const outcomes = payments.map(({ promise, preimage }) =>
       provider.ledger.exchange(promise, preimage).then(
         (hubPromise) => hubPromise,
