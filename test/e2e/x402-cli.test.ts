@@ -99,12 +99,17 @@ describe('chit provide http and chit pay', function () {
     gateway.stderr?.on('data', (chunk) => {
       gatewayOutput += chunk;
     });
-    const started = await until('chit provide http to print its URL', async () => {
-      if (gateway?.exitCode !== null) throw new Error(`chit provide http exited:\n${gatewayOutput}`);
-      // --json: one JSON document on stdout once the gateway listens.
-      if (!gatewayStdout.trimEnd().endsWith('}')) return undefined;
-      return JSON.parse(gatewayStdout) as { url: string; provider: string; pricePerRequest: string };
-    }).catch((error: Error) => {
+    const started = await until(
+      'chit provide http to print its URL',
+      async () => {
+        if (gateway?.exitCode !== null) throw new Error(`chit provide http exited:\n${gatewayOutput}`);
+        // --json: one JSON document on stdout once the gateway listens.
+        if (!gatewayStdout.trimEnd().endsWith('}')) return undefined;
+        return JSON.parse(gatewayStdout) as { url: string; provider: string; pricePerRequest: string };
+        // Unlocking the keystore (scrypt) and opening the ledger take a while on a loaded machine.
+      },
+      90_000,
+    ).catch((error: Error) => {
       throw new Error(`${error.message}; its output:\n${gatewayOutput}`);
     });
     assert.equal(started.provider, seller.address);
