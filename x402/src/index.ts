@@ -3,6 +3,7 @@
 // hub is the facilitator. docs/x402.md has the wire contract.
 export * from './client.js';
 export * from './errors.js';
+export * from './fastify.js';
 export * from './fetch.js';
 export * from './gateway.js';
 export * from './paywall.js';

@@ -1,0 +1,105 @@
+import assert from 'node:assert/strict';
+import { MemoryStore } from '@chit/sdk';
+import type { ChitFetch } from '@chit/x402';
+import type { FastifyInstance } from 'fastify';
+import type { Hex } from 'viem';
+import { parseEther } from 'viem';
+import { MIB } from './support/figures';
+import { type Consumer, type Provider, type Stack, startStack } from './support/stack';
+
+const PRICE = 1_000_000_000_000_009n;
+const PER_MIB = 3_333_333_333_333_333n;
+const owedFor = (requests: number, bytes: bigint) => BigInt(requests) * PRICE + (bytes * PER_MIB + MIB - 1n) / MIB;
+
+// docs/sellers.md, inside a Fastify app: chitFastify puts x402 with the chit scheme in Fastify's hooks.
+describe('x402 in a Fastify app: chitFastify', function () {
+  this.timeout(180_000);
+  let stack: Stack;
+  let buyer: Consumer;
+  let seller: Provider;
+  let app: FastifyInstance;
+  let url: string;
+  let pay: ChitFetch;
+  let handled = 0;
+  const signatures: string[] = [];
+
+  before(async () => {
+    stack = await startStack();
+    [buyer, seller] = await Promise.all([stack.newConsumer({ deposit: parseEther('1') }), stack.newProvider()]);
+    const { chitPaywall, chitFastify, chitFetch } = await import('@chit/x402');
+    const { default: fastify } = await import('fastify');
+    await seller.ledger.open();
+    const paywall = await chitPaywall({
+      hubUrl: stack.hub.url,
+      ledger: seller.ledger,
+      secret: `0x${'fa'.repeat(32)}` as Hex,
+      pricePerRequest: PRICE,
+      pricePerMiB: PER_MIB,
+      routes: ['GET /data/*', 'GET /fail'],
+    });
+    app = fastify();
+    await chitFastify(app, paywall);
+    app.get('/data/:size', async (request) => {
+      handled += 1;
+      return 'z'.repeat(Number((request.params as { size: string }).size));
+    });
+    app.get('/fail', async (_request, reply) => {
+      handled += 1;
+      return reply.code(503).send({ down: true });
+    });
+    app.get('/free', async () => ({ free: true }));
+    url = await app.listen({ port: 0, host: '127.0.0.1' });
+    const recording: typeof fetch = async (input, init) => {
+      const signature = new Request(input, init).headers.get('PAYMENT-SIGNATURE');
+      if (signature) signatures.push(signature);
+      return fetch(input, init);
+    };
+    pay = chitFetch(recording, {
+      ledger: buyer.ledger,
+      token: stack.chain.token,
+      maxPricePerRequest: PRICE,
+      maxPricePerMiB: PER_MIB,
+      store: new MemoryStore(),
+    });
+  });
+
+  after(async () => {
+    await app?.close();
+    await stack?.stop();
+  });
+
+  it('answers an unpaid request 402 before the handler, and leaves routes without a price alone', async () => {
+    const unpaid = await fetch(`${url}/data/10`);
+    assert.equal(unpaid.status, 402);
+    const required = JSON.parse(Buffer.from(unpaid.headers.get('PAYMENT-REQUIRED')!, 'base64').toString());
+    assert.equal(required.accepts[0].amount, PRICE.toString());
+    assert.equal(handled, 0);
+    assert.deepEqual(await (await fetch(`${url}/free`)).json(), { free: true });
+  });
+
+  it('serves 20 paid requests, each body paid with the next one, to the wei at the hub', async () => {
+    const sizes = Array.from({ length: 20 }, (_, i) => 100 + i * 37_001);
+    for (const size of sizes) {
+      const response = await pay(`${url}/data/${size}`);
+      assert.equal(response.status, 200);
+      assert.equal((await response.text()).length, size);
+      assert.ok(response.headers.get('PAYMENT-RESPONSE'));
+      assert.match(response.headers.get('cache-control') ?? '', /private/);
+    }
+    const owed = owedFor(20, BigInt(sizes.slice(0, -1).reduce((a, b) => a + b, 0)));
+    assert.equal((await stack.hub.client.provider(seller.address)).earned, owed);
+    assert.equal(await buyer.ledger.total(), owed);
+  });
+
+  it('a handler answering 503 is not charged, and a replayed payment gets a 402 without the handler', async () => {
+    const earned = (await stack.hub.client.provider(seller.address)).earned;
+    const failed = await pay(`${url}/fail`);
+    assert.equal(failed.status, 503);
+    assert.equal((await stack.hub.client.provider(seller.address)).earned, earned, 'not charged');
+    const before = handled;
+    const replay = await fetch(`${url}/data/5`, { headers: { 'PAYMENT-SIGNATURE': signatures.at(-2)! } });
+    assert.equal(replay.status, 402);
+    assert.equal(handled, before, 'the handler never ran');
+    assert.equal((await stack.hub.client.provider(seller.address)).earned, earned);
+  });
+});
