@@ -138,6 +138,7 @@ async function main(): Promise<void> {
       total,
       relayerFee,
       providerSigner: p,
+      relayer: relayer.address,
       preimage: nextPreimage(),
     });
   await hub.settleProviders(await Promise.all(providers.map((p) => claim(p, TOKEN, 0n))));

@@ -503,13 +503,14 @@ contract Hub is IHub, Initializable, EIP712, Nonces, ReentrancyGuardTransient {
         emit ProviderSettled(provider, claim.total, amount, hubFee, entry.relayerFee, claim.preimage);
     }
 
-    /// @dev A relayer fee must fit in the provider's payout `net` and carry the provider's consent.
+    /// @dev A relayer fee must fit in the provider's payout `net` and carry the provider's consent naming
+    /// the caller as the relayer, so that no one else can submit the same claim first and take the fee.
     function _requireRelayerFee(bytes32 separator, ProviderClaim calldata claim, bytes32 promiseHash, uint256 net)
         private
-        pure
+        view
     {
         if (claim.relayerFee > net) revert HubRelayerFeeTooHigh(claim.relayerFee, net);
-        bytes32 structHash = TypedData.hashAuthorization(promiseHash, claim.relayerFee);
+        bytes32 structHash = TypedData.hashAuthorization(promiseHash, claim.relayerFee, msg.sender);
         _requireSigner(MessageHashUtils.toTypedDataHash(separator, structHash), claim.providerSignature, claim.provider);
     }
 

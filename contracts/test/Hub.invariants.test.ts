@@ -131,8 +131,9 @@ interface ProviderPick {
   back: number;
   /** Relayer fee in basis points of the provider's net payout; above 10,000 it is too high. */
   relayerShare: number;
-  /** `total`: the hub signature no longer matches; `authorization`: the relayer fee is not signed by the provider. */
-  tamper: 'none' | 'total' | 'authorization';
+  /** `total`: the hub signature no longer matches; `authorization`: the relayer fee is not signed by the provider;
+   * `relayer`: the provider's authorization names another relayer than the submitter. */
+  tamper: 'none' | 'total' | 'authorization' | 'relayer';
 }
 
 type Op =
@@ -195,6 +196,7 @@ const providerPickArb: fc.Arbitrary<ProviderPick> = fc.record({
     { weight: 20, arbitrary: fc.constant('none' as const) },
     { weight: 1, arbitrary: fc.constant('total' as const) },
     { weight: 1, arbitrary: fc.constant('authorization' as const) },
+    { weight: 1, arbitrary: fc.constant('relayer' as const) },
   ),
 });
 const EXIT_DELAY = Number(PARAMETERS.exitDelay);
@@ -790,7 +792,7 @@ class World {
         if (single) expected = 'HubProviderPromiseStale';
       } else if (relayerFee > amount - hubFee) {
         expected = 'HubRelayerFeeTooHigh';
-      } else if (relayerFee > 0n && pick.tamper === 'authorization') {
+      } else if (relayerFee > 0n && (pick.tamper === 'authorization' || pick.tamper === 'relayer')) {
         expected = 'HubInvalidSignature';
       } else {
         settled[index] = promise.total;
@@ -824,13 +826,16 @@ class World {
   private async providerClaim(index: number, promise: SignedHubPromise, pick: ProviderPick, relayerFee: bigint) {
     let providerSignature: CompactSig = EMPTY_SIGNATURE;
     if (relayerFee > 0n) {
-      // The provider consents to the relayer fee; a tampered claim has someone else sign it.
+      // The provider consents to the relayer fee paid to the relayer; a tampered claim has someone else
+      // sign it, or names the provider itself as the relayer while the relayer submits it.
       const signer = pick.tamper === 'authorization' ? this.f.relayer : this.f.providers[index];
+      const relayer = pick.tamper === 'relayer' ? this.f.providers[index].address : this.f.relayer.address;
       const hubPromise = { provider: promise.provider, total: promise.total, hashlock: keccak256(promise.preimage) };
       providerSignature = compact(
         await signTyped(signer, hubDomain(this.f.hubAddress, this.f.chainId), hubTypes, 'SettlementAuthorization', {
           hubPromise,
           relayerFee,
+          relayer,
         }),
       );
     }

@@ -78,6 +78,7 @@ const authorizationDigest = (
   chainId: bigint,
   hubPromise: { provider: string; total: bigint; preimage: string },
   relayerFee: bigint,
+  relayer: string,
 ): string =>
   TypedDataEncoder.hash(
     hubDomain(hub, chainId),
@@ -85,6 +86,7 @@ const authorizationDigest = (
     {
       hubPromise: { provider: hubPromise.provider, total: hubPromise.total, hashlock: keccak256(hubPromise.preimage) },
       relayerFee,
+      relayer,
     },
   );
 
@@ -107,14 +109,16 @@ const recoveredHubSigner = (hub: string, chainId: bigint, claim: IHub.ProviderCl
     claim.hubSignature as Compact,
   );
 
-/** The provider signature of `claim` checked against the authorization it states at `hub`. */
-const recoveredAuthorizer = (hub: string, chainId: bigint, claim: IHub.ProviderClaimStruct): string =>
+/** The provider signature of `claim` checked against the authorization it states at `hub` when `relayer`
+ * submits it (the hub takes the relayer from `msg.sender`). */
+const recoveredAuthorizer = (hub: string, chainId: bigint, claim: IHub.ProviderClaimStruct, relayer: string): string =>
   recoverCompact(
     authorizationDigest(
       hub,
       chainId,
       { provider: claim.provider as string, total: BigInt(claim.total), preimage: claim.preimage as string },
       BigInt(claim.relayerFee),
+      relayer,
     ),
     claim.providerSignature as Compact,
   );
@@ -158,6 +162,7 @@ interface ClaimOptions {
   relayerFee?: bigint;
   provider?: string;
   providerSigner?: Parameters<typeof providerClaim>[0]['providerSigner'];
+  relayer?: string;
   operator?: Parameters<typeof providerClaim>[0]['operator'];
   hub?: string;
   chainId?: bigint;
@@ -184,6 +189,7 @@ async function freeFundsFixture() {
       operator: f.operator,
       provider: f.provider.address,
       providerSigner: f.provider,
+      relayer: f.relayer.address,
       preimage: R(1),
       ...options,
     });
@@ -297,6 +303,7 @@ async function reentrantHubFixture() {
       operator,
       provider: provider.address,
       providerSigner: provider,
+      relayer: relayer.address,
       preimage: R(1),
       ...options,
     });
@@ -560,7 +567,7 @@ describe('settleProvider', () => {
       const f = await loadFixture(freeFundsFixture);
       const signed = await f.claim({ total: parseEther('10'), relayerFee: parseEther('0.1') });
       const claim = { ...signed, relayerFee: parseEther('0.2') };
-      const recovered = recoveredAuthorizer(f.hubAddress, f.chainId, claim);
+      const recovered = recoveredAuthorizer(f.hubAddress, f.chainId, claim, f.relayer.address);
       expect(recovered).not.to.equal(f.provider.address);
       await expect(f.hub.connect(f.relayer).settleProvider(claim))
         .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')
@@ -1185,13 +1192,18 @@ describe('settleProviderWithBeneficiary', () => {
 
   describe('when a front-runner settles the same claim alone first', () => {
     // Design note: neither the hub promise nor the relayer-fee authorization names a beneficiary, so anyone
-    // who sees the combined call in the mempool can settle the claim to the old beneficiary first.
+    // who sees the combined call in the mempool can settle the claim to the old beneficiary first. The
+    // authorization names the relayer, so the front-runner cannot take the fee: it settles without one.
     it('pays the old beneficiary, and the combined call then reverts stale', async () => {
-      const { f, newBeneficiary, signature, claim, total, relayerFee } = await beneficiaryChange();
-      await expect(f.hub.connect(f.stranger).settleProvider(claim)).to.changeTokenBalance(
+      const { f, newBeneficiary, signature, claim, total } = await beneficiaryChange();
+      await expect(f.hub.connect(f.stranger).settleProvider(claim)).to.be.revertedWithCustomError(
+        f.hub,
+        'HubInvalidSignature',
+      );
+      await expect(f.hub.connect(f.stranger).settleProvider({ ...claim, relayerFee: 0n })).to.changeTokenBalance(
         f.token,
         f.beneficiary,
-        total - hubFeeOf(total) - relayerFee,
+        total - hubFeeOf(total),
       );
       await expect(f.hub.connect(f.relayer).settleProviderWithBeneficiary(claim, newBeneficiary.address, signature))
         .to.be.revertedWithCustomError(f.hub, 'HubProviderPromiseStale')
@@ -1297,7 +1309,7 @@ describe('attacks on provider settlement', () => {
       const valid = await f.claim({ total: parseEther('10') });
       const foreign = await f.claim({ total: parseEther('10'), chainId: 1n, relayerFee: 1n });
       const claim = { ...valid, relayerFee: 1n, providerSignature: foreign.providerSignature };
-      const recovered = recoveredAuthorizer(f.hubAddress, f.chainId, claim);
+      const recovered = recoveredAuthorizer(f.hubAddress, f.chainId, claim, f.relayer.address);
       expect(recovered).not.to.equal(f.provider.address);
       await expect(f.hub.connect(f.relayer).settleProvider(claim))
         .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')
@@ -1369,6 +1381,7 @@ describe('attacks on provider settlement', () => {
         signTyped(f.operator, hubDomain(f.hubAddress, f.chainId), hubTypes, 'SettlementAuthorization', {
           hubPromise: { provider: f.provider.address, total, hashlock: keccak256(R(1)) },
           relayerFee: 0n,
+          relayer: f.provider.address,
         }),
       );
     });
@@ -1404,7 +1417,7 @@ describe('attacks on provider settlement', () => {
         providerSigner: f.operator,
       });
       const forged = { ...claim, relayerFee: parseEther('9'), providerSignature: claim.hubSignature };
-      const recovered = recoveredAuthorizer(f.hubAddress, f.chainId, forged);
+      const recovered = recoveredAuthorizer(f.hubAddress, f.chainId, forged, f.relayer.address);
       expect(recovered).not.to.equal(f.operator.address);
       await expect(f.hub.connect(f.relayer).settleProvider(forged))
         .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')
@@ -1495,21 +1508,30 @@ describe('attacks on provider settlement', () => {
   });
 
   describe('when a third party front-runs a relayed settlement', () => {
-    it('takes the relayer fee, the beneficiary gets exactly the same, and the relayer’s submission reverts stale', async () => {
+    it('reverts with HubInvalidSignature(provider, recovered), nothing moves, and the named relayer then settles', async () => {
       const f = await loadFixture(freeFundsFixture);
       const total = parseEther('20');
       const relayerFee = parseEther('0.5');
       const claim = await f.claim({ total, relayerFee });
-      const intendedPayout = await f.hub.connect(f.relayer).settleProvider.staticCall(claim);
-      await expect(f.hub.connect(f.stranger).settleProvider(claim)).to.changeTokenBalances(
+      const recovered = recoveredAuthorizer(f.hubAddress, f.chainId, claim, f.stranger.address);
+      expect(recovered).not.to.equal(f.provider.address);
+      const before = await Promise.all([f.stranger, f.relayer, f.beneficiary, f.hub].map((a) => f.token.balanceOf(a)));
+      await expect(f.hub.connect(f.stranger).settleProvider(claim))
+        .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')
+        .withArgs(f.provider.address, recovered);
+      await expect(f.hub.connect(f.stranger).settleProviders([claim]))
+        .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')
+        .withArgs(f.provider.address, recovered);
+      expect(
+        await Promise.all([f.stranger, f.relayer, f.beneficiary, f.hub].map((a) => f.token.balanceOf(a))),
+      ).to.deep.equal(before);
+      expect(await f.hub.providerSettled(f.provider.address)).to.equal(0n);
+      const payout = total - hubFeeOf(total) - relayerFee;
+      await expect(f.hub.connect(f.relayer).settleProvider(claim)).to.changeTokenBalances(
         f.token,
-        [f.stranger, f.relayer, f.beneficiary],
-        [relayerFee, 0n, intendedPayout],
+        [f.relayer, f.beneficiary, f.stranger],
+        [relayerFee, payout, 0n],
       );
-      expect(intendedPayout).to.equal(total - hubFeeOf(total) - relayerFee);
-      await expect(f.hub.connect(f.relayer).settleProvider(claim))
-        .to.be.revertedWithCustomError(f.hub, 'HubProviderPromiseStale')
-        .withArgs(f.provider.address, total, total);
       await expectBooksBalanced(f.hub, f.token, f.consumers);
     });
   });
@@ -1525,7 +1547,12 @@ describe('attacks on provider settlement', () => {
 
     it('reverts with HubInvalidSignature(provider, operator) with the operator’s own authorization', async () => {
       const f = await loadFixture(freeFundsFixture);
-      const claim = await f.claim({ total: parseEther('10'), relayerFee: parseEther('5'), providerSigner: f.operator });
+      const claim = await f.claim({
+        total: parseEther('10'),
+        relayerFee: parseEther('5'),
+        providerSigner: f.operator,
+        relayer: f.operator.address,
+      });
       await expect(f.hub.connect(f.operator).settleProvider(claim))
         .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')
         .withArgs(f.provider.address, f.operator.address);
@@ -1533,9 +1560,13 @@ describe('attacks on provider settlement', () => {
 
     it('reverts with HubInvalidSignature when it raises the fee the provider authorized', async () => {
       const f = await loadFixture(freeFundsFixture);
-      const signed = await f.claim({ total: parseEther('10'), relayerFee: parseEther('0.1') });
+      const signed = await f.claim({
+        total: parseEther('10'),
+        relayerFee: parseEther('0.1'),
+        relayer: f.operator.address,
+      });
       const claim = { ...signed, relayerFee: parseEther('5') };
-      const recovered = recoveredAuthorizer(f.hubAddress, f.chainId, claim);
+      const recovered = recoveredAuthorizer(f.hubAddress, f.chainId, claim, f.operator.address);
       expect(recovered).not.to.equal(f.provider.address);
       await expect(f.hub.connect(f.operator).settleProvider(claim))
         .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')
@@ -1544,10 +1575,15 @@ describe('attacks on provider settlement', () => {
 
     it('reverts with HubInvalidSignature when it moves an authorization to another promise', async () => {
       const f = await loadFixture(settledOnceFixture);
-      const authorized = await f.claim({ total: parseEther('30'), preimage: R(2), relayerFee: parseEther('0.1') });
+      const authorized = await f.claim({
+        total: parseEther('30'),
+        preimage: R(2),
+        relayerFee: parseEther('0.1'),
+        relayer: f.operator.address,
+      });
       const other = await f.claim({ total: parseEther('40'), preimage: R(3) });
       const claim = { ...other, relayerFee: parseEther('0.1'), providerSignature: authorized.providerSignature };
-      const recovered = recoveredAuthorizer(f.hubAddress, f.chainId, claim);
+      const recovered = recoveredAuthorizer(f.hubAddress, f.chainId, claim, f.operator.address);
       expect(recovered).not.to.equal(f.provider.address);
       await expect(f.hub.connect(f.operator).settleProvider(claim))
         .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')

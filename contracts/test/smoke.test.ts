@@ -23,6 +23,7 @@ describe('smoke', () => {
       preimage: c.preimage as string,
       relayerFee: 10n ** 16n,
       providerSigner: f.provider,
+      relayer: f.relayer.address,
     });
     await expect(f.hub.connect(f.relayer).settleProvider(p)).to.emit(f.hub, 'ProviderSettled');
     expect(await f.token.balanceOf(f.beneficiary.address)).to.equal(10n ** 18n - 10n ** 16n - 10n ** 16n);

@@ -16,7 +16,8 @@ async function vectorsFixture() {
   const deployer = wallet('deployer');
   const operator = wallet('operator');
   const consumer = wallet('consumer');
-  for (const account of [deployer, operator, consumer, wallet('provider')]) {
+  const relayer = wallet('relayer');
+  for (const account of [deployer, operator, consumer, wallet('provider'), relayer]) {
     await network.provider.send('hardhat_setBalance', [account.address, toBeHex(10n ** 20n)]);
   }
   if ((await ethers.provider.getTransactionCount(deployer.address)) !== 0) throw new Error('vector deployer was used');
@@ -31,7 +32,7 @@ async function vectorsFixture() {
   await token.mint(consumer.address, 10n ** 18n);
   await token.connect(consumer).approve(await hub.getAddress(), 10n ** 18n);
   await hub.connect(consumer).deposit(10n ** 18n);
-  return { token, registry, hub, operator, consumer };
+  return { token, registry, hub, operator, consumer, relayer };
 }
 
 const cp = vectors.consumerPromise;
@@ -100,13 +101,14 @@ describe('SDK test vectors', () => {
       return f;
     }
 
-    it('is accepted as signed, with the relayer fee the provider authorized', async () => {
-      const { hub } = await fundedFixture();
+    it('is accepted as signed, with the relayer fee the provider authorized to the relayer it names', async () => {
+      const { hub, relayer } = await fundedFixture();
+      expect(vectors.settlementAuthorization.relayer).to.equal(relayer.address);
       const claim = providerClaim({
         relayerFee: BigInt(vectors.settlementAuthorization.relayerFee),
         providerSignature: compact(vectors.settlementAuthorization.signature),
       });
-      await expect(hub.settleProvider(claim)).to.emit(hub, 'ProviderSettled');
+      await expect(hub.connect(relayer).settleProvider(claim)).to.emit(hub, 'ProviderSettled');
       expect(await hub.providerSettled(hp.message.provider)).to.equal(BigInt(hp.message.total));
     });
 
@@ -125,10 +127,22 @@ describe('SDK test vectors', () => {
         },
       ],
     ];
+    it('is rejected when another account than the named relayer submits it', async () => {
+      const { hub, operator } = await fundedFixture();
+      const claim = providerClaim({
+        relayerFee: BigInt(vectors.settlementAuthorization.relayerFee),
+        providerSignature: compact(vectors.settlementAuthorization.signature),
+      });
+      await expect(hub.connect(operator).settleProvider(claim)).to.be.revertedWithCustomError(
+        hub,
+        'HubInvalidSignature',
+      );
+    });
+
     for (const [name, overrides] of mutations) {
       it(`is rejected with ${name}`, async () => {
-        const { hub } = await fundedFixture();
-        await expect(hub.settleProvider(providerClaim(overrides))).to.be.revertedWithCustomError(
+        const { hub, relayer } = await fundedFixture();
+        await expect(hub.connect(relayer).settleProvider(providerClaim(overrides))).to.be.revertedWithCustomError(
           hub,
           'HubInvalidSignature',
         );

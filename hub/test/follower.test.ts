@@ -381,7 +381,7 @@ describe('chain follower', () => {
       await mined(funder.writeContract({ address: hub, abi: hubAbi, functionName: 'addFreeFunds', args: [ether(5)] }));
       const relayer = await funded(0n);
       const fee = ether('0.01');
-      const authorization = await signSettlementAuthorization(provider, hubPromise, fee);
+      const authorization = await signSettlementAuthorization(provider, hubPromise, fee, relayer.account.address);
       const receipt = await mined(
         settleProvider(relayer, { promise: hubPromise, preimage, relayer: { fee, authorization } }),
       );

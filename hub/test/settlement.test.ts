@@ -554,19 +554,18 @@ describe('settlement pipeline', function () {
       const gasPrice = BigInt(quote.gasPrice);
       assert.equal(BigInt(quote.relayerFee), (gasPrice * 84_000n * 12_000n + 9_999n) / 10_000n);
       assert.ok(BigInt(quote.validUntil) > BigInt(Math.floor(Date.now() / 1000)));
+      // The hub's relayer, which the authorization must name: RELAYER_KEY's account, here OPERATOR_KEY's.
+      assert.equal(quote.relayer, privateKeyToAccount(chain.operatorKey).address);
 
       const relayerFee = BigInt(quote.relayerFee);
-      const authorization = await signSettlementAuthorization(
-        identity,
-        {
-          hub: hubAddress,
-          chainId: 31337,
-          provider: identity.address,
-          total: BigInt(latest.total),
-          hashlock: latest.hashlock,
-        },
-        relayerFee,
-      );
+      const latestPromise = {
+        hub: hubAddress,
+        chainId: 31337,
+        provider: identity.address,
+        total: BigInt(latest.total),
+        hashlock: latest.hashlock,
+      };
+      const authorization = await signSettlementAuthorization(identity, latestPromise, relayerFee, quote.relayer);
       const before = await tokenBalance(beneficiary);
       const body = { provider: identity.address, relayerFee: relayerFee.toString(), authorization };
       const first = await post(running, '/v1/settlements', body);
@@ -599,6 +598,11 @@ describe('settlement pipeline', function () {
       const forged = await post(running, '/v1/settlements', { ...body, relayerFee: (relayerFee + 1n).toString() });
       assert.equal(forged.status, 400);
       assert.equal(((await forged.json()) as Json).code, 'INVALID_SIGNATURE');
+      // So is one that names another relayer than the hub's: the Hub would refuse it from the hub's relayer.
+      const elsewhere = await signSettlementAuthorization(identity, latestPromise, relayerFee, identity.address);
+      const misnamed = await post(running, '/v1/settlements', { ...body, authorization: elsewhere });
+      assert.equal(misnamed.status, 400);
+      assert.equal(((await misnamed.json()) as Json).code, 'INVALID_SIGNATURE');
     });
 
     it('settles a provider over the threshold on the hub’s own account (policy)', async () => {

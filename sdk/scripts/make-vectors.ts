@@ -41,6 +41,7 @@ const keys = {
   consumer: key('c0'),
   provider: key('b0'),
   beneficiary: key('be'),
+  relayer: key('ae'),
 };
 const accounts = Object.fromEntries(Object.entries(keys).map(([name, k]) => [name, privateKeyToAccount(k)])) as Record<
   keyof typeof keys,
@@ -170,8 +171,9 @@ async function main(): Promise<void> {
     },
     settlementAuthorization: {
       relayerFee: relayerFee.toString(),
-      digest: settlementAuthorizationDigest(hubPromise, relayerFee),
-      signature: await signSettlementAuthorization(accounts.provider, hubPromise, relayerFee),
+      relayer: accounts.relayer.address,
+      digest: settlementAuthorizationDigest(hubPromise, relayerFee, accounts.relayer.address),
+      signature: await signSettlementAuthorization(accounts.provider, hubPromise, relayerFee, accounts.relayer.address),
     },
     instantExit: {
       message: encodeMessage(instantExit),

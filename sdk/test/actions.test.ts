@@ -44,6 +44,7 @@ import {
   setBeneficiaryTypes,
   settleConsumer,
   settleConsumers,
+  settlementAuthorizationDigest,
   settleProvider,
   settleProviders,
   settleProviderWithBeneficiary,
@@ -773,7 +774,7 @@ describe('contract actions on anvil', () => {
     it('settleProvider pays a relayer the fee the provider authorized', async () => {
       const { promise, preimage } = await hubPromise(provider.account.address, ether('50'));
       const fee = ether('1');
-      const authorization = await signSettlementAuthorization(chain.account(2), promise, fee);
+      const authorization = await signSettlementAuthorization(chain.account(2), promise, fee, relayer.account.address);
       const result = await settleProvider(relayer, { promise, preimage, relayer: { fee, authorization } });
       const payout = ether('50') - hubFee(ether('50')) - fee;
       assert.equal(result.payout, payout);
@@ -786,7 +787,12 @@ describe('contract actions on anvil', () => {
     describe('when the relayer fee is not authorized by the provider', () => {
       it('reverts with HubInvalidSignature', async () => {
         const { promise, preimage } = await hubPromise(provider.account.address, ether('50'));
-        const authorization = await signSettlementAuthorization(chain.account(3), promise, ether('1'));
+        const authorization = await signSettlementAuthorization(
+          chain.account(3),
+          promise,
+          ether('1'),
+          relayer.account.address,
+        );
         await rejectsWith(
           settleProvider(relayer, { promise, preimage, relayer: { fee: ether('1'), authorization } }),
           'HubInvalidSignature',
@@ -795,11 +801,45 @@ describe('contract actions on anvil', () => {
       });
     });
 
+    describe('when another account than the relayer the authorization names sends it', () => {
+      it('reverts with HubInvalidSignature, and the named relayer then settles', async () => {
+        const { promise, preimage } = await hubPromise(provider.account.address, ether('50'));
+        const fee = ether('1');
+        const authorization = await signSettlementAuthorization(
+          chain.account(2),
+          promise,
+          fee,
+          relayer.account.address,
+        );
+        const otherBefore = await balanceOf(other.account.address);
+        const recovered = await recoverAddress({
+          hash: settlementAuthorizationDigest(promise, fee, other.account.address),
+          signature: authorization,
+        });
+        await rejectsWith(
+          settleProvider(other, { promise, preimage, relayer: { fee, authorization } }),
+          'HubInvalidSignature',
+          {
+            expected: provider.account.address,
+            recovered,
+          },
+        );
+        await mined(settleProvider(relayer, { promise, preimage, relayer: { fee, authorization } }));
+        assert.equal(await balanceOf(relayer.account.address), fee);
+        assert.equal(await balanceOf(other.account.address), otherBefore);
+      });
+    });
+
     describe('when the relayer fee exceeds the payout', () => {
       it('reverts with HubRelayerFeeTooHigh', async () => {
         const { promise, preimage } = await hubPromise(provider.account.address, ether('1'));
         const fee = ether('1');
-        const authorization = await signSettlementAuthorization(chain.account(2), promise, fee);
+        const authorization = await signSettlementAuthorization(
+          chain.account(2),
+          promise,
+          fee,
+          relayer.account.address,
+        );
         await rejectsWith(
           settleProvider(relayer, { promise, preimage, relayer: { fee, authorization } }),
           'HubRelayerFeeTooHigh',
@@ -850,7 +890,12 @@ describe('contract actions on anvil', () => {
       await mined(settleProvider(provider, stale));
       const fee = ether('0.5');
       const second = await hubPromise(other.account.address, ether('20'));
-      const authorization = await signSettlementAuthorization(chain.account(5), second.promise, fee);
+      const authorization = await signSettlementAuthorization(
+        chain.account(5),
+        second.promise,
+        fee,
+        relayer.account.address,
+      );
       const result = await settleProviders(relayer, {
         hub,
         claims: [

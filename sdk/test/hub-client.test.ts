@@ -177,6 +177,7 @@ describe('HubClient', { timeout: 30_000 }, () => {
               amount: '7',
               hubFee: '1',
               relayerFee: '2',
+              relayer: consumerPromiseWire.consumer,
               gasPrice: '3',
               validUntil: '1764000060',
             },
@@ -204,6 +205,7 @@ describe('HubClient', { timeout: 30_000 }, () => {
       assert.equal((await hub.provider(hubPromiseWire.provider)).unsettled, 7n);
       const quote = await hub.settlementQuote(hubPromiseWire.provider);
       assert.equal(quote.relayerFee, 2n);
+      assert.equal(quote.relayer, consumerPromiseWire.consumer);
       assert.equal(seen[2]!.path, `/v1/quotes/settlement?provider=${hubPromiseWire.provider}`);
       const job = await hub.requestSettlement({
         provider: hubPromiseWire.provider,

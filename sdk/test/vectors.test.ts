@@ -6,7 +6,7 @@ import { gcm } from '@noble/ciphers/aes';
 import { secp256k1 } from '@noble/curves/secp256k1';
 import { hkdf } from '@noble/hashes/hkdf';
 import { sha256 } from '@noble/hashes/sha256';
-import type { Hex } from 'viem';
+import type { Address, Hex } from 'viem';
 import { bytesToHex, concat, hashTypedData, hexToBytes } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import {
@@ -85,9 +85,11 @@ describe('test vectors', () => {
     const { signature, ...unsigned } = hubPromise;
     assert.equal((await signHubPromise(account('operator'), unsigned)).signature, signature);
     const fee = BigInt(vectors.settlementAuthorization.relayerFee);
-    assert.equal(settlementAuthorizationDigest(hubPromise, fee), vectors.settlementAuthorization.digest);
+    const relayer = vectors.settlementAuthorization.relayer as Address;
+    assert.equal(relayer, vectors.keys.relayer.address);
+    assert.equal(settlementAuthorizationDigest(hubPromise, fee, relayer), vectors.settlementAuthorization.digest);
     assert.equal(
-      await signSettlementAuthorization(account('provider'), hubPromise, fee),
+      await signSettlementAuthorization(account('provider'), hubPromise, fee, relayer),
       vectors.settlementAuthorization.signature,
     );
     const exit = vectors.instantExit.message;
@@ -140,9 +142,20 @@ describe('test vectors', () => {
         assert.equal(verifyConsumerPromise(consumerPromise, verifier), true);
         assert.equal(verifyHubPromise(hubPromise, vectors.keys.operator.address, verifier), true);
         const fee = BigInt(vectors.settlementAuthorization.relayerFee);
+        const relayer = vectors.settlementAuthorization.relayer as Address;
         assert.equal(
-          verifySettlementAuthorization(hubPromise, fee, vectors.settlementAuthorization.signature, verifier),
+          verifySettlementAuthorization(hubPromise, fee, relayer, vectors.settlementAuthorization.signature, verifier),
           true,
+        );
+        assert.equal(
+          verifySettlementAuthorization(
+            hubPromise,
+            fee,
+            vectors.keys.consumer.address as Address,
+            vectors.settlementAuthorization.signature,
+            verifier,
+          ),
+          false,
         );
         const recovery = decodeMessage('recoveryRequest', vectors.recoveryRequest.message);
         assert.equal(verifyRecoveryRequest(recovery, verifier), true);

@@ -37,7 +37,9 @@ interface IHub {
     /// provider settles for itself.
     /// @param hubSignature The operator's signature of the promise.
     /// @param providerSignature The provider's EIP-712 `SettlementAuthorization` of a non-zero relayer
-    /// fee; ignored (best left zero) when the relayer fee is zero.
+    /// fee naming the caller as `relayer` (the relayer is not in the claim: it is `msg.sender`, so a
+    /// claim submitted by anyone else fails its signature check); ignored (best left zero) when the
+    /// relayer fee is zero.
     struct ProviderClaim {
         address provider;
         uint256 total;

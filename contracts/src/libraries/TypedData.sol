@@ -20,9 +20,9 @@ library TypedData {
     bytes32 internal constant HUB_PROMISE_TYPEHASH =
         keccak256("HubPromise(address provider,uint256 total,bytes32 hashlock)");
 
-    /// @notice The provider's consent to pay `relayerFee` to whoever settles its hub promise.
+    /// @notice The provider's consent to pay `relayerFee` to `relayer` for settling its hub promise.
     bytes32 internal constant SETTLEMENT_AUTHORIZATION_TYPEHASH = keccak256(
-        "SettlementAuthorization(HubPromise hubPromise,uint256 relayerFee)"
+        "SettlementAuthorization(HubPromise hubPromise,uint256 relayerFee,address relayer)"
         "HubPromise(address provider,uint256 total,bytes32 hashlock)"
     );
 
@@ -63,9 +63,14 @@ library TypedData {
     /// @notice The struct hash of a provider's consent to a relayer fee.
     /// @param hubPromiseHash The struct hash of the hub promise being settled.
     /// @param relayerFee The fee.
+    /// @param relayer The only account that may submit the claim and take the fee.
     /// @return The struct hash.
-    function hashAuthorization(bytes32 hubPromiseHash, uint256 relayerFee) internal pure returns (bytes32) {
-        return keccak256(abi.encode(SETTLEMENT_AUTHORIZATION_TYPEHASH, hubPromiseHash, relayerFee));
+    function hashAuthorization(bytes32 hubPromiseHash, uint256 relayerFee, address relayer)
+        internal
+        pure
+        returns (bytes32)
+    {
+        return keccak256(abi.encode(SETTLEMENT_AUTHORIZATION_TYPEHASH, hubPromiseHash, relayerFee, relayer));
     }
 
     /// @notice The struct hash of an instant exit.

@@ -32,6 +32,7 @@ export const hubTypes = {
   SettlementAuthorization: [
     { name: 'hubPromise', type: 'HubPromise' },
     { name: 'relayerFee', type: 'uint256' },
+    { name: 'relayer', type: 'address' },
   ],
   InstantExit: [
     { name: 'consumer', type: 'address' },
@@ -167,6 +168,8 @@ export interface ProviderClaimInput {
   relayerFee?: bigint;
   /** Signs the relayer-fee authorization; required when `relayerFee` > 0. */
   providerSigner?: Signer | BaseWallet;
+  /** The account the authorization names, the only one that may submit the claim; required when `relayerFee` > 0. */
+  relayer?: string;
 }
 
 /** A provider claim ready for `settleProvider`, signed by the operator (and the provider for a fee). */
@@ -181,8 +184,13 @@ export async function providerClaim(input: ProviderClaimInput): Promise<IHub.Pro
   let providerSignature: { r: string; vs: string } = EMPTY_SIGNATURE;
   if (relayerFee > 0n) {
     if (!input.providerSigner) throw new Error('providerSigner is required for a relayer fee');
+    if (!input.relayer) throw new Error('relayer is required for a relayer fee');
     providerSignature = compact(
-      await signTyped(input.providerSigner, domain, hubTypes, 'SettlementAuthorization', { hubPromise, relayerFee }),
+      await signTyped(input.providerSigner, domain, hubTypes, 'SettlementAuthorization', {
+        hubPromise,
+        relayerFee,
+        relayer: input.relayer,
+      }),
     );
   }
   return {

@@ -253,6 +253,10 @@ export const OPENAPI = {
             amount: decimal,
             hubFee: decimal,
             relayerFee: decimal,
+            relayer: string(
+              "address: the hub's relayer, which the provider's SettlementAuthorization must name",
+              '^0x[0-9a-fA-F]{40}$',
+            ),
             gasPrice: decimal,
             validUntil: decimal,
           }),

@@ -169,6 +169,9 @@ export class SettlementService {
   private readonly concluding = new Map<Hex, Promise<void>>();
   private readonly logger = new Logger('SettlementService');
   private queue: SettlementQueue | undefined;
+  /** The account that sends the settlements (RELAYER_KEY's, else OPERATOR_KEY's): the one a provider's
+   * SettlementAuthorization names, since the Hub checks it against the transaction's sender. */
+  private readonly relayer: Address;
 
   constructor(
     private readonly scope: HubScope,
@@ -179,6 +182,7 @@ export class SettlementService {
     private readonly options: SettlementServiceOptions,
   ) {
     this.openBox = nativePreimageOpener(signer.privateKey);
+    this.relayer = getAddress(sender.address);
     const batching = { maxBatch: options.batchSize, windowMs: options.batchWindowMs };
     this.consumerBatcher = new Batcher((items) => this.runConsumerBatch(items), batching);
     this.providerBatcher = new Batcher((items) => this.runProviderBatch(items), batching);
@@ -219,6 +223,7 @@ export class SettlementService {
         marginBps: this.options.relayerFeeMarginBps,
         rate: this.options.tokenRate,
       }),
+      relayer: this.relayer,
       gasPrice,
       validUntil: BigInt(Math.floor(Date.now() / 1000) + this.options.quoteValiditySeconds),
     };
@@ -250,8 +255,9 @@ export class SettlementService {
 
   /**
    * `POST /v1/settlements`: queues the settlement of the provider's hub promise that `authorization`
-   * signs (its latest, or one of the few before it), paying the relayer `relayerFee` out of it. A
-   * repeated request gets the same settlement; one that failed is queued again.
+   * signs (its latest, or one of the few before it), paying the relayer `relayerFee` out of it. The
+   * authorization must name this hub's relayer (the quote's `relayer`): the Hub accepts it only from
+   * that sender. A repeated request gets the same settlement; one that failed is queued again.
    */
   async requestProviderSettlement(body: unknown): Promise<SettlementView> {
     const { provider, relayerFee, authorization } = decodeBody(settlementRequestSchema, body);
@@ -260,15 +266,15 @@ export class SettlementService {
     const exchange = exchanges.find(
       (candidate) =>
         this.verifier.recover(
-          hexToBytes(settlementAuthorizationDigest(this.hubPromise(candidate), relayerFee)),
+          hexToBytes(settlementAuthorizationDigest(this.hubPromise(candidate), relayerFee, this.relayer)),
           authorization,
         ) === provider,
     );
     if (!exchange) {
       throw new HubError(
         'INVALID_SIGNATURE',
-        'The authorization is not the provider’s SettlementAuthorization of one of its latest hub promises with this relayer fee',
-        { provider: getAddress(provider) },
+        'The authorization is not the provider’s SettlementAuthorization of one of its latest hub promises with this relayer fee and this hub’s relayer',
+        { provider: getAddress(provider), relayer: this.relayer },
       );
     }
     const id = settlementId.provider(provider, exchange.hubTotal);

@@ -23,7 +23,8 @@ export interface SettleProviderParameters extends AccountParameter {
   /** The R of the promise's hashlock. */
   preimage: Hex;
   /** When a relayer sends it: the fee the sender takes from the payout and the provider's
-   * `signSettlementAuthorization` of it. Omit when the provider settles for itself. */
+   * `signSettlementAuthorization` of it, naming the sending account as the relayer (the hub refuses it
+   * from any other sender). Omit when the provider settles for itself. */
   relayer?: { fee: bigint; authorization: Hex } | undefined;
 }
 
@@ -58,16 +59,17 @@ export type SettleProviderErrorType = ContractRevertError | ContractCallError | 
 /**
  * Settles one hub promise: the hub pays `total - settled`, less its fee and any relayer fee, to the
  * provider's beneficiary (from its free funds, then from its stake, which punishes it). Anyone may
- * send it; with `relayer`, the sender is paid the fee the provider authorized.
+ * send it; with `relayer`, the sender is paid the fee the provider authorized to it, and only to it.
  *
  * @throws {InvalidSignatureError} when `preimage` does not open the promise's hashlock (nothing is sent).
  * @throws {ContractRevertError} `HubProviderPromiseStale` when it or a later promise was settled;
- * `HubInvalidSignature`; `HubRelayerFeeTooHigh`; `HubInsufficientFunds` when even the stake cannot pay.
+ * `HubInvalidSignature` (also when the authorization names another relayer than the sender);
+ * `HubRelayerFeeTooHigh`; `HubInsufficientFunds` when even the stake cannot pay.
  * @example
  * // the provider itself
  * const { hash, payout } = await settleProvider(providerClient, { promise, preimage });
  * // a relayer, paid 0.01 tokens with the provider's consent
- * const authorization = await signSettlementAuthorization(providerAccount, promise, 10n ** 16n);
+ * const authorization = await signSettlementAuthorization(providerAccount, promise, 10n ** 16n, relayerAccount.address);
  * await settleProvider(relayerClient, { promise, preimage, relayer: { fee: 10n ** 16n, authorization } });
  */
 export async function settleProvider(

@@ -86,7 +86,8 @@ export interface HubSettlementRequest {
   provider: Address;
   /** What the relayer may keep, as the authorization signs it. */
   relayerFee: bigint;
-  /** The provider's `SettlementAuthorization` signature over its latest hub promise and `relayerFee`. */
+  /** The provider's `SettlementAuthorization` signature over its latest hub promise, `relayerFee` and the
+   * hub's relayer (the settlement quote's `relayer`). */
   authorization: Hex;
 }
 
@@ -344,7 +345,7 @@ export class HubClient {
    * `GET /v1/quotes/settlement?provider=`: what settling the provider's unsettled amount would cost now.
    *
    * @example
-   * const { amount, hubFee, relayerFee } = await hub.settlementQuote(provider);
+   * const { amount, hubFee, relayerFee, relayer } = await hub.settlementQuote(provider);
    */
   async settlementQuote(provider: Address, options?: HubRequestOptions): Promise<HubSettlementQuote> {
     const path = `/v1/quotes/settlement?provider=${pathAddress(provider, 'provider')}`;
@@ -369,7 +370,7 @@ export class HubClient {
    * `POST /v1/settlements`: asks the hub's relayer to settle the provider's latest hub promise.
    *
    * @example
-   * const authorization = await signSettlementAuthorization(account, latest, quote.relayerFee);
+   * const authorization = await signSettlementAuthorization(account, latest, quote.relayerFee, quote.relayer);
    * const { id } = await hub.requestSettlement({ provider, relayerFee: quote.relayerFee, authorization });
    */
   async requestSettlement(request: HubSettlementRequest, options?: HubRequestOptions): Promise<HubJob> {

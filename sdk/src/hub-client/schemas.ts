@@ -94,6 +94,7 @@ const settlementQuote = z.strictObject({
   amount: uint256,
   hubFee: uint256,
   relayerFee: uint256,
+  relayer: address,
   gasPrice: uint256,
   validUntil: uint256,
 });
@@ -211,6 +212,9 @@ export interface HubSettlementQuote {
   amount: bigint;
   hubFee: bigint;
   relayerFee: bigint;
+  /** The hub's relayer: the account that submits the settlement, which the provider's
+   * `SettlementAuthorization` must name. */
+  relayer: Address;
   gasPrice: bigint;
   /** Unix seconds. */
   validUntil: bigint;

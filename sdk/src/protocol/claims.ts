@@ -65,7 +65,7 @@ export function toConsumerClaim(promise: SignedConsumerPromise, preimage: Hex): 
 
 /**
  * The on-chain claim for a signed hub promise and its R, with an optional relayer fee and the
- * provider's {@link signSettlementAuthorization} for it.
+ * provider's {@link signSettlementAuthorization} for it, which must name the account that submits the claim.
  *
  * @example
  * await hub.write.settleProvider([toProviderClaim(hubPromise, preimage)]);

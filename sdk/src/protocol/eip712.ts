@@ -66,15 +66,17 @@ export const agreementTypes = { Agreement: agreement } as const;
 export const hubPromiseTypes = { HubPromise: hubPromise } as const;
 
 /**
- * EIP-712 types of a provider's consent to a relayer fee (primary type `SettlementAuthorization`).
+ * EIP-712 types of a provider's consent to a relayer fee paid to one named relayer (primary type
+ * `SettlementAuthorization`). The Hub checks it with `relayer` = the transaction's sender.
  *
  * @example
- * await provider.signTypedData({ domain, types: settlementAuthorizationTypes, primaryType: 'SettlementAuthorization', message: { hubPromise, relayerFee } });
+ * await provider.signTypedData({ domain, types: settlementAuthorizationTypes, primaryType: 'SettlementAuthorization', message: { hubPromise, relayerFee, relayer } });
  */
 export const settlementAuthorizationTypes = {
   SettlementAuthorization: [
     { name: 'hubPromise', type: 'HubPromise' },
     { name: 'relayerFee', type: 'uint256' },
+    { name: 'relayer', type: 'address' },
   ],
   HubPromise: hubPromise,
 } as const;

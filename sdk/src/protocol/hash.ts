@@ -24,7 +24,9 @@ export const TYPEHASH = {
     `ConsumerPromise(address consumer,uint256 total,bytes32 hashlock,Agreement agreement)${AGREEMENT}`,
   ),
   hubPromise: typeHash(HUB_PROMISE),
-  settlementAuthorization: typeHash(`SettlementAuthorization(HubPromise hubPromise,uint256 relayerFee)${HUB_PROMISE}`),
+  settlementAuthorization: typeHash(
+    `SettlementAuthorization(HubPromise hubPromise,uint256 relayerFee,address relayer)${HUB_PROMISE}`,
+  ),
   instantExit: typeHash('InstantExit(address consumer,uint256 amount,uint256 nonce,uint256 deadline)'),
   recoveryRequest: typeHash('RecoveryRequest(address provider,uint256 issuedAt)'),
   instantExitRequest: typeHash('InstantExitRequest(address consumer,uint256 amount,uint256 issuedAt)'),
@@ -172,13 +174,19 @@ export function hubPromiseDigestBytes(promise: HubPromise): Uint8Array {
 }
 
 /**
- * The EIP-712 digest a provider signs to let a relayer take `relayerFee` when settling `promise`.
+ * The EIP-712 digest a provider signs to let `relayer`, and only it, take `relayerFee` when settling
+ * `promise`.
  *
  * @example
- * const digest = settlementAuthorizationDigest(hubPromise, 10n ** 16n);
+ * const digest = settlementAuthorizationDigest(hubPromise, 10n ** 16n, relayer);
  */
-export function settlementAuthorizationDigest(promise: HubPromise, relayerFee: bigint): Hex {
-  const structHash = hashWords(TYPEHASH.settlementAuthorization, hubPromiseStructHash(promise), word(relayerFee));
+export function settlementAuthorizationDigest(promise: HubPromise, relayerFee: bigint, relayer: Address): Hex {
+  const structHash = hashWords(
+    TYPEHASH.settlementAuthorization,
+    hubPromiseStructHash(promise),
+    word(relayerFee),
+    addressWord(relayer),
+  );
   return bytesToHex(digest(hubSeparator(promise), structHash));
 }
 

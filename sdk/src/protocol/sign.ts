@@ -84,15 +84,18 @@ export async function signHubPromise(signer: TypedDataSigner, promise: HubPromis
 }
 
 /**
- * Signs the provider's consent to pay `relayerFee` to whoever settles `promise`.
+ * Signs the provider's consent to pay `relayerFee` to `relayer` for settling `promise`. The Hub accepts
+ * it only in a transaction sent by `relayer`, so no one else can submit the claim and take the fee.
  *
  * @example
- * const authorization = await signSettlementAuthorization(providerAccount, hubPromise, 10n ** 16n);
+ * const quote = await hubClient.settlementQuote(providerAccount.address);
+ * const authorization = await signSettlementAuthorization(providerAccount, hubPromise, quote.relayerFee, quote.relayer);
  */
 export function signSettlementAuthorization(
   signer: TypedDataSigner,
   promise: HubPromise,
   relayerFee: bigint,
+  relayer: Address,
 ): Promise<Hex> {
   return sign(signer, {
     domain: hubDomain(promise),
@@ -101,6 +104,7 @@ export function signSettlementAuthorization(
     message: {
       hubPromise: { provider: promise.provider, total: promise.total, hashlock: promise.hashlock },
       relayerFee,
+      relayer,
     },
   });
 }

@@ -54,19 +54,20 @@ export function verifyHubPromise(
 }
 
 /**
- * Whether `signature` is the provider's consent to pay `relayerFee` when `promise` is settled.
+ * Whether `signature` is the provider's consent to pay `relayerFee` to `relayer` when it settles `promise`.
  *
  * @example
- * verifySettlementAuthorization(hubPromise, 10n ** 16n, signature);
+ * verifySettlementAuthorization(hubPromise, 10n ** 16n, relayer, signature);
  */
 export function verifySettlementAuthorization(
   promise: SignedHubPromise,
   relayerFee: bigint,
+  relayer: Address,
   signature: `0x${string}`,
   verifier: Verifier = jsVerifier,
 ): boolean {
   return same(
-    verifier.recover(hexToBytes(settlementAuthorizationDigest(promise, relayerFee)), signature),
+    verifier.recover(hexToBytes(settlementAuthorizationDigest(promise, relayerFee, relayer)), signature),
     promise.provider,
   );
 }

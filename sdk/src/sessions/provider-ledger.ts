@@ -310,7 +310,8 @@ export class ProviderLedger {
 
   /**
    * Requests a settlement of the latest hub promise through the hub's relayer, paying it `relayerFee`
-   * (the quote's), whatever the policy says.
+   * (the quote's), whatever the policy says. The authorization names the relayer of the hub's settlement
+   * quote, the only account that can then submit it.
    *
    * @example
    * const { quote } = await ledger.settlementPreview();
@@ -319,7 +320,8 @@ export class ProviderLedger {
   settle(relayerFee: bigint): Promise<HubJob> {
     return this.#mutex.run(async () => {
       const state = await this.#open();
-      return this.#settle(state, relayerFee);
+      const { relayer } = await this.hub.settlementQuote(this.provider);
+      return this.#settle(state, relayerFee, relayer);
     });
   }
 
@@ -353,7 +355,7 @@ export class ProviderLedger {
       if (!policy.worthQuoting(estimate, Math.floor(this.#clock() / 1000))) return {};
       const { quote, decision } = await this.#preview();
       if (!decision.settle) return { quote, decision };
-      const job = await this.#settle(this.#state!, quote.relayerFee);
+      const job = await this.#settle(this.#state!, quote.relayerFee, quote.relayer);
       return { quote, decision, job };
     });
   }
@@ -801,11 +803,12 @@ export class ProviderLedger {
     return { quote, decision };
   }
 
-  async #settle(state: ProviderState, relayerFee: bigint): Promise<HubJob> {
+  /** `relayer` is the hub's relayer, from its settlement quote: the authorization is valid only when it submits. */
+  async #settle(state: ProviderState, relayerFee: bigint, relayer: Address): Promise<HubJob> {
     if (!state.latest) {
       throw new InvalidOptionError('settlement', 'the provider holds no hub promise', 'Nothing to settle yet.');
     }
-    const authorization = await signSettlementAuthorization(this.#account, state.latest, relayerFee);
+    const authorization = await signSettlementAuthorization(this.#account, state.latest, relayerFee, relayer);
     const job = await this.hub.requestSettlement({ provider: this.provider, relayerFee, authorization });
     await this.#save({ ...this.#state!, settlementId: job.id });
     return job;

@@ -264,6 +264,8 @@ export async function startReferenceHub(options: ReferenceHubOptions = {}): Prom
           amount: amount.toString(),
           hubFee: ((amount * BigInt(fee)) / 10_000n).toString(),
           relayerFee: (options.relayerFee ?? 0n).toString(),
+          // Like the hub with no RELAYER_KEY: its relayer is the operator's account.
+          relayer: operator.address,
           gasPrice: '1000000000',
           validUntil: String(Math.floor(clock() / 1000) + 60),
         },
@@ -281,8 +283,12 @@ export async function startReferenceHub(options: ReferenceHubOptions = {}): Prom
       }
       const provider = providers.get(address.toLowerCase());
       if (!provider?.latest) throw new Refusal(404, 'UNKNOWN_PROVIDER', 'No promise for this provider');
-      if (!verifySettlementAuthorization(provider.latest, BigInt(relayerFee), authorization as Hex)) {
-        throw new Refusal(400, 'INVALID_SIGNATURE', 'The authorization is not the provider’s for its latest promise');
+      if (!verifySettlementAuthorization(provider.latest, BigInt(relayerFee), operator.address, authorization as Hex)) {
+        throw new Refusal(
+          400,
+          'INVALID_SIGNATURE',
+          'The authorization is not the provider’s for its latest promise and this hub’s relayer',
+        );
       }
       const id = `settlement-${settlements.size + 1}`;
       settlements.set(id, { provider: address.toLowerCase(), total: provider.latest.total, status: 'queued' });

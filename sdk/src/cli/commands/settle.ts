@@ -106,7 +106,8 @@ async function runSettle(ctx: CliContext, options: SettleOptions): Promise<void>
   }
 
   const account = await ctx.account();
-  const authorization = await signSettlementAuthorization(account, claim.promise, relayerFee);
+  // The authorization names the hub's relayer (from its quote): no one else can submit it and take the fee.
+  const authorization = await signSettlementAuthorization(account, claim.promise, relayerFee, quote!.relayer);
   const job = await hubClient!.requestSettlement({ provider: claim.provider, relayerFee, authorization });
   const settlement = await waitForHubJob(ctx, hubClient!, job.id, timeoutMs, {
     failedHint: 'Settle directly instead: `chit settle` without --relayer.',
