@@ -6,23 +6,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { type RunningHub, startHub } from '../src/app';
+import { CHROMIUM, CHROMIUM_ARGS } from './support/chromium';
 import { prepareExchange } from './support/exchange';
 import { startTestStack, type TestStack } from './support/hub';
 
 // biome-ignore lint/suspicious/noExplicitAny: JSON answers
 type Json = any;
-
-/** Debian's chromium (`.ci/run` installs it); nothing is downloaded. */
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 /** A web server for the pages, on a port (an origin) of its own. */
 async function pageServer(): Promise<{ origin: string; server: Server }> {

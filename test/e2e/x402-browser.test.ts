@@ -8,19 +8,9 @@ import { type Browser, chromium } from 'playwright-core';
 import type { Hex } from 'viem';
 import { parseEther } from 'viem';
 import { generatePrivateKey } from 'viem/accounts';
+import { CHROMIUM, CHROMIUM_ARGS } from '../../hub/test/support/chromium';
 import { type Provider, type Stack, startStack } from './support/stack';
 
-/** Debian's chromium (`.ci/run` installs it); nothing is downloaded. */
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const ROOT = path.join(__dirname, '..', '..');
 const PRICE = 10n ** 15n;
 
