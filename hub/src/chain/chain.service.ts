@@ -14,6 +14,8 @@ export class ChainService {
   constructor(
     readonly rpcUrl: string,
     readonly hub: Address,
+    /** How long a read of the hub's state is served again without asking the RPC. */
+    private readonly infoMaxAgeMs = 1_000,
   ) {
     const transport = rpcUrl.startsWith('ws') ? webSocket(rpcUrl) : http(rpcUrl, { retryCount: 2, timeout: 10_000 });
     this.client = createPublicClient({ transport }) as PublicClient;
@@ -33,9 +35,9 @@ export class ChainService {
     return chainId;
   }
 
-  /** The hub's on-chain state, read at most once a second. */
+  /** The hub's on-chain state, read at most once per `infoMaxAgeMs` (a second by default). */
   async hubInfo(): Promise<HubInfo> {
-    if (this.infoCache && Date.now() - this.infoCache.at < 1_000) return this.infoCache.info;
+    if (this.infoCache && Date.now() - this.infoCache.at < this.infoMaxAgeMs) return this.infoCache.info;
     const info = await getHubInfo(this.client, { hub: this.hub });
     this.infoCache = { at: Date.now(), info };
     return info;
