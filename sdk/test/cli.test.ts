@@ -630,7 +630,9 @@ describe('chit', () => {
       assert.equal(settled.owed, '3');
       assert.equal(settled.relayerFee, '0');
       assert.match(settled.settlement, /^settlement-/);
-      assert.match(run.stderr, /waiting for the hub's relayer: provider settlement-\d+ queued/);
+      // The first answer it prints is queued, or confirmed already when the reference hub confirmed the
+      // settlement while that answer was being made (the front records a request as it arrives).
+      assert.match(run.stderr, /waiting for the hub's relayer: provider settlement-\d+ (queued|confirmed)/);
     });
 
     it('withdraw --to pays everything owed to a new beneficiary in one transaction', async () => {
