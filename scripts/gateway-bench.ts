@@ -25,6 +25,7 @@ import { nativePreimageSealer, nativeVerifier } from '@chit/sdk/node';
 import { chitFetch, startGateway } from '@chit/x402';
 import type { Hex } from 'viem';
 import { parseEther } from 'viem';
+import { BackendCpu, cpuMs } from '../hub/bench/cpu';
 import { ensurePostgres, ensureRedis } from '../hub/src/dev/services';
 import { startStack } from '../test/e2e/support/stack';
 
@@ -46,6 +47,8 @@ export interface GatewayFigures {
   p99Ms: number;
   directP50Ms: number;
   directP99Ms: number;
+  /** CPU time per paid request, in microseconds (Linux /proc; absent elsewhere). */
+  cpuUs?: { buyersGatewayApi: number; hub: number; postgres: number };
 }
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
@@ -117,6 +120,10 @@ async function main(): Promise<void> {
     );
 
     const latencies: number[] = [];
+    const backends = new BackendCpu(stack.db);
+    await backends.sample();
+    const sampler = setInterval(() => void backends.sample(), 250);
+    const cpuBefore = { hub: cpuMs(stack.hub.pid), self: process.cpuUsage() };
     const started = performance.now();
     await Promise.all(
       buyers.map(async (buyer) => {
@@ -142,6 +149,10 @@ async function main(): Promise<void> {
       }),
     );
     const seconds = (performance.now() - started) / 1000;
+    clearInterval(sampler);
+    await backends.sample();
+    const hubCpu = cpuMs(stack.hub.pid);
+    const selfCpu = process.cpuUsage(cpuBefore.self);
     await gateway.close();
 
     const paid = BUYERS * REQUESTS;
@@ -160,6 +171,20 @@ async function main(): Promise<void> {
       `  the same request to the API:      p50 ${ms(percentile(direct, 0.5))}, p99 ${ms(percentile(direct, 0.99))}`,
     );
     console.log(`  the hub credited exactly what the buyers paid: ${earned} base units`);
+    const perRequest = (ms: number) => Math.round((ms * 1000) / paid);
+    const cpuUs =
+      hubCpu !== undefined && cpuBefore.hub !== undefined && backends.available
+        ? {
+            buyersGatewayApi: Math.round((selfCpu.user + selfCpu.system) / paid),
+            hub: perRequest(hubCpu - cpuBefore.hub),
+            postgres: perRequest(backends.usedMs),
+          }
+        : undefined;
+    if (cpuUs) {
+      console.log(
+        `  cpu µs/paid request: buyers, gateway and API ${cpuUs.buyersGatewayApi}, hub ${cpuUs.hub}, postgres ${cpuUs.postgres}`,
+      );
+    }
     const json = process.argv.indexOf('--json');
     if (json > 0) {
       const figures: GatewayFigures = {
@@ -173,6 +198,7 @@ async function main(): Promise<void> {
         p99Ms: percentile(latencies, 0.99),
         directP50Ms: percentile(direct, 0.5),
         directP99Ms: percentile(direct, 0.99),
+        cpuUs,
       };
       writeFileSync(process.argv[json + 1]!, JSON.stringify(figures, null, 2));
     }
@@ -184,6 +210,8 @@ async function main(): Promise<void> {
     }
   } finally {
     api.close();
+    // A graceful stop first: the hub writes its CPU profile when CHIT_E2E_HUB_NODE_FLAGS asks for one.
+    await stack.hub.stop();
     await stack.stop();
     await redis.stop();
     await postgres.stop();

@@ -21,7 +21,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { consumerPromiseDigestBytes, encodeMessage, hashlockOf, maxExchangesPerRequest } from '@chit/sdk';
 import { enableNativeHashing, nativePreimageSealer } from '@chit/sdk/node';
@@ -33,6 +33,7 @@ import { startLocalChain } from '../../scripts/local-chain';
 import { OperatorSigner } from '../src/crypto/operator-signer';
 import { toBytea } from '../src/db/bytes';
 import { ensurePostgres, ensureRedis, freePort, type RunningService } from '../src/dev/services';
+import { BackendCpu, cpuMs } from './cpu';
 
 /** One concurrency level: `workers` provider/consumer pairs, each sending `exchangesPerWorker` in sequence. */
 export interface LevelOptions {
@@ -439,57 +440,6 @@ export async function runExchangeBench(
 function countRefused(text: string): number {
   const { results } = JSON.parse(text) as { results: { error?: unknown }[] };
   return results.filter((result) => result.error !== undefined).length;
-}
-
-/** CPU time (user + system) a process has used, in milliseconds, from /proc; undefined off Linux. */
-function cpuMs(pid: number | undefined): number | undefined {
-  if (pid === undefined) return undefined;
-  try {
-    // Fields after the command name: state is 3rd, utime the 14th and stime the 15th of the whole line.
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Linux's USER_HZ, the unit of /proc/<pid>/stat times: 100 on every mainstream build. */
-const CLOCK_TICKS = 100;
-
-/**
- * CPU used by the Postgres backends of the bench database since the first sample. Sampled every
- * 250 ms: a backend the pool opens meanwhile counts from its start, one it closes up to its last sample.
- */
-class BackendCpu {
-  private readonly first = new Map<number, number>();
-  private readonly last = new Map<number, number>();
-  available = true;
-
-  constructor(private readonly pool: Pool) {}
-
-  async sample(): Promise<void> {
-    const { rows } = await this.pool.query(
-      'SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()',
-    );
-    const initial = this.first.size === 0 && this.last.size === 0;
-    for (const { pid } of rows as { pid: number }[]) {
-      const used = cpuMs(pid);
-      if (used === undefined) {
-        if (!existsSync(`/proc/${pid}`)) continue;
-        this.available = false;
-        return;
-      }
-      if (!this.first.has(pid)) this.first.set(pid, initial ? used : 0);
-      this.last.set(pid, used);
-    }
-    if (rows.length === 0 && initial) this.available = existsSync('/proc/self/stat');
-  }
-
-  get usedMs(): number {
-    let total = 0;
-    for (const [pid, used] of this.last) total += used - (this.first.get(pid) ?? 0);
-    return total;
-  }
 }
 
 /** The lines `npm run bench:hub` has always printed for a level. */

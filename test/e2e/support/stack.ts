@@ -142,6 +142,11 @@ export class HubProcess {
     this.client = new HubClient({ url: this.url });
   }
 
+  /** The hub's process id while it runs. */
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
   get running(): boolean {
     return this.#child !== undefined && this.#child.exitCode === null && this.#child.signalCode === null;
   }
@@ -155,7 +160,9 @@ export class HubProcess {
   async start(overrides: Record<string, string> = {}): Promise<void> {
     if (this.running) throw new Error('the hub is running already');
     this.env = { ...this.env, ...overrides };
-    const child = spawn(process.execPath, [HUB_MAIN, 'start'], {
+    // CHIT_E2E_HUB_NODE_FLAGS: extra node flags for the hub process (`--cpu-prof` to profile it in a bench).
+    const flags = process.env.CHIT_E2E_HUB_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
+    const child = spawn(process.execPath, [...flags, HUB_MAIN, 'start'], {
       env: { ...process.env, ...this.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
