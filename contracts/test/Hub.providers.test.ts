@@ -2,13 +2,10 @@ import { loadFixture, time } from '@nomicfoundation/hardhat-network-helpers';
 import { expect } from 'chai';
 import {
   type Addressable,
-  type AddressLike,
   type ContractTransactionResponse,
   concat,
   dataSlice,
   getAddress,
-  id,
-  keccak256,
   MaxUint256,
   parseEther,
   recoverAddress,
@@ -19,231 +16,86 @@ import {
 } from 'ethers';
 import { ethers } from 'hardhat';
 import type { Hub, IHub, ReentrantToken, Registry } from '../../typechain-types';
-import { DEPOSIT, fundedHubFixture, HUB_FEE, PARAMETERS, STAKE } from './helpers/fixtures';
+import { type ProviderClaimEntry, shouldBehaveLikeProviderClaim } from './behaviors/provider-claim.behavior';
+import { DEPOSIT, HUB_FEE, PARAMETERS, STAKE } from './helpers/fixtures';
 import {
-  compact,
+  BPS,
+  batchFixture,
+  type ClaimOptions,
+  countEvents,
+  expectBooksBalanced,
+  FREE,
+  freeFundsFixture,
+  hubFeeOf,
+  N,
+  type ProviderFixture,
+  providerSettledEvents,
+  punishedFixture,
+  R,
+  Status,
+  settledOnceFixture,
+  twoHubsFixture,
+} from './helpers/providers';
+import {
   consumerClaim,
-  EMPTY_SIGNATURE,
-  hubDomain,
-  hubTypes,
   instantExitSignature,
   providerClaim,
   registryDomain,
   registryTypes,
   setBeneficiarySignature,
-  signTyped,
 } from './helpers/signing';
 
-// ---------------------------------------------------------------- helpers
+// ---------------------------------------------------------------- entry points
 
-const BPS = 10_000n;
-/** The order of the secp256k1 group. */
-const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
-const HALF_N = N / 2n;
-const S_MASK = (1n << 255n) - 1n;
+/** The account the settleProviderWithBeneficiary adapter moves every payout to. */
+const newBeneficiaryOf = (f: ProviderFixture) => f.signers[9];
 
-/** HubStatus as the contract numbers it. */
-const Status = { Uninitialized: 0n, Active: 1n, Punished: 2n, Closing: 3n, Closed: 4n } as const;
-
-/** The consumer total settled into the hub's free funds by the fixtures. */
-const FREE = parseEther('50');
-
-/** A deterministic preimage R, so that every signature (and every recovered address) is reproducible. */
-const R = (n: number): string => id(`chit preimage ${n}`);
-
-const hubFeeOf = (amount: bigint, fee: bigint | number = HUB_FEE): bigint => (amount * BigInt(fee)) / BPS;
-
-/** The smallest promise total whose payout after the hub fee is exactly `net`. */
-const totalForNet = (net: bigint): bigint => {
-  let total = (net * BPS) / (BPS - BigInt(HUB_FEE));
-  while (total - hubFeeOf(total) < net) total++;
-  while (total > 0n && total - 1n - hubFeeOf(total - 1n) >= net) total--;
-  expect(total - hubFeeOf(total)).to.equal(net);
-  return total;
+/** settleProvider: one claim; a stale one reverts. */
+const settleProviderEntry: ProviderClaimEntry = {
+  strict: true,
+  setsBeneficiary: false,
+  settle: (f, claim, { from = f.deployer, hub = f.hub } = {}) => hub.connect(from).settleProvider(claim),
+  payout: (f, claim, { from = f.deployer, hub = f.hub } = {}) => hub.connect(from).settleProvider.staticCall(claim),
+  payee: (f, provider) => f.registry.beneficiaryOf(provider),
 };
 
-type Compact = { r: string; vs: string };
-
-/** The EIP-712 digest of a hub promise, as the Hub at `hub` computes it. */
-const hubPromiseDigest = (hub: string, chainId: bigint, provider: string, total: bigint, preimage: string): string =>
-  TypedDataEncoder.hash(
-    hubDomain(hub, chainId),
-    { HubPromise: [...hubTypes.HubPromise] },
-    { provider, total, hashlock: keccak256(preimage) },
-  );
-
-/** The EIP-712 digest of a provider's relayer-fee authorization. */
-const authorizationDigest = (
-  hub: string,
-  chainId: bigint,
-  hubPromise: { provider: string; total: bigint; preimage: string },
-  relayerFee: bigint,
-  relayer: string,
-): string =>
-  TypedDataEncoder.hash(
-    hubDomain(hub, chainId),
-    { SettlementAuthorization: [...hubTypes.SettlementAuthorization], HubPromise: [...hubTypes.HubPromise] },
-    {
-      hubPromise: { provider: hubPromise.provider, total: hubPromise.total, hashlock: keccak256(hubPromise.preimage) },
-      relayerFee,
-      relayer,
-    },
-  );
-
-/** What ecrecover yields for an EIP-2098 signature, independently of the contract (zero when it fails). */
-const recoverCompact = (digest: string, signature: Compact): string => {
-  const vs = BigInt(signature.vs);
-  const s = vs & S_MASK;
-  if (s > HALF_N) return ZeroAddress;
-  try {
-    return recoverAddress(digest, { r: signature.r, s: toBeHex(s, 32), v: 27 + Number(vs >> 255n) });
-  } catch {
-    return ZeroAddress;
-  }
+/** settleProviders with a batch of one claim; a stale one is skipped. */
+const settleProvidersEntry: ProviderClaimEntry = {
+  strict: false,
+  setsBeneficiary: false,
+  settle: (f, claim, { from = f.deployer, hub = f.hub } = {}) => hub.connect(from).settleProviders([claim]),
+  payout: (f, claim, { from = f.deployer, hub = f.hub } = {}) => hub.connect(from).settleProviders.staticCall([claim]),
+  payee: (f, provider) => f.registry.beneficiaryOf(provider),
 };
 
-/** The hub signature of `claim` checked against the promise it states at `hub`. */
-const recoveredHubSigner = (hub: string, chainId: bigint, claim: IHub.ProviderClaimStruct): string =>
-  recoverCompact(
-    hubPromiseDigest(hub, chainId, claim.provider as string, BigInt(claim.total), claim.preimage as string),
-    claim.hubSignature as Compact,
-  );
-
-/** The provider signature of `claim` checked against the authorization it states at `hub` when `relayer`
- * submits it (the hub takes the relayer from `msg.sender`). */
-const recoveredAuthorizer = (hub: string, chainId: bigint, claim: IHub.ProviderClaimStruct, relayer: string): string =>
-  recoverCompact(
-    authorizationDigest(
-      hub,
-      chainId,
-      { provider: claim.provider as string, total: BigInt(claim.total), preimage: claim.preimage as string },
-      BigInt(claim.relayerFee),
-      relayer,
-    ),
-    claim.providerSignature as Compact,
-  );
-
-interface Balances {
-  balanceOf(account: AddressLike): Promise<bigint>;
+/** The beneficiary change that settleProviderWithBeneficiary makes alongside `claim`, signed by its provider (who
+ * is registered first if it is not, as the Registry only changes a registered identity's beneficiary). */
+async function beneficiaryChangeFor(f: ProviderFixture, claim: IHub.ProviderClaimStruct): Promise<[string, string]> {
+  const provider = claim.provider as string;
+  const signer = f.signers.find((account) => account.address === provider);
+  if (!signer) throw new Error(`no signer for provider ${provider}`);
+  if (!(await f.registry.isRegistered(provider))) await f.registry.connect(signer).registerIdentity(provider);
+  const beneficiary = newBeneficiaryOf(f).address;
+  const signature = await setBeneficiarySignature(signer, f.registryAddress, f.chainId, {
+    identity: provider,
+    beneficiary,
+    nonce: await f.registry.nonces(provider),
+  });
+  return [beneficiary, signature];
 }
 
-/** The accounting invariant: the hub holds exactly the consumer balances, the stake and the free funds. */
-async function expectBooksBalanced(hub: Hub, token: Balances, consumers: string[]): Promise<void> {
-  let balances = 0n;
-  for (const consumer of consumers) balances += (await hub.consumerChannel(consumer)).balance;
-  expect(await token.balanceOf(await hub.getAddress())).to.equal(
-    balances + (await hub.stake()) + (await hub.freeFunds()),
-  );
-}
-
-/** The `ProviderSettled` events of `tx`, in order, as plain arrays. */
-async function providerSettledEvents(hub: Hub, tx: ContractTransactionResponse): Promise<unknown[][]> {
-  const receipt = await tx.wait();
-  const hubAddress = await hub.getAddress();
-  const events: unknown[][] = [];
-  for (const log of receipt!.logs) {
-    if (log.address !== hubAddress) continue;
-    const parsed = hub.interface.parseLog(log);
-    if (parsed?.name === 'ProviderSettled') events.push(parsed.args.toArray());
-  }
-  return events;
-}
-
-/** Counts the logs of `tx` named `name` that `hub` emitted. */
-async function countEvents(hub: Hub, tx: ContractTransactionResponse, name: string): Promise<number> {
-  const receipt = await tx.wait();
-  const hubAddress = await hub.getAddress();
-  return receipt!.logs.filter((log) => log.address === hubAddress && hub.interface.parseLog(log)?.name === name).length;
-}
-
-interface ClaimOptions {
-  total: bigint;
-  preimage?: string;
-  relayerFee?: bigint;
-  provider?: string;
-  providerSigner?: Parameters<typeof providerClaim>[0]['providerSigner'];
-  relayer?: string;
-  operator?: Parameters<typeof providerClaim>[0]['operator'];
-  hub?: string;
-  chainId?: bigint;
-}
+/** settleProviderWithBeneficiary, moving the provider's payout to a new beneficiary; a stale claim reverts. */
+const settleProviderWithBeneficiaryEntry: ProviderClaimEntry = {
+  strict: true,
+  setsBeneficiary: true,
+  settle: async (f, claim, { from = f.deployer, hub = f.hub } = {}) =>
+    hub.connect(from).settleProviderWithBeneficiary(claim, ...(await beneficiaryChangeFor(f, claim))),
+  payout: async (f, claim, { from = f.deployer, hub = f.hub } = {}) =>
+    hub.connect(from).settleProviderWithBeneficiary.staticCall(claim, ...(await beneficiaryChangeFor(f, claim))),
+  payee: async (f) => newBeneficiaryOf(f).address,
+};
 
 // ---------------------------------------------------------------- fixtures
-
-/** A funded hub whose consumer settled FREE into the hub's free funds (hashlock of R(1)). */
-async function freeFundsFixture() {
-  const f = await fundedHubFixture();
-  const settledConsumer = await consumerClaim({
-    hub: f.hubAddress,
-    chainId: f.chainId,
-    consumer: f.consumer,
-    total: FREE,
-    provider: f.provider.address,
-    preimage: R(1),
-  });
-  await f.hub.settleConsumer(settledConsumer);
-  const claim = (options: ClaimOptions) =>
-    providerClaim({
-      hub: f.hubAddress,
-      chainId: f.chainId,
-      operator: f.operator,
-      provider: f.provider.address,
-      providerSigner: f.provider,
-      relayer: f.relayer.address,
-      preimage: R(1),
-      ...options,
-    });
-  return { ...f, claim, tokenAddress: await f.token.getAddress(), consumers: [f.consumer.address] };
-}
-
-/** The provider has already settled a promise of 20 tokens, for itself and without a relayer fee. */
-async function settledOnceFixture() {
-  const f = await freeFundsFixture();
-  const first = await f.claim({ total: parseEther('20') });
-  await f.hub.connect(f.provider).settleProvider(first);
-  return { ...f, first };
-}
-
-/** Free funds of only 10 tokens, so that larger claims reach into the stake. */
-async function lowFreeFundsFixture() {
-  const f = await freeFundsFixture();
-  await f.hub.connect(f.operator).withdrawFreeFunds(f.operator.address, FREE - parseEther('10'));
-  return f;
-}
-
-const PUNISHING_TOTAL = parseEther('60');
-
-/** A claim of 60 tokens paid from 10 tokens of free funds and 49.4 tokens of stake. */
-async function punishedFixture() {
-  const f = await lowFreeFundsFixture();
-  const claim = await f.claim({ total: PUNISHING_TOTAL });
-  await f.hub.connect(f.provider).settleProvider(claim);
-  const outflow = PUNISHING_TOTAL - hubFeeOf(PUNISHING_TOTAL);
-  const owed = outflow - parseEther('10');
-  return { ...f, owed };
-}
-
-/** A second hub of the same Registry, run by `otherOperator`. */
-async function twoHubsFixture() {
-  const f = await freeFundsFixture();
-  await f.token.connect(f.otherOperator).approve(f.registryAddress, STAKE);
-  await f.registry.connect(f.otherOperator).registerHub(STAKE, HUB_FEE, 'https://other.example.org');
-  const otherHubAddress = await f.registry.hubOf(f.otherOperator.address);
-  const otherHub = (await ethers.getContractAt('Hub', otherHubAddress)) as unknown as Hub;
-  await f.token.connect(f.otherOperator).approve(otherHubAddress, FREE);
-  await otherHub.connect(f.otherOperator).addFreeFunds(FREE);
-  return { ...f, otherHub, otherHubAddress };
-}
-
-/** Providers for a batch: `provider` (registered to `beneficiary`, already settled 10), a second registered
- * provider paid to its own beneficiary, and an unregistered one paid to itself. */
-async function batchFixture() {
-  const f = await freeFundsFixture();
-  const [second, secondBeneficiary, third] = f.signers.slice(8, 11);
-  await f.registry.connect(second).registerIdentity(secondBeneficiary.address);
-  await f.hub.connect(f.provider).settleProvider(await f.claim({ total: parseEther('10') }));
-  return { ...f, second, secondBeneficiary, third };
-}
 
 /** A hub on a token that calls back into the hub on every transfer. The token itself holds a channel with a
  * ready exit, so that it can try every consumer action from inside a transfer. */
@@ -333,365 +185,19 @@ async function reentrantHubFixture() {
 // ---------------------------------------------------------------- settleProvider
 
 describe('settleProvider', () => {
-  describe('when a relayer settles with the provider’s authorization', () => {
-    const total = parseEther('20');
-    const relayerFee = parseEther('0.5');
-    const hubFee = hubFeeOf(total);
-    const payout = total - hubFee - relayerFee;
-
-    it('pays the beneficiary the total less the hub fee and the relayer fee, and the relayer its fee', async () => {
-      const f = await loadFixture(freeFundsFixture);
-      const claim = await f.claim({ total, relayerFee });
-      await expect(f.hub.connect(f.relayer).settleProvider(claim)).to.changeTokenBalances(
-        f.token,
-        [f.beneficiary, f.relayer, f.provider, f.hub],
-        [payout, relayerFee, 0n, -(payout + relayerFee)],
-      );
-    });
-
-    it('returns the beneficiary’s payout', async () => {
-      const f = await loadFixture(freeFundsFixture);
-      const claim = await f.claim({ total, relayerFee });
-      expect(await f.hub.connect(f.relayer).settleProvider.staticCall(claim)).to.equal(payout);
-    });
-
-    it('emits ProviderSettled with the exact amounts and the preimage', async () => {
-      const f = await loadFixture(freeFundsFixture);
-      const claim = await f.claim({ total, relayerFee });
-      await expect(f.hub.connect(f.relayer).settleProvider(claim))
-        .to.emit(f.hub, 'ProviderSettled')
-        .withArgs(f.provider.address, total, total, hubFee, relayerFee, R(1));
-    });
-
-    it('takes the payout and the relayer fee from the free funds, leaving the hub fee', async () => {
-      const f = await loadFixture(freeFundsFixture);
-      const claim = await f.claim({ total, relayerFee });
-      await f.hub.connect(f.relayer).settleProvider(claim);
-      expect(await f.hub.freeFunds()).to.equal(FREE - total + hubFee);
-      expect(await f.hub.stake()).to.equal(STAKE);
-      expect(await f.hub.providerSettled(f.provider.address)).to.equal(total);
-      await expectBooksBalanced(f.hub, f.token, f.consumers);
-    });
-  });
-
-  describe('when the provider settles for itself without a relayer fee', () => {
-    it('pays the whole net amount to the beneficiary', async () => {
-      const f = await loadFixture(freeFundsFixture);
-      const total = parseEther('20');
-      const claim = await f.claim({ total });
-      expect(claim.providerSignature).to.deep.equal(EMPTY_SIGNATURE);
-      await expect(f.hub.connect(f.provider).settleProvider(claim)).to.changeTokenBalances(
-        f.token,
-        [f.beneficiary, f.provider, f.hub],
-        [total - hubFeeOf(total), 0n, -(total - hubFeeOf(total))],
-      );
-      await expectBooksBalanced(f.hub, f.token, f.consumers);
-    });
-
-    it('emits ProviderSettled with a zero relayer fee', async () => {
-      const f = await loadFixture(freeFundsFixture);
-      const total = parseEther('20');
-      await expect(f.hub.connect(f.provider).settleProvider(await f.claim({ total })))
-        .to.emit(f.hub, 'ProviderSettled')
-        .withArgs(f.provider.address, total, total, hubFeeOf(total), 0n, R(1));
-    });
-  });
-
-  describe('when the relayer fee is zero and the provider signature is garbage', () => {
-    it('ignores the provider signature', async () => {
-      const f = await loadFixture(freeFundsFixture);
-      const total = parseEther('20');
-      const claim = { ...(await f.claim({ total })), providerSignature: { r: id('junk r'), vs: id('junk vs') } };
-      await expect(f.hub.connect(f.stranger).settleProvider(claim)).to.changeTokenBalances(
-        f.token,
-        [f.beneficiary, f.stranger],
-        [total - hubFeeOf(total), 0n],
-      );
-    });
-  });
-
-  describe('when the provider is not registered', () => {
-    it('pays the provider identity itself', async () => {
-      const f = await loadFixture(freeFundsFixture);
-      const unregistered = f.signers[8];
-      expect(await f.registry.isRegistered(unregistered.address)).to.equal(false);
-      const total = parseEther('10');
-      const relayerFee = parseEther('0.1');
-      const claim = await f.claim({ total, relayerFee, provider: unregistered.address, providerSigner: unregistered });
-      await expect(f.hub.connect(f.relayer).settleProvider(claim)).to.changeTokenBalances(
-        f.token,
-        [unregistered, f.relayer, f.beneficiary],
-        [total - hubFeeOf(total) - relayerFee, relayerFee, 0n],
-      );
-      await expectBooksBalanced(f.hub, f.token, f.consumers);
-    });
-  });
-
-  describe('when the provider settles a higher promise later', () => {
-    const total = parseEther('35');
-    const increment = total - parseEther('20');
-
-    it('pays only the increment', async () => {
-      const f = await loadFixture(settledOnceFixture);
-      const claim = await f.claim({ total, preimage: R(2) });
-      await expect(f.hub.connect(f.provider).settleProvider(claim)).to.changeTokenBalance(
-        f.token,
-        f.beneficiary,
-        increment - hubFeeOf(increment),
-      );
-      expect(await f.hub.providerSettled(f.provider.address)).to.equal(total);
-      await expectBooksBalanced(f.hub, f.token, f.consumers);
-    });
-
-    it('emits ProviderSettled with the increment and its hub fee', async () => {
-      const f = await loadFixture(settledOnceFixture);
-      await expect(f.hub.connect(f.provider).settleProvider(await f.claim({ total, preimage: R(2) })))
-        .to.emit(f.hub, 'ProviderSettled')
-        .withArgs(f.provider.address, total, increment, hubFeeOf(increment), 0n, R(2));
-    });
-  });
-
-  describe('when the hub fee is not a whole number of token units', () => {
-    it('rounds the hub fee down, in the provider’s favour', async () => {
-      const f = await loadFixture(freeFundsFixture);
-      const total = 12_345n; // 1 % of it is 123.45
-      const claim = await f.claim({ total, relayerFee: 45n });
-      await expect(f.hub.connect(f.relayer).settleProvider(claim))
-        .to.emit(f.hub, 'ProviderSettled')
-        .withArgs(f.provider.address, total, total, 123n, 45n, R(1));
-      expect(await f.token.balanceOf(f.beneficiary.address)).to.equal(12_345n - 123n - 45n);
-      expect(await f.hub.freeFunds()).to.equal(FREE - 12_345n + 123n);
-    });
-  });
-
-  describe('when a promise is settled in increments below one fee unit', () => {
-    // Design note: the fee is rounded down per settlement, so it depends on how a total is split.
-    it('charges no hub fee on any of them, where the whole would have paid one unit', async () => {
-      const f = await loadFixture(freeFundsFixture);
-      const step = BPS / BigInt(HUB_FEE) - 1n; // 99 token units: 1 % of it rounds down to zero
-      const claims = [
-        await f.claim({ total: step, preimage: R(2) }),
-        await f.claim({ total: 2n * step, preimage: R(3) }),
-      ];
-      const events = await providerSettledEvents(f.hub, await f.hub.settleProviders(claims));
-      expect(events).to.deep.equal([
-        [f.provider.address, step, step, 0n, 0n, R(2)],
-        [f.provider.address, 2n * step, step, 0n, 0n, R(3)],
-      ]);
-      expect(hubFeeOf(2n * step)).to.equal(1n);
-      expect(await f.token.balanceOf(f.beneficiary.address)).to.equal(2n * step);
-    });
-  });
-
-  describe('when the relayer fee takes the whole net payout', () => {
-    it('pays the relayer everything and the beneficiary nothing', async () => {
-      const f = await loadFixture(freeFundsFixture);
-      const total = parseEther('10');
-      const net = total - hubFeeOf(total);
-      const claim = await f.claim({ total, relayerFee: net });
-      const tx = await f.hub.connect(f.relayer).settleProvider(claim);
-      await expect(tx).to.changeTokenBalances(f.token, [f.beneficiary, f.relayer], [0n, net]);
-      // No zero-value transfer to the beneficiary: the relayer's is the only Transfer.
-      const receipt = await tx.wait();
-      const transfers = receipt!.logs
-        .filter((log) => log.address === f.tokenAddress)
-        .map((log) => f.token.interface.parseLog(log)!.args.toArray());
-      expect(transfers).to.deep.equal([[f.hubAddress, f.relayer.address, net]]);
-      expect(await f.hub.providerSettled(f.provider.address)).to.equal(total);
-    });
-  });
-
-  describe('when the promise equals the settled total', () => {
-    it('reverts with HubProviderPromiseStale', async () => {
-      const f = await loadFixture(settledOnceFixture);
-      const total = parseEther('20');
-      await expect(f.hub.settleProvider(await f.claim({ total, preimage: R(2) })))
-        .to.be.revertedWithCustomError(f.hub, 'HubProviderPromiseStale')
-        .withArgs(f.provider.address, total, total);
-    });
-  });
-
-  describe('when the promise is below the settled total', () => {
-    it('reverts with HubProviderPromiseStale', async () => {
-      const f = await loadFixture(settledOnceFixture);
-      const total = parseEther('15');
-      await expect(f.hub.settleProvider(await f.claim({ total, preimage: R(2) })))
-        .to.be.revertedWithCustomError(f.hub, 'HubProviderPromiseStale')
-        .withArgs(f.provider.address, total, parseEther('20'));
-    });
-  });
-
-  describe('when the relayer fee exceeds the payout', () => {
-    it('reverts with HubRelayerFeeTooHigh', async () => {
-      const f = await loadFixture(freeFundsFixture);
-      const total = parseEther('10');
-      const net = total - hubFeeOf(total);
-      await expect(f.hub.connect(f.relayer).settleProvider(await f.claim({ total, relayerFee: net + 1n })))
-        .to.be.revertedWithCustomError(f.hub, 'HubRelayerFeeTooHigh')
-        .withArgs(net + 1n, net);
-    });
-
-    it('reverts with HubRelayerFeeTooHigh on the increment only, after an earlier settlement', async () => {
-      const f = await loadFixture(settledOnceFixture);
-      const total = parseEther('21');
-      const net = parseEther('1') - hubFeeOf(parseEther('1'));
-      await expect(
-        f.hub.connect(f.relayer).settleProvider(await f.claim({ total, preimage: R(2), relayerFee: net + 1n })),
-      )
-        .to.be.revertedWithCustomError(f.hub, 'HubRelayerFeeTooHigh')
-        .withArgs(net + 1n, net);
-    });
-  });
-
-  describe('when the relayer fee lacks the provider’s authorization', () => {
-    it('reverts with HubInvalidSignature(provider, 0) for a missing signature', async () => {
-      const f = await loadFixture(freeFundsFixture);
-      const claim = {
-        ...(await f.claim({ total: parseEther('10'), relayerFee: 1n })),
-        providerSignature: EMPTY_SIGNATURE,
-      };
-      await expect(f.hub.connect(f.relayer).settleProvider(claim))
-        .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')
-        .withArgs(f.provider.address, ZeroAddress);
-    });
-
-    it('reverts with HubInvalidSignature(provider, signer) for an authorization by someone else', async () => {
-      const f = await loadFixture(freeFundsFixture);
-      const claim = await f.claim({ total: parseEther('10'), relayerFee: 1n, providerSigner: f.stranger });
-      await expect(f.hub.connect(f.relayer).settleProvider(claim))
-        .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')
-        .withArgs(f.provider.address, f.stranger.address);
-    });
-
-    it('reverts with HubInvalidSignature for an authorization of another fee', async () => {
-      const f = await loadFixture(freeFundsFixture);
-      const signed = await f.claim({ total: parseEther('10'), relayerFee: parseEther('0.1') });
-      const claim = { ...signed, relayerFee: parseEther('0.2') };
-      const recovered = recoveredAuthorizer(f.hubAddress, f.chainId, claim, f.relayer.address);
-      expect(recovered).not.to.equal(f.provider.address);
-      await expect(f.hub.connect(f.relayer).settleProvider(claim))
-        .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')
-        .withArgs(f.provider.address, recovered);
-    });
-  });
-
-  describe('when the hub signature is not by the operator', () => {
-    it('reverts with HubInvalidSignature(operator, signer)', async () => {
-      const f = await loadFixture(freeFundsFixture);
-      const claim = await f.claim({ total: parseEther('10'), operator: f.stranger });
-      await expect(f.hub.settleProvider(claim))
-        .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')
-        .withArgs(f.operator.address, f.stranger.address);
-    });
-
-    it('reverts with HubInvalidSignature(operator, 0) for an empty signature', async () => {
-      const f = await loadFixture(freeFundsFixture);
-      const claim = { ...(await f.claim({ total: parseEther('10') })), hubSignature: EMPTY_SIGNATURE };
-      await expect(f.hub.settleProvider(claim))
-        .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')
-        .withArgs(f.operator.address, ZeroAddress);
-    });
-  });
-
-  describe('when free funds and stake together cannot pay the claim', () => {
-    it('reverts with HubInsufficientFunds(needed, available)', async () => {
-      const f = await loadFixture(lowFreeFundsFixture);
-      const total = parseEther('6000');
-      await expect(f.hub.connect(f.provider).settleProvider(await f.claim({ total })))
-        .to.be.revertedWithCustomError(f.hub, 'HubInsufficientFunds')
-        .withArgs(total - hubFeeOf(total), parseEther('10') + STAKE);
-    });
-
-    it('pays a claim that needs exactly the free funds and the whole stake', async () => {
-      const f = await loadFixture(lowFreeFundsFixture);
-      const total = totalForNet(parseEther('10') + STAKE);
-      await expect(f.hub.connect(f.provider).settleProvider(await f.claim({ total })))
-        .to.emit(f.hub, 'HubPunished')
-        .withArgs(STAKE, 0n, STAKE);
-      expect(await f.hub.stake()).to.equal(0n);
-      expect(await f.hub.freeFunds()).to.equal(0n);
-      await expectBooksBalanced(f.hub, f.token, f.consumers);
-    });
-
-    it('reverts with HubInsufficientFunds one token unit beyond that', async () => {
-      const f = await loadFixture(lowFreeFundsFixture);
-      const needed = parseEther('10') + STAKE + 1n;
-      await expect(f.hub.connect(f.provider).settleProvider(await f.claim({ total: totalForNet(needed) })))
-        .to.be.revertedWithCustomError(f.hub, 'HubInsufficientFunds')
-        .withArgs(needed, parseEther('10') + STAKE);
-    });
-  });
+  shouldBehaveLikeProviderClaim(settleProviderEntry);
 });
 
 // ---------------------------------------------------------------- solvency
 
 describe('solvency', () => {
-  describe('when a valid claim exceeds the free funds', () => {
-    it('pays the rest from the stake', async () => {
-      const f = await loadFixture(lowFreeFundsFixture);
-      const outflow = PUNISHING_TOTAL - hubFeeOf(PUNISHING_TOTAL);
-      await expect(
-        f.hub.connect(f.provider).settleProvider(await f.claim({ total: PUNISHING_TOTAL })),
-      ).to.changeTokenBalances(f.token, [f.beneficiary, f.hub], [outflow, -outflow]);
-      expect(await f.hub.freeFunds()).to.equal(0n);
-      expect(await f.hub.stake()).to.equal(STAKE - (outflow - parseEther('10')));
-      await expectBooksBalanced(f.hub, f.token, f.consumers);
-    });
-
-    it('emits HubPunished(fromStake, stake, owed)', async () => {
-      const f = await loadFixture(lowFreeFundsFixture);
-      const fromStake = PUNISHING_TOTAL - hubFeeOf(PUNISHING_TOTAL) - parseEther('10');
-      await expect(f.hub.connect(f.provider).settleProvider(await f.claim({ total: PUNISHING_TOTAL })))
-        .to.emit(f.hub, 'HubPunished')
-        .withArgs(fromStake, STAKE - fromStake, fromStake);
-    });
-
+  describe('when a claim has taken from the stake', () => {
     it('reads as punished to every client', async () => {
       const f = await loadFixture(punishedFixture);
       expect(await f.hub.status()).to.equal(Status.Punished);
       expect(await f.hub.isPunished()).to.equal(true);
       expect(await f.hub.stakeOwed()).to.equal(f.owed);
       expect((await f.hub.config()).status).to.equal(Status.Active);
-    });
-  });
-
-  describe('when free funds cover the claim exactly', () => {
-    it('does not punish the hub', async () => {
-      const f = await loadFixture(lowFreeFundsFixture);
-      const total = totalForNet(parseEther('10'));
-      const tx = await f.hub.connect(f.provider).settleProvider(await f.claim({ total }));
-      await expect(tx).not.to.emit(f.hub, 'HubPunished');
-      expect(await f.hub.isPunished()).to.equal(false);
-      expect(await f.hub.stake()).to.equal(STAKE);
-      expect(await f.hub.freeFunds()).to.equal(0n);
-    });
-  });
-
-  describe('when a punished hub pays another claim from the stake', () => {
-    it('adds to what the stake is owed', async () => {
-      const f = await loadFixture(punishedFixture);
-      const total = PUNISHING_TOTAL + parseEther('5');
-      const fromStake = parseEther('5') - hubFeeOf(parseEther('5'));
-      const stakeBefore = await f.hub.stake();
-      await expect(f.hub.connect(f.provider).settleProvider(await f.claim({ total, preimage: R(2) })))
-        .to.emit(f.hub, 'HubPunished')
-        .withArgs(fromStake, stakeBefore - fromStake, f.owed + fromStake);
-      expect(await f.hub.stakeOwed()).to.equal(f.owed + fromStake);
-      await expectBooksBalanced(f.hub, f.token, f.consumers);
-    });
-  });
-
-  describe('when a punished hub has free funds again', () => {
-    it('pays from the free funds and leaves the debt as it was', async () => {
-      const f = await loadFixture(punishedFixture);
-      await f.token.connect(f.stranger).approve(f.hubAddress, parseEther('10'));
-      await f.hub.connect(f.stranger).addFreeFunds(parseEther('10'));
-      const tx = await f.hub
-        .connect(f.provider)
-        .settleProvider(await f.claim({ total: PUNISHING_TOTAL + parseEther('5'), preimage: R(2) }));
-      await expect(tx).not.to.emit(f.hub, 'HubPunished');
-      expect(await f.hub.stakeOwed()).to.equal(f.owed);
-      expect(await f.hub.status()).to.equal(Status.Punished);
     });
   });
 
@@ -753,6 +259,33 @@ describe('solvency', () => {
 // ---------------------------------------------------------------- settleProviders
 
 describe('settleProviders', () => {
+  shouldBehaveLikeProviderClaim(settleProvidersEntry);
+
+  describe('when one batch settles a promise in increments below one fee unit', () => {
+    // Design note: the fee is rounded down per settlement, so it depends on how a total is split.
+    it('charges no hub fee on any of them, where the whole would have paid one unit', async () => {
+      const f = await loadFixture(freeFundsFixture);
+      const step = BPS / BigInt(HUB_FEE) - 1n; // 99 token units: 1 % of it rounds down to zero
+      const claims = [
+        await f.claim({ total: step, preimage: R(2) }),
+        await f.claim({ total: 2n * step, preimage: R(3) }),
+      ];
+      const events = await providerSettledEvents(f.hub, await f.hub.settleProviders(claims));
+      expect(events).to.deep.equal([
+        [f.provider.address, step, step, 0n, 0n, R(2)],
+        [f.provider.address, 2n * step, step, 0n, 0n, R(3)],
+      ]);
+      expect(hubFeeOf(2n * step)).to.equal(1n);
+      expect(await f.token.balanceOf(f.beneficiary.address)).to.equal(2n * step);
+    });
+  });
+
+  describe('when a settled claim is replayed twice in one batch', () => {
+    it('skips both', async () => {
+      const f = await loadFixture(settledOnceFixture);
+      await expect(f.hub.settleProviders([f.first, f.first])).not.to.emit(f.hub, 'ProviderSettled');
+    });
+  });
   describe('when several providers are settled with mixed relayer fees', () => {
     async function mixedBatch() {
       const f = await loadFixture(batchFixture);
@@ -1023,6 +556,8 @@ describe('settleProviders', () => {
 // ---------------------------------------------------------------- settleProviderWithBeneficiary
 
 describe('settleProviderWithBeneficiary', () => {
+  shouldBehaveLikeProviderClaim(settleProviderWithBeneficiaryEntry);
+
   async function beneficiaryChange() {
     const f = await loadFixture(freeFundsFixture);
     const newBeneficiary = f.signers[9];
@@ -1260,337 +795,6 @@ describe('providerSettled', () => {
 // ---------------------------------------------------------------- attacks
 
 describe('attacks on provider settlement', () => {
-  describe('when a settled claim is replayed', () => {
-    it('reverts with HubProviderPromiseStale and pays nothing twice', async () => {
-      const f = await loadFixture(freeFundsFixture);
-      const total = parseEther('20');
-      const claim = await f.claim({ total, relayerFee: parseEther('0.5') });
-      await f.hub.connect(f.relayer).settleProvider(claim);
-      const beneficiaryBalance = await f.token.balanceOf(f.beneficiary.address);
-      await expect(f.hub.connect(f.relayer).settleProvider(claim))
-        .to.be.revertedWithCustomError(f.hub, 'HubProviderPromiseStale')
-        .withArgs(f.provider.address, total, total);
-      expect(await f.token.balanceOf(f.beneficiary.address)).to.equal(beneficiaryBalance);
-    });
-
-    it('is skipped when replayed in a batch', async () => {
-      const f = await loadFixture(settledOnceFixture);
-      await expect(f.hub.settleProviders([f.first, f.first])).not.to.emit(f.hub, 'ProviderSettled');
-    });
-  });
-
-  describe('when a lower promise is presented after a higher one', () => {
-    it('reverts with HubProviderPromiseStale', async () => {
-      const f = await loadFixture(freeFundsFixture);
-      const lower = await f.claim({ total: parseEther('10'), preimage: R(2) });
-      const higher = await f.claim({ total: parseEther('25'), preimage: R(3) });
-      await f.hub.settleProvider(higher);
-      await expect(f.hub.settleProvider(lower))
-        .to.be.revertedWithCustomError(f.hub, 'HubProviderPromiseStale')
-        .withArgs(f.provider.address, parseEther('10'), parseEther('25'));
-    });
-  });
-
-  describe('when the hub signature was made for another chain id', () => {
-    it('reverts with HubInvalidSignature', async () => {
-      const f = await loadFixture(freeFundsFixture);
-      const claim = await f.claim({ total: parseEther('10'), chainId: 1n });
-      const recovered = recoveredHubSigner(f.hubAddress, f.chainId, claim);
-      expect(recovered).not.to.equal(f.operator.address);
-      await expect(f.hub.settleProvider(claim))
-        .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')
-        .withArgs(f.operator.address, recovered);
-    });
-  });
-
-  describe('when the provider authorization was made for another chain id', () => {
-    it('reverts with HubInvalidSignature(provider, recovered)', async () => {
-      const f = await loadFixture(freeFundsFixture);
-      const valid = await f.claim({ total: parseEther('10') });
-      const foreign = await f.claim({ total: parseEther('10'), chainId: 1n, relayerFee: 1n });
-      const claim = { ...valid, relayerFee: 1n, providerSignature: foreign.providerSignature };
-      const recovered = recoveredAuthorizer(f.hubAddress, f.chainId, claim, f.relayer.address);
-      expect(recovered).not.to.equal(f.provider.address);
-      await expect(f.hub.connect(f.relayer).settleProvider(claim))
-        .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')
-        .withArgs(f.provider.address, recovered);
-    });
-  });
-
-  describe('when a promise of another hub is presented', () => {
-    it('reverts with HubInvalidSignature for a valid promise of the other hub’s operator', async () => {
-      const f = await loadFixture(twoHubsFixture);
-      const claim = await f.claim({ hub: f.otherHubAddress, operator: f.otherOperator, total: parseEther('10') });
-      await expect(f.otherHub.settleProvider.staticCall(claim)).not.to.be.reverted;
-      const recovered = recoveredHubSigner(f.hubAddress, f.chainId, claim);
-      expect(recovered).not.to.equal(f.operator.address);
-      await expect(f.hub.settleProvider(claim))
-        .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')
-        .withArgs(f.operator.address, recovered);
-    });
-
-    it('reverts with HubInvalidSignature for this operator’s signature over the other hub’s domain', async () => {
-      const f = await loadFixture(twoHubsFixture);
-      const claim = await f.claim({ hub: f.otherHubAddress, total: parseEther('10') });
-      const recovered = recoveredHubSigner(f.hubAddress, f.chainId, claim);
-      expect(recovered).not.to.equal(f.operator.address);
-      await expect(f.hub.settleProvider(claim))
-        .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')
-        .withArgs(f.operator.address, recovered);
-    });
-
-    it('reverts with HubInvalidSignature at the other hub for this hub’s promise', async () => {
-      const f = await loadFixture(twoHubsFixture);
-      const claim = await f.claim({ total: parseEther('10') });
-      const recovered = recoveredHubSigner(f.otherHubAddress, f.chainId, claim);
-      expect(recovered).not.to.equal(f.otherOperator.address);
-      await expect(f.otherHub.settleProvider(claim))
-        .to.be.revertedWithCustomError(f.otherHub, 'HubInvalidSignature')
-        .withArgs(f.otherOperator.address, recovered);
-    });
-  });
-
-  describe('when an operator signature of another message type is presented as the hub signature', () => {
-    async function foreignSignature(
-      sign: (f: Awaited<ReturnType<typeof freeFundsFixture>>, total: bigint) => Promise<string>,
-    ) {
-      const f = await loadFixture(freeFundsFixture);
-      const total = parseEther('10');
-      const valid = await f.claim({ total });
-      const claim = { ...valid, hubSignature: compact(await sign(f, total)) };
-      const recovered = recoveredHubSigner(f.hubAddress, f.chainId, claim);
-      expect(recovered).not.to.equal(f.operator.address);
-      await expect(f.hub.settleProvider(claim))
-        .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')
-        .withArgs(f.operator.address, recovered);
-    }
-
-    it('rejects a ConsumerPromise signature', async () => {
-      await foreignSignature((f, total) =>
-        signTyped(f.operator, hubDomain(f.hubAddress, f.chainId), hubTypes, 'ConsumerPromise', {
-          consumer: f.provider.address,
-          total,
-          hashlock: keccak256(R(1)),
-          agreement: { provider: f.provider.address, id: R(0), total },
-        }),
-      );
-    });
-
-    it('rejects a SettlementAuthorization signature', async () => {
-      await foreignSignature((f, total) =>
-        signTyped(f.operator, hubDomain(f.hubAddress, f.chainId), hubTypes, 'SettlementAuthorization', {
-          hubPromise: { provider: f.provider.address, total, hashlock: keccak256(R(1)) },
-          relayerFee: 0n,
-          relayer: f.provider.address,
-        }),
-      );
-    });
-
-    it('rejects an InstantExit co-signature', async () => {
-      await foreignSignature((f, total) =>
-        instantExitSignature(f.operator, f.hubAddress, f.chainId, {
-          consumer: f.provider.address,
-          amount: total,
-          nonce: 0n,
-          deadline: BigInt(keccak256(R(1))),
-        }),
-      );
-    });
-
-    it('rejects a Registry SetBeneficiary signature', async () => {
-      await foreignSignature((f) =>
-        setBeneficiarySignature(f.operator, f.registryAddress, f.chainId, {
-          identity: f.provider.address,
-          beneficiary: f.operator.address,
-          nonce: 0n,
-        }),
-      );
-    });
-  });
-
-  describe('when the operator is also the provider and reuses its hub signature as the authorization', () => {
-    it('reverts with HubInvalidSignature(provider, recovered)', async () => {
-      const f = await loadFixture(freeFundsFixture);
-      const claim = await f.claim({
-        total: parseEther('10'),
-        provider: f.operator.address,
-        providerSigner: f.operator,
-      });
-      const forged = { ...claim, relayerFee: parseEther('9'), providerSignature: claim.hubSignature };
-      const recovered = recoveredAuthorizer(f.hubAddress, f.chainId, forged, f.relayer.address);
-      expect(recovered).not.to.equal(f.operator.address);
-      await expect(f.hub.connect(f.relayer).settleProvider(forged))
-        .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')
-        .withArgs(f.operator.address, recovered);
-    });
-  });
-
-  describe('when the hub signature is the high-s twin of a valid one', () => {
-    it('rejects it with HubInvalidSignature', async () => {
-      const f = await loadFixture(freeFundsFixture);
-      const claim = await f.claim({ total: parseEther('10') });
-      const signature = Signature.from({
-        r: claim.hubSignature.r as string,
-        yParityAndS: claim.hubSignature.vs as string,
-      });
-      const highS = N - BigInt(signature.s);
-      const parity = BigInt(signature.yParity ^ 1);
-      const malleable = { r: signature.r, vs: toBeHex((parity << 255n) | highS, 32) };
-      // n - s needs all 256 bits for almost every s, so EIP-2098 cannot carry the twin: its top bit collides
-      // with the parity bit and the contract reads a different, low s. Either way the operator is not recovered.
-      expect(highS >> 255n).to.equal(1n);
-      const forged = { ...claim, hubSignature: malleable };
-      const recovered = recoveredHubSigner(f.hubAddress, f.chainId, forged);
-      expect(recovered).not.to.equal(f.operator.address);
-      await expect(f.hub.settleProvider(forged))
-        .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')
-        .withArgs(f.operator.address, recovered);
-    });
-
-    it('recovers the zero address for a compact signature whose s is above n/2', async () => {
-      const f = await loadFixture(freeFundsFixture);
-      const claim = await f.claim({ total: parseEther('10') });
-      for (const parity of [0n, 1n]) {
-        const forged = {
-          ...claim,
-          hubSignature: { r: claim.hubSignature.r, vs: toBeHex((parity << 255n) | (HALF_N + 1n), 32) },
-        };
-        await expect(f.hub.settleProvider(forged))
-          .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')
-          .withArgs(f.operator.address, ZeroAddress);
-      }
-    });
-  });
-
-  describe('when the provider claims more than the operator signed', () => {
-    it('reverts with HubInvalidSignature', async () => {
-      const f = await loadFixture(freeFundsFixture);
-      const claim = { ...(await f.claim({ total: parseEther('10') })), total: parseEther('11') };
-      const recovered = recoveredHubSigner(f.hubAddress, f.chainId, claim);
-      expect(recovered).not.to.equal(f.operator.address);
-      await expect(f.hub.settleProvider(claim))
-        .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')
-        .withArgs(f.operator.address, recovered);
-    });
-  });
-
-  describe('when the claim is for another provider than signed', () => {
-    it('reverts with HubInvalidSignature', async () => {
-      const f = await loadFixture(freeFundsFixture);
-      const claim = { ...(await f.claim({ total: parseEther('10') })), provider: f.stranger.address };
-      const recovered = recoveredHubSigner(f.hubAddress, f.chainId, claim);
-      expect(recovered).not.to.equal(f.operator.address);
-      await expect(f.hub.connect(f.stranger).settleProvider(claim))
-        .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')
-        .withArgs(f.operator.address, recovered);
-    });
-  });
-
-  describe('when the preimage is wrong', () => {
-    it('reverts with HubInvalidSignature: the hashlock is derived from it', async () => {
-      const f = await loadFixture(freeFundsFixture);
-      const claim = { ...(await f.claim({ total: parseEther('10') })), preimage: R(99) };
-      const recovered = recoveredHubSigner(f.hubAddress, f.chainId, claim);
-      expect(recovered).not.to.equal(f.operator.address);
-      await expect(f.hub.settleProvider(claim))
-        .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')
-        .withArgs(f.operator.address, recovered);
-    });
-
-    it('reverts with HubInvalidSignature when the hashlock itself is passed as the preimage', async () => {
-      const f = await loadFixture(freeFundsFixture);
-      const claim = { ...(await f.claim({ total: parseEther('10') })), preimage: keccak256(R(1)) };
-      const recovered = recoveredHubSigner(f.hubAddress, f.chainId, claim);
-      await expect(f.hub.settleProvider(claim))
-        .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')
-        .withArgs(f.operator.address, recovered);
-    });
-  });
-
-  describe('when a third party front-runs a relayed settlement', () => {
-    it('reverts with HubInvalidSignature(provider, recovered), nothing moves, and the named relayer then settles', async () => {
-      const f = await loadFixture(freeFundsFixture);
-      const total = parseEther('20');
-      const relayerFee = parseEther('0.5');
-      const claim = await f.claim({ total, relayerFee });
-      const recovered = recoveredAuthorizer(f.hubAddress, f.chainId, claim, f.stranger.address);
-      expect(recovered).not.to.equal(f.provider.address);
-      const before = await Promise.all([f.stranger, f.relayer, f.beneficiary, f.hub].map((a) => f.token.balanceOf(a)));
-      await expect(f.hub.connect(f.stranger).settleProvider(claim))
-        .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')
-        .withArgs(f.provider.address, recovered);
-      await expect(f.hub.connect(f.stranger).settleProviders([claim]))
-        .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')
-        .withArgs(f.provider.address, recovered);
-      expect(
-        await Promise.all([f.stranger, f.relayer, f.beneficiary, f.hub].map((a) => f.token.balanceOf(a))),
-      ).to.deep.equal(before);
-      expect(await f.hub.providerSettled(f.provider.address)).to.equal(0n);
-      const payout = total - hubFeeOf(total) - relayerFee;
-      await expect(f.hub.connect(f.relayer).settleProvider(claim)).to.changeTokenBalances(
-        f.token,
-        [f.relayer, f.beneficiary, f.stranger],
-        [relayerFee, payout, 0n],
-      );
-      await expectBooksBalanced(f.hub, f.token, f.consumers);
-    });
-  });
-
-  describe('when the operator pays itself a relayer fee without the provider’s authorization', () => {
-    it('reverts with HubInvalidSignature(provider, 0) without a provider signature', async () => {
-      const f = await loadFixture(freeFundsFixture);
-      const claim = { ...(await f.claim({ total: parseEther('10') })), relayerFee: parseEther('5') };
-      await expect(f.hub.connect(f.operator).settleProvider(claim))
-        .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')
-        .withArgs(f.provider.address, ZeroAddress);
-    });
-
-    it('reverts with HubInvalidSignature(provider, operator) with the operator’s own authorization', async () => {
-      const f = await loadFixture(freeFundsFixture);
-      const claim = await f.claim({
-        total: parseEther('10'),
-        relayerFee: parseEther('5'),
-        providerSigner: f.operator,
-        relayer: f.operator.address,
-      });
-      await expect(f.hub.connect(f.operator).settleProvider(claim))
-        .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')
-        .withArgs(f.provider.address, f.operator.address);
-    });
-
-    it('reverts with HubInvalidSignature when it raises the fee the provider authorized', async () => {
-      const f = await loadFixture(freeFundsFixture);
-      const signed = await f.claim({
-        total: parseEther('10'),
-        relayerFee: parseEther('0.1'),
-        relayer: f.operator.address,
-      });
-      const claim = { ...signed, relayerFee: parseEther('5') };
-      const recovered = recoveredAuthorizer(f.hubAddress, f.chainId, claim, f.operator.address);
-      expect(recovered).not.to.equal(f.provider.address);
-      await expect(f.hub.connect(f.operator).settleProvider(claim))
-        .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')
-        .withArgs(f.provider.address, recovered);
-    });
-
-    it('reverts with HubInvalidSignature when it moves an authorization to another promise', async () => {
-      const f = await loadFixture(settledOnceFixture);
-      const authorized = await f.claim({
-        total: parseEther('30'),
-        preimage: R(2),
-        relayerFee: parseEther('0.1'),
-        relayer: f.operator.address,
-      });
-      const other = await f.claim({ total: parseEther('40'), preimage: R(3) });
-      const claim = { ...other, relayerFee: parseEther('0.1'), providerSignature: authorized.providerSignature };
-      const recovered = recoveredAuthorizer(f.hubAddress, f.chainId, claim, f.operator.address);
-      expect(recovered).not.to.equal(f.provider.address);
-      await expect(f.hub.connect(f.operator).settleProvider(claim))
-        .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')
-        .withArgs(f.provider.address, recovered);
-    });
-  });
-
   // ---------------------------------------------------------------- reentrancy
 
   describe('when a malicious token re-enters the hub during a transfer', () => {
