@@ -24,8 +24,8 @@ import {
   signTyped,
 } from './helpers/signing';
 
-// Property tests of DESIGN.md rule 8: random sequences of operations, valid and invalid, run against
-// the in-process EVM and a model of the hub kept by this file. After every step the on-chain books
+// Property tests of contract rule 8 in docs/design.md: random sequences of operations, valid and invalid,
+// run against the in-process EVM and a model of the hub kept by this file. After every step the on-chain books
 // must balance and match the model. CHIT_PROPERTY_RUNS and CHIT_PROPERTY_STEPS make the runs longer;
 // CHIT_PROPERTY_SEED (with CHIT_PROPERTY_PATH) replays a failure fast-check reported;
 // CHIT_PROPERTY_STATS=1 prints how often each operation succeeded, reverted or had nothing to do.

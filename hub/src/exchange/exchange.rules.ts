@@ -3,7 +3,7 @@ import { bytesToHex, getAddress, hexToBytes } from 'viem';
 import { available, held, owed } from '../books/consumer-money';
 import { HubError } from '../errors/hub-error';
 
-// The hub's exchange rules (DESIGN "Hub rules", docs/protocol.md "Exchange"), as a pure function over
+// The hub's exchange rules (docs/design.md "Exchange rules", docs/protocol.md "Exchange"), as a pure function over
 // the rows one batch has locked. The repository loads and locks; this decides; the repository writes.
 
 type Hex = `0x${string}`;
