@@ -1,7 +1,8 @@
 import { encodeMessage } from '@chit/sdk';
 import { Body, Controller, Get, HttpCode, Inject, Param, Post, Query } from '@nestjs/common';
 import { InstantExitService } from '../settlement/instant-exit.service';
-import { SettlementService, type SettlementView } from '../settlement/settlement.service';
+import { SettlementService } from '../settlement/settlement.service';
+import type { SettlementView } from '../settlement/settlement.types';
 
 const accepted = ({ id, status }: SettlementView) => ({ id, status });
 

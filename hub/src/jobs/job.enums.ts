@@ -1,4 +1,4 @@
-import type { SettlementKind } from '../repositories/settlement.repository';
+import type { SettlementKind } from '../settlement/settlement.types';
 
 /** The BullMQ queues of the hub (all under QUEUE_PREFIX). */
 export enum QueueName {

@@ -6,7 +6,7 @@ import type { Address } from 'viem';
 import type { ChainService } from '../chain/chain.service';
 import { briefRpcError, rpcUnreachable } from '../chain/rpc-errors';
 import type { ExchangeService } from '../exchange/exchange.service';
-import type { SettlementKind, SettlementStatus } from '../repositories/settlement.repository';
+import type { SettlementKind, SettlementStatus } from '../settlement/settlement.types';
 
 const STATUSES: readonly SettlementStatus[] = ['queued', 'submitted', 'confirmed', 'failed', 'retrying'];
 /**

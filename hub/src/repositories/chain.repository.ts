@@ -1,8 +1,9 @@
 import type { Pool, PoolClient } from 'pg';
 import { fromBytea, type Hex, toBytea } from '../db/bytes';
+import { withTransaction } from '../db/transaction';
 
-const SERIALIZATION_FAILURE = '40001';
-const DEADLOCK = '40P01';
+/** A range or rewind runs again after a serialization failure or deadlock (five tries in all). */
+const RETRY = { retry: 4 };
 
 /** A block the follower applied, by number and hash. */
 export interface Checkpoint {
@@ -71,22 +72,26 @@ export class ChainRepository {
 
   /** Sets the cursor of `id` to `checkpoint` unless it exists; returns the cursor as stored. */
   async begin(id: string, checkpoint: Checkpoint): Promise<Checkpoint> {
-    return this.transaction(async (client) => {
-      const inserted = await client.query(
-        `INSERT INTO chain_cursor (id, block, block_hash) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING`,
-        [id, checkpoint.block.toString(), toBytea(checkpoint.hash)],
-      );
-      if (inserted.rowCount === 1) {
-        await client.query('INSERT INTO chain_checkpoints (cursor_id, block, block_hash) VALUES ($1, $2, $3)', [
-          id,
-          checkpoint.block.toString(),
-          toBytea(checkpoint.hash),
-        ]);
-        return checkpoint;
-      }
-      const { rows } = await client.query('SELECT block, block_hash FROM chain_cursor WHERE id = $1', [id]);
-      return toCheckpoint(rows[0]);
-    });
+    return withTransaction(
+      this.pool,
+      async (client) => {
+        const inserted = await client.query(
+          `INSERT INTO chain_cursor (id, block, block_hash) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING`,
+          [id, checkpoint.block.toString(), toBytea(checkpoint.hash)],
+        );
+        if (inserted.rowCount === 1) {
+          await client.query('INSERT INTO chain_checkpoints (cursor_id, block, block_hash) VALUES ($1, $2, $3)', [
+            id,
+            checkpoint.block.toString(),
+            toBytea(checkpoint.hash),
+          ]);
+          return checkpoint;
+        }
+        const { rows } = await client.query('SELECT block, block_hash FROM chain_cursor WHERE id = $1', [id]);
+        return toCheckpoint(rows[0]);
+      },
+      RETRY,
+    );
   }
 
   /** The checkpoints of `id`, newest first. */
@@ -120,47 +125,51 @@ export class ChainRepository {
    * (and nothing written) when the cursor had moved.
    */
   async apply(id: string, expected: Checkpoint, range: RangeWrites, pruneBelow: bigint): Promise<boolean> {
-    return this.transaction(async (client) => {
-      if (!(await lockCursor(client, id, expected))) return false;
-      const created = await writeState(client, range.state);
-      if (range.preimages.length > 0) {
-        const hashlocks = range.preimages.map((p) => toBytea(p.hashlock));
-        await client.query(
-          `UPDATE exchanges e SET preimage = v.preimage
+    return withTransaction(
+      this.pool,
+      async (client) => {
+        if (!(await lockCursor(client, id, expected))) return false;
+        const created = await writeState(client, range.state);
+        if (range.preimages.length > 0) {
+          const hashlocks = range.preimages.map((p) => toBytea(p.hashlock));
+          await client.query(
+            `UPDATE exchanges e SET preimage = v.preimage
              FROM unnest($1::bytea[], $2::bytea[]) AS v(hashlock, preimage)
             WHERE e.hashlock = v.hashlock AND e.preimage IS NULL`,
-          [hashlocks, range.preimages.map((p) => toBytea(p.preimage))],
-        );
-        // R is known now, whoever revealed it: the provider need not reveal it again.
-        await client.query(
-          `UPDATE providers p SET unrevealed_hashlock = NULL, updated_at = now()
+            [hashlocks, range.preimages.map((p) => toBytea(p.preimage))],
+          );
+          // R is known now, whoever revealed it: the provider need not reveal it again.
+          await client.query(
+            `UPDATE providers p SET unrevealed_hashlock = NULL, updated_at = now()
              FROM exchanges e
             WHERE e.hashlock = ANY($1::bytea[]) AND p.address = e.provider AND p.unrevealed_hashlock = e.hashlock`,
-          [hashlocks],
-        );
-      }
-      const { checkpoint, state } = range;
-      await client.query(
-        `INSERT INTO chain_checkpoints (cursor_id, block, block_hash, consumers, providers, identities, created_consumers)
+            [hashlocks],
+          );
+        }
+        const { checkpoint, state } = range;
+        await client.query(
+          `INSERT INTO chain_checkpoints (cursor_id, block, block_hash, consumers, providers, identities, created_consumers)
          VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-        [
+          [
+            id,
+            checkpoint.block.toString(),
+            toBytea(checkpoint.hash),
+            state.consumers.map((c) => toBytea(c.address)),
+            state.providers.map((p) => toBytea(p.address)),
+            state.identities.map((i) => toBytea(i.address)),
+            created.map(toBytea),
+          ],
+        );
+        await moveCursor(client, id, checkpoint);
+        await client.query('DELETE FROM chain_checkpoints WHERE cursor_id = $1 AND block < $2 AND block < $3', [
           id,
+          pruneBelow.toString(),
           checkpoint.block.toString(),
-          toBytea(checkpoint.hash),
-          state.consumers.map((c) => toBytea(c.address)),
-          state.providers.map((p) => toBytea(p.address)),
-          state.identities.map((i) => toBytea(i.address)),
-          created.map(toBytea),
-        ],
-      );
-      await moveCursor(client, id, checkpoint);
-      await client.query('DELETE FROM chain_checkpoints WHERE cursor_id = $1 AND block < $2 AND block < $3', [
-        id,
-        pruneBelow.toString(),
-        checkpoint.block.toString(),
-      ]);
-      return true;
-    });
+        ]);
+        return true;
+      },
+      RETRY,
+    );
   }
 
   /**
@@ -176,44 +185,28 @@ export class ChainRepository {
     state: ChainState,
     createdConsumers: Hex[],
   ): Promise<boolean> {
-    return this.transaction(async (client) => {
-      if (!(await lockCursor(client, id, expected))) return false;
-      await writeState(client, state);
-      if (createdConsumers.length > 0) {
-        await client.query(
-          `DELETE FROM consumers
+    return withTransaction(
+      this.pool,
+      async (client) => {
+        if (!(await lockCursor(client, id, expected))) return false;
+        await writeState(client, state);
+        if (createdConsumers.length > 0) {
+          await client.query(
+            `DELETE FROM consumers
             WHERE address = ANY($1::bytea[]) AND balance = 0 AND settled = 0 AND exit_amount = 0
               AND signed_total = 0 AND credited = 0 AND best_hashlock IS NULL`,
-          [createdConsumers.map(toBytea)],
-        );
-      }
-      await client.query('DELETE FROM chain_checkpoints WHERE cursor_id = $1 AND block > $2', [
-        id,
-        to.block.toString(),
-      ]);
-      await moveCursor(client, id, to);
-      return true;
-    });
-  }
-
-  /** Runs `work` in a transaction, retried on a serialization failure or deadlock. */
-  private async transaction<T>(work: (client: PoolClient) => Promise<T>): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      const client = await this.pool.connect();
-      try {
-        await client.query('BEGIN');
-        const result = await work(client);
-        await client.query('COMMIT');
-        return result;
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => {});
-        const code = (error as { code?: string }).code;
-        if ((code === SERIALIZATION_FAILURE || code === DEADLOCK) && attempt < 5) continue;
-        throw error;
-      } finally {
-        client.release();
-      }
-    }
+            [createdConsumers.map(toBytea)],
+          );
+        }
+        await client.query('DELETE FROM chain_checkpoints WHERE cursor_id = $1 AND block > $2', [
+          id,
+          to.block.toString(),
+        ]);
+        await moveCursor(client, id, to);
+        return true;
+      },
+      RETRY,
+    );
   }
 }
 

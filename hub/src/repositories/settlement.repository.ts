@@ -1,37 +1,16 @@
 import type { Pool, PoolClient } from 'pg';
 import { fromBytea, fromByteaOrNull, type Hex, toBytea } from '../db/bytes';
+import { openTransaction, withTransaction } from '../db/transaction';
 import type { ExchangeRecord } from '../exchange/exchange.rules';
+import type {
+  NewSettlement,
+  SettlementFacts,
+  SettlementKind,
+  SettlementObserver,
+  SettlementRecord,
+  SettlementWork,
+} from '../settlement/settlement.types';
 import { toExchangeRecord } from './exchange.repository';
-
-export type SettlementKind = 'consumer' | 'provider' | 'identity' | 'beneficiary';
-export type SettlementStatus = 'queued' | 'submitted' | 'confirmed' | 'failed' | 'retrying';
-
-/** Statuses a settlement leaves only by being confirmed or failed. */
-export const OPEN_STATUSES: readonly SettlementStatus[] = ['queued', 'submitted', 'retrying'];
-
-/** A row of `settlements`: one claim (or relayed action), its state and its transaction. */
-export interface SettlementRecord {
-  id: string;
-  kind: SettlementKind;
-  subject: Hex;
-  /** The cumulative total claimed; the Registry nonce for relayed identity actions. */
-  amount: bigint;
-  status: SettlementStatus;
-  txHash: Hex | null;
-  error: string | null;
-  payload: Record<string, unknown>;
-  attempts: number;
-  createdAt: Date;
-  updatedAt: Date;
-}
-
-export interface NewSettlement {
-  id: string;
-  kind: SettlementKind;
-  subject: Hex;
-  amount: bigint;
-  payload: Record<string, unknown>;
-}
 
 /** A row of `transactions`. */
 export interface TransactionRecord {
@@ -111,9 +90,6 @@ const NONCE_LOCK_CLASS = 0x6e6f6e; // "non"
  * The settlement pipeline's SQL: settlements, the transactions that carry them, the due consumers and
  * providers, and instant-exit reservations.
  */
-/** Hears each settlement confirmed: its kind and the seconds from queued to confirmed (for metrics). */
-export type SettlementObserver = (kind: SettlementKind, seconds: number) => void;
-
 export class SettlementRepository {
   constructor(
     private readonly pool: Pool,
@@ -159,7 +135,7 @@ export class SettlementRepository {
   }
 
   /** Puts a failed settlement back in the queue with `payload`; undefined when it is not failed. */
-  async requeueFailed(id: string, payload?: Record<string, unknown>): Promise<SettlementRecord | undefined> {
+  async requeueFailed(id: string, payload?: SettlementWork['payload']): Promise<SettlementRecord | undefined> {
     const { rows } = await this.pool.query(
       `UPDATE settlements
           SET status = 'queued', error = NULL, tx_hash = NULL, lease_until = NULL,
@@ -252,7 +228,7 @@ export class SettlementRepository {
    * transaction, only while it is recorded mined: one a reorg took away meanwhile (see
    * {@link reopenReorged}) leaves the settlement open.
    */
-  async markConfirmed(id: string, txHash: Hex | null, facts: Record<string, unknown> = {}): Promise<boolean> {
+  async markConfirmed(id: string, txHash: Hex | null, facts: SettlementFacts = {}): Promise<boolean> {
     const result = await this.pool.query(
       `UPDATE settlements
           SET status = 'confirmed', tx_hash = COALESCE($2, tx_hash), error = NULL, lease_until = NULL,
@@ -310,7 +286,7 @@ export class SettlementRepository {
    * Returns them; none when the transaction is no longer recorded mined in `block`.
    */
   async reopenReorged(hash: Hex, block: bigint, reason: string): Promise<SettlementRecord[]> {
-    return this.inTransaction(async (client) => {
+    return withTransaction(this.pool, async (client) => {
       const reverted = await client.query(
         `UPDATE transactions SET status = 'pending', block = NULL, updated_at = now()
           WHERE hash = $1 AND status = 'mined' AND block = $2`,
@@ -467,14 +443,12 @@ export class SettlementRepository {
    * replica that dies releases it with its connection). Waits while another replica holds it.
    */
   async lockSender(sender: Hex): Promise<SenderLock> {
-    const client = await this.pool.connect();
-    let done = false;
+    const transaction = await openTransaction(this.pool);
+    const { client } = transaction;
     try {
-      await client.query('BEGIN');
       await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [NONCE_LOCK_CLASS, sender]);
     } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      client.release();
+      await transaction.release();
       throw error;
     }
     return {
@@ -487,14 +461,9 @@ export class SettlementRepository {
       },
       recordAndCommit: async (tx, settlementIds) => {
         await insertTransaction(client, tx, settlementIds);
-        await client.query('COMMIT');
-        done = true;
+        await transaction.commit();
       },
-      release: async () => {
-        if (!done) await client.query('ROLLBACK').catch(() => {});
-        done = true;
-        client.release();
-      },
+      release: () => transaction.release(),
     };
   }
 
@@ -503,7 +472,7 @@ export class SettlementRepository {
    * onto it, in one commit, before it is broadcast.
    */
   async recordReplacement(tx: NewTransaction, replaces: readonly Hex[]): Promise<void> {
-    await this.inTransaction(async (client) => {
+    await withTransaction(this.pool, async (client) => {
       const { rows } = await client.query(
         `SELECT id FROM settlements WHERE tx_hash = ANY($1::bytea[]) AND status = 'submitted'`,
         [replaces.map(toBytea)],
@@ -536,7 +505,7 @@ export class SettlementRepository {
 
   /** Marks `hash` mined and the other transactions with its nonce replaced. */
   async markMined(hash: Hex, block: bigint, gasUsed: bigint): Promise<void> {
-    await this.inTransaction(async (client) => {
+    await withTransaction(this.pool, async (client) => {
       const { rows } = await client.query(
         `UPDATE transactions SET status = 'mined', block = $2, gas_used = $3, updated_at = now()
           WHERE hash = $1 RETURNING sender, nonce`,
@@ -597,7 +566,7 @@ export class SettlementRepository {
       state: InstantExitState | undefined,
     ) => Promise<{ write?: Omit<InstantExitRecord, 'updatedAt'>; result: T }>,
   ): Promise<T> {
-    return this.inTransaction(async (client) => {
+    return withTransaction(this.pool, async (client) => {
       const { rows } = await client.query(
         `SELECT address, balance, settled, signed_total, credited, exit_amount, exit_reserved FROM consumers
           WHERE address = $1 FOR UPDATE`,
@@ -668,7 +637,7 @@ export class SettlementRepository {
 
   /** Releases a reservation: its amount no longer counts against the consumer. */
   async releaseInstantExit(consumer: Hex, nonce: bigint): Promise<boolean> {
-    return this.inTransaction(async (client) => {
+    return withTransaction(this.pool, async (client) => {
       // The consumer row first: the order the exchange locks in.
       await client.query('SELECT 1 FROM consumers WHERE address = $1 FOR UPDATE', [toBytea(consumer)]);
       const { rows } = await client.query(
@@ -684,21 +653,6 @@ export class SettlementRepository {
       );
       return true;
     });
-  }
-
-  private async inTransaction<T>(run: (client: PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
-    try {
-      await client.query('BEGIN');
-      const result = await run(client);
-      await client.query('COMMIT');
-      return result;
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    } finally {
-      client.release();
-    }
   }
 }
 
@@ -729,6 +683,7 @@ async function insertTransaction(client: PoolClient, tx: NewTransaction, settlem
 
 // biome-ignore lint/suspicious/noExplicitAny: a pg row
 function toSettlement(row: any): SettlementRecord {
+  // The kind and its payload were written together from a NewSettlement.
   return {
     id: row.id,
     kind: row.kind,

@@ -10,11 +10,12 @@ import type { HubConfig } from '../config/config';
 import type { OperatorSigner } from '../crypto/operator-signer';
 import type { OutageLog } from '../health/outage-log';
 import { SettlementQueues } from '../jobs/settlement.queues';
-import { type SettlementObserver, SettlementRepository } from '../repositories/settlement.repository';
+import { SettlementRepository } from '../repositories/settlement.repository';
 import { InstantExitService } from './instant-exit.service';
 import { NonceManager } from './nonce-manager';
 import { parseTokenRate } from './settlement.policy';
 import { SettlementService } from './settlement.service';
+import type { SettlementObserver } from './settlement.types';
 import { messageOf, TransactionSender } from './transaction-sender';
 
 /** The settlement pipeline of one hub process: the service, its queues and workers, its chain listeners. */

@@ -54,13 +54,7 @@ import type { OperatorSigner } from '../crypto/operator-signer';
 import type { Hex } from '../db/bytes';
 import { HubError } from '../errors/hub-error';
 import type { ExchangeRecord } from '../exchange/exchange.rules';
-import {
-  type NewSettlement,
-  OPEN_STATUSES,
-  type SettlementKind,
-  type SettlementRecord,
-  type SettlementRepository,
-} from '../repositories/settlement.repository';
+import type { SettlementRepository } from '../repositories/settlement.repository';
 import { Batcher, type BatchOutcome } from './batcher';
 import {
   decodeBody,
@@ -86,6 +80,18 @@ import {
   type TokenRate,
   waitForFreeFunds,
 } from './settlement.policy';
+import {
+  type IdentityPayload,
+  type JobContext,
+  type NewSettlement,
+  OPEN_STATUSES,
+  type SettlementKind,
+  type SettlementOf,
+  type SettlementQueue,
+  type SettlementRecord,
+  type SettlementView,
+  view,
+} from './settlement.types';
 import { messageOf, type TransactionSender } from './transaction-sender';
 
 export interface SettlementServiceOptions {
@@ -102,30 +108,6 @@ export interface SettlementServiceOptions {
   leaseMs: number;
   /** Blocks on top of the including one before a transaction counts as confirmed (CONFIRMATIONS). */
   confirmations: number;
-}
-
-/** Hands settlements to the job queues; the pipeline implements it. */
-export interface SettlementQueue {
-  enqueue(settlements: readonly SettlementRecord[], options?: { urgent?: boolean }): Promise<void>;
-  /** Runs a consumer scan soon (a provider batch short of free funds waits for it). */
-  collectConsumersSoon(): Promise<void>;
-}
-
-/** Where a job stands when it processes a settlement. */
-export interface JobContext {
-  urgent: boolean;
-  /** 0 for the first attempt. */
-  attempt: number;
-  attempts: number;
-}
-
-/** What `GET /v1/settlements/{id}` and the 202 answers show of a settlement. */
-export interface SettlementView {
-  id: string;
-  kind: SettlementKind;
-  status: SettlementRecord['status'];
-  txHash: Hex | null;
-  error: string | null;
 }
 
 interface ConsumerItem {
@@ -899,39 +881,34 @@ export class SettlementService {
   }
 
   /** Relays one Registry action (its own transaction; a registration's permit first, in one of its own). */
-  private async relay(row: SettlementRecord): Promise<void> {
-    const p = row.payload as unknown as RelayPayload;
+  private async relay(row: SettlementOf<'identity' | 'beneficiary'>): Promise<void> {
     const identity = getAddress(row.subject);
-    if (row.kind === 'identity' && p.permit) await this.submitPermit(identity, p, p.permit);
+    if (row.kind === 'identity' && row.payload.permit)
+      await this.submitPermit(identity, row.payload, row.payload.permit);
     const request = { kind: row.kind, claims: 1, settlementIds: [row.id] };
     let hash: Hex;
     try {
-      ({ hash } = await this.sender.send(request, (account) =>
-        row.kind === 'identity'
+      ({ hash } = await this.sender.send(request, (account) => {
+        const { registry, beneficiary, nonce, signature } = row.payload;
+        const { chainId } = this.scope;
+        return row.kind === 'identity'
           ? registerIdentityRelayed(this.sender.wallet, {
               account,
               registration: {
-                registry: p.registry,
-                chainId: this.scope.chainId,
+                registry,
+                chainId,
                 identity,
-                beneficiary: p.beneficiary,
-                relayerFee: BigInt(p.relayerFee ?? '0'),
-                nonce: BigInt(p.nonce),
-                signature: p.signature,
+                beneficiary,
+                relayerFee: BigInt(row.payload.relayerFee ?? '0'),
+                nonce: BigInt(nonce),
+                signature,
               },
             })
           : setBeneficiaryRelayed(this.sender.wallet, {
               account,
-              change: {
-                registry: p.registry,
-                chainId: this.scope.chainId,
-                identity,
-                beneficiary: p.beneficiary,
-                nonce: BigInt(p.nonce),
-                signature: p.signature,
-              },
-            }),
-      ));
+              change: { registry, chainId, identity, beneficiary, nonce: BigInt(nonce), signature },
+            });
+      }));
     } catch (error) {
       if (error instanceof ContractRevertError && classifyRevert(error.errorName) !== 'transient') {
         throw new PermanentFault(error.shortMessage);
@@ -947,7 +924,7 @@ export class SettlementService {
    * `transferFrom` needs it. The transaction carries no settlement (the registration's comes next). A
    * permit the token refuses fails the registration for good.
    */
-  private async submitPermit(identity: Address, p: RelayPayload, permit: { deadline: string; signature: Hex }) {
+  private async submitPermit(identity: Address, p: IdentityPayload, permit: { deadline: string; signature: Hex }) {
     const relayerFee = BigInt(p.relayerFee ?? '0');
     const { token } = await this.chain.hubInfo();
     const allowance = () =>
@@ -1114,10 +1091,12 @@ export class SettlementService {
     return existing;
   }
 
-  private async consumerClaim(row: SettlementRecord): Promise<{ promise: SignedConsumerPromise; preimage: Hex }> {
-    const exchange = await this.repository.exchange(String(row.payload.hashlock) as Hex);
+  private async consumerClaim(
+    row: SettlementOf<'consumer'>,
+  ): Promise<{ promise: SignedConsumerPromise; preimage: Hex }> {
+    const exchange = await this.repository.exchange(row.payload.hashlock);
     if (!exchange || exchange.consumer !== row.subject) {
-      throw new PermanentFault(`no exchange ${String(row.payload.hashlock)} of consumer ${getAddress(row.subject)}`);
+      throw new PermanentFault(`no exchange ${row.payload.hashlock} of consumer ${getAddress(row.subject)}`);
     }
     const promise: SignedConsumerPromise = {
       ...this.scope,
@@ -1137,8 +1116,8 @@ export class SettlementService {
     return { promise, preimage };
   }
 
-  private async providerClaim(row: SettlementRecord) {
-    const payload = row.payload as { hashlock: Hex; relayerFee: string; authorization: Hex | null };
+  private async providerClaim(row: SettlementOf<'provider'>) {
+    const { payload } = row;
     const exchange = await this.repository.exchange(payload.hashlock);
     if (!exchange || exchange.provider !== row.subject || exchange.hubTotal !== row.amount) {
       throw new PermanentFault(
@@ -1223,26 +1202,11 @@ function unknownProvider(provider: Hex): HubError {
   return new HubError('UNKNOWN_PROVIDER', `The hub has no promise for ${address}`, { provider: address });
 }
 
-function view(row: SettlementRecord): SettlementView {
-  return { id: row.id, kind: row.kind, status: row.status, txHash: row.txHash, error: row.error };
-}
-
 function stringify(args: Record<string, unknown>): Record<string, string> {
   return Object.fromEntries(Object.entries(args).map(([key, value]) => [key, String(value).toLowerCase()]));
 }
 
 const min = (a: bigint, b: bigint) => (a < b ? a : b);
-
-/** What a relayed Registry action's settlement row holds to send it again. */
-interface RelayPayload {
-  registry: Address;
-  beneficiary: Address;
-  relayerFee?: string;
-  nonce: string;
-  signature: Hex;
-  /** A registration's EIP-2612 permit of the relayer fee to the Registry. */
-  permit?: { deadline: string; signature: Hex };
-}
 
 /** A permit must leave the relayer this long (block time) to submit it. */
 const PERMIT_MARGIN_SECONDS = 60n;

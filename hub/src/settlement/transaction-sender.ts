@@ -23,10 +23,11 @@ import {
   getTransactionReceipt,
   sendRawTransaction,
 } from 'viem/actions';
-import type { SettlementKind, SettlementRepository, TransactionRecord } from '../repositories/settlement.repository';
+import type { SettlementRepository, TransactionRecord } from '../repositories/settlement.repository';
 import type { NonceManager } from './nonce-manager';
 import { ShuttingDown, sleep, TransactionLostError } from './settlement.errors';
 import { bumpFees } from './settlement.policy';
+import type { SettlementKind } from './settlement.types';
 
 export interface TransactionSenderOptions {
   /**
