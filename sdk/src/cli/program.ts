@@ -11,6 +11,7 @@ import { promiseCommand } from './commands/promise.js';
 import { provideCommand } from './commands/provide.js';
 import { settleCommand } from './commands/settle.js';
 import { storeCommand } from './commands/store.js';
+import { connectCommand, provideProxyCommand } from './commands/tunnel.js';
 import { withdrawCommand } from './commands/withdraw.js';
 
 const ENVIRONMENT = `
@@ -59,8 +60,9 @@ export function createProgram(): Command {
     storeCommand(),
     beneficiaryCommand(),
     promiseCommand(),
-    provideCommand(),
+    provideCommand().addCommand(provideProxyCommand()),
     payCommand(),
+    connectCommand(),
     configCommand(),
   ]) {
     program.addCommand(command);
