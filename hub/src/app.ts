@@ -35,7 +35,8 @@ import { BooksRepository } from './repositories/books.repository';
 import { ChainRepository } from './repositories/chain.repository';
 import { DeploymentRepository } from './repositories/deployment.repository';
 import { ExchangeRepository, RevealRepository } from './repositories/exchange.repository';
-import { InstantExitService } from './settlement/instant-exit.service';
+import { InstantExitController } from './settlement/instant-exit/instant-exit.controller';
+import { InstantExitService } from './settlement/instant-exit/instant-exit.service';
 import { SettlementPipeline } from './settlement/settlement.pipeline';
 import { SettlementService } from './settlement/settlement.service';
 import { X402Controller } from './x402/x402.controller';
@@ -251,6 +252,7 @@ class HubModule {
               BooksController,
               HealthController,
               SettlementController,
+              InstantExitController,
               MetricsController,
               OpenApiController,
               X402Controller,

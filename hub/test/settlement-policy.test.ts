@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
+import { bumpFees } from '../src/chain/outbox/outbox.rules';
 import { Batcher } from '../src/settlement/batcher';
 import { ShuttingDown } from '../src/settlement/settlement.errors';
 import {
-  bumpFees,
   classifyRevert,
   consumerClaimWorthIt,
   gasCostInTokens,

@@ -1,18 +1,14 @@
 import { encodeMessage } from '@chit/sdk';
 import { Body, Controller, Get, HttpCode, Inject, Param, Post, Query } from '@nestjs/common';
-import { InstantExitService } from '../settlement/instant-exit.service';
 import { SettlementService } from '../settlement/settlement.service';
 import type { SettlementView } from '../settlement/settlement.types';
 
 const accepted = ({ id, status }: SettlementView) => ({ id, status });
 
-/** Settlement requests and their status, fee quotes, instant-exit co-signatures and relayed Registry actions. */
+/** Settlement requests and their status, fee quotes and relayed Registry actions. */
 @Controller('v1')
 export class SettlementController {
-  constructor(
-    @Inject(SettlementService) private readonly settlements: SettlementService,
-    @Inject(InstantExitService) private readonly instantExits: InstantExitService,
-  ) {}
+  constructor(@Inject(SettlementService) private readonly settlements: SettlementService) {}
 
   @Get('quotes/settlement')
   async quote(@Query() query: unknown) {
@@ -33,12 +29,6 @@ export class SettlementController {
   @Get('settlements/:id')
   settlement(@Param('id') id: string) {
     return this.settlements.settlement(id);
-  }
-
-  @Post('exits/instant')
-  @HttpCode(200)
-  async instantExit(@Body() body: unknown) {
-    return encodeMessage(await this.instantExits.cosign(body));
   }
 
   @Post('relay/identities')

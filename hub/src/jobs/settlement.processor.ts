@@ -1,9 +1,9 @@
 import { Logger } from '@nestjs/common';
 import { DelayedError, type Job, UnrecoverableError } from 'bullmq';
-import type { InstantExitService } from '../settlement/instant-exit.service';
+import { messageOf } from '../errors/message-of';
+import type { InstantExitService } from '../settlement/instant-exit/instant-exit.service';
 import { PermanentFault, ShuttingDown } from '../settlement/settlement.errors';
 import type { SettlementService } from '../settlement/settlement.service';
-import { messageOf } from '../settlement/transaction-sender';
 import { JobName, type MaintenanceJobData, type SettlementJobData } from './job.enums';
 
 const logger = new Logger('SettlementJobs');

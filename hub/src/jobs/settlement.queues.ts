@@ -1,12 +1,12 @@
 import { Logger } from '@nestjs/common';
 import { type JobsOptions, type JobType, Queue, Worker } from 'bullmq';
 import type Redis from 'ioredis';
+import { messageOf } from '../errors/message-of';
 import type { OutageLog } from '../health/outage-log';
 import type { SettlementRepository } from '../repositories/settlement.repository';
-import type { InstantExitService } from '../settlement/instant-exit.service';
+import type { InstantExitService } from '../settlement/instant-exit/instant-exit.service';
 import type { SettlementService } from '../settlement/settlement.service';
 import type { SettlementQueue, SettlementRecord } from '../settlement/settlement.types';
-import { messageOf } from '../settlement/transaction-sender';
 import { JobName, QueueName, routeOf, type SettlementJobData } from './job.enums';
 import { maintenanceProcessor, settlementProcessor } from './settlement.processor';
 

@@ -6,17 +6,20 @@ import { defineChain } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import type { ChainService } from '../chain/chain.service';
 import type { ChainEventMap, ChainEvents } from '../chain/chain-events';
+import { NonceManager } from '../chain/outbox/nonce-manager';
+import { OutboxRepository } from '../chain/outbox/outbox.repository';
+import { TransactionSender } from '../chain/outbox/transaction-sender';
 import type { HubConfig } from '../config/config';
 import type { OperatorSigner } from '../crypto/operator-signer';
+import { messageOf } from '../errors/message-of';
 import type { OutageLog } from '../health/outage-log';
 import { SettlementQueues } from '../jobs/settlement.queues';
 import { SettlementRepository } from '../repositories/settlement.repository';
-import { InstantExitService } from './instant-exit.service';
-import { NonceManager } from './nonce-manager';
+import { InstantExitRepository } from './instant-exit/instant-exit.repository';
+import { InstantExitService } from './instant-exit/instant-exit.service';
 import { parseTokenRate } from './settlement.policy';
 import { SettlementService } from './settlement.service';
 import type { SettlementObserver } from './settlement.types';
-import { messageOf, TransactionSender } from './transaction-sender';
 
 /** The settlement pipeline of one hub process: the service, its queues and workers, its chain listeners. */
 export class SettlementPipeline {
@@ -48,12 +51,13 @@ export class SettlementPipeline {
   }): SettlementPipeline {
     const { config, scope, chain } = parts;
     const repository = new SettlementRepository(parts.pool, parts.onConfirmed);
+    const outbox = new OutboxRepository(parts.pool);
     const abort = new AbortController();
     const relayerKey = (config.RELAYER_KEY ?? config.OPERATOR_KEY) as `0x${string}`;
     const nonces = new NonceManager(
       privateKeyToAccount(relayerKey).address.toLowerCase() as `0x${string}`,
       chain.client,
-      repository,
+      outbox,
     );
     const sender = new TransactionSender(
       relayerKey,
@@ -66,7 +70,7 @@ export class SettlementPipeline {
       chain.rpcUrl,
       chain.client,
       nonces,
-      repository,
+      outbox,
       {
         confirmations: config.CONFIRMATIONS,
         resubmitAfterMs: config.TX_RESUBMIT_AFTER_MS,
@@ -76,7 +80,7 @@ export class SettlementPipeline {
       },
       abort.signal,
     );
-    const service = new SettlementService(scope, chain, repository, sender, parts.signer, {
+    const service = new SettlementService(scope, chain, repository, outbox, sender, parts.signer, {
       batchSize: config.SETTLEMENT_BATCH_SIZE,
       batchWindowMs: config.SETTLEMENT_BATCH_WINDOW_MS,
       scanLimit: config.SETTLEMENT_BATCH_SIZE * 10,
@@ -103,7 +107,7 @@ export class SettlementPipeline {
     const instantExits = new InstantExitService(
       scope,
       chain,
-      repository,
+      new InstantExitRepository(parts.pool),
       privateKeyToAccount(config.OPERATOR_KEY as `0x${string}`),
       config.INSTANT_EXIT_VALIDITY_SECONDS,
     );

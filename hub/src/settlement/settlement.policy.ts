@@ -1,7 +1,7 @@
 import type { ContractErrorName } from '@chit/sdk';
 
 // The settlement policy, as pure functions of the figures they decide on: what is due, what a relayed
-// settlement costs, which faults are permanent, and how fees are bumped. The service applies them.
+// settlement costs, and which faults are permanent. The services apply them.
 
 const BPS = 10_000n;
 
@@ -34,7 +34,7 @@ export function parseTokenRate(decimal: string): TokenRate {
   return { numerator: BigInt(whole) * denominator + BigInt(fraction || '0'), denominator };
 }
 
-const ceilDiv = (a: bigint, b: bigint) => (a + b - 1n) / b;
+export const ceilDiv = (a: bigint, b: bigint) => (a + b - 1n) / b;
 
 /** What `gas` at `gasPrice` costs in token units, rounded up. */
 export function gasCostInTokens(gas: bigint, gasPrice: bigint, rate: TokenRate): bigint {
@@ -127,30 +127,6 @@ export function classifyRevert(errorName: ContractErrorName): RevertClass {
   if (ALREADY_SETTLED_REVERTS.has(errorName)) return 'settled';
   if (PERMANENT_REVERTS.has(errorName)) return 'permanent';
   return 'transient';
-}
-
-/** Fees of a resubmission: both raised by `bumpPercent`, at least the network's current ones, within `cap`. */
-export function bumpFees(input: {
-  previous: { maxFeePerGas: bigint; maxPriorityFeePerGas: bigint };
-  network: { maxFeePerGas: bigint; maxPriorityFeePerGas: bigint };
-  bumpPercent: number;
-  cap?: bigint | undefined;
-}): { maxFeePerGas: bigint; maxPriorityFeePerGas: bigint } | undefined {
-  const raise = (value: bigint) => ceilDiv(value * BigInt(100 + input.bumpPercent), 100n);
-  let maxPriorityFeePerGas = raise(input.previous.maxPriorityFeePerGas);
-  if (input.network.maxPriorityFeePerGas > maxPriorityFeePerGas)
-    maxPriorityFeePerGas = input.network.maxPriorityFeePerGas;
-  let maxFeePerGas = raise(input.previous.maxFeePerGas);
-  if (input.network.maxFeePerGas > maxFeePerGas) maxFeePerGas = input.network.maxFeePerGas;
-  if (maxPriorityFeePerGas > maxFeePerGas) maxFeePerGas = maxPriorityFeePerGas;
-  if (input.cap !== undefined && maxFeePerGas > input.cap) {
-    // Nodes take a replacement only for at least +10 % on both fees; below that, wait instead.
-    if (input.cap * 10n < input.previous.maxFeePerGas * 11n) return undefined;
-    maxFeePerGas = input.cap;
-    if (maxPriorityFeePerGas > maxFeePerGas) maxPriorityFeePerGas = maxFeePerGas;
-    if (maxPriorityFeePerGas * 10n < input.previous.maxPriorityFeePerGas * 11n) return undefined;
-  }
-  return { maxFeePerGas, maxPriorityFeePerGas };
 }
 
 /** Settlement ids: also the BullMQ job ids (no ':' allowed there), keyed by channel and amount. */

@@ -50,9 +50,12 @@ import {
   writeContract,
 } from 'viem/actions';
 import type { ChainService } from '../chain/chain.service';
+import type { OutboxRepository } from '../chain/outbox/outbox.repository';
+import type { TransactionSender } from '../chain/outbox/transaction-sender';
 import type { OperatorSigner } from '../crypto/operator-signer';
 import type { Hex } from '../db/bytes';
 import { HubError } from '../errors/hub-error';
+import { messageOf } from '../errors/message-of';
 import type { ExchangeRecord } from '../exchange/exchange.rules';
 import type { SettlementRepository } from '../repositories/settlement.repository';
 import { Batcher, type BatchOutcome } from './batcher';
@@ -92,7 +95,6 @@ import {
   type SettlementView,
   view,
 } from './settlement.types';
-import { messageOf, type TransactionSender } from './transaction-sender';
 
 export interface SettlementServiceOptions {
   batchSize: number;
@@ -159,6 +161,7 @@ export class SettlementService {
     private readonly scope: HubScope,
     private readonly chain: ChainService,
     private readonly repository: SettlementRepository,
+    private readonly outbox: OutboxRepository,
     private readonly sender: TransactionSender,
     private readonly signer: OperatorSigner,
     private readonly options: SettlementServiceOptions,
@@ -607,9 +610,9 @@ export class SettlementService {
    * pending, or one was mined and the outcome is not recorded yet (the hub stopped in between).
    */
   private async inFlight(row: SettlementRecord): Promise<boolean> {
-    const carrier = row.txHash ? await this.repository.transaction(row.txHash) : undefined;
+    const carrier = row.txHash ? await this.outbox.transaction(row.txHash) : undefined;
     if (!carrier) return false;
-    const attempts = await this.repository.transactionsWithNonce(carrier.sender, carrier.nonce);
+    const attempts = await this.outbox.transactionsWithNonce(carrier.sender, carrier.nonce);
     return attempts.some(
       (attempt) => attempt.status === 'pending' || (attempt.status === 'mined' && row.status === 'submitted'),
     );
@@ -811,7 +814,7 @@ export class SettlementService {
       throw error;
     }
     const mined = receipt.transactionHash.toLowerCase() as Hex;
-    if ((await this.repository.transaction(mined))?.status !== 'mined') {
+    if ((await this.outbox.transaction(mined))?.status !== 'mined') {
       // A reorg took it away between its confirmations and now: its settlements stay open and are followed again.
       throw new Error(`transaction ${mined} is no longer on the chain (reorg)`);
     }
@@ -1191,7 +1194,7 @@ export class SettlementService {
   private async gasPerPromise(kind: SettlementKind): Promise<bigint> {
     const cached = this.gasCache.get(kind);
     if (cached && Date.now() - cached.at < GAS_CACHE_MS) return cached.gas;
-    const gas = (await this.repository.gasPerClaim(kind, 20)) ?? DEFAULT_GAS_PER_PROMISE[kind];
+    const gas = (await this.outbox.gasPerClaim(kind, 20)) ?? DEFAULT_GAS_PER_PROMISE[kind];
     this.gasCache.set(kind, { at: Date.now(), gas });
     return gas;
   }

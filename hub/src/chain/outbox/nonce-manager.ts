@@ -1,7 +1,8 @@
 import type { PublicClient } from 'viem';
 import { getTransactionCount } from 'viem/actions';
-import type { Hex } from '../db/bytes';
-import type { NewTransaction, SettlementRepository } from '../repositories/settlement.repository';
+import type { Hex } from '../../db/bytes';
+import type { OutboxRepository } from './outbox.repository';
+import type { NewTransaction } from './outbox.types';
 
 /** A nonce handed out by {@link NonceManager.withNextNonce}, held until its transaction is recorded. */
 export interface NonceSlot {
@@ -30,7 +31,7 @@ export class NonceManager {
   constructor(
     readonly address: Hex,
     private readonly client: PublicClient,
-    private readonly repository: SettlementRepository,
+    private readonly repository: OutboxRepository,
   ) {}
 
   /** Runs `use` with the key's next nonce; the nonce is held until `use` records a transaction or returns. */

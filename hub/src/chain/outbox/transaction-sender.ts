@@ -23,11 +23,12 @@ import {
   getTransactionReceipt,
   sendRawTransaction,
 } from 'viem/actions';
-import type { SettlementRepository, TransactionRecord } from '../repositories/settlement.repository';
+import { messageOf } from '../../errors/message-of';
+import { ShuttingDown, sleep, TransactionLostError } from '../../settlement/settlement.errors';
 import type { NonceManager } from './nonce-manager';
-import { ShuttingDown, sleep, TransactionLostError } from './settlement.errors';
-import { bumpFees } from './settlement.policy';
-import type { SettlementKind } from './settlement.types';
+import type { OutboxRepository } from './outbox.repository';
+import { bumpFees, feesOf, refusedByNode } from './outbox.rules';
+import type { SendRequest, TransactionRecord } from './outbox.types';
 
 export interface TransactionSenderOptions {
   /**
@@ -40,13 +41,6 @@ export interface TransactionSenderOptions {
   bumpPercent: number;
   maxFeePerGas?: bigint | undefined;
   pollMs: number;
-}
-
-/** What a transaction carries, for its write-ahead record. */
-export interface SendRequest {
-  kind: SettlementKind;
-  claims: number;
-  settlementIds: readonly string[];
 }
 
 /** Polls of a nonce taken by a transaction none of ours before it counts as lost. */
@@ -72,7 +66,7 @@ export class TransactionSender {
     rpcUrl: string,
     private readonly client: PublicClient,
     private readonly nonces: NonceManager,
-    private readonly repository: SettlementRepository,
+    private readonly repository: OutboxRepository,
     private readonly options: TransactionSenderOptions,
     private readonly signal: AbortSignal,
   ) {
@@ -281,50 +275,4 @@ export class TransactionSender {
       }
     }
   }
-}
-
-function feesOf(transaction: TransactionSerializable): { maxFeePerGas: bigint; maxPriorityFeePerGas: bigint } {
-  const { maxFeePerGas, maxPriorityFeePerGas, gasPrice } = transaction as {
-    maxFeePerGas?: bigint;
-    maxPriorityFeePerGas?: bigint;
-    gasPrice?: bigint;
-  };
-  return {
-    maxFeePerGas: maxFeePerGas ?? gasPrice ?? 0n,
-    maxPriorityFeePerGas: maxPriorityFeePerGas ?? gasPrice ?? 0n,
-  };
-}
-
-/** The errors in `error`'s cause chain, outermost first. */
-function causes(error: unknown): unknown[] {
-  const chain: unknown[] = [];
-  for (let current = error; current && chain.length < 20; current = (current as { cause?: unknown }).cause) {
-    chain.push(current);
-  }
-  return chain;
-}
-
-/**
- * Whether the node answered a broadcast with an error (it does not hold the transaction), as opposed
- * to a transport failure after which it may hold it. "already known" means it does.
- */
-export function refusedByNode(error: unknown): boolean {
-  const chain = causes(error);
-  if (chain.some((e) => /already known/i.test(messageOf(e)))) return false;
-  if (
-    chain.some((e) =>
-      ['HttpRequestError', 'TimeoutError', 'WebSocketRequestError', 'SocketClosedError'].includes((e as Error)?.name),
-    )
-  ) {
-    return false;
-  }
-  return chain.some((e) => typeof (e as { code?: unknown })?.code === 'number');
-}
-
-export function messageOf(error: unknown): string {
-  if (error && typeof error === 'object') {
-    const { shortMessage, details, message } = error as { shortMessage?: string; details?: string; message?: string };
-    return [shortMessage ?? message, details].filter(Boolean).join(': ');
-  }
-  return String(error);
 }
