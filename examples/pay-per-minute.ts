@@ -4,8 +4,8 @@
  *   1. a consumer deposits into its channel at the hub with an EIP-2612 permit (one transaction);
  *   2. a provider's ProviderSession invoices every minute; the consumer's ConsumerSession checks each
  *      invoice against the time and traffic it measured and answers with a signed promise;
- *   3. the provider exchanges each promise at the hub for a hub promise and reveals its R
- *      (ProviderLedger does both);
+ *   3. the provider exchanges each promise at the hub for a hub promise, R sealed in the exchange
+ *      (ProviderLedger);
  *   4. an overcharging invoice is refused; the books at the hub show what the provider earned.
  *
  * Against the stack of `npm start` (see examples/README.md):
@@ -196,7 +196,7 @@ async function main(): Promise<void> {
     lastInvoice = invoice;
     const promise = await consumerSession.pay(invoice);
     const answer = JSON.stringify(encodeMessage(promise));
-    // …and the provider checks the promise, exchanges it at the hub and reveals R.
+    // …and the provider checks the promise, and exchanges it at the hub.
     const hubPromise = await providerSession.receivePromise(decodeMessage('consumerPromise', JSON.parse(answer)));
     log(
       `   minute ${minute}: invoice ${tokens(invoice.agreementTotal)} → consumer promise (total ${tokens(promise.total)}) → hub promise ${tokens(hubPromise.total)}`,

@@ -509,7 +509,7 @@ describe('ProviderSession against a reference hub', { timeout: 30_000 }, () => {
 
   const perMinute = (amount: bigint): Prices => ({ perMinute: amount, perGiB: 0n });
 
-  it('is paid per time: invoices each interval, exchanges, stores the hub promise, reveals R', async () => {
+  it('is paid per time: invoices each interval, exchanges, stores the hub promise; R goes in the box, never revealed apart', async () => {
     const consumer = consumerSide();
     const ledger = providerLedger();
     const peer = connect(ledger, consumer.ledger, { provider: perMinute(TOKEN / 100n) });
@@ -531,7 +531,8 @@ describe('ProviderSession against a reference hub', { timeout: 30_000 }, () => {
     assert.equal(peer.provider.paid, (5n * TOKEN) / 100n);
     assert.equal(peer.provider.unpaidInvoices, 0);
     const stored = await ledger.store.get(ledger.key);
-    assert.equal((stored as { unrevealed: unknown }).unrevealed, null, 'the last R was revealed');
+    assert.equal((stored as { unrevealed: unknown }).unrevealed, null, 'no R is left to reveal');
+    assert.ok(!hub.requests.includes('POST /v1/reveal'), 'the hub opened every R from its box');
   });
 
   it('stores R before the invoice leaves, so a restart between the two loses nothing', async () => {
@@ -698,7 +699,6 @@ describe('ProviderSession against a reference hub', { timeout: 30_000 }, () => {
     const peer = connect(ledger, consumer.ledger, { provider: perMinute(TOKEN / 100n) });
     clock.advance(MINUTE);
     await peer.provider.tick();
-    hub.failNext('/v1/reveal', 400, 'MALFORMED'); // the last R never reaches the hub
     clock.advance(MINUTE);
     await peer.provider.tick();
     const { hubPromise: before, preimage: lostR } = await ledger.latest();
@@ -722,23 +722,29 @@ describe('ProviderSession against a reference hub', { timeout: 30_000 }, () => {
     assert.equal(hub.providerTotal(fresh.provider), (3n * TOKEN) / 100n);
   });
 
-  it('sends the unrevealed previous R with the next exchange', async () => {
+  it('reveals, once, an R that a store of an earlier version left unrevealed, then exchanges on', async () => {
     const consumer = consumerSide();
-    const ledger = providerLedger();
+    const key = generatePrivateKey();
+    const store = new MemoryStore();
+    const ledger = providerLedger({ key, store });
     const peer = connect(ledger, consumer.ledger, { provider: perMinute(TOKEN / 100n) });
-    await ledger.open();
-    const recoveries = () => hub.requests.filter((r) => r === 'POST /v1/recovery').length;
-    const before = recoveries();
-    hub.failNext('/v1/reveal', 400, 'MALFORMED', 2); // after the first exchange, and before the second
     clock.advance(MINUTE);
     await peer.provider.tick();
-    const stored = (await ledger.store.get(ledger.key)) as { unrevealed: Hex | null };
-    assert.notEqual(stored.unrevealed, null);
+    // An earlier ledger revealed R after each exchange and stored it as unrevealed until then.
+    const document = (await store.get(ledger.key)) as { latestPreimage: Hex; unrevealed: Hex | null };
+    await store.put(ledger.key, { ...document, unrevealed: document.latestPreimage });
+    const reveals = () => hub.requests.filter((r) => r === 'POST /v1/reveal').length;
+    const before = reveals();
+    const reopened = providerLedger({ key, store });
+    const next = connect(reopened, consumer.ledger, { provider: perMinute(TOKEN / 100n) });
     clock.advance(MINUTE);
-    await peer.provider.tick(); // the hub refuses an exchange while the previous R is unknown
-    assert.deepEqual(peer.refusals, []);
-    assert.equal(peer.hubPromises.at(-1)?.total, (2n * TOKEN) / 100n);
-    assert.equal(recoveries(), before, 'it went through with previousPreimage, not by resynchronising');
+    await next.provider.tick();
+    clock.advance(MINUTE);
+    await next.provider.tick();
+    assert.deepEqual(next.refusals, []);
+    assert.equal(next.hubPromises.at(-1)?.total, (3n * TOKEN) / 100n);
+    assert.equal(reveals(), before + 1, 'revealed before the first exchange, and never again');
+    assert.equal(((await store.get(ledger.key)) as { unrevealed: Hex | null }).unrevealed, null);
   });
 
   it('resynchronises through a recovery when its idea of the previous exchange is behind the hub’s', async () => {
@@ -749,7 +755,6 @@ describe('ProviderSession against a reference hub', { timeout: 30_000 }, () => {
     const peer = connect(ledger, consumer.ledger, { provider: perMinute(TOKEN / 100n) });
     await ledger.open();
     const backup = await store.get(ledger.key); // a backup taken before the exchange
-    hub.failNext('/v1/reveal', 400, 'MALFORMED');
     clock.advance(MINUTE);
     await peer.provider.tick();
     await store.put(ledger.key, backup!); // restored from the backup: the exchange and its R are forgotten
@@ -803,7 +808,7 @@ describe('ProviderSession against a reference hub', { timeout: 30_000 }, () => {
     assert.equal(hub.credited(consumer.account.address), (3n * TOKEN) / 100n);
   });
 
-  it('refuses a hub promise with the wrong total and does not reveal R', async () => {
+  it('refuses a hub promise with the wrong total and stores nothing', async () => {
     const consumer = consumerSide();
     const operator = privateKeyToAccount(hub.operatorKey);
     const cheating: typeof fetch = async (input, init) => {
@@ -815,14 +820,12 @@ describe('ProviderSession against a reference hub', { timeout: 30_000 }, () => {
     };
     const ledger = providerLedger({ client: new HubClient({ url: hub.url, fetch: cheating }) });
     const peer = connect(ledger, consumer.ledger, { provider: perMinute(TOKEN / 100n) });
-    const reveals = hub.requests.filter((r) => r === 'POST /v1/reveal').length;
     clock.advance(MINUTE);
     await peer.provider.tick();
     const error = peer.refusals[0];
     assert.ok(error instanceof HubAnswerRejectedError, String(error));
     assert.equal(error.problem, 'WRONG_TOTAL');
     assert.equal(error.expected, `${TOKEN / 100n} (previous total + increment)`);
-    assert.equal(hub.requests.filter((r) => r === 'POST /v1/reveal').length, reveals);
     assert.equal((await ledger.latest()).hubPromise, null);
   });
 

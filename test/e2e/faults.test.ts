@@ -5,7 +5,7 @@ import path from 'node:path';
 import { HubUnreachableError, hubAbi, type Prices, settleProvider } from '@chit/sdk';
 import { FileStore } from '@chit/sdk/node';
 import { type Address, type Hex, keccak256, parseEther, parseEventLogs } from 'viem';
-import { FaultyFetch, Gate } from './support/faulty-fetch';
+import { FaultyFetch } from './support/faulty-fetch';
 import { cost, feeOf, sum } from './support/figures';
 import { RedisServer } from './support/redis-server';
 import type { Link } from './support/session';
@@ -148,7 +148,7 @@ describe('faults', function () {
   /** What the session must have been paid: its whole time and traffic at its prices, rounded down once. */
   const due = (session: Session) => cost(session.prices, session.ms, session.bytes);
 
-  /** One full payment on every session: invoice, promise, exchange, reveal. */
+  /** One full payment on every session: invoice, promise, exchange. */
   async function payAll(sessions: Session[]) {
     for (const session of sessions) {
       const { invoice, hubPromise } = await session.link.step();
@@ -280,7 +280,7 @@ describe('faults', function () {
     return [await stack.read.hubFigures(), await stack.read.tokenBalance(stack.relayer.address)] as const;
   }
 
-  it('the hub is SIGKILLed mid-session and restarted: providers send again and reveal, nothing lost or credited twice', async () => {
+  it('the hub is SIGKILLed mid-session and restarted: providers send again, nothing lost or credited twice', async () => {
     await useHub();
     const [before, relayerBefore] = await startFigures();
     const deposit = ether('2');
@@ -297,8 +297,8 @@ describe('faults', function () {
       await payAll(sessions);
     }
 
-    // Round 3. Every consumer pays; then the hub dies between p2's exchange and its reveal, right after
-    // it answered p1's exchange (an answer p1 never gets), and b's payment to p2 never reaches it.
+    // Round 3. Every consumer pays; p2's exchange is answered, then the hub dies right after it answered
+    // p1's exchange (an answer p1 never gets), and b's payment to p2 never reaches it.
     elapse(sessions, 37 * SECOND);
     const invoiceOf = async (session: Session) => {
       const invoice = await session.link.invoice();
@@ -310,15 +310,8 @@ describe('faults', function () {
     const promise2 = await ap2.link.pay(i2);
     const promise3 = await bp2.link.pay(i3);
 
-    const revealHeld = new Gate();
-    const release = new Gate();
-    wire2.once('/v1/reveal', async (forward) => {
-      revealHeld.open();
-      await release.opened;
-      return forward();
-    });
-    const delivered2 = ap2.link.deliver(promise2);
-    await revealHeld.opened;
+    const hubPromise2 = await ap2.link.deliver(promise2);
+    assert.equal(hubPromise2.hashlock, i2.hashlock);
     wire1.once('/v1/exchange', async (forward) => {
       await (await forward()).text(); // the hub committed the exchange and answered...
       await stack.hub.kill('SIGKILL'); // ...and dies before the answer gets out
@@ -326,9 +319,6 @@ describe('faults', function () {
     });
     await rejection(ap1.link.deliver(promise1), HubUnreachableError);
     assert.equal(stack.hub.running, false, 'the hub was killed');
-    release.open();
-    const hubPromise2 = await delivered2; // answered before the hub died; its R is not revealed
-    assert.equal(hubPromise2.hashlock, i2.hashlock);
     await rejection(bp2.link.deliver(promise3), HubUnreachableError);
 
     // The hub comes back. Each provider sends again, byte for byte, the exchange it got no answer for.
@@ -343,12 +333,16 @@ describe('faults', function () {
     assert.equal(new Set(sent1.map((r) => JSON.stringify(r.body))).size, 1, 'the very same request');
     const again3 = await bp2.link.deliver(promise3);
     assert.equal(again3.total, due(ap2) + due(bp2));
-    // p2's R of round 3 reached the hub with the exchange sent again (previousPreimage).
+    // The hub learnt p2's R of round 3 from its box, before it signed and died: nothing to reveal.
     const sentAgain3 = wire2.requests.slice(mark2).filter((r) => r.path === '/v1/exchange');
     assert.equal(sentAgain3.length, 1);
-    const previous = (sentAgain3[0]!.body as { previousPreimage?: Hex }).previousPreimage;
-    assert.ok(previous, 'the exchange carries the R the hub missed');
-    assert.equal(keccak256(previous), i2.hashlock.toLowerCase());
+    assert.equal((sentAgain3[0]!.body as { previousPreimage?: Hex }).previousPreimage, undefined);
+    assert.ok(!wire2.requests.some((r) => r.path === '/v1/reveal'), 'p2 never reveals R apart');
+    const known = await stack.db.query<{ preimage: Buffer | null }>(
+      'SELECT preimage FROM exchanges WHERE hashlock = $1',
+      [bytea(i2.hashlock)],
+    );
+    assert.equal(keccak256(`0x${known.rows[0]!.preimage!.toString('hex')}`), i2.hashlock.toLowerCase());
 
     for (const ms of [30 * SECOND, 52 * SECOND]) {
       elapse(sessions, ms);
@@ -704,7 +698,7 @@ describe('faults', function () {
       elapse([first], ms);
       await payAll([first]);
     }
-    // The last payment: the hub credits it, but no answer reaches the provider (so it never reveals R)...
+    // The last payment: the hub credits it, but no answer reaches the provider...
     elapse([first], 33 * SECOND);
     const invoice = await first.link.invoice();
     assert.ok(invoice);
@@ -733,8 +727,8 @@ describe('faults', function () {
     await again.ledger.open();
     assert.deepEqual(
       wire.requests.slice(mark).map((r) => r.path),
-      ['/v1/info', '/v1/recovery', '/v1/reveal'],
-      'recovered, and R revealed',
+      ['/v1/info', '/v1/recovery'],
+      'recovered; the hub knows R, so nothing is revealed',
     );
     const recovered = await again.ledger.latest();
     assert.equal(recovered.hubPromise?.total, earnedBefore, 'the promise for the unanswered payment included');

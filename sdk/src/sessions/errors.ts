@@ -124,8 +124,7 @@ export type HubAnswerProblem =
 /**
  * A hub answered something the protocol does not allow: a hub promise not signed by its operator, with
  * another hashlock, or with a total other than the previous total plus the increment; a recovered R
- * that does not open the hashlock; an `/v1/info` for another hub or chain. The answer was not stored
- * and R was not revealed.
+ * that does not open the hashlock; an `/v1/info` for another hub or chain. The answer was not stored.
  *
  * @example
  * catch (error) {

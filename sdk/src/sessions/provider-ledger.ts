@@ -89,7 +89,11 @@ interface QueuedExchange {
 interface ProviderState {
   latest: SignedHubPromise | null;
   latestPreimage: Hex | null;
-  /** R of `latest` until the hub acknowledged it (reveal, or `previousPreimage` of a later exchange). */
+  /**
+   * An R the hub may not know, left by a version of this ledger that revealed R after each exchange;
+   * revealed (or sent as `previousPreimage`) before the next exchange. Exchanges now carry R in their
+   * box, which the hub opens before it signs, so nothing new is ever left here.
+   */
   unrevealed: Hex | null;
   /** The highest agreement total the hub credited, by agreement id. */
   credited: Record<string, bigint>;
@@ -139,14 +143,13 @@ const RUNNING = new Set(['queued', 'submitted', 'retrying']);
 
 /**
  * A provider's books at one hub, shared by all its {@link ProviderSession}s there. The hub chains a
- * provider's exchanges (each hub promise total is the previous one plus the increment, and the
- * previous R must be revealed first), so the ledger runs them one at a time:
+ * provider's exchanges (each hub promise total is the previous one plus the increment), so the ledger
+ * runs them in order, one request at a time:
  *
- * 1. it encrypts R to the hub's public key and adds the previous R when the hub has not acknowledged
- *    it, writes the request to the store, and sends it;
+ * 1. it encrypts R to the hub's public key, writes the request to the store, and sends it;
  * 2. it checks the hub promise: the operator's signature, this hub, chain and provider, the consumer
  *    promise's hashlock, and a total equal to the previous total plus the agreement's increment;
- * 3. it stores the hub promise, then reveals R.
+ * 3. it stores the hub promise. R needs no reveal: the hub opened it from its box before it signed.
  *
  * An exchange whose outcome is unknown (no answer) is sent again, byte for byte, before any other:
  * the hub answers a repeat with the same hub promise. A provider that lost its store gets its latest
@@ -536,8 +539,7 @@ export class ProviderLedger {
   /**
    * Sends `entries` (stored as `inflightBatch`) in one `POST /v1/exchanges` and records the answers in
    * order: each hub promise is checked against the total it must carry (the latest total plus the
-   * item's increment over what its agreement was credited), stored as the latest, and the last R is
-   * revealed. No answer keeps the entries to be sent again; a refusal of the whole request forgets them.
+   * item's increment over what its agreement was credited), and stored as the latest. No answer keeps the entries to be sent again; a refusal of the whole request forgets them.
    */
   async #completeBatch(entries: Inflight[]): Promise<(SignedHubPromise | Error)[]> {
     if (entries.length === 0) return [];
@@ -566,17 +568,14 @@ export class ProviderLedger {
       credited[id] = request.promise.agreement.total;
       return result.hubPromise;
     });
-    const moved = latest !== state.latest;
     const next: ProviderState = {
       ...state,
       latest,
       latestPreimage,
-      unrevealed: moved ? latestPreimage : state.unrevealed,
       credited,
       inflightBatch: [],
     };
     await this.#save(next);
-    if (moved) await this.#reveal(next);
     return outcomes;
   }
 
@@ -617,9 +616,25 @@ export class ProviderLedger {
     try {
       return await this.#complete(inflight);
     } catch (error) {
-      // Our idea of the previous exchange is behind the hub's (a store restored from a backup): take
-      // the hub's latest promise and R, and try once more.
-      if (mayResync && error instanceof HubError && error.code === 'PREVIOUS_R_NOT_REVEALED') {
+      if (!mayResync) throw error;
+      // Our idea of the previous exchange is behind the hub's (a store restored from a backup): the hub
+      // chained this exchange on a higher total than ours. Its latest promise, recovered, is this
+      // exchange's; anything else is the refusal it was.
+      if (
+        error instanceof HubAnswerRejectedError &&
+        error.problem === 'WRONG_TOTAL' &&
+        BigInt(error.received) > inflight.expectedTotal
+      ) {
+        const recovered = await this.#recover();
+        if (!recovered || !sameHex(recovered.hubPromise.hashlock, promise.hashlock)) throw error;
+        const state = this.#state!;
+        const id = promise.agreement.id.toLowerCase();
+        await this.#save({ ...state, credited: { ...state.credited, [id]: promise.agreement.total } });
+        return recovered.hubPromise;
+      }
+      // A hub of an earlier version asks for the previous R first: take its latest promise and R, and
+      // try once more.
+      if (error instanceof HubError && error.code === 'PREVIOUS_R_NOT_REVEALED') {
         await this.#recover();
         return this.#send(this.#state!, promise, preimage, credited, false);
       }
@@ -650,19 +665,17 @@ export class ProviderLedger {
       ...state,
       latest: hubPromise,
       latestPreimage: inflight.preimage,
-      unrevealed: inflight.preimage,
       credited: { ...state.credited, [id]: promise.agreement.total },
       inflight: null,
     };
     await this.#save(next);
-    await this.#reveal(next);
     return hubPromise;
   }
 
   #checkHubPromise(hubPromise: SignedHubPromise, hashlock: Hex, expectedTotal: bigint | undefined): void {
     const info = this.info;
     const advice =
-      'The promise was not stored and R was not revealed. If the hub is right, resynchronise with `ledger.recover()`; otherwise stop using this hub.';
+      'The promise was not stored. If the hub is right, resynchronise with `ledger.recover()`; otherwise stop using this hub.';
     if (!sameHex(hubPromise.hub, info.hub) || hubPromise.chainId !== info.chainId) {
       throw new HubAnswerRejectedError(
         hubPromise.chainId !== info.chainId ? 'WRONG_CHAIN' : 'WRONG_HUB',
@@ -777,12 +790,12 @@ export class ProviderLedger {
       ...state,
       latest: hubPromise,
       latestPreimage: preimage ?? (applied ? state.inflight!.preimage : null),
-      unrevealed: preimage,
+      // The hub gave R back: it knows it.
+      unrevealed: null,
       credited,
       inflight: null,
     };
     await this.#save(next);
-    await this.#reveal(next);
     return { hubPromise, preimage: next.latestPreimage };
   }
 

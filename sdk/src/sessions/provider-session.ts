@@ -85,8 +85,8 @@ const documentSchema = z.strictObject({
  *
  * On the consumer's promise ({@link ProviderSession.receivePromise}) it checks the promise against the
  * invoice it pays (hub, chain, provider, agreement, hashlock, total, consumer signature), exchanges it
- * through the {@link ProviderLedger}, which checks and stores the hub promise and reveals R, and
- * returns the hub promise.
+ * through the {@link ProviderLedger}, which checks and stores the hub promise, and returns the hub
+ * promise.
  *
  * After `maxUnpaidInvoices` unpaid invoices in a row, {@link ProviderSession.shouldServe} turns false and
  * `stop` is emitted; a payment that catches up emits `resume`. Time is billed from the session's start,

@@ -49,8 +49,6 @@ export interface ReferenceHubOptions {
 interface ProviderBooks {
   total: bigint;
   latest: SignedHubPromise | null;
-  /** Hashlock of the latest exchange, and whether its R is known. */
-  last: { hashlock: Hex; revealed: boolean } | null;
   /** R of every exchanged hashlock, opened from the box. */
   preimages: Map<Hex, Hex>;
   settled: bigint;
@@ -122,7 +120,7 @@ export async function startReferenceHub(options: ReferenceHubOptions = {}): Prom
   const books = (provider: string): ProviderBooks => {
     let entry = providers.get(provider.toLowerCase());
     if (!entry) {
-      entry = { total: 0n, latest: null, last: null, preimages: new Map(), settled: 0n };
+      entry = { total: 0n, latest: null, preimages: new Map(), settled: 0n };
       providers.set(provider.toLowerCase(), entry);
     }
     return entry;
@@ -177,13 +175,7 @@ export async function startReferenceHub(options: ReferenceHubOptions = {}): Prom
         const repeat = answers.get(promise.signature);
         if (repeat) return [200, repeat];
         const provider = books(promise.agreement.provider);
-        let revealsPrevious = false;
-        if (provider.last && !provider.last.revealed) {
-          if (!request.previousPreimage || hashlockOf(request.previousPreimage) !== provider.last.hashlock) {
-            throw new Refusal(409, 'PREVIOUS_R_NOT_REVEALED', 'Reveal the R of the previous exchange first');
-          }
-          revealsPrevious = true;
-        }
+        // R comes with every exchange, in its box: the hub learns it before it signs, as the hub does.
         const preimage = openPreimage(operatorKey, request.encryptedPreimage);
         if (!preimage || hashlockOf(preimage) !== promise.hashlock) {
           throw new Refusal(400, 'MALFORMED', 'The encrypted preimage does not open to the R of the hashlock', {
@@ -209,13 +201,11 @@ export async function startReferenceHub(options: ReferenceHubOptions = {}): Prom
           hashlock: promise.hashlock,
         });
         // Everything checked: apply at once.
-        if (revealsPrevious && provider.last) provider.last.revealed = true;
         channel.highestSigned = highestSigned;
         channel.credited += increment;
         agreements.set(key, promise.agreement.total);
         provider.total = hubPromise.total;
         provider.latest = hubPromise;
-        provider.last = { hashlock: promise.hashlock, revealed: false };
         provider.preimages.set(promise.hashlock, preimage);
         const answer = { hubPromise: encodeMessage(hubPromise) };
         answers.set(promise.signature, answer);
@@ -230,7 +220,6 @@ export async function startReferenceHub(options: ReferenceHubOptions = {}): Prom
       if (!provider.preimages.has(hashlock)) {
         throw new Refusal(404, 'UNKNOWN_PREIMAGE', 'The preimage matches no hashlock of this provider');
       }
-      if (provider.last?.hashlock === hashlock) provider.last.revealed = true;
       return [200, { revealed: true }];
     },
 

@@ -40,7 +40,7 @@ export interface LinkOptions {
 /**
  * A provider session and a consumer session connected over a simulated wire, both on one simulated
  * clock. `step()` is one full payment: the provider invoices what is due, the consumer checks and pays
- * it, the provider exchanges the promise at the hub and reveals R. `invoice()`, `pay()` and `deliver()`
+ * it, the provider exchanges the promise at the hub. `invoice()`, `pay()` and `deliver()`
  * are its three parts, for tests that misbehave in between.
  */
 export class Link {
@@ -97,7 +97,7 @@ export class Link {
     return overWire('consumerPromise', await this.consumer.pay(invoice));
   }
 
-  /** The provider exchanges `promise` at the hub (and reveals R). */
+  /** The provider exchanges `promise` at the hub. */
   deliver(promise: SignedConsumerPromise): Promise<SignedHubPromise> {
     return this.provider.receivePromise(promise);
   }
