@@ -8,6 +8,7 @@ import {
   type ProviderLedger,
   ProviderSession,
   type SignedConsumerPromise,
+  type Verifier,
 } from '@chit/sdk';
 import { type Address, getAddress, type Hex } from 'viem';
 import { TunnelError } from './errors.js';
@@ -41,6 +42,8 @@ export interface TunnelProviderOptions {
   host?: string;
   /** Let consumers reach loopback, private and link-local addresses (the provider's own network). Default false. */
   allowPrivateTargets?: boolean;
+  /** Checks consumer signatures. Default: the JavaScript verifier (`nativeVerifier()` of `@chit/sdk/node` is faster). */
+  verifier?: Verifier;
   /** What happens, for logs and status lines. */
   onEvent?: (event: TunnelProviderEvent) => void;
 }
@@ -177,6 +180,7 @@ export async function startTunnelProvider(options: TunnelProviderOptions): Promi
       prices,
       intervalMs,
       maxUnpaidInvoices,
+      ...(options.verifier ? { verifier: options.verifier } : {}),
       tickMs: Math.max(20, Math.min(1_000, Math.floor(intervalMs / 5))),
       send: (invoice) => send(control, { type: 'invoice', invoice: encodeMessage(invoice) }),
     });
@@ -228,7 +232,14 @@ export async function startTunnelProvider(options: TunnelProviderOptions): Promi
     for (const other of live.values()) {
       if (other.session.agreementId === agreementId) return void (await other.session.receivePromise(promise));
     }
-    const earlier = new ProviderSession({ ledger, consumer: entry.consumer, prices, agreementId, send: () => {} });
+    const earlier = new ProviderSession({
+      ledger,
+      consumer: entry.consumer,
+      prices,
+      agreementId,
+      send: () => {},
+      ...(options.verifier ? { verifier: options.verifier } : {}),
+    });
     try {
       await earlier.receivePromise(promise);
     } finally {

@@ -1,4 +1,5 @@
 import type { Address, Hex } from 'viem';
+import type { Verifier } from '../protocol/verifier.js';
 import type { ConsumerLedger } from '../sessions/consumer-ledger.js';
 import type { Prices } from '../sessions/pricing.js';
 import type { ProviderLedger } from '../sessions/provider-ledger.js';
@@ -54,6 +55,7 @@ export interface TunnelModule {
     port?: number;
     host?: string;
     allowPrivateTargets?: boolean;
+    verifier?: Verifier;
     onEvent?: (event: TunnelProviderEvent) => void;
   }): Promise<{ url: string; port: number; close(): Promise<void> }>;
   connectTunnel(options: {

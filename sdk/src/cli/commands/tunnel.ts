@@ -1,4 +1,5 @@
 import { Command, Option } from 'commander';
+import { nativeVerifier } from '../../node/native-verifier.js';
 import { SettlementPolicy } from '../../sessions/settlement-policy.js';
 import { type CliContext, handler } from '../context.js';
 import { CliError } from '../errors.js';
@@ -110,6 +111,7 @@ async function runProvideProxy(ctx: CliContext, options: ProvideProxyOptions): P
     port,
     host: options.host,
     allowPrivateTargets: options.allowPrivateTargets ?? false,
+    verifier: nativeVerifier(),
     onEvent: (event) => reportProvider(ctx, event, format),
   });
   ctx.out.result(
