@@ -14,7 +14,6 @@ import { clientErrorAnswer, type ErrorAnswer, ErrorFilter, HTTP_LIMITS, httpLaye
 import { MetricsController } from './api/metrics.controller';
 import { OpenApiController } from './api/openapi.controller';
 import { registerRateLimit } from './api/rate-limit';
-import { SettlementController } from './api/settlement.controller';
 import { BooksService } from './books/books.service';
 import { ChainService } from './chain/chain.service';
 import { ChainEvents } from './chain/chain-events';
@@ -37,8 +36,10 @@ import { DeploymentRepository } from './repositories/deployment.repository';
 import { ExchangeRepository, RevealRepository } from './repositories/exchange.repository';
 import { InstantExitController } from './settlement/instant-exit/instant-exit.controller';
 import { InstantExitService } from './settlement/instant-exit/instant-exit.service';
+import { RelayRequestService } from './settlement/requests/relay-request.service';
+import { SettlementController } from './settlement/requests/settlement.controller';
+import { SettlementRequestService } from './settlement/requests/settlement-request.service';
 import { SettlementPipeline } from './settlement/settlement.pipeline';
-import { SettlementService } from './settlement/settlement.service';
 import { X402Controller } from './x402/x402.controller';
 import { X402Repository } from './x402/x402.repository';
 import { X402Service } from './x402/x402.service';
@@ -263,7 +264,8 @@ class HubModule {
         { provide: BooksService, useValue: context.books },
         { provide: InfoService, useValue: context.info },
         { provide: HealthService, useValue: context.health },
-        { provide: SettlementService, useValue: context.settlement.service },
+        { provide: SettlementRequestService, useValue: context.settlement.requests },
+        { provide: RelayRequestService, useValue: context.settlement.relays },
         { provide: InstantExitService, useValue: context.settlement.instantExits },
         { provide: MetricsService, useValue: context.metrics },
         {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { bumpFees } from '../src/chain/outbox/outbox.rules';
-import { Batcher } from '../src/settlement/batcher';
+import { Batcher } from '../src/settlement/executor/batcher';
 import { ShuttingDown } from '../src/settlement/settlement.errors';
 import {
   classifyRevert,

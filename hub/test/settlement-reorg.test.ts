@@ -206,7 +206,7 @@ describe('settlement after a chain reorg', function () {
     const consumer = await depositor(running, ether(10));
     const claim = await pay(running, consumer, ether(3));
     const snapshot = await test().snapshot();
-    assert.equal(await running.context.settlement.service.collectDueConsumers(), 1);
+    assert.equal(await running.context.settlement.scanner.collectDueConsumers(), 1);
     return { db, running, consumer: consumer.account.address, snapshot, claim };
   }
 
@@ -256,7 +256,7 @@ describe('settlement after a chain reorg', function () {
       });
       const figures = await books(running, consumer);
       assert.equal(figures.credited, ether(3).toString());
-      assert.equal(await running.context.settlement.service.collectDueConsumers(), 0, 'nothing more is due');
+      assert.equal(await running.context.settlement.scanner.collectDueConsumers(), 0, 'nothing more is due');
     }
   }
 
@@ -337,7 +337,7 @@ describe('settlement after a chain reorg', function () {
     const running = await hub({ ...env, FOLLOWER_POLL_MS: '3600000', SETTLEMENT_RECONCILE_INTERVAL_MS: '300' });
     const address = consumer.account.address;
     const snapshot = await test().snapshot();
-    assert.equal(await running.context.settlement.service.collectDueConsumers(), 1);
+    assert.equal(await running.context.settlement.scanner.collectDueConsumers(), 1);
     const [row] = await until('the settlement confirmed', async () => {
       const rows = await settlementRows(db, address);
       if (rows[0]?.status === 'confirmed') return rows;

@@ -314,7 +314,7 @@ describe('settlement pipeline', function () {
       const p = provider(running);
       for (const [i, consumer] of consumers.entries()) await p.pay(consumer, ether(i + 1), ether(i + 1));
 
-      assert.equal(await running.context.settlement.service.collectDueConsumers(), 4);
+      assert.equal(await running.context.settlement.scanner.collectDueConsumers(), 4);
       const addresses = consumers.map((c) => c.account.address);
       const rows = await allConfirmed(db, 'consumer', addresses);
 
@@ -330,7 +330,7 @@ describe('settlement pipeline', function () {
       const { rows: txs } = await db.pool.query(`SELECT claims, status FROM transactions WHERE kind = 'consumer'`);
       assert.deepEqual(txs, [{ claims: 4, status: 'mined' }]);
       // A second scan finds nothing new: the books show one settlement per consumer.
-      assert.equal(await running.context.settlement.service.collectDueConsumers(), 0);
+      assert.equal(await running.context.settlement.scanner.collectDueConsumers(), 0);
     });
 
     it('collects from a consumer raced by 30 providers exactly what it credited them, and leaves it the rest', async () => {
@@ -347,7 +347,7 @@ describe('settlement pipeline', function () {
       assert.equal(statuses.filter((status) => status === 200).length, 20);
       assert.ok(statuses.every((status) => status === 200 || status === 409));
 
-      assert.equal(await running.context.settlement.service.collectDueConsumers(), 1);
+      assert.equal(await running.context.settlement.scanner.collectDueConsumers(), 1);
       await allConfirmed(db, 'consumer', [consumer.account.address]);
       const channel = await getConsumerChannel(rpc, { hub: hubAddress, consumer: consumer.account.address });
       assert.deepEqual([channel.settled, channel.balance], [finney(2000), finney(50)]);
@@ -612,10 +612,10 @@ describe('settlement pipeline', function () {
       const [over, under] = [provider(running), provider(running)];
       await over.pay(consumer, ether(2), ether(2));
       await under.pay(consumer, ether(2.5), ether(0.5));
-      await running.context.settlement.service.collectDueConsumers();
+      await running.context.settlement.scanner.collectDueConsumers();
       await allConfirmed(db, 'consumer', [consumer.account.address]);
 
-      assert.equal(await running.context.settlement.service.collectDueProviders(), 1);
+      assert.equal(await running.context.settlement.scanner.collectDueProviders(), 1);
       const [row] = await allConfirmed(db, 'provider', [over.account.address]);
       assert.equal(row.amount, ether(2).toString());
       // No relayer fee: the provider (its own beneficiary) gets the amount less the hub fee.
@@ -666,13 +666,13 @@ describe('settlement pipeline', function () {
 
       // Two settlements queued in Redis, held there by pausing the queue.
       await queue.pause();
-      await running.context.settlement.service.collectDueConsumers(lower(consumers[0]!.account.address));
-      await running.context.settlement.service.collectDueConsumers(lower(consumers[1]!.account.address));
+      await running.context.settlement.scanner.collectDueConsumers(lower(consumers[0]!.account.address));
+      await running.context.settlement.scanner.collectDueConsumers(lower(consumers[1]!.account.address));
       assert.equal(await queue.count(), 2);
 
       // Redis goes away with them; a third settlement is recorded while it is down; Redis comes back empty.
       await redis.stop();
-      await running.context.settlement.service.collectDueConsumers(lower(consumers[2]!.account.address));
+      await running.context.settlement.scanner.collectDueConsumers(lower(consumers[2]!.account.address));
       await redis.start();
 
       const addresses = consumers.map((c) => c.account.address);
@@ -749,7 +749,7 @@ describe('settlement pipeline', function () {
       const consumer = await depositor(running, ether(10));
       await provider(running).pay(consumer, ether(1), ether(1));
       await test().setAutomine(false);
-      await running.context.settlement.service.collectDueConsumers();
+      await running.context.settlement.scanner.collectDueConsumers();
       await until('a replacement', async () => {
         const { rows } = await db.pool.query('SELECT count(*)::int AS n FROM transactions');
         return rows[0].n >= 2;

@@ -1,12 +1,26 @@
 import { Logger } from '@nestjs/common';
 import { DelayedError, type Job, UnrecoverableError } from 'bullmq';
 import { messageOf } from '../errors/message-of';
-import type { InstantExitService } from '../settlement/instant-exit/instant-exit.service';
 import { PermanentFault, ShuttingDown } from '../settlement/settlement.errors';
-import type { SettlementService } from '../settlement/settlement.service';
+import type { JobContext, SettlementRecord } from '../settlement/settlement.types';
 import { JobName, type MaintenanceJobData, type SettlementJobData } from './job.enums';
 
 const logger = new Logger('SettlementJobs');
+
+/** What a settlement job runs: the executor's. */
+export interface SettlementJobs {
+  /** Resolves with the settlement once it is confirmed or failed; throws to be tried again. */
+  process(id: string, context: JobContext): Promise<SettlementRecord>;
+  /** Marks a settlement retrying (its job will run again) or failed (its job has given up). */
+  recordFailure(id: string, error: unknown, final: boolean): Promise<void>;
+}
+
+/** What the maintenance jobs run: the scanner's scans and the instant exits' sweep. */
+export interface MaintenanceJobs {
+  collectDueConsumers(): Promise<number>;
+  collectDueProviders(): Promise<number>;
+  sweepInstantExits(): Promise<void>;
+}
 
 /**
  * The processor of the settlement queues: runs the job's settlement and translates the outcome for
@@ -15,12 +29,12 @@ const logger = new Logger('SettlementJobs');
  * attempt, and BullMQ retries it with exponential backoff. A job interrupted by shutdown goes back to
  * the queue without using up an attempt.
  */
-export function settlementProcessor(service: SettlementService) {
+export function settlementProcessor(jobs: SettlementJobs) {
   return async (job: Job<SettlementJobData>, token?: string) => {
     const { id, urgent = false } = job.data;
     const attempts = job.opts.attempts ?? 1;
     try {
-      const settled = await service.process(id, { urgent, attempt: job.attemptsMade, attempts });
+      const settled = await jobs.process(id, { urgent, attempt: job.attemptsMade, attempts });
       return { status: settled.status, txHash: settled.txHash };
     } catch (error) {
       if (error instanceof ShuttingDown) {
@@ -28,11 +42,11 @@ export function settlementProcessor(service: SettlementService) {
         throw new DelayedError();
       }
       if (error instanceof PermanentFault) {
-        await service.recordFailure(id, error, true);
+        await jobs.recordFailure(id, error, true);
         throw new UnrecoverableError(error.message);
       }
       const final = job.attemptsMade + 1 >= attempts;
-      await service.recordFailure(id, error, final);
+      await jobs.recordFailure(id, error, final);
       logger.warn(`${id} (attempt ${job.attemptsMade + 1} of ${attempts}): ${messageOf(error)}`);
       throw error;
     }
@@ -40,15 +54,15 @@ export function settlementProcessor(service: SettlementService) {
 }
 
 /** The processor of the maintenance queue: scans and sweeps. */
-export function maintenanceProcessor(service: SettlementService, instantExits: InstantExitService) {
+export function maintenanceProcessor(jobs: MaintenanceJobs) {
   return async (job: Job<MaintenanceJobData>) => {
     switch (job.name) {
       case JobName.CollectDueConsumers:
-        return { created: await service.collectDueConsumers() };
+        return { created: await jobs.collectDueConsumers() };
       case JobName.CollectDueProviders:
-        return { created: await service.collectDueProviders() };
+        return { created: await jobs.collectDueProviders() };
       case JobName.SweepInstantExits:
-        await instantExits.sweep();
+        await jobs.sweepInstantExits();
         return {};
       default:
         throw new UnrecoverableError(`unknown job ${job.name}`);

@@ -1,4 +1,4 @@
-import { ShuttingDown } from './settlement.errors';
+import { ShuttingDown } from '../settlement.errors';
 
 /** One item's outcome in a batch: its result, or the error its job gets. */
 export type BatchOutcome<Result> = { ok: true; value: Result } | { ok: false; error: unknown };

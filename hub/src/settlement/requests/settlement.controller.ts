@@ -1,14 +1,18 @@
 import { encodeMessage } from '@chit/sdk';
 import { Body, Controller, Get, HttpCode, Inject, Param, Post, Query } from '@nestjs/common';
-import { SettlementService } from '../settlement/settlement.service';
-import type { SettlementView } from '../settlement/settlement.types';
+import type { SettlementView } from '../settlement.types';
+import { RelayRequestService } from './relay-request.service';
+import { SettlementRequestService } from './settlement-request.service';
 
 const accepted = ({ id, status }: SettlementView) => ({ id, status });
 
 /** Settlement requests and their status, fee quotes and relayed Registry actions. */
 @Controller('v1')
 export class SettlementController {
-  constructor(@Inject(SettlementService) private readonly settlements: SettlementService) {}
+  constructor(
+    @Inject(SettlementRequestService) private readonly settlements: SettlementRequestService,
+    @Inject(RelayRequestService) private readonly relays: RelayRequestService,
+  ) {}
 
   @Get('quotes/settlement')
   async quote(@Query() query: unknown) {
@@ -17,7 +21,7 @@ export class SettlementController {
 
   @Get('quotes/relay')
   async relayQuote(@Query() query: unknown) {
-    return encodeMessage(await this.settlements.relayQuote(query));
+    return encodeMessage(await this.relays.relayQuote(query));
   }
 
   @Post('settlements')
@@ -34,12 +38,12 @@ export class SettlementController {
   @Post('relay/identities')
   @HttpCode(202)
   async relayIdentity(@Body() body: unknown) {
-    return accepted(await this.settlements.relayIdentity(body));
+    return accepted(await this.relays.relayIdentity(body));
   }
 
   @Post('relay/beneficiaries')
   @HttpCode(202)
   async relayBeneficiary(@Body() body: unknown) {
-    return accepted(await this.settlements.relayBeneficiary(body));
+    return accepted(await this.relays.relayBeneficiary(body));
   }
 }
