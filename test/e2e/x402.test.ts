@@ -1,6 +1,13 @@
 import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
-import { type ConsumerLedger, MemoryStore, settleProvider } from '@chit/sdk';
+import {
+  ConsumerLedger,
+  consumerPromiseDigest,
+  decodeMessage,
+  encodeMessage,
+  MemoryStore,
+  settleProvider,
+} from '@chit/sdk';
 import {
   agreementIdOf,
   type ChitClientSchemeOptions,
@@ -13,6 +20,7 @@ import {
 } from '@chit/x402';
 import type { Address, Hex } from 'viem';
 import { parseEther } from 'viem';
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { feeOf, MIB, sum } from './support/figures';
 import { type Consumer, type Provider, type Stack, startStack, until } from './support/stack';
 
@@ -83,6 +91,8 @@ describe('x402: the chit scheme with @x402/express, @x402/hono and @x402/fetch',
   /** Every buyer of the file. */
   const consumers: Consumer[] = [];
   let x402core: Awaited<ReturnType<typeof loadX402Core>>;
+  /** How many payments the Express seller asked the hub to verify (`/x402/verify`). */
+  let hubVerifies = 0;
 
   /** The agreement salt of the Express seller's /cheap route. */
   const cheapSalt = async () => {
@@ -126,8 +136,16 @@ describe('x402: the chit scheme with @x402/express, @x402/hono and @x402/fetch',
     consumers.push(buyer);
     const secret = (n: number) => `0x${n.toString(16).padStart(2, '0').repeat(32)}` as Hex;
 
-    // Express: /data/:size at PRICE + PER_MIB, and routes of other prices for the attacks.
+    // Express: /data/:size at PRICE + PER_MIB, and routes of other prices for the attacks. Its
+    // facilitator counts the payments it verifies at the hub.
+    const facilitator = new (await import('@x402/core/server')).HTTPFacilitatorClient({ url: `${stack.hub.url}/x402` });
+    const verifyAtHub = facilitator.verify.bind(facilitator);
+    facilitator.verify = (...args) => {
+      hubVerifies++;
+      return verifyAtHub(...args);
+    };
     const expressPaywall = await chitPaywall({
+      facilitator,
       hubUrl: stack.hub.url,
       ledger: expressSeller.ledger,
       secret: secret(1),
@@ -377,6 +395,80 @@ describe('x402: the chit scheme with @x402/express, @x402/hono and @x402/fetch',
         bytes: 0n,
       },
     );
+  });
+
+  it('after an agreement’s first payment the seller verifies payments alone: the hub is asked once', async () => {
+    const ivy = await stack.newConsumer({ deposit });
+    consumers.push(ivy);
+    const ivyPay = chitFetch(fetch, buyerOptions(ivy));
+    const [servedBefore, verifiesBefore] = [served.get('/cheap') ?? 0, hubVerifies];
+    for (let i = 0; i < 5; i++) assert.equal((await ivyPay(`${expressUrl}/cheap`)).status, 200);
+    assert.equal(served.get('/cheap'), servedBefore + 5);
+    assert.equal(hubVerifies, verifiesBefore + 1, 'only the first payment was verified at the hub');
+    assert.equal((await stack.hub.client.consumer(ivy.address)).credited, 5n * CHEAP);
+    add(ivy.address, 5n * CHEAP);
+    add(expressSeller.address, 5n * CHEAP);
+
+    // An outside party signs ivy's next payment with its own key: refused by the seller, unserved.
+    const unpaid = await fetch(`${expressUrl}/cheap`);
+    const required = x402core.http.decodePaymentRequiredHeader(unpaid.headers.get('PAYMENT-REQUIRED')!);
+    const attacker = privateKeyToAccount(generatePrivateKey());
+    const attackerLedger = new ConsumerLedger({
+      hub: stack.chain.hub,
+      chainId: stack.chain.deployment.chainId,
+      account: attacker,
+    });
+    const scheme = chitFetch(fetch, { ...buyerOptions(ivy), ledger: attackerLedger }).scheme;
+    const client = new x402core.client.x402Client()
+      .register(scheme.network, scheme)
+      .setSpendControls({ allowedAssets: true });
+    const payload = await client.createPaymentPayload(required);
+    // The promise the attacker would need: ivy's agreement at the next total, signed by the attacker.
+    const signed = decodeMessage('consumerPromise', (payload.payload as { promise: unknown }).promise);
+    const forged = {
+      ...signed,
+      consumer: ivy.address,
+      agreement: {
+        ...signed.agreement,
+        id: agreementIdOf(required.accepts[0]!.extra.agreementSalt as Hex, ivy.address),
+        total: 6n * CHEAP,
+      },
+      total: 6n * CHEAP,
+    };
+    forged.signature = await attacker.sign({ hash: consumerPromiseDigest(forged) });
+    const header = x402core.http.encodePaymentSignatureHeader({
+      ...payload,
+      payload: { ...payload.payload, promise: encodeMessage(forged) },
+    });
+    const response = await fetch(`${expressUrl}/cheap`, { headers: { 'PAYMENT-SIGNATURE': header } });
+    assert.equal(response.status, 402);
+    const refusal = x402core.http.decodePaymentRequiredHeader(response.headers.get('PAYMENT-REQUIRED')!);
+    assert.equal(refusal.error, 'INVALID_SIGNATURE');
+    assert.equal(served.get('/cheap'), servedBefore + 5, 'the handler did not run');
+    assert.equal((await stack.hub.client.consumer(ivy.address)).credited, 5n * CHEAP);
+  });
+
+  it('a buyer that runs dry after its first payments costs the seller one handler run, never a free response', async () => {
+    const judy = await stack.newConsumer({ deposit: 2n * CHEAP + CHEAP / 2n });
+    consumers.push(judy);
+    const judyPay = chitFetch(fetch, buyerOptions(judy));
+    const servedBefore = served.get('/cheap') ?? 0;
+    for (let i = 0; i < 2; i++) assert.equal((await judyPay(`${expressUrl}/cheap`)).status, 200);
+    add(judy.address, 2n * CHEAP);
+    add(expressSeller.address, 2n * CHEAP);
+    // The third payment is verified by the seller alone; the hub refuses its exchange after the handler
+    // ran, and the response is withheld.
+    const third = await judyPay(`${expressUrl}/cheap`);
+    assert.equal(third.status, 402);
+    assert.notEqual(await third.text(), '/cheap', 'no content');
+    assert.equal(served.get('/cheap'), servedBefore + 3);
+    // The next one is verified at the hub again, and refused before the handler runs.
+    const verifiesBefore = hubVerifies;
+    const fourth = await judyPay(`${expressUrl}/cheap`);
+    assert.equal(fourth.status, 402);
+    assert.ok(hubVerifies > verifiesBefore, 'verified at the hub');
+    assert.equal(served.get('/cheap'), servedBefore + 3, 'the handler did not run again');
+    assert.equal((await stack.hub.client.consumer(judy.address)).credited, 2n * CHEAP);
   });
 
   it('a seller asking more than the buyer’s maximum prices is not paid', async () => {

@@ -33,6 +33,8 @@ export interface GatewayOptions {
   host?: string;
   /** The largest request body forwarded, in bytes. Default 10 MiB. */
   maxBodyBytes?: number;
+  /** Who verifies a payment before the API is called: the seller alone after an agreement's first payment (default), or also the hub every time (`ChitServerSchemeOptions.verify`). */
+  verify?: 'seller' | 'hub';
   /** How often to settle by the ledger's settlement policy (`ledger.maybeSettle()`), when it has one. Default 60 s. */
   settleEveryMs?: number;
   /** Told of what the gateway does: each paid request, settlements, upstream failures. */
@@ -107,6 +109,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     ledger: options.ledger,
     secret: options.secret,
     routes: { ...routes, '*': defaults },
+    verify: options.verify,
   });
   const emit = options.onEvent ?? (() => {});
 

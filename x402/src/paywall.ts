@@ -8,7 +8,7 @@ import {
 } from '@x402/core/server';
 import type { Network } from '@x402/core/types';
 import type { Hex } from 'viem';
-import { ChitServerScheme } from './server.js';
+import { ChitServerScheme, type ChitServerSchemeOptions } from './server.js';
 import { CHIT_SCHEME } from './wire.js';
 
 /** The prices of a paid route, in token base units. */
@@ -39,6 +39,8 @@ export interface ChitPaywallOptions {
   maxTimeoutSeconds?: number;
   /** How long an invoice may be paid, in seconds. Default 300. */
   invoiceTtlSeconds?: number;
+  /** Who verifies a payment before the request is served: the seller alone after an agreement's first payment (default), or also the hub every time. See {@link ChitServerSchemeOptions.verify}. */
+  verify?: 'seller' | 'hub';
   /** The facilitator; default `new HTTPFacilitatorClient({ url: hubUrl + '/x402' })`. */
   facilitator?: FacilitatorClient;
   clock?: () => number;
@@ -73,6 +75,7 @@ export async function chitPaywall(options: ChitPaywallOptions): Promise<ChitPayw
     secret: options.secret,
     hubUrl: options.hubUrl,
     invoiceTtlSeconds: options.invoiceTtlSeconds,
+    verify: options.verify,
     clock: options.clock,
   });
   const facilitator =

@@ -7,7 +7,9 @@ import {
   type Json,
   type ProviderLedger,
   type SignedConsumerPromise,
+  type SignedHubPromise,
   StoredStateError,
+  verifyConsumerPromise,
 } from '@chit/sdk';
 import type { HTTPTransportContext } from '@x402/core/server';
 import type {
@@ -51,6 +53,17 @@ export interface ChitServerSchemeOptions {
   hubUrl: string;
   /** How long a 402's invoice may be paid, in seconds. Default 300. */
   invoiceTtlSeconds?: number;
+  /**
+   * Who verifies a payment before the request is served:
+   * - `'seller'` (default): the seller checks it alone (its invoice, the agreement total, the consumer's
+   *   signature with the ledger's verifier), and asks the hub (`/x402/verify`) only for the first
+   *   payment of an agreement since the seller started, and the first after an exchange the hub
+   *   refused. The hub checks every promise anyway when it is exchanged, before the response leaves: a
+   *   refused exchange withholds the response (the 402 of a failed settlement). So a payment the seller
+   *   accepts and the hub refuses costs one call to the API, never a free response.
+   * - `'hub'`: every payment is also verified at the hub before the API is called.
+   */
+  verify?: 'seller' | 'hub';
   /** Milliseconds since the epoch; `Date.now` by default. */
   clock?: () => number;
 }
@@ -64,7 +77,8 @@ export type ChitPaymentRejection =
   | 'WRONG_CHAIN'
   | 'WRONG_PAYEE'
   | 'WRONG_AGREEMENT'
-  | 'WRONG_TOTAL';
+  | 'WRONG_TOTAL'
+  | 'INVALID_SIGNATURE';
 
 /** What the seller counted in an agreement: paid requests served and the body bytes of their responses. */
 export interface ChitSellerUsage {
@@ -90,9 +104,10 @@ type Rejection = { reason: ChitPaymentRejection; message: string };
 /**
  * The seller's side of the `chit` x402 scheme (`SchemeNetworkServer`). Prices are token base units.
  * For each unpaid request it mints an invoice (nonce, hashlock, expiresAt) into the 402; on a paid
- * request it checks, before the hub's `/x402/verify`, that the invoice is its own, that the promise
- * pays its hashlock and the buyer's agreement with this seller at this price, and that the agreement
- * total is exactly `due(n, B)` by its own meter. An invoice's `expiresAt` bounds when a buyer signs a
+ * request it checks that the invoice is its own, that the promise pays its hashlock and the buyer's
+ * agreement with this seller at this price, and that the agreement total is exactly `due(n, B)` by its
+ * own meter; then the consumer's signature itself, or the hub's `/x402/verify` for an agreement's first
+ * payment (see {@link ChitServerSchemeOptions.verify}). An invoice's `expiresAt` bounds when a buyer signs a
  * new one; the seller takes the exact next payment of an agreement on any invoice it issued, so that a
  * buyer can send an unanswered payment again. A `WRONG_TOTAL` 402 carries the seller's meter of the
  * agreement (`extra.meter`), so that a buyer whose last response was lost can catch up. After the handler it exchanges the promise
@@ -120,6 +135,9 @@ export class ChitServerScheme implements SchemeNetworkServer {
   readonly #ttl: number;
   readonly #clock: () => number;
   readonly #locks = new KeyedLock();
+  readonly #verify: 'seller' | 'hub';
+  /** Agreements whose last exchange the hub accepted since this seller started: verified here alone. */
+  readonly #inGoodStanding = new Set<Hex>();
 
   constructor(options: ChitServerSchemeOptions) {
     const secret = typeof options.secret === 'string' ? hexToBytes(options.secret) : options.secret;
@@ -134,11 +152,18 @@ export class ChitServerScheme implements SchemeNetworkServer {
     this.#secret = Uint8Array.from(secret);
     this.#ttl = options.invoiceTtlSeconds ?? 300;
     this.#clock = options.clock ?? Date.now;
+    this.#verify = options.verify ?? 'seller';
     this.schemeHooks = {
       onBeforeVerify: async (context) => {
         try {
           const checked = await this.#check(context.paymentPayload, context.requirements);
           if ('reason' in checked) return { abort: true, reason: checked.reason, message: checked.message };
+          if (this.#verify === 'seller' && this.#inGoodStanding.has(checked.agreementId)) {
+            if (!verifyConsumerPromise(checked.promise, this.ledger.verifier)) {
+              return { abort: true, reason: 'INVALID_SIGNATURE', message: 'the promise is not signed by its consumer' };
+            }
+            return { skip: true, result: { isValid: true, payer: checked.promise.consumer } };
+          }
         } catch (error) {
           return { abort: true, reason: 'SELLER_ERROR', message: messageOf(error) };
         }
@@ -283,7 +308,14 @@ export class ChitServerScheme implements SchemeNetworkServer {
       const bytes = BigInt((transportContext as HTTPTransportContext | undefined)?.responseBody?.length ?? 0);
       const before = await this.ledger.credited(agreementId);
       await this.#saveMeter(agreementId, { ...meter, pending: { total: promise.agreement.total, bytes } });
-      const hubPromise = await this.ledger.exchange(promise, preimage);
+      let hubPromise: SignedHubPromise;
+      try {
+        hubPromise = await this.ledger.exchange(promise, preimage);
+      } catch (error) {
+        this.#inGoodStanding.delete(agreementId);
+        throw error;
+      }
+      this.#inGoodStanding.add(agreementId);
       await this.#saveMeter(agreementId, { requests: meter.requests + 1n, bytes: meter.bytes + bytes, pending: null });
       return {
         success: true,

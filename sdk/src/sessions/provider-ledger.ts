@@ -187,6 +187,11 @@ export class ProviderLedger {
     this.#clock = options.clock ?? Date.now;
   }
 
+  /** The signature checker this ledger was given (`jsVerifier` by default), for its users' own checks. */
+  get verifier(): Verifier {
+    return this.#verifier;
+  }
+
   /** Whether a settlement policy was given. */
   get hasSettlementPolicy(): boolean {
     return this.#options.settlementPolicy !== undefined;
