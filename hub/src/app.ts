@@ -29,6 +29,7 @@ import { HealthService } from './health/health.service';
 import { OutageLog } from './health/outage-log';
 import { InfoService } from './info/info.service';
 import { useJsonLogs } from './logging/json-logger';
+import { MetricsRepository } from './metrics/metrics.repository';
 import { MetricsService } from './metrics/metrics.service';
 import { BooksRepository } from './repositories/books.repository';
 import { ChainRepository } from './repositories/chain.repository';
@@ -135,7 +136,7 @@ export async function createContext(config: HubConfig): Promise<HubContext> {
       onConfirmed: (kind, seconds) => metrics.settled(kind, seconds),
     });
     const metrics = new MetricsService({
-      pool,
+      repository: new MetricsRepository(pool),
       chain,
       exchanges: () => exchanges,
       followerLag: () => follower.lag(),

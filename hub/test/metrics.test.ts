@@ -9,6 +9,7 @@ import { ChainService } from '../src/chain/chain.service';
 import { ChainEvents } from '../src/chain/chain-events';
 import { ChainFollower } from '../src/chain/follower/follower.service';
 import { QueueName } from '../src/jobs/job.enums';
+import { MetricsRepository } from '../src/metrics/metrics.repository';
 import { MetricsService } from '../src/metrics/metrics.service';
 import { ChainRepository } from '../src/repositories/chain.repository';
 import { accountKey } from './support/chain';
@@ -224,7 +225,7 @@ describe('metrics and the OpenAPI document', () => {
         pollMs: 1_000,
       });
       const metrics = new MetricsService({
-        pool: db.pool,
+        repository: new MetricsRepository(db.pool),
         chain,
         exchanges: () => hub.context.exchanges,
         followerLag: () => follower.lag(),

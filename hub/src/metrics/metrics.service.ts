@@ -1,12 +1,12 @@
 import type { HubInfo } from '@chit/sdk';
 import { Logger } from '@nestjs/common';
-import type { Pool } from 'pg';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { Address } from 'viem';
 import type { ChainService } from '../chain/chain.service';
 import { briefRpcError, rpcUnreachable } from '../chain/rpc-errors';
 import type { ExchangeService } from '../exchange/exchange.service';
 import type { SettlementKind, SettlementStatus } from '../settlement/settlement.types';
+import type { MetricsRepository } from './metrics.repository';
 
 const STATUSES: readonly SettlementStatus[] = ['queued', 'submitted', 'confirmed', 'failed', 'retrying'];
 /**
@@ -104,7 +104,7 @@ export class MetricsService {
   });
 
   constructor(parts: {
-    pool: Pool;
+    repository: MetricsRepository;
     chain: ChainService;
     exchanges: () => ExchangeService;
     /** The chain's head minus the last block the follower applied (ChainFollower.lag). */
@@ -116,7 +116,7 @@ export class MetricsService {
     /** How long a read of the hub's state or the relayer's balance serves scrapes; 5 s by default. */
     chainReadMaxAgeMs?: number;
   }) {
-    const { pool, chain, exchanges, followerLag, relayer, jobCounts } = parts;
+    const { repository, chain, exchanges, followerLag, relayer, jobCounts } = parts;
     const logger = this.logger;
     collectDefaultMetrics({ register: this.registry });
     for (const name of MISNAMED_DEFAULTS) this.registry.removeSingleMetric(name);
@@ -163,8 +163,7 @@ export class MetricsService {
       registers: [this.registry],
       async collect() {
         try {
-          const { rows } = await pool.query('SELECT status, count(*)::int AS n FROM settlements GROUP BY status');
-          const counts = new Map(rows.map((row) => [row.status as string, row.n as number]));
+          const counts = await repository.settlementsByStatus();
           for (const status of STATUSES) this.set({ status }, counts.get(status) ?? 0);
         } catch (error) {
           logger.warn(`chit_settlements: ${(error as Error).message}`);
@@ -177,10 +176,7 @@ export class MetricsService {
       registers: [this.registry],
       async collect() {
         try {
-          const { rows } = await pool.query(
-            'SELECT coalesce(sum(greatest(promised - settled, 0)), 0)::text AS owed FROM providers',
-          );
-          this.set(Number(rows[0].owed));
+          this.set(Number(await repository.unsettledLiabilities()));
         } catch (error) {
           logger.warn(`chit_unsettled_liabilities_tokens: ${(error as Error).message}`);
         }

@@ -8,8 +8,9 @@ import type { NewSettlement, SettlementObserver, SettlementRecord } from './sett
 export type Queryable = Pick<Pool, 'query'>;
 
 /**
- * The settlements' SQL every part of the wing shares: a settlement by id, the open ones, new ones, and
- * the exchanges their claims are built from. Each part keeps the rest of its SQL in its own repository.
+ * The settlements' SQL every part of the wing shares: a settlement by id, the open ones, and the
+ * exchanges their claims are built from (new settlements: {@link insertSettlements}). Each part keeps
+ * the rest of its SQL in its own repository.
  */
 export class SettlementRepository {
   constructor(private readonly pool: Pool) {}
@@ -28,11 +29,6 @@ export class SettlementRepository {
     return rows.map(toSettlement);
   }
 
-  /** Inserts the settlements not recorded yet (queued); returns the ones it inserted. */
-  insert(settlements: readonly NewSettlement[]): Promise<SettlementRecord[]> {
-    return insertSettlements(this.pool, settlements);
-  }
-
   async exchange(hashlock: Hex): Promise<ExchangeRecord | undefined> {
     const { rows } = await this.pool.query('SELECT * FROM exchanges WHERE hashlock = $1', [toBytea(hashlock)]);
     return rows[0] ? toExchangeRecord(rows[0]) : undefined;
@@ -47,7 +43,7 @@ export class SettlementRepository {
   }
 }
 
-/** Inserts the settlements not recorded yet (queued) on `db`; returns the ones it inserted. */
+/** Inserts the settlements not recorded yet (queued) on `db`, a pool or a transaction; returns the ones inserted. */
 export async function insertSettlements(
   db: Queryable,
   settlements: readonly NewSettlement[],

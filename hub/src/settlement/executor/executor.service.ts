@@ -81,15 +81,12 @@ export class ExecutorService {
     private readonly sender: TransactionSender,
     private readonly relays: RelaySender,
     private readonly queue: SettlementQueue,
-    options: ExecutorOptions,
+    private readonly options: ExecutorOptions,
   ) {
     const batching = { maxBatch: options.batchSize, windowMs: options.batchWindowMs };
     this.consumerBatcher = new Batcher((items) => this.runConsumerBatch(items), batching);
     this.providerBatcher = new Batcher((items) => this.runProviderBatch(items), batching);
-    this.leaseMs = options.leaseMs;
   }
-
-  private readonly leaseMs: number;
 
   /** Sends the consumer claims waiting for a batch now (a consumer is exiting). */
   flushConsumers(): void {
@@ -229,7 +226,7 @@ export class ExecutorService {
     const leased = new Set(
       await this.executions.lease(
         items.map((item) => item.id),
-        this.leaseMs,
+        this.options.leaseMs,
       ),
     );
     const mine: Item[] = [];
