@@ -171,7 +171,7 @@ async function runConnect(ctx: CliContext, providerUrl: string, options: Connect
     port: parsePort(options.port),
     host: options.host,
   });
-  const format = (value: bigint) => `${formatAmount(value, token.decimals)} ${token.symbol}`;
+  const format = (value: bigint) => `${roundAmount(value, token.decimals)} ${token.symbol}`;
   const json = (event: TunnelEvent) =>
     process.stdout.write(
       `${JSON.stringify(event, (_key, value) => (typeof value === 'bigint' ? formatAmount(value, token.decimals) : value))}\n`,
@@ -211,7 +211,7 @@ async function runConnect(ctx: CliContext, providerUrl: string, options: Connect
   if (ctx.out.json) json(done);
   else {
     if (tty) process.stderr.write('\n');
-    process.stderr.write(`Disconnected. ${statusLine(tunnel.status(), format)}\n`);
+    process.stderr.write(`Disconnected. ${statusLine({ ...tunnel.status(), connected: true }, format)}\n`);
   }
   if (done.code !== 'CLOSED') {
     throw new CliError(
@@ -230,6 +230,12 @@ function statusLine(status: TunnelStatus, format: (value: bigint) => string): st
     .join(':');
   const provider = `${status.provider.slice(0, 6)}…${status.provider.slice(-4)}`;
   return `${provider}  ${clock}  ↑ ${mib(status.up)} ↓ ${mib(status.down)}  spent ${format(status.spent)}  ${format(status.ratePerMinute)}/min${status.connected ? '' : '  (reconnecting)'}`;
+}
+
+/** An amount for the status line: at most 6 decimals, rounded down. */
+function roundAmount(value: bigint, decimals: number): string {
+  const unit = decimals > 6 ? 10n ** BigInt(decimals - 6) : 1n;
+  return formatAmount((value / unit) * unit, decimals);
 }
 
 function mib(bytes: number): string {
