@@ -21,7 +21,7 @@ import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ConsumerLedger, HubClient, MemoryStore, ProviderLedger } from '@chit/sdk';
-import { nativePreimageSealer, nativeVerifier } from '@chit/sdk/node';
+import { nativeAccount, nativePreimageSealer, nativeVerifier } from '@chit/sdk/node';
 import { chitFetch, startGateway } from '@chit/x402';
 import type { Hex } from 'viem';
 import { parseEther } from 'viem';
@@ -131,7 +131,8 @@ async function main(): Promise<void> {
           ledger: new ConsumerLedger({
             hub: stack.chain.hub,
             chainId: stack.chain.deployment.chainId,
-            account: buyer.account,
+            // As `chit pay` signs: natively.
+            account: nativeAccount(buyer.key),
             verifier: nativeVerifier(),
           }),
           token: stack.chain.token,

@@ -13,7 +13,7 @@ import {
   signConsumerPromise,
   verifyConsumerPromise,
 } from '../src/index.js';
-import { enableNativeHashing, nativeVerifier } from '../src/node/index.js';
+import { enableNativeHashing, nativeAccount, nativeVerifier } from '../src/node/index.js';
 
 const consumer = privateKeyToAccount(`0x${'11'.repeat(32)}`);
 const scope = { hub: '0x00000000000000000000000000000000000000aa', chainId: 31337 } as const;
@@ -33,6 +33,37 @@ describe('signing', () => {
       (await signConsumerPromise(wallet, promise)).signature,
       (await signConsumerPromise(consumer, promise)).signature,
     );
+  });
+});
+
+describe('nativeAccount', () => {
+  it('signs exactly as privateKeyToAccount: digests, typed data and consumer promises, over many keys', async () => {
+    for (let i = 1; i <= 40; i++) {
+      const key = `0x${i.toString(16).padStart(2, '0').repeat(32)}` as const;
+      const [js, native] = [privateKeyToAccount(key), nativeAccount(key)];
+      assert.equal(native.address, js.address);
+      const { hashlock } = newHashlock();
+      const promise = {
+        ...scope,
+        consumer: js.address,
+        total: BigInt(i) * 10n ** 15n + 7n,
+        hashlock,
+        agreement: { provider: consumer.address, id: hashlock, total: BigInt(i) },
+      };
+      const digest = consumerPromiseDigest(promise);
+      assert.equal(await native.sign!({ hash: digest }), await js.sign({ hash: digest }));
+      const typedData = {
+        domain: hubDomain(promise),
+        types: consumerPromiseTypes,
+        primaryType: 'ConsumerPromise',
+        message: promise,
+      } as const;
+      assert.equal(await native.signTypedData(typedData), await js.signTypedData(typedData));
+      const signed = await signConsumerPromise(native, promise);
+      assert.equal(signed.signature, (await signConsumerPromise(js, promise)).signature);
+      assert.ok(verifyConsumerPromise(signed));
+      assert.ok(!verifyConsumerPromise({ ...signed, total: signed.total + 1n }));
+    }
   });
 });
 

@@ -16,7 +16,6 @@ import {
   type Transport,
   type WalletClient,
 } from 'viem';
-import { privateKeyToAccount } from 'viem/accounts';
 import { readContract } from 'viem/actions';
 import { waitForTransaction } from '../actions/waitForTransaction.js';
 import { decodeContractError } from '../errors/contract.js';
@@ -24,6 +23,7 @@ import { chitTokenAbi, hubAbi, registryAbi } from '../generated/abis.js';
 import { HubClient } from '../hub-client/hub-client.js';
 import type { HubServiceInfo } from '../hub-client/schemas.js';
 import { FileStore } from '../node/file-store.js';
+import { nativeAccount } from '../node/native-account.js';
 import { type CliConfig, type GlobalFlags, loadConfig } from './config.js';
 import { CliError, toErrorReport } from './errors.js';
 import { keystorePassword, type LockedKeystore, readKeystore, unlockKeystore } from './keystore.js';
@@ -347,7 +347,7 @@ export class CliContext {
     this.#account ??= (async () => {
       const keystore = await this.keystore();
       const key = await unlockKeystore(keystore, await keystorePassword(keystore.path));
-      return privateKeyToAccount(key);
+      return nativeAccount(key);
     })();
     return this.#account;
   }

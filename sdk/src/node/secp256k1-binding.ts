@@ -3,6 +3,8 @@ import { createRequire } from 'node:module';
 /** The parts of the `secp256k1` package's native binding the SDK uses. */
 export interface Secp256k1Binding {
   ecdsaRecover(signature: Uint8Array, recovery: number, message: Uint8Array, compressed: boolean): Uint8Array;
+  /** An RFC 6979 signature with low s, and its recovery id. */
+  ecdsaSign(message: Uint8Array, seckey: Uint8Array): { signature: Uint8Array; recid: number };
   privateKeyVerify(seckey: Uint8Array): boolean;
   publicKeyCreate(seckey: Uint8Array, compressed: boolean): Uint8Array;
   /** `pubkey × tweak`: with a private key as the tweak, the ECDH shared point. */

@@ -9,6 +9,7 @@ import {
   recoveryRequestTypes,
   settlementAuthorizationTypes,
 } from './eip712.js';
+import { consumerPromiseDigest } from './hash.js';
 import type {
   ConsumerPromise,
   HubPromise,
@@ -20,6 +21,15 @@ import type {
   SignedInstantExitRequest,
   SignedRecoveryRequest,
 } from './types.js';
+
+/**
+ * A signer that also signs a 32-byte digest itself (`nativeAccount` of `@chit/sdk/node`): for it,
+ * {@link signConsumerPromise} computes the EIP-712 digest (natively once `enableNativeHashing` ran)
+ * instead of handing the typed data to viem.
+ */
+export interface DigestSigner {
+  signDigest(digest: Hex): Promise<Hex>;
+}
 
 /** Anything that signs EIP-712 typed data: a viem LocalAccount, or a wallet client bound to an account. */
 export type TypedDataSigner = Pick<LocalAccount, 'signTypedData'> | WalletClient<Transport, Chain | undefined, Account>;
@@ -34,6 +44,10 @@ async function sign(signer: TypedDataSigner, args: TypedDataArgs): Promise<Hex> 
     );
   }
   return withV27(await (signer as Pick<LocalAccount, 'signTypedData'>).signTypedData(args));
+}
+
+function isDigestSigner(signer: TypedDataSigner): signer is TypedDataSigner & DigestSigner {
+  return typeof (signer as Partial<DigestSigner>).signDigest === 'function';
 }
 
 /** Some wallets answer v = 0 or 1; the wire and the contracts take 27 or 28 only. */
@@ -53,6 +67,7 @@ export async function signConsumerPromise(
   signer: TypedDataSigner,
   promise: ConsumerPromise,
 ): Promise<SignedConsumerPromise> {
+  if (isDigestSigner(signer)) return { ...promise, signature: await signer.signDigest(consumerPromiseDigest(promise)) };
   const signature = await sign(signer, {
     domain: hubDomain(promise),
     types: consumerPromiseTypes,

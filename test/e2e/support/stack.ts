@@ -400,6 +400,7 @@ export async function startStack(options: StackOptions = {}) {
       const tokens = parameters.tokens ?? parseEther('100');
       if (tokens > 0n) await mint(account.address, tokens);
       const consumer = {
+        key,
         account,
         address: account.address,
         wallet: wallet(account),
@@ -487,10 +488,13 @@ export async function startStack(options: StackOptions = {}) {
             ),
           );
         }
+        // The registration names the hub's relayer, from its quote: no one else can submit it and take the fee.
+        const { relayer: hubRelayer } = await hub.client.relayQuote('identity');
         const signed = await signRegisterIdentity(providerWallet, {
           registry,
           beneficiary,
           relayerFee: registrationFee,
+          relayer: hubRelayer,
         });
         const job = await hub.client.relayIdentity({
           identity: account.address,
