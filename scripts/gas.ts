@@ -121,11 +121,12 @@ async function main(): Promise<void> {
             { name: 'identity', type: 'address' },
             { name: 'beneficiary', type: 'address' },
             { name: 'relayerFee', type: 'uint256' },
+            { name: 'relayer', type: 'address' },
             { name: 'nonce', type: 'uint256' },
           ],
         },
         'RegisterIdentity',
-        { identity: p.address, beneficiary: payout, relayerFee: 0n, nonce: 0n },
+        { identity: p.address, beneficiary: payout, relayerFee: 0n, relayer: relayer.address, nonce: 0n },
       ),
     );
   }

@@ -21,9 +21,10 @@ import {Signatures} from "./libraries/Signatures.sol";
 contract Registry is IRegistry, EIP712, Nonces, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
-    /// @notice `RegisterIdentity(address identity,address beneficiary,uint256 relayerFee,uint256 nonce)`.
-    bytes32 public constant REGISTER_IDENTITY_TYPEHASH =
-        keccak256("RegisterIdentity(address identity,address beneficiary,uint256 relayerFee,uint256 nonce)");
+    /// @notice `RegisterIdentity(address identity,address beneficiary,uint256 relayerFee,address relayer,uint256 nonce)`.
+    bytes32 public constant REGISTER_IDENTITY_TYPEHASH = keccak256(
+        "RegisterIdentity(address identity,address beneficiary,uint256 relayerFee,address relayer,uint256 nonce)"
+    );
     /// @notice `SetBeneficiary(address identity,address beneficiary,uint256 nonce)`.
     bytes32 public constant SET_BENEFICIARY_TYPEHASH =
         keccak256("SetBeneficiary(address identity,address beneficiary,uint256 nonce)");
@@ -101,12 +102,14 @@ contract Registry is IRegistry, EIP712, Nonces, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IRegistry
+    /// @dev The signed `relayer` is `msg.sender`, so that no one else can submit the same registration
+    /// first and take the fee.
     function registerIdentityFor(address identity, address beneficiary, uint256 relayerFee, bytes calldata signature)
         external
         nonReentrant
     {
         bytes32 structHash = keccak256(
-            abi.encode(REGISTER_IDENTITY_TYPEHASH, identity, beneficiary, relayerFee, _useNonce(identity))
+            abi.encode(REGISTER_IDENTITY_TYPEHASH, identity, beneficiary, relayerFee, msg.sender, _useNonce(identity))
         );
         _requireSigner(structHash, signature, identity);
         _register(identity, beneficiary, relayerFee);

@@ -33,11 +33,13 @@ const HUB_STATUS = { Uninitialized: 0n, Active: 1n, Closed: 4n } as const;
 
 type Primary = keyof typeof registryTypes;
 
-/** The fields of either relayed message; `relayerFee` is ignored by `SetBeneficiary`. */
+/** The fields of either relayed message; `relayerFee` and `relayer` are ignored by `SetBeneficiary`. */
 interface RelayedValue {
   identity: string;
   beneficiary: string;
   relayerFee: bigint;
+  /** The only account that may submit a `RegisterIdentity`: the Registry signs it in as `msg.sender`. */
+  relayer?: string;
   nonce: bigint;
 }
 
@@ -179,8 +181,8 @@ const deployOtherRegistry = async (token: TestToken) => {
 };
 
 /**
- * `provider` signed a relayed registration paying RELAYER_FEE to whoever submits it, and approved
- * both Registries for the fee. Nothing is submitted yet.
+ * `provider` signed a relayed registration paying RELAYER_FEE to `relayer`, the only account that may
+ * submit it, and approved both Registries for the fee. Nothing is submitted yet.
  */
 async function signedRegistrationFixture() {
   const base = await registryFixture();
@@ -192,6 +194,7 @@ async function signedRegistrationFixture() {
     identity: identity.address,
     beneficiary: beneficiary.address,
     relayerFee: RELAYER_FEE,
+    relayer: base.relayer.address,
     nonce: 0n,
   };
   const signature = await signRelayed(identity, registryAddress, chainId, 'RegisterIdentity', value);
@@ -202,7 +205,13 @@ async function signedRegistrationFixture() {
 async function signedFreeRegistrationFixture() {
   const base = await registryFixture();
   const { registryAddress, chainId, provider: identity } = base;
-  const value: RelayedValue = { identity: identity.address, beneficiary: ZeroAddress, relayerFee: 0n, nonce: 0n };
+  const value: RelayedValue = {
+    identity: identity.address,
+    beneficiary: ZeroAddress,
+    relayerFee: 0n,
+    relayer: base.relayer.address,
+    nonce: 0n,
+  };
   const signature = await signRelayed(identity, registryAddress, chainId, 'RegisterIdentity', value);
   return { ...base, identity, value, signature };
 }
@@ -238,6 +247,7 @@ async function signedBeneficiaryChangeFixture() {
     identity: identity.address,
     beneficiary: newBeneficiary.address,
     relayerFee: 0n,
+    relayer: base.relayer.address,
     nonce,
   };
   const signature = await signRelayed(identity, registryAddress, chainId, 'SetBeneficiary', value);
@@ -268,7 +278,7 @@ type RelayedFixture = () =>
 
 /** Every way to pass off a signature the identity did not give for this exact call on this Registry. */
 function shouldRejectForeignSignatures(fixture: RelayedFixture) {
-  describe('when the signature is replayed', () => {
+  describe('when the signature is replayed by the relayer that submitted it', () => {
     it('reverts with RegistryInvalidSignature, the nonce having moved on', async () => {
       const f = await loadFixture(fixture);
       await submitRelayed(f.primary, f.registry, f.relayer, f.value, f.signature);
@@ -281,7 +291,7 @@ function shouldRejectForeignSignatures(fixture: RelayedFixture) {
         f.signature,
       );
       expect(recovered).not.to.equal(f.identity.address);
-      await expect(submitRelayed(f.primary, f.registry, f.stranger, f.value, f.signature))
+      await expect(submitRelayed(f.primary, f.registry, f.relayer, f.value, f.signature))
         .to.be.revertedWithCustomError(f.registry, 'RegistryInvalidSignature')
         .withArgs(f.identity.address, recovered);
     });
@@ -968,6 +978,7 @@ describe('Registry', () => {
           identity: identity.address,
           beneficiary: beneficiary.address,
           relayerFee: RELAYER_FEE,
+          relayer: relayer.address,
           nonce: 0n,
         };
         const signature = await registerIdentitySignature(identity, registryAddress, chainId, value);
@@ -1062,7 +1073,13 @@ describe('Registry', () => {
         await token
           .connect(relayer)
           .permit(permit.owner, permit.spender, permit.value, permit.deadline, permit.v, permit.r, permit.s);
-        const value = { identity: identity.address, beneficiary: ZeroAddress, relayerFee: RELAYER_FEE, nonce: 0n };
+        const value = {
+          identity: identity.address,
+          beneficiary: ZeroAddress,
+          relayerFee: RELAYER_FEE,
+          relayer: relayer.address,
+          nonce: 0n,
+        };
         const signature = await registerIdentitySignature(identity, registryAddress, chainId, value);
         await expect(submitRelayed('RegisterIdentity', registry, relayer, value, signature))
           .to.be.revertedWithCustomError(token, 'ERC20InsufficientBalance')
@@ -1094,42 +1111,85 @@ describe('Registry', () => {
       });
     });
 
-    describe("when a front-runner submits the identity's signed registration first", () => {
-      it('pays the relayer fee to the front-runner and nothing else changes', async () => {
-        const {
-          registry,
-          registryAddress,
-          chainId,
-          token,
-          relayer,
-          stranger,
-          identity,
-          beneficiary,
-          value,
+    describe("when an outside party copies the relayer's pending registration and sends it first", () => {
+      it('reverts with RegistryInvalidSignature(identity, recovered), nothing moves, and the named relayer then registers and takes the fee', async () => {
+        const f = await loadFixture(signedRegistrationFixture);
+        const { registry, registryAddress, chainId, token, relayer, identity, beneficiary, value, signature } = f;
+        // Its own keys and gas, no account of the fixture: what a mempool watcher has.
+        const frontRunner = new Wallet(id('chit registry test: front-runner'), ethers.provider);
+        await f.deployer.sendTransaction({ to: frontRunner.address, value: ethers.parseEther('1') });
+        const pending = registry.interface.encodeFunctionData('registerIdentityFor', [
+          value.identity,
+          value.beneficiary,
+          value.relayerFee,
           signature,
-        } = await loadFixture(signedRegistrationFixture);
-        const frontRun = submitRelayed('RegisterIdentity', registry, stranger, value, signature);
-        await expect(frontRun)
-          .to.emit(registry, 'IdentityRegistered')
-          .withArgs(identity.address, beneficiary.address, stranger.address, RELAYER_FEE);
-        await expect(frontRun).to.changeTokenBalances(
-          token,
-          [identity, stranger, relayer],
-          [-RELAYER_FEE, RELAYER_FEE, 0n],
-        );
-
+        ]);
         const recovered = recoveredFrom(
           registryAddress,
           chainId,
           'RegisterIdentity',
-          { ...value, nonce: 1n },
+          { ...value, relayer: frontRunner.address },
           signature,
         );
-        await expect(submitRelayed('RegisterIdentity', registry, relayer, value, signature))
+        expect(recovered).not.to.equal(identity.address);
+        const before = await Promise.all([identity, frontRunner, relayer].map((a) => token.balanceOf(a.address)));
+
+        await expect(frontRunner.sendTransaction({ to: registryAddress, data: pending }))
           .to.be.revertedWithCustomError(registry, 'RegistryInvalidSignature')
           .withArgs(identity.address, recovered);
+        expect(
+          await Promise.all([identity, frontRunner, relayer].map((a) => token.balanceOf(a.address))),
+        ).to.deep.equal(before);
+        expect(await registry.isRegistered(identity.address)).to.equal(false);
+        expect(await registry.nonces(identity.address)).to.equal(0n);
+        expect(await token.allowance(identity.address, registryAddress)).to.equal(RELAYER_FEE);
+
+        const tx = relayer.sendTransaction({ to: registryAddress, data: pending });
+        await expect(tx)
+          .to.emit(registry, 'IdentityRegistered')
+          .withArgs(identity.address, beneficiary.address, relayer.address, RELAYER_FEE);
+        await expect(tx).to.changeTokenBalances(
+          token,
+          [identity, relayer, frontRunner],
+          [-RELAYER_FEE, RELAYER_FEE, 0n],
+        );
         expect(await registry.beneficiaryOf(identity.address)).to.equal(beneficiary.address);
-        expect(await registry.nonces(identity.address)).to.equal(1n);
+      });
+    });
+
+    describe('when the registration names another relayer than the caller', () => {
+      it('reverts with RegistryInvalidSignature, and only the named relayer can submit it', async () => {
+        const { registry, registryAddress, chainId, token, relayer, stranger, identity, value } =
+          await loadFixture(signedRegistrationFixture);
+        const forStranger = { ...value, relayer: stranger.address };
+        const signature = await signRelayed(identity, registryAddress, chainId, 'RegisterIdentity', forStranger);
+        const recovered = recoveredFrom(registryAddress, chainId, 'RegisterIdentity', value, signature);
+        expect(recovered).not.to.equal(identity.address);
+        await expect(submitRelayed('RegisterIdentity', registry, relayer, forStranger, signature))
+          .to.be.revertedWithCustomError(registry, 'RegistryInvalidSignature')
+          .withArgs(identity.address, recovered);
+        expect(await registry.nonces(identity.address)).to.equal(0n);
+        await expect(
+          submitRelayed('RegisterIdentity', registry, stranger, forStranger, signature),
+        ).to.changeTokenBalances(token, [identity, stranger, relayer], [-RELAYER_FEE, RELAYER_FEE, 0n]);
+      });
+    });
+
+    describe('when the relayer fee is zero and another account than the named relayer submits it', () => {
+      it('reverts with RegistryInvalidSignature: the registration is bound to its relayer whatever the fee', async () => {
+        const { registry, registryAddress, chainId, stranger, identity, value, signature } =
+          await loadFixture(signedFreeRegistrationFixture);
+        const recovered = recoveredFrom(
+          registryAddress,
+          chainId,
+          'RegisterIdentity',
+          { ...value, relayer: stranger.address },
+          signature,
+        );
+        await expect(submitRelayed('RegisterIdentity', registry, stranger, value, signature))
+          .to.be.revertedWithCustomError(registry, 'RegistryInvalidSignature')
+          .withArgs(identity.address, recovered);
+        expect(await registry.isRegistered(identity.address)).to.equal(false);
       });
     });
 
@@ -1137,7 +1197,13 @@ describe('Registry', () => {
       it('blocks the inner call with ReentrancyGuardReentrantCall and completes the outer one', async () => {
         const { token, registry, registryAddress, chainId, identity, relayer } =
           await loadFixture(reentrantTokenFixture);
-        const value = { identity: identity.address, beneficiary: ZeroAddress, relayerFee: RELAYER_FEE, nonce: 0n };
+        const value = {
+          identity: identity.address,
+          beneficiary: ZeroAddress,
+          relayerFee: RELAYER_FEE,
+          relayer: relayer.address,
+          nonce: 0n,
+        };
         const signature = await registerIdentitySignature(identity, registryAddress, chainId, value);
         await token.arm(
           registryAddress,
@@ -1346,7 +1412,7 @@ describe('Registry', () => {
         expect(await registry.REGISTER_IDENTITY_TYPEHASH()).to.equal(typeHash('RegisterIdentity'));
         expect(await registry.SET_BENEFICIARY_TYPEHASH()).to.equal(typeHash('SetBeneficiary'));
         expect(await registry.REGISTER_IDENTITY_TYPEHASH()).to.equal(
-          id('RegisterIdentity(address identity,address beneficiary,uint256 relayerFee,uint256 nonce)'),
+          id('RegisterIdentity(address identity,address beneficiary,uint256 relayerFee,address relayer,uint256 nonce)'),
         );
         expect(await registry.SET_BENEFICIARY_TYPEHASH()).to.equal(
           id('SetBeneficiary(address identity,address beneficiary,uint256 nonce)'),

@@ -178,28 +178,45 @@ describe('SDK test vectors', () => {
   });
 
   describe('RegisterIdentity and SetBeneficiary', () => {
-    it('are accepted as signed, in order', async () => {
-      const { registry } = await loadFixture(vectorsFixture);
+    it('are accepted as signed, in order, the registration from the relayer it names', async () => {
+      const { registry, relayer } = await loadFixture(vectorsFixture);
       const r = vectors.registerIdentity.message;
+      expect(r.relayer).to.equal(relayer.address);
       await expect(
-        registry.registerIdentityFor(r.identity, r.beneficiary, r.relayerFee, vectors.registerIdentity.signature),
-      ).to.emit(registry, 'IdentityRegistered');
+        registry
+          .connect(relayer)
+          .registerIdentityFor(r.identity, r.beneficiary, r.relayerFee, vectors.registerIdentity.signature),
+      )
+        .to.emit(registry, 'IdentityRegistered')
+        .withArgs(r.identity, r.beneficiary, relayer.address, r.relayerFee);
       const b = vectors.setBeneficiary.message;
       await expect(registry.setBeneficiaryFor(b.identity, b.beneficiary, vectors.setBeneficiary.signature))
         .to.emit(registry, 'BeneficiaryChanged')
         .withArgs(b.identity, b.beneficiary);
     });
 
-    it('reject another beneficiary', async () => {
-      const { registry } = await loadFixture(vectorsFixture);
+    it('reject a registration sent by another account than the relayer it names', async () => {
+      const { registry, operator } = await loadFixture(vectorsFixture);
       const r = vectors.registerIdentity.message;
       await expect(
-        registry.registerIdentityFor(
-          r.identity,
-          vectors.keys.consumer.address,
-          r.relayerFee,
-          vectors.registerIdentity.signature,
-        ),
+        registry
+          .connect(operator)
+          .registerIdentityFor(r.identity, r.beneficiary, r.relayerFee, vectors.registerIdentity.signature),
+      ).to.be.revertedWithCustomError(registry, 'RegistryInvalidSignature');
+    });
+
+    it('reject another beneficiary', async () => {
+      const { registry, relayer } = await loadFixture(vectorsFixture);
+      const r = vectors.registerIdentity.message;
+      await expect(
+        registry
+          .connect(relayer)
+          .registerIdentityFor(
+            r.identity,
+            vectors.keys.consumer.address,
+            r.relayerFee,
+            vectors.registerIdentity.signature,
+          ),
       ).to.be.revertedWithCustomError(registry, 'RegistryInvalidSignature');
     });
   });

@@ -155,8 +155,15 @@ describe('relayed Registry actions and their fee', function () {
     return client;
   }
 
-  async function registration(identity: ReturnType<typeof wallet>, relayerFee: bigint, beneficiary: Address) {
-    const signed = await signRegisterIdentity(identity, { registry, beneficiary, relayerFee });
+  /** The identity's signed registration as the body carries it, naming `relayer`: by default the hub's
+   * (with no RELAYER_KEY, the operator's account). */
+  async function registration(
+    identity: ReturnType<typeof wallet>,
+    relayerFee: bigint,
+    beneficiary: Address,
+    relayer: Address = privateKeyToAccount(chain.operatorKey).address,
+  ) {
+    const signed = await signRegisterIdentity(identity, { registry, beneficiary, relayerFee, relayer });
     return {
       identity: identity.account.address,
       beneficiary,
@@ -172,13 +179,15 @@ describe('relayed Registry actions and their fee', function () {
   }
 
   describe('GET /v1/quotes/relay', () => {
-    it('quotes gas x gas price x margin for each kind, and refuses a missing or unknown kind with MALFORMED', async () => {
+    it('quotes gas x gas price x margin for each kind with the hub’s relayer, and refuses a missing or unknown kind with MALFORMED', async () => {
       const { running } = await hub();
       for (const kind of ['identity', 'identity-permit', 'beneficiary'] as const) {
         const { status, body } = await get(running, `/v1/quotes/relay?kind=${kind}`);
         assert.equal(status, 200, JSON.stringify(body));
         const quote = decodeHubAnswer('relayQuote', body);
         assert.equal(quote.kind, kind);
+        // No RELAYER_KEY: the operator's account sends the relayed transactions.
+        assert.equal(quote.relayer, privateKeyToAccount(chain.operatorKey).address);
         assert.ok(quote.gasPrice > 0n);
         assert.equal(quote.relayerFee, ceilDiv(quote.gasPrice * GAS[kind] * 12_000n, 10_000n));
         assert.ok(quote.validUntil > BigInt(Math.floor(Date.now() / 1000)));
@@ -193,6 +202,25 @@ describe('relayed Registry actions and their fee', function () {
   });
 
   describe('POST /v1/relay/identities', () => {
+    it('refuses a registration that names another relayer than the hub’s with INVALID_SIGNATURE, and changes nothing', async () => {
+      const { running, db } = await hub();
+      const identity = await identityWith(ether(1), ether(1));
+      const beneficiary = privateKeyToAccount(generatePrivateKey()).address;
+      const quote = decodeHubAnswer('relayQuote', (await get(running, '/v1/quotes/relay?kind=identity')).body);
+      const elsewhere = privateKeyToAccount(generatePrivateKey()).address;
+      const response = await post(
+        running,
+        '/v1/relay/identities',
+        await registration(identity, quote.relayerFee, beneficiary, elsewhere),
+      );
+      assert.equal(response.status, 400);
+      const error: Json = await response.json();
+      assert.equal(error.code, 'INVALID_SIGNATURE');
+      assert.deepEqual(error.details, { identity: identity.account.address, nonce: '0', relayer: quote.relayer });
+      await nothingChanged(running, db, identity.account.address);
+      assert.equal(await read.tokens(identity.account.address), ether(1));
+    });
+
     it('refuses a fee below the gas cost with RELAYER_FEE_TOO_LOW and the minimum, and changes nothing', async () => {
       const { running, db } = await hub();
       const identity = await identityWith(ether(1), ether(1));

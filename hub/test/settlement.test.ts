@@ -516,10 +516,13 @@ describe('settlement pipeline', function () {
         'relayQuote',
         await (await fetch(`${running.url}/v1/quotes/relay?kind=identity`)).json(),
       );
+      // The registration names the hub's relayer, the only account the Registry takes it from.
+      assert.equal(registrationQuote.relayer, privateKeyToAccount(chain.operatorKey).address);
       const registration = await signRegisterIdentity(wallet(identity), {
         registry,
         beneficiary,
         relayerFee: registrationQuote.relayerFee,
+        relayer: registrationQuote.relayer,
       });
       const relayed = await post(running, '/v1/relay/identities', {
         identity: identity.address,

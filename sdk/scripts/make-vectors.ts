@@ -135,6 +135,7 @@ async function main(): Promise<void> {
     identity: accounts.provider.address,
     beneficiary: accounts.beneficiary.address,
     relayerFee: 0n,
+    relayer: accounts.relayer.address,
     nonce: 0n,
   };
   const beneficiaryChange = { identity: accounts.provider.address, beneficiary: accounts.consumer.address, nonce: 1n };

@@ -239,7 +239,11 @@ describe('contract actions on anvil', () => {
     it('registers an identity that holds no ETH, sent by a relayer', async () => {
       const identity = chain.wallet(privateKeyToAccount(generatePrivateKey()));
       assert.equal(await chain.publicClient.getBalance({ address: identity.account.address }), 0n);
-      const registration = await signRegisterIdentity(identity, { registry, beneficiary });
+      const registration = await signRegisterIdentity(identity, {
+        registry,
+        beneficiary,
+        relayer: relayer.account.address,
+      });
       assert.equal(registration.nonce, 0n);
       assert.equal(registration.relayerFee, 0n);
       await mined(registerIdentityRelayed(relayer, { registration }));
@@ -251,7 +255,11 @@ describe('contract actions on anvil', () => {
     it('pays the relayer its fee from the identity', async () => {
       const fee = ether('2');
       await approve(other, registry, fee);
-      const registration = await signRegisterIdentity(other, { registry, relayerFee: fee });
+      const registration = await signRegisterIdentity(other, {
+        registry,
+        relayerFee: fee,
+        relayer: relayer.account.address,
+      });
       assert.equal(registration.beneficiary, ZERO_ADDRESS);
       await mined(registerIdentityRelayed(relayer, { registration }));
       assert.equal(await balanceOf(relayer.account.address), fee);
@@ -262,7 +270,11 @@ describe('contract actions on anvil', () => {
 
     describe('when the identity has not approved the relayer fee', () => {
       it("reverts with the token's ERC20InsufficientAllowance", async () => {
-        const registration = await signRegisterIdentity(other, { registry, relayerFee: ether('2') });
+        const registration = await signRegisterIdentity(other, {
+          registry,
+          relayerFee: ether('2'),
+          relayer: relayer.account.address,
+        });
         await rejectsWith(registerIdentityRelayed(relayer, { registration }), 'ERC20InsufficientAllowance', {
           spender: registry,
           allowance: 0n,
@@ -273,7 +285,7 @@ describe('contract actions on anvil', () => {
 
     describe('when the signature is replayed', () => {
       it('reverts with RegistryInvalidSignature: its nonce is spent', async () => {
-        const registration = await signRegisterIdentity(provider, { registry });
+        const registration = await signRegisterIdentity(provider, { registry, relayer: relayer.account.address });
         await mined(registerIdentityRelayed(relayer, { registration }));
         // the Registry checks it against nonce 1 now, so it recovers to some other key
         const recovered = await recoveredOf(registration);
@@ -287,6 +299,38 @@ describe('contract actions on anvil', () => {
           },
         );
         assert.match(error.details ?? '', /nonce/);
+      });
+    });
+
+    describe("when an outside party copies the relayer's registration and sends it first", () => {
+      it('reverts with RegistryInvalidSignature, nothing moves, and the named relayer then registers and takes the fee', async () => {
+        const fee = ether('2');
+        await approve(other, registry, fee);
+        const registration = await signRegisterIdentity(other, {
+          registry,
+          relayerFee: fee,
+          relayer: relayer.account.address,
+        });
+        // Its own keys and gas: what a mempool watcher has.
+        const frontRunner = chain.wallet(privateKeyToAccount(generatePrivateKey()));
+        await chain.testClient.setBalance({ address: frontRunner.account.address, value: ether('1') });
+        const recovered = await recoveredOf(registration, frontRunner.account.address);
+        assert.notEqual(recovered, other.account.address);
+        const error = await rejectsWith(
+          registerIdentityRelayed(frontRunner, { registration }),
+          'RegistryInvalidSignature',
+          { identity: other.account.address, recovered },
+        );
+        assert.match(error.details ?? '', /relayer it names/);
+        assert.equal(await balanceOf(frontRunner.account.address), 0n);
+        assert.equal(await balanceOf(other.account.address), ether('1000'));
+        assert.equal(await registryNonce(other.account.address), 0n);
+
+        await mined(registerIdentityRelayed(relayer, { registration }));
+        assert.equal(await balanceOf(relayer.account.address), fee);
+        assert.equal(await balanceOf(frontRunner.account.address), 0n);
+        assert.equal(await balanceOf(other.account.address), ether('998'));
+        assert.equal(await registryNonce(other.account.address), 1n);
       });
     });
   });
@@ -1180,12 +1224,14 @@ describe('contract actions on anvil', () => {
   });
 });
 
-/** The address a Registry signature recovers to when checked against the identity's current nonce. */
+/** The address a Registry signature recovers to when checked against the identity's current nonce, a
+ * registration sent by `sender` (the Registry's `relayer`: its own, by default). */
 async function recoveredOf(
   signed: { registry: Address; chainId: number; identity: Address; beneficiary: Address; signature: Hex } & (
-    | { relayerFee: bigint }
+    | { relayerFee: bigint; relayer: Address }
     | object
   ),
+  sender?: Address,
 ): Promise<Address> {
   const nonce = await registryNonce(signed.identity);
   const domain = registryDomain({ registry: signed.registry, chainId: signed.chainId });
@@ -1194,7 +1240,13 @@ async function recoveredOf(
       domain,
       types: registerIdentityTypes,
       primaryType: 'RegisterIdentity',
-      message: { identity: signed.identity, beneficiary: signed.beneficiary, relayerFee: signed.relayerFee, nonce },
+      message: {
+        identity: signed.identity,
+        beneficiary: signed.beneficiary,
+        relayerFee: signed.relayerFee,
+        relayer: sender ?? signed.relayer,
+        nonce,
+      },
       signature: signed.signature,
     });
   }

@@ -1020,6 +1020,8 @@ async function startHubFront(): Promise<HubFront> {
           kind: query.get('kind'),
           // A registration paid with a permit is two transactions: twice the fee.
           relayerFee: (query.get('kind') === 'identity-permit' ? 2n * front.relayFee : front.relayFee).toString(),
+          // The account that sends the relayed transactions: the one a registration must name.
+          relayer: relayer.account.address,
           gasPrice: '1000000000',
           validUntil: String(Math.floor(Date.now() / 1000) + 120),
         },
@@ -1054,6 +1056,7 @@ async function startHubFront(): Promise<HubFront> {
           identity: getAddress(body.identity!),
           beneficiary: getAddress(body.beneficiary!),
           relayerFee: BigInt(body.relayerFee!),
+          relayer: relayer.account.address,
           nonce: 0n,
           signature: body.signature as Hex,
         };

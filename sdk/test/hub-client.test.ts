@@ -183,6 +183,17 @@ describe('HubClient', { timeout: 30_000 }, () => {
             },
           };
         }
+        if (path.startsWith('/v1/quotes/relay')) {
+          return {
+            body: {
+              kind: 'identity',
+              relayerFee: '4',
+              relayer: consumerPromiseWire.consumer,
+              gasPrice: '3',
+              validUntil: '1764000060',
+            },
+          };
+        }
         if (path === '/v1/settlements') return { status: 202, body: { id: 's-1', status: 'queued' } };
         if (path === '/v1/exits/instant') {
           return {
@@ -237,6 +248,11 @@ describe('HubClient', { timeout: 30_000 }, () => {
       const settlement = await hub.settlement('s/1');
       assert.equal(settlement.status, 'confirmed');
       assert.equal(seen[5]!.path, '/v1/settlements/s%2F1');
+      // The relay quote names the hub's relayer, which a relayed registration must name.
+      const relayQuote = await hub.relayQuote('identity');
+      assert.equal(relayQuote.relayerFee, 4n);
+      assert.equal(relayQuote.relayer, consumerPromiseWire.consumer);
+      assert.equal(seen[6]!.path, '/v1/quotes/relay?kind=identity');
     });
 
     it('probes /health and /ready without retrying', async () => {

@@ -7,8 +7,9 @@ import { secp256k1 } from '@noble/curves/secp256k1';
 import { hkdf } from '@noble/hashes/hkdf';
 import { sha256 } from '@noble/hashes/sha256';
 import type { Address, Hex } from 'viem';
-import { bytesToHex, concat, hashTypedData, hexToBytes } from 'viem';
+import { bytesToHex, concat, createWalletClient, custom, hashTypedData, hexToBytes } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
+import { foundry } from 'viem/chains';
 import {
   consumerPromiseDigest,
   consumerPromiseTypes,
@@ -25,11 +26,14 @@ import {
   jsVerifier,
   openPreimage,
   recoveryRequestDigest,
+  registerIdentityTypes,
+  registryDomain,
   settlementAuthorizationDigest,
   signConsumerPromise,
   signHubPromise,
   signInstantExit,
   signInstantExitRequest,
+  signRegisterIdentity,
   signSettlementAuthorization,
   toConsumerClaim,
   verifyConsumerPromise,
@@ -105,6 +109,35 @@ describe('test vectors', () => {
     assert.equal(await signInstantExit(account('operator'), instantExit), vectors.instantExit.signature);
     const recovery = decodeMessage('recoveryRequest', vectors.recoveryRequest.message);
     assert.equal(recoveryRequestDigest(recovery), vectors.recoveryRequest.digest);
+  });
+
+  it('reproduce the RegisterIdentity digest and signature, which name the relayer', async () => {
+    const m = vectors.registerIdentity.message;
+    const registration = {
+      identity: m.identity as Address,
+      beneficiary: m.beneficiary as Address,
+      relayerFee: BigInt(m.relayerFee),
+      relayer: m.relayer as Address,
+      nonce: BigInt(m.nonce),
+    };
+    assert.equal(registration.relayer, vectors.keys.relayer.address);
+    const scope = { registry: vectors.contracts.registry as Address, chainId: vectors.chainId as number };
+    const typed = {
+      domain: registryDomain(scope),
+      types: registerIdentityTypes,
+      primaryType: 'RegisterIdentity',
+    } as const;
+    assert.equal(hashTypedData({ ...typed, message: registration }), vectors.registerIdentity.digest);
+    const wallet = createWalletClient({
+      account: account('provider'),
+      chain: { ...foundry, id: scope.chainId },
+      transport: custom({ request: () => Promise.reject(new Error('no RPC: signing needs none')) }),
+    });
+    const signed = await signRegisterIdentity(wallet, { ...scope, ...registration });
+    assert.equal(signed.signature, vectors.registerIdentity.signature);
+    assert.equal(signed.relayer, registration.relayer);
+    const forOther = { ...registration, relayer: vectors.keys.consumer.address as Address };
+    assert.notEqual(hashTypedData({ ...typed, message: forOther }), vectors.registerIdentity.digest);
   });
 
   it('hash an instant-exit request as viem does, and verify only its consumer', async () => {

@@ -4,7 +4,8 @@ pragma solidity ^0.8.28;
 /// @title IRegistry
 /// @notice The directory of hubs and identities. Creates each operator's Hub as an EIP-1167 clone and
 /// keeps each identity's beneficiary, the address its earnings are paid to. Everything an identity
-/// does can be relayed: it signs EIP-712, anyone submits.
+/// does can be relayed: it signs EIP-712, and a relayer submits (a registration, which pays its relayer,
+/// only the relayer it names; a beneficiary change, anyone).
 interface IRegistry {
     /// @notice A registered hub as the Registry lists it.
     /// @param hub The hub contract.
@@ -77,13 +78,14 @@ interface IRegistry {
     /// @param beneficiary Where the identity's earnings go; the zero address means the identity itself.
     function registerIdentity(address beneficiary) external;
 
-    /// @notice Registers `identity` with its EIP-712 `RegisterIdentity` signature; the caller may be
-    /// paid `relayerFee` tokens from `identity` (which must have approved the Registry, for example
-    /// with an EIP-2612 permit).
+    /// @notice Registers `identity` with its EIP-712 `RegisterIdentity` signature naming the caller as
+    /// `relayer`; the caller may be paid `relayerFee` tokens from `identity` (which must have approved the
+    /// Registry, for example with an EIP-2612 permit).
     /// @param identity The identity.
     /// @param beneficiary Where the identity's earnings go; the zero address means the identity itself.
     /// @param relayerFee Tokens from `identity` to the caller.
-    /// @param signature The identity's signature.
+    /// @param signature The identity's signature. The relayer is not an argument: it is `msg.sender`, so
+    /// a registration submitted by anyone else than the relayer it names fails its signature check.
     function registerIdentityFor(address identity, address beneficiary, uint256 relayerFee, bytes calldata signature)
         external;
 

@@ -47,6 +47,7 @@ export const registryTypes = {
     { name: 'identity', type: 'address' },
     { name: 'beneficiary', type: 'address' },
     { name: 'relayerFee', type: 'uint256' },
+    { name: 'relayer', type: 'address' },
     { name: 'nonce', type: 'uint256' },
   ],
   SetBeneficiary: [
@@ -211,12 +212,12 @@ export const instantExitSignature = (
   value: { consumer: string; amount: bigint; nonce: bigint; deadline: bigint },
 ): Promise<string> => signTyped(operator, hubDomain(hub, chainId), hubTypes, 'InstantExit', value);
 
-/** An identity's signed registration, relayable by anyone. */
+/** An identity's signed registration, relayable only by the `relayer` it names. */
 export const registerIdentitySignature = (
   identity: Signer | BaseWallet,
   registry: string,
   chainId: bigint,
-  value: { identity: string; beneficiary: string; relayerFee: bigint; nonce: bigint },
+  value: { identity: string; beneficiary: string; relayerFee: bigint; relayer: string; nonce: bigint },
 ): Promise<string> => signTyped(identity, registryDomain(registry, chainId), registryTypes, 'RegisterIdentity', value);
 
 /** An identity's signed beneficiary change, relayable by anyone. */

@@ -272,6 +272,10 @@ export const OPENAPI = {
           object({
             kind: { type: 'string', enum: ['identity', 'identity-permit', 'beneficiary'] },
             relayerFee: decimal,
+            relayer: string(
+              "address: the hub's relayer, which the identity's RegisterIdentity must name",
+              '^0x[0-9a-fA-F]{40}$',
+            ),
             gasPrice: decimal,
             validUntil: decimal,
           }),

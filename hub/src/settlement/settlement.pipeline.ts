@@ -133,6 +133,7 @@ export class SettlementPipeline {
       settlements,
       requestsRepository,
       queues,
+      relayer,
       requestOptions,
     );
     const scanner = new ScannerService(chain, claims, new ScannerRepository(pool, parts.onConfirmed), queues, {

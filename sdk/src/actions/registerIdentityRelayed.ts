@@ -42,11 +42,11 @@ export type RegisterIdentityRelayedReturnType = WriteReturnType;
 export type RegisterIdentityRelayedErrorType = ContractRevertError | ContractCallError;
 
 /**
- * Submits an identity's signed registration as a relayer: the sending account pays the gas and is paid
- * the registration's relayer fee by the identity.
+ * Submits an identity's signed registration as its relayer: the sending account, which must be the
+ * registration's `relayer`, pays the gas and is paid the registration's relayer fee by the identity.
  *
- * @throws {ContractRevertError} `RegistryInvalidSignature` for a signature that is not the identity's
- * or was signed with a used nonce; `RegistryIdentityAlreadyRegistered`; `ERC20InsufficientAllowance`
+ * @throws {ContractRevertError} `RegistryInvalidSignature` for a signature that is not the identity's,
+ * was signed with a used nonce, or names another relayer than the sending account; `RegistryIdentityAlreadyRegistered`; `ERC20InsufficientAllowance`
  * when the identity has not approved the Registry for the relayer fee.
  * @example
  * const { hash } = await registerIdentityRelayed(relayerClient, { registration });

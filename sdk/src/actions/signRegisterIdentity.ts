@@ -14,25 +14,29 @@ const ZERO_ADDRESS = '0x0000000000000000000000000000000000000000';
  * Parameters of {@link signRegisterIdentity}.
  *
  * @example
- * const parameters: SignRegisterIdentityParameters = { registry, beneficiary };
+ * const parameters: SignRegisterIdentityParameters = { registry, beneficiary, relayer };
  */
 export interface SignRegisterIdentityParameters extends AccountParameter {
   /** The Registry. */
   registry: Address;
   /** Where the identity's earnings go; the identity itself when omitted. */
   beneficiary?: Address | undefined;
-  /** Tokens the relayer that submits the registration takes from the identity (which must have
-   * approved the Registry for them); zero when omitted. */
+  /** Tokens the relayer takes from the identity (which must have approved the Registry for them); zero
+   * when omitted. */
   relayerFee?: bigint | undefined;
+  /** The only account that may submit the registration and take the fee: the Registry refuses it from
+   * anyone else (`RegistryInvalidSignature`), so no one can copy it from the mempool and go first. For a
+   * hub's relayer, its relay quote's `relayer`. */
+  relayer: Address;
   /** The identity's Registry nonce; read from the Registry when omitted. */
   nonce?: bigint | undefined;
 }
 
 /**
- * A registration signed by its identity, ready for any relayer to submit.
+ * A registration signed by its identity, ready for its relayer to submit.
  *
  * @example
- * const registration: SignedRegisterIdentity = await signRegisterIdentity(providerClient, { registry });
+ * const registration: SignedRegisterIdentity = await signRegisterIdentity(providerClient, { registry, relayer });
  * await registerIdentityRelayed(relayerClient, { registration });
  */
 export interface SignedRegisterIdentity {
@@ -42,6 +46,8 @@ export interface SignedRegisterIdentity {
   /** The zero address when the identity is paid itself. */
   beneficiary: Address;
   relayerFee: bigint;
+  /** The account that must submit it. */
+  relayer: Address;
   nonce: bigint;
   signature: Hex;
 }
@@ -50,7 +56,7 @@ export interface SignedRegisterIdentity {
  * What {@link signRegisterIdentity} returns.
  *
  * @example
- * const result: SignRegisterIdentityReturnType = await signRegisterIdentity(providerClient, { registry, beneficiary });
+ * const result: SignRegisterIdentityReturnType = await signRegisterIdentity(providerClient, { registry, beneficiary, relayer });
  */
 export type SignRegisterIdentityReturnType = SignedRegisterIdentity;
 
@@ -59,7 +65,7 @@ export type SignRegisterIdentityReturnType = SignedRegisterIdentity;
  *
  * @example
  * try {
- *   await signRegisterIdentity(providerClient, { registry, beneficiary });
+ *   await signRegisterIdentity(providerClient, { registry, beneficiary, relayer });
  * } catch (e) {
  *   console.error((e as SignRegisterIdentityErrorType).shortMessage);
  * }
@@ -67,11 +73,13 @@ export type SignRegisterIdentityReturnType = SignedRegisterIdentity;
 export type SignRegisterIdentityErrorType = ChitError | ContractCallError;
 
 /**
- * Signs the identity's EIP-712 `RegisterIdentity` for the Registry, so that a relayer can register it
- * with {@link registerIdentityRelayed}: the identity needs no gas money. Sends nothing.
+ * Signs the identity's EIP-712 `RegisterIdentity` for the Registry, so that `relayer` can register it
+ * with {@link registerIdentityRelayed}: the identity needs no gas money. Sends nothing. The signature
+ * names the relayer, so only that account can submit it and take the fee.
  *
  * @example
- * const registration = await signRegisterIdentity(identityClient, { registry, beneficiary });
+ * const { relayerFee, relayer } = await hub.relayQuote('identity');
+ * const registration = await signRegisterIdentity(identityClient, { registry, beneficiary, relayerFee, relayer });
  * await registerIdentityRelayed(relayerClient, { registration }); // on the relayer's side
  */
 export async function signRegisterIdentity(
@@ -91,6 +99,7 @@ export async function signRegisterIdentity(
     identity: account.address,
     beneficiary: parameters.beneficiary ?? ZERO_ADDRESS,
     relayerFee: parameters.relayerFee ?? 0n,
+    relayer: parameters.relayer,
     nonce,
   };
   const signature = await guard(() =>

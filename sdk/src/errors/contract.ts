@@ -102,7 +102,7 @@ const explanations: Explanations = {
   RegistryZeroAddress: () => ({ shortMessage: 'The zero address was given where an account is needed' }),
   RegistryInvalidSignature: ({ identity, recovered }) => ({
     shortMessage: `The signature is not from ${identity}`,
-    details: `${signatureDetails(recovered)} A relayed signature is valid once: sign again with the current nonce.`,
+    details: `${signatureDetails(recovered)} A relayed signature is valid once, and a registration only from the relayer it names: sign again with the current nonce.`,
   }),
   RegistryInvalidParameters: ({ reason }) => ({ shortMessage: `Invalid Registry parameters: ${reason}` }),
 

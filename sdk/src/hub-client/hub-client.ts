@@ -104,7 +104,8 @@ export interface HubInstantExitRequest {
   signature: Hex;
 }
 
-/** Body of `POST /v1/relay/identities`: a `RegisterIdentity` signature for the hub's relayer to submit. */
+/** Body of `POST /v1/relay/identities`: a `RegisterIdentity` signature naming the hub's relayer (the relay
+ * quote's `relayer`), for it to submit. */
 export interface HubRelayIdentityRequest {
   identity: Address;
   beneficiary: Address;
@@ -359,7 +360,7 @@ export class HubClient {
    * is 0).
    *
    * @example
-   * const { relayerFee } = await hub.relayQuote('identity');
+   * const { relayerFee, relayer } = await hub.relayQuote('identity');
    */
   async relayQuote(kind: HubRelayKind, options?: HubRequestOptions): Promise<HubRelayQuote> {
     const path = `/v1/quotes/relay?kind=${encodeURIComponent(kind)}`;
@@ -418,7 +419,9 @@ export class HubClient {
    * `POST /v1/relay/identities`: the hub's relayer registers an identity that holds no gas token.
    *
    * @example
-   * const { id } = await hub.relayIdentity({ identity, beneficiary, relayerFee, signature });
+   * const { relayerFee, relayer } = await hub.relayQuote('identity');
+   * const registration = await signRegisterIdentity(identityClient, { registry, beneficiary, relayerFee, relayer });
+   * const { id } = await hub.relayIdentity(registration);
    */
   async relayIdentity(request: HubRelayIdentityRequest, options?: HubRequestOptions): Promise<HubJob> {
     const body = encodeMessage({

@@ -102,6 +102,7 @@ const settlementQuote = z.strictObject({
 const relayQuote = z.strictObject({
   kind: z.enum(['identity', 'identity-permit', 'beneficiary']),
   relayerFee: uint256,
+  relayer: address,
   gasPrice: uint256,
   validUntil: uint256,
 });
@@ -228,6 +229,9 @@ export interface HubRelayQuote {
   /** `identity-permit`: a registration whose fee the relayer collects with the identity's EIP-2612 permit. */
   kind: HubRelayKind;
   relayerFee: bigint;
+  /** The hub's relayer: the account that submits the action, which the identity's `RegisterIdentity`
+   * must name. */
+  relayer: Address;
   gasPrice: bigint;
   /** Unix seconds. */
   validUntil: bigint;

@@ -125,7 +125,8 @@ export const instantExitRequestTypes = {
 } as const;
 
 /**
- * EIP-712 types of a relayed identity registration (Registry; primary type `RegisterIdentity`).
+ * EIP-712 types of a relayed identity registration (Registry; primary type `RegisterIdentity`). `relayer` is
+ * the only account that may submit it and take `relayerFee`: the Registry checks it against `msg.sender`.
  *
  * @example
  * await identity.signTypedData({ domain: registryDomain(scope), types: registerIdentityTypes, primaryType: 'RegisterIdentity', message });
@@ -135,6 +136,7 @@ export const registerIdentityTypes = {
     { name: 'identity', type: 'address' },
     { name: 'beneficiary', type: 'address' },
     { name: 'relayerFee', type: 'uint256' },
+    { name: 'relayer', type: 'address' },
     { name: 'nonce', type: 'uint256' },
   ],
 } as const;

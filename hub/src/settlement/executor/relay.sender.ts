@@ -46,6 +46,8 @@ export class RelaySender {
                 identity,
                 beneficiary,
                 relayerFee: BigInt(row.payload.relayerFee ?? '0'),
+                // The identity signed for this hub's relayer, the account that sends it.
+                relayer: account.address,
                 nonce: BigInt(nonce),
                 signature,
               },

@@ -39,6 +39,8 @@ export class RelayRequestService {
     private readonly settlements: SettlementRepository,
     private readonly repository: RequestsRepository,
     private readonly queue: SettlementQueue,
+    /** The account that sends the relayed actions: the one an identity's `RegisterIdentity` must name. */
+    private readonly relayer: Address,
     private readonly options: RequestOptions,
   ) {}
 
@@ -48,7 +50,7 @@ export class RelayRequestService {
    * the identity's EIP-2612 permit, which it submits first) or a beneficiary change, computed like the
    * settlement quote (gas of the transactions x gas price x the margin, in token units). The Registry pays
    * no relayer fee for a beneficiary change, so its quote is what the hub would need and cannot be paid:
-   * the hub relays those only when it is 0.
+   * the hub relays those only when it is 0. `relayer` is the account a registration must name.
    */
   async relayQuote(query: unknown) {
     const { kind } = decodeBody(relayQuoteQuerySchema, query);
@@ -61,18 +63,21 @@ export class RelayRequestService {
         marginBps: this.options.relayerFeeMarginBps,
         rate: this.options.tokenRate,
       }),
+      relayer: this.relayer,
       gasPrice,
       validUntil: BigInt(Math.floor(Date.now() / 1000) + this.options.quoteValiditySeconds),
     };
   }
 
   /**
-   * `POST /v1/relay/identities`: queues a relayed identity registration, signed for its current nonce.
-   * The relayer fee must cover the gas at the current price (a quote's margin absorbs a rise), and the
-   * identity must be able to pay it: the Registry takes it from the identity's tokens with
-   * `transferFrom`, so its balance must hold it, and its allowance to the Registry too, unless the
-   * request carries the identity's EIP-2612 permit of the fee to the Registry: the relayer submits that
-   * first (so an identity with tokens and no gas registers), for a fee that covers both transactions.
+   * `POST /v1/relay/identities`: queues a relayed identity registration, signed for its current nonce and
+   * naming this hub's relayer (the relay quote's `relayer`): the Registry accepts it only from the relayer
+   * it names, so no one can copy it from the mempool and take the fee. The relayer fee must cover the gas
+   * at the current price (a quote's margin absorbs a rise), and the identity must be able to pay it: the
+   * Registry takes it from the identity's tokens with `transferFrom`, so its balance must hold it, and its
+   * allowance to the Registry too, unless the request carries the identity's EIP-2612 permit of the fee
+   * to the Registry: the relayer submits that first (so an identity with tokens and no gas registers), for
+   * a fee that covers both transactions.
    */
   async relayIdentity(body: unknown): Promise<SettlementView> {
     const request = decodeBody(relayIdentitySchema, body);
@@ -83,14 +88,21 @@ export class RelayRequestService {
       domain: registryDomain({ registry, chainId: this.scope.chainId }),
       types: registerIdentityTypes,
       primaryType: 'RegisterIdentity',
-      message: { identity: request.identity, beneficiary: request.beneficiary, relayerFee: request.relayerFee, nonce },
+      message: {
+        identity: request.identity,
+        beneficiary: request.beneficiary,
+        relayerFee: request.relayerFee,
+        relayer: this.relayer,
+        nonce,
+      },
       signature: request.signature,
     }).catch(() => false);
     if (!valid) {
-      throw new HubError('INVALID_SIGNATURE', 'The registration is not signed by the identity for its current nonce', {
-        identity: getAddress(request.identity),
-        nonce: nonce.toString(),
-      });
+      throw new HubError(
+        'INVALID_SIGNATURE',
+        'The registration is not signed by the identity for its current nonce and this hub’s relayer',
+        { identity: getAddress(request.identity), nonce: nonce.toString(), relayer: this.relayer },
+      );
     }
     const id = settlementId.identity(request.identity, nonce);
     const existing = await this.settlements.get(id);

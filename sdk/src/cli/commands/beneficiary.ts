@@ -33,7 +33,8 @@ export function beneficiaryCommand(): Command {
 }
 
 /**
- * The relayer fee of a relayed change, from the hub's quote. A registration pays it from the identity's
+ * The relayer fee of a relayed change and the hub's relayer, from the hub's quote (a registration names the
+ * relayer, so that no one else can submit it and take the fee). A registration pays it from the identity's
  * tokens, through an allowance to the Registry, or without one through an EIP-2612 permit the identity
  * signs and the relayer submits first (`permit`: quoted as `identity-permit`, one transaction more); a
  * beneficiary change carries no fee, so a hub relays it only while it costs nothing. Says what cannot be
@@ -43,9 +44,9 @@ async function relayerFeeOf(
   ctx: CliContext,
   hubClient: HubClient,
   { registry, identity, registered }: { registry: Address; identity: Address; registered: boolean },
-): Promise<{ relayerFee: bigint; permit: boolean }> {
-  const { relayerFee } = await hubClient.relayQuote(registered ? 'beneficiary' : 'identity');
-  if (relayerFee === 0n) return { relayerFee, permit: false };
+): Promise<{ relayerFee: bigint; relayer: Address; permit: boolean }> {
+  const { relayerFee, relayer } = await hubClient.relayQuote(registered ? 'beneficiary' : 'identity');
+  if (relayerFee === 0n) return { relayerFee, relayer, permit: false };
   if (registered) {
     throw new CliError(
       'RELAYER_FEE_TOO_LOW',
@@ -65,7 +66,8 @@ async function relayerFeeOf(
     }),
   ]);
   const permit = allowance < relayerFee;
-  const fee = permit ? (await hubClient.relayQuote('identity-permit')).relayerFee : relayerFee;
+  const quote = permit ? await hubClient.relayQuote('identity-permit') : { relayerFee, relayer };
+  const fee = quote.relayerFee;
   if (balance < fee) {
     throw new CliError(
       'RELAYER_FEE_UNPAYABLE',
@@ -76,7 +78,7 @@ async function relayerFeeOf(
   ctx.out.progress(
     `relayer fee: ${ctx.format(fee)}, from this identity's tokens${permit ? ', with a permit that the relayer submits first' : ''}`,
   );
-  return { relayerFee: fee, permit };
+  return { relayerFee: fee, relayer: quote.relayer, permit };
 }
 
 async function runSet(ctx: CliContext, text: string, options: { relayed?: boolean; timeout: string }): Promise<void> {
@@ -99,12 +101,12 @@ async function runSet(ctx: CliContext, text: string, options: { relayed?: boolea
 
   let transaction: `0x${string}` | null;
   if (hubClient) {
-    const { relayerFee, permit } = await relayerFeeOf(ctx, hubClient, { registry, identity, registered });
+    const { relayerFee, relayer, permit } = await relayerFeeOf(ctx, hubClient, { registry, identity, registered });
     ctx.out.progress(`asking the hub at ${hubClient.url} to relay the change…`);
     const job = registered
       ? await hubClient.relayBeneficiary(await signSetBeneficiary(wallet, { registry, beneficiary }))
       : await hubClient.relayIdentity({
-          ...(await signRegisterIdentity(wallet, { registry, beneficiary, relayerFee })),
+          ...(await signRegisterIdentity(wallet, { registry, beneficiary, relayerFee, relayer })),
           // An EIP-2612 permit like a deposit's, with the Registry as the spender.
           permit: permit
             ? await signDepositPermit(wallet, { hub: registry, token: (await ctx.token()).address, amount: relayerFee })
