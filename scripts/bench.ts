@@ -19,6 +19,7 @@ import path from 'node:path';
 import { formatUnits, parseUnits } from 'viem';
 import type { GatewayFigures } from './gateway-bench';
 import { anvilBinary } from './local-chain';
+import { type TunnelFigures, tunnelSection } from './tunnel-bench-report';
 
 const ROOT = path.join(__dirname, '..');
 const BIN = path.join(ROOT, 'node_modules', '.bin');
@@ -260,6 +261,13 @@ async function main(): Promise<void> {
       prefix: '  gateway | ',
     });
     const gateway: GatewayFigures = JSON.parse(readFileSync(gatewayJson, 'utf8'));
+    progress('the paid tunnel, payments on and off (npm run bench:tunnel)');
+    await run('npm', ['run', 'build', '-w', 'tunnel']);
+    const tunnelJson = path.join(tmp, 'tunnel.json');
+    await run(path.join(BIN, 'ts-node'), ['--transpile-only', 'scripts/tunnel-bench.ts', '--json', tunnelJson], {
+      prefix: '  tunnel | ',
+    });
+    const tunnel: TunnelFigures = JSON.parse(readFileSync(tunnelJson, 'utf8'));
     const loadAfter = os.loadavg();
 
     const anvilOutput = await run(anvilBinary(), ['--version']);
@@ -270,6 +278,7 @@ async function main(): Promise<void> {
       levels: hub.levels,
       batched,
       gateway,
+      tunnel,
       warmup: hub.warmup,
       hub: hub.environment,
       sdk,
@@ -294,6 +303,8 @@ interface ReportInput {
   batched: LevelFigures[];
   /** Paid requests through the gateway (scripts/gateway-bench.ts). */
   gateway: GatewayFigures;
+  /** The paid tunnel (scripts/tunnel-bench.ts). */
+  tunnel: TunnelFigures;
   warmup: HubBench['warmup'];
   hub: HubBench['environment'];
   sdk: SdkBench;
@@ -496,6 +507,8 @@ function render(input: ReportInput): string {
     ),
     '',
     "The target is at least 1,000 paid requests/s, the gateway adding a few milliseconds. A paid request costs two hub calls (verify before the API, the exchange after) and two round trips for the buyer, so the figure follows the hub's exchange rate above; the work to reach the target belongs to the exchange speed issue.",
+    '',
+    ...tunnelSection(input.tunnel),
     '',
     '## Signature verification (SDK)',
     '',

@@ -17,10 +17,13 @@
  *   CHIT_BENCH_MIB (512)          MiB per download
  *   CHIT_BENCH_RUNS (4)           downloads per mode
  *   CHIT_BENCH_INTERVAL_MS (1000) invoice interval with payments on
+ *   --json FILE                   also write the figures as JSON (scripts/bench.ts puts them in BENCHMARKS.md)
  */
 import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import os from 'node:os';
 import { ConsumerLedger, HubClient, MemoryStore, ProviderLedger } from '@chit/sdk';
 import { nativePreimageSealer, nativeVerifier } from '@chit/sdk/node';
 import { connectTunnel, startTunnelProvider, type Tunnel, type TunnelProvider } from '@chit/tunnel';
@@ -28,6 +31,7 @@ import { parseEther } from 'viem';
 import { cpuMs } from '../hub/bench/cpu';
 import { ensurePostgres, ensureRedis } from '../hub/src/dev/services';
 import { startStack, until } from '../test/e2e/support/stack';
+import { type ModeFigures, type TunnelFigures, tunnelSection } from './tunnel-bench-report';
 
 const MIB_PER_RUN = Number(process.env.CHIT_BENCH_MIB ?? 512);
 const RUNS = Number(process.env.CHIT_BENCH_RUNS ?? 4);
@@ -46,6 +50,7 @@ interface Mode {
   hubCpuMs: number;
   bytes: number;
   seconds: number;
+  invoices: number;
 }
 
 function download(port: number, url: string): Promise<{ seconds: number; bytes: number }> {
@@ -142,6 +147,11 @@ async function main(): Promise<void> {
         hubCpuMs: 0,
         bytes: 0,
         seconds: 0,
+        invoices: 0,
+      });
+      const mode = modes.at(-1)!;
+      tunnel.on('paid', () => {
+        mode.invoices += 1;
       });
     }
     console.log(`${RUNS} downloads of ${MIB_PER_RUN} MiB per mode, alternating; invoices every ${INTERVAL_MS} ms…`);
@@ -170,23 +180,26 @@ async function main(): Promise<void> {
       return (await stack.hub.client.consumer(paid.buyer.address)).credited === total;
     });
     const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-    const gib = (mode: Mode) => mode.bytes / 2 ** 30;
-    const overall = (mode: Mode) => mode.bytes / 2 ** 20 / mode.seconds;
-    console.log(
-      '\n| mode | MiB/s (all runs) | best MiB/s | median MiB/s | CPU ms per GiB (this process) | hub CPU ms per GiB |',
-    );
-    console.log('| --- | --- | --- | --- | --- | --- |');
-    for (const mode of modes) {
-      console.log(
-        `| ${mode.name} | ${overall(mode).toFixed(0)} | ${Math.max(...mode.mibPerSecond).toFixed(0)} | ${median(mode.mibPerSecond).toFixed(0)} | ${(mode.cpuMs / gib(mode)).toFixed(0)} | ${(mode.hubCpuMs / gib(mode)).toFixed(0)} |`,
-      );
-    }
-    const cost = 1 - overall(paid) / overall(modes[1]!);
-    const cpu = paid.cpuMs / gib(paid) / (modes[1]!.cpuMs / gib(modes[1]!)) - 1;
-    console.log(
-      `\npayments cost ${(cost * 100).toFixed(1)} % of the throughput and ${(cpu * 100).toFixed(1)} % more CPU per GiB (target: under 5 %)`,
-    );
-    console.log(`the consumer paid ${spent} base units for ${paid.bytes} bytes in ${RUNS} downloads`);
+    const figuresOf = (mode: Mode): ModeFigures => ({
+      mibPerSecond: mode.bytes / 2 ** 20 / mode.seconds,
+      bestMibPerSecond: Math.max(...mode.mibPerSecond),
+      medianMibPerSecond: median(mode.mibPerSecond),
+      cpuMsPerGiB: mode.cpuMs / (mode.bytes / 2 ** 30),
+      hubCpuMsPerGiB: mode.hubCpuMs / (mode.bytes / 2 ** 30),
+    });
+    const figures: TunnelFigures = {
+      mibPerRun: MIB_PER_RUN,
+      runs: RUNS,
+      intervalMs: INTERVAL_MS,
+      invoicesPaid: paid.invoices,
+      load: os.loadavg(),
+      on: figuresOf(paid),
+      off: figuresOf(modes[1]!),
+    };
+    console.log(`\n${tunnelSection(figures).join('\n')}`);
+    console.log(`the consumer paid ${spent} base units for ${paid.bytes} bytes, credited by the hub`);
+    const json = process.argv.indexOf('--json');
+    if (json > 0) writeFileSync(process.argv[json + 1]!, JSON.stringify(figures, null, 2));
   } finally {
     files.close();
     await stack.stop();
@@ -195,10 +208,12 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (error: unknown) => {
-    console.error(error);
-    process.exit(1);
-  },
-);
+if (require.main === module) {
+  main().then(
+    () => process.exit(0),
+    (error: unknown) => {
+      console.error(error);
+      process.exit(1);
+    },
+  );
+}
