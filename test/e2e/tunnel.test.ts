@@ -197,6 +197,7 @@ describe('bandwidth: a paid tunnel (startTunnelProvider, connectTunnel)', functi
     );
     // A provider of its own making: a fair offer, then an invoice for far more than the time and bytes.
     const received: Record<string, unknown>[] = [];
+    let connections = 0;
     const fake: Server = createServer((socket) => {
       socket.on('data', (chunk) => {
         for (const line of chunk.toString().split('\n').filter(Boolean)) {
@@ -219,10 +220,9 @@ describe('bandwidth: a paid tunnel (startTunnelProvider, connectTunnel)', functi
             hashlock: hashlockOf(hex32()),
             fee: stack.hubFee,
           };
-          setTimeout(
-            () => socket.write(`${JSON.stringify({ type: 'invoice', invoice: encodeMessage(invoice) })}\n`),
-            200,
-          );
+          // The first connection gets the overcharge; the second an invoice that is not one.
+          const wire = connections++ === 0 ? encodeMessage(invoice) : { ...encodeMessage(invoice), fee: 'high' };
+          setTimeout(() => socket.write(`${JSON.stringify({ type: 'invoice', invoice: wire })}\n`), 200);
         }
       });
     });
@@ -244,6 +244,20 @@ describe('bandwidth: a paid tunnel (startTunnelProvider, connectTunnel)', functi
     assert.equal(await consumer.ledger.total(), 0n, 'nothing was signed');
     const closed = await curl(['--socks5-hostname', `127.0.0.1:${tunnel.port}`, `${files.url}/bytes/5`]);
     assert.notEqual(closed.code, 0, 'the local proxy is closed');
+    // A malformed invoice: refused with a typed error, nothing signed either.
+    const again = await connectTunnel({
+      provider: `tcp://127.0.0.1:${port}`,
+      ledger: consumer.ledger,
+      maxPrices: PRICES,
+    });
+    assert.deepEqual(await again.done, {
+      type: 'disconnected',
+      code: 'MALFORMED',
+      message: 'Malformed invoice: fee: Invalid input: expected number, received string',
+    });
+    await until('the second refusal', async () => received.filter((m) => m.type === 'refused').length === 2);
+    assert.ok(!received.some((m) => m.type === 'promise'), 'no promise was sent');
+    assert.equal(await consumer.ledger.total(), 0n, 'nothing was signed');
     fake.close();
   });
 
