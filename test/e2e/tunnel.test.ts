@@ -132,6 +132,7 @@ describe('bandwidth: a paid tunnel (startTunnelProvider, connectTunnel)', functi
     const freeloader = await stack.newConsumer({ deposit: parseEther('1') });
     const control = new RawControl(provider.port, freeloader.address);
     const offer = await until('the offer', async () => control.of('offer')[0]);
+    const offeredAt = Date.now();
     assert.equal(offer.graceMs, 2 * INTERVAL_MS);
     const proxy = `socks5h://${offer.session}:${offer.token}@127.0.0.1:${provider.port}`;
     const small = await curl([
@@ -161,6 +162,8 @@ describe('bandwidth: a paid tunnel (startTunnelProvider, connectTunnel)', functi
     assert.ok(stopped, JSON.stringify(control.messages));
     assert.equal(stopped.unpaidInvoices, 3);
     assert.ok(slow.endedAt - started < 10_000, `cut after ${slow.endedAt - started} ms`);
+    // Not before the grace: the third unpaid invoice is three intervals after the session began.
+    assert.ok(slow.endedAt - offeredAt >= 2 * INTERVAL_MS, `cut ${slow.endedAt - offeredAt} ms after the offer`);
     assert.ok(control.of('invoice').length >= 3);
     const refused = await curl(['--proxy', proxy, `${files.url}/bytes/5`]);
     assert.notEqual(refused.code, 0, 'a new connection is refused');
