@@ -1,5 +1,6 @@
 import type { Pool, PoolClient } from 'pg';
 import { fromBytea, fromByteaOrNull, type Hex, toBytea } from '../db/bytes';
+import { withTransaction } from '../db/transaction';
 import {
   type AgreementState,
   agreementKey,
@@ -10,9 +11,6 @@ import {
   type ExchangeRecord,
   type ProviderState,
 } from '../exchange/exchange.rules';
-
-const SERIALIZATION_FAILURE = '40001';
-const DEADLOCK = '40P01';
 
 /**
  * The exchange's SQL: one transaction per batch of candidates. Rows are locked in one global order
@@ -31,24 +29,15 @@ export class ExchangeRepository {
     candidates: ExchangeCandidate[],
     decide: (state: BatchState) => { writes: BatchWrites; result: T },
   ): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      const client = await this.pool.connect();
-      try {
-        await client.query('BEGIN');
-        const state = await this.lock(client, candidates);
-        const { writes, result } = decide(state);
+    return withTransaction(
+      this.pool,
+      async (client) => {
+        const { writes, result } = decide(await this.lock(client, candidates));
         await this.write(client, writes);
-        await client.query('COMMIT');
         return result;
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => {});
-        const code = (error as { code?: string }).code;
-        if ((code === SERIALIZATION_FAILURE || code === DEADLOCK) && attempt < 5) continue;
-        throw error;
-      } finally {
-        client.release();
-      }
-    }
+      },
+      { retry: 4 },
+    );
   }
 
   private async lock(client: PoolClient, candidates: ExchangeCandidate[]): Promise<BatchState> {
@@ -243,9 +232,7 @@ export class RevealRepository {
    * if it pointed there. False when the provider has no exchange with that hashlock.
    */
   async reveal(provider: Hex, hashlock: Hex, preimage: Hex): Promise<boolean> {
-    const client = await this.pool.connect();
-    try {
-      await client.query('BEGIN');
+    return withTransaction(this.pool, async (client) => {
       // The provider row first, like the exchange batches, so a reveal and an exchange of one provider
       // never lock in opposite orders.
       await client.query('SELECT 1 FROM providers WHERE address = $1 FOR UPDATE', [toBytea(provider)]);
@@ -258,14 +245,8 @@ export class RevealRepository {
           WHERE address = $1 AND unrevealed_hashlock = $2`,
         [toBytea(provider), toBytea(hashlock)],
       );
-      await client.query('COMMIT');
       return updated.rowCount === 1;
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    } finally {
-      client.release();
-    }
+    });
   }
 
   /** The exchange with `hashlock`, if any. */

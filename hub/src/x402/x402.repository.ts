@@ -1,5 +1,6 @@
 import type { Pool } from 'pg';
 import { fromBytea, fromByteaOrNull, type Hex, toBytea } from '../db/bytes';
+import { withTransaction } from '../db/transaction';
 import { agreementKey, type BatchState, type ExchangeCandidate, type ExchangeRecord } from '../exchange/exchange.rules';
 import { toExchangeRecord } from '../repositories/exchange.repository';
 
@@ -13,79 +14,75 @@ export class X402Repository {
 
   /** The candidate's consumer, provider, agreement and the exchanges the rules look up, in one snapshot. */
   async state(candidate: ExchangeCandidate): Promise<BatchState> {
-    const client = await this.pool.connect();
-    try {
-      // One snapshot for the four reads, without a lock: nothing here is written.
-      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      const state: BatchState = {
-        consumers: new Map(),
-        providers: new Map(),
-        agreements: new Map(),
-        exchanges: new Map(),
-      };
-      const consumer = await client.query({
-        name: 'x402.consumer',
-        text: `SELECT address, balance, settled, exit_amount, exit_reserved, signed_total, credited, best_hashlock
+    // One snapshot for the four reads, without a lock: nothing here is written.
+    return withTransaction(
+      this.pool,
+      async (client) => {
+        const state: BatchState = {
+          consumers: new Map(),
+          providers: new Map(),
+          agreements: new Map(),
+          exchanges: new Map(),
+        };
+        const consumer = await client.query({
+          name: 'x402.consumer',
+          text: `SELECT address, balance, settled, exit_amount, exit_reserved, signed_total, credited, best_hashlock
                  FROM consumers WHERE address = $1`,
-        values: [toBytea(candidate.consumer)],
-      });
-      for (const row of consumer.rows) {
-        state.consumers.set(candidate.consumer, {
-          address: candidate.consumer,
-          balance: BigInt(row.balance),
-          settled: BigInt(row.settled),
-          exitAmount: BigInt(row.exit_amount),
-          exitReserved: BigInt(row.exit_reserved),
-          signedTotal: BigInt(row.signed_total),
-          credited: BigInt(row.credited),
-          bestHashlock: fromByteaOrNull(row.best_hashlock),
+          values: [toBytea(candidate.consumer)],
         });
-      }
-      const provider = await client.query({
-        name: 'x402.provider',
-        text: 'SELECT promised, latest_hashlock, unrevealed_hashlock FROM providers WHERE address = $1',
-        values: [toBytea(candidate.provider)],
-      });
-      for (const row of provider.rows) {
-        state.providers.set(candidate.provider, {
-          address: candidate.provider,
-          promised: BigInt(row.promised),
-          latestHashlock: fromByteaOrNull(row.latest_hashlock),
-          unrevealedHashlock: fromByteaOrNull(row.unrevealed_hashlock),
+        for (const row of consumer.rows) {
+          state.consumers.set(candidate.consumer, {
+            address: candidate.consumer,
+            balance: BigInt(row.balance),
+            settled: BigInt(row.settled),
+            exitAmount: BigInt(row.exit_amount),
+            exitReserved: BigInt(row.exit_reserved),
+            signedTotal: BigInt(row.signed_total),
+            credited: BigInt(row.credited),
+            bestHashlock: fromByteaOrNull(row.best_hashlock),
+          });
+        }
+        const provider = await client.query({
+          name: 'x402.provider',
+          text: 'SELECT promised, latest_hashlock, unrevealed_hashlock FROM providers WHERE address = $1',
+          values: [toBytea(candidate.provider)],
         });
-      }
-      const agreement = await client.query({
-        name: 'x402.agreement',
-        text: 'SELECT consumer, credited_total FROM agreements WHERE provider = $1 AND agreement_id = $2',
-        values: [toBytea(candidate.provider), toBytea(candidate.agreementId)],
-      });
-      for (const row of agreement.rows) {
-        state.agreements.set(agreementKey(candidate.provider, candidate.agreementId), {
-          provider: candidate.provider,
-          agreementId: candidate.agreementId,
-          consumer: fromBytea(row.consumer),
-          creditedTotal: BigInt(row.credited_total),
+        for (const row of provider.rows) {
+          state.providers.set(candidate.provider, {
+            address: candidate.provider,
+            promised: BigInt(row.promised),
+            latestHashlock: fromByteaOrNull(row.latest_hashlock),
+            unrevealedHashlock: fromByteaOrNull(row.unrevealed_hashlock),
+          });
+        }
+        const agreement = await client.query({
+          name: 'x402.agreement',
+          text: 'SELECT consumer, credited_total FROM agreements WHERE provider = $1 AND agreement_id = $2',
+          values: [toBytea(candidate.provider), toBytea(candidate.agreementId)],
         });
-      }
-      const hashlocks = [candidate.hashlock];
-      const unrevealed = state.providers.get(candidate.provider)?.unrevealedHashlock;
-      if (unrevealed) hashlocks.push(unrevealed);
-      const exchanges = await client.query({
-        name: 'x402.exchanges',
-        text: `SELECT hashlock, provider, consumer, agreement_id, agreement_total, consumer_total, consumer_signature,
+        for (const row of agreement.rows) {
+          state.agreements.set(agreementKey(candidate.provider, candidate.agreementId), {
+            provider: candidate.provider,
+            agreementId: candidate.agreementId,
+            consumer: fromBytea(row.consumer),
+            creditedTotal: BigInt(row.credited_total),
+          });
+        }
+        const hashlocks = [candidate.hashlock];
+        const unrevealed = state.providers.get(candidate.provider)?.unrevealedHashlock;
+        if (unrevealed) hashlocks.push(unrevealed);
+        const exchanges = await client.query({
+          name: 'x402.exchanges',
+          text: `SELECT hashlock, provider, consumer, agreement_id, agreement_total, consumer_total, consumer_signature,
                       increment, hub_total, encrypted_preimage, preimage
                  FROM exchanges WHERE hashlock = ANY($1::bytea[])`,
-        values: [hashlocks.map(toBytea)],
-      });
-      for (const row of exchanges.rows) state.exchanges.set(fromBytea(row.hashlock), toExchangeRecord(row));
-      await client.query('COMMIT');
-      return state;
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    } finally {
-      client.release();
-    }
+          values: [hashlocks.map(toBytea)],
+        });
+        for (const row of exchanges.rows) state.exchanges.set(fromBytea(row.hashlock), toExchangeRecord(row));
+        return state;
+      },
+      { mode: 'ISOLATION LEVEL REPEATABLE READ READ ONLY' },
+    );
   }
 
   /** The exchange recorded with `hashlock`, if any. */
