@@ -65,6 +65,42 @@ describe('chit provide proxy and chit connect', function () {
     CHIT_PASSWORD: `password of the ${who}`,
   });
 
+  /** `chit provide proxy` on `port`, with the seller's store; resolves once it listens. */
+  const startNode = async (port: number) => {
+    const started = new Chit(
+      [
+        'provide',
+        'proxy',
+        '--price-per-minute',
+        '0.01',
+        '--price-per-gib',
+        '1',
+        '--port',
+        String(port),
+        '--interval',
+        '0.3',
+        '--allow-private-targets',
+        '--json',
+      ],
+      env('seller'),
+    );
+    node = started;
+    const settings = await until(
+      'chit provide proxy to print its URL',
+      async () => {
+        if (started.child.exitCode !== null) throw new Error(`chit provide proxy exited:\n${started.output()}`);
+        return started.stdout.trimEnd().endsWith('}')
+          ? (JSON.parse(started.stdout) as Record<string, string>)
+          : undefined;
+      },
+      90_000,
+    );
+    assert.equal(settings.provider, seller.address);
+    assert.equal(settings.pricePerGiB, '1');
+    nodeUrl = settings.url!;
+    assert.equal(nodeUrl, `tcp://127.0.0.1:${port}`);
+  };
+
   before(async () => {
     stack = await startStack();
     files = await startFileServer();
@@ -84,36 +120,7 @@ describe('chit provide proxy and chit connect', function () {
       const imported = new Chit(['identity', 'import', '--private-key-file', keyFile, '--json'], env(who));
       assert.equal(await imported.exited, 0, imported.output());
     }
-    const port = await freePort();
-    node = new Chit(
-      [
-        'provide',
-        'proxy',
-        '--price-per-minute',
-        '0.01',
-        '--price-per-gib',
-        '1',
-        '--port',
-        String(port),
-        '--interval',
-        '0.3',
-        '--allow-private-targets',
-        '--json',
-      ],
-      env('seller'),
-    );
-    const started = await until(
-      'chit provide proxy to print its URL',
-      async () => {
-        if (node?.child.exitCode !== null) throw new Error(`chit provide proxy exited:\n${node?.output()}`);
-        return node.stdout.trimEnd().endsWith('}') ? (JSON.parse(node.stdout) as Record<string, string>) : undefined;
-      },
-      90_000,
-    );
-    assert.equal(started.provider, seller.address);
-    assert.equal(started.pricePerGiB, '1');
-    nodeUrl = started.url!;
-    assert.equal(nodeUrl, `tcp://127.0.0.1:${port}`);
+    await startNode(await freePort());
   });
 
   after(async () => {
@@ -195,5 +202,66 @@ describe('chit provide proxy and chit connect', function () {
     assert.match(connect.stderr, /The provider asks 10000000000000000 per minute/);
     assert.match(connect.stderr, /Nothing was signed/);
     assert.equal((await stack.hub.client.consumer(buyer.address)).credited, before);
+  });
+  it('chit provide proxy killed (SIGKILL) and started again on its store: every promise the buyer signed is credited', async () => {
+    const credited = (await stack.hub.client.consumer(buyer.address)).credited;
+    const localPort = await freePort();
+    const connect = new Chit(
+      [
+        'connect',
+        nodeUrl,
+        '--max-price-per-minute',
+        '0.01',
+        '--max-price-per-gib',
+        '1',
+        '--port',
+        String(localPort),
+      ].concat(['--reconnect', '120', '--json']),
+      env('buyer'),
+    );
+    const pull = async (bytes: number) => {
+      const run = await curl([
+        '--socks5-hostname',
+        `127.0.0.1:${localPort}`,
+        '-o',
+        '/dev/null',
+        '-w',
+        '%{size_download}',
+        `${files.url}/bytes/${bytes}`,
+      ]);
+      assert.equal(Number(run.stdout), bytes, run.stderr);
+    };
+    const paid = () => connect.events().filter((event) => event.type === 'paid');
+    try {
+      await until(
+        'chit connect to listen',
+        async () => connect.events().some((event) => event.type === 'listening'),
+        90_000,
+      );
+      await pull(2 * Number(MIB));
+      await until('a payment for the file', async () => paid().some((event) => Number(event.spent) > 2 / 1024));
+      const killed = node!;
+      killed.child.kill('SIGKILL');
+      await killed.exited;
+      await startNode(Number(new URL(nodeUrl).port));
+      await until(
+        'chit connect to reconnect',
+        async () => connect.events().filter((event) => event.type === 'connected').length >= 1,
+        120_000,
+      );
+      const before = paid().length;
+      await pull(Number(MIB));
+      await until('a payment after the restart', async () => paid().length > before);
+    } finally {
+      assert.equal(await connect.stop(), 0, connect.output());
+    }
+    const spent = parseEther(String(paid().at(-1)!.spent));
+    await until('the hub to credit every promise the buyer signed', async () => {
+      const books = await stack.hub.client.consumer(buyer.address);
+      return (
+        books.credited === credited + spent &&
+        (await stack.hub.client.provider(seller.address)).earned === books.credited
+      );
+    });
   });
 });

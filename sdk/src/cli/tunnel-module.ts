@@ -64,6 +64,7 @@ export interface TunnelModule {
     maxPrices: Prices;
     port?: number;
     host?: string;
+    reconnectMs?: number;
   }): Promise<TunnelHandle>;
 }
 

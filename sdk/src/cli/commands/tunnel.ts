@@ -24,6 +24,7 @@ interface ConnectOptions {
   maxPricePerGib: string;
   port: string;
   host: string;
+  reconnect: string;
 }
 
 /**
@@ -73,6 +74,11 @@ export function connectCommand(): Command {
     .requiredOption('--max-price-per-gib <tokens>', 'the most a GiB may cost')
     .addOption(new Option('--port <port>', 'the local proxy port (SOCKS5 and HTTP CONNECT)').default('1081'))
     .addOption(new Option('--host <host>', 'the local proxy address').default('127.0.0.1'))
+    .addOption(
+      new Option('--reconnect <seconds>', 'how long to try to reach a provider that went away (0: never)').default(
+        '30',
+      ),
+    )
     .addHelpText(
       'after',
       '\nPoint your apps at socks5h://127.0.0.1:PORT or http://127.0.0.1:PORT. Every invoice is checked\n' +
@@ -170,6 +176,7 @@ async function runConnect(ctx: CliContext, providerUrl: string, options: Connect
     maxPrices,
     port: parsePort(options.port),
     host: options.host,
+    reconnectMs: seconds(options.reconnect, '--reconnect', true),
   });
   const format = (value: bigint) => `${roundAmount(value, token.decimals)} ${token.symbol}`;
   const json = (event: TunnelEvent) =>
