@@ -255,6 +255,8 @@ describe('chit provide proxy and chit connect', function () {
     } finally {
       assert.equal(await connect.stop(), 0, connect.output());
     }
+    assert.ok(connect.events().some((event) => event.type === 'connected' && event.offer));
+    assert.ok(!connect.stdout.includes('"token"'), 'the session password is not printed');
     const spent = parseEther(String(paid().at(-1)!.spent));
     await until('the hub to credit every promise the buyer signed', async () => {
       const books = await stack.hub.client.consumer(buyer.address);

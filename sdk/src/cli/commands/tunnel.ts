@@ -181,7 +181,10 @@ async function runConnect(ctx: CliContext, providerUrl: string, options: Connect
   const format = (value: bigint) => `${roundAmount(value, token.decimals)} ${token.symbol}`;
   const json = (event: TunnelEvent) =>
     process.stdout.write(
-      `${JSON.stringify(event, (_key, value) => (typeof value === 'bigint' ? formatAmount(value, token.decimals) : value))}\n`,
+      `${JSON.stringify(event, (key, value) =>
+        // The session's password stays in this process.
+        key === 'token' ? undefined : typeof value === 'bigint' ? formatAmount(value, token.decimals) : value,
+      )}\n`,
     );
   const tty = !ctx.out.json && process.stderr.isTTY === true;
   const show = () => {
