@@ -8,7 +8,7 @@
  * alternating (and alternating which mode goes first):
  *   - payments on: prices of 0.01 a minute and 1 a GiB, an invoice every CHIT_BENCH_INTERVAL_MS
  *     (1,000: sixty times more often than the default), each paid (ConsumerSession signs, the
- *     provider's ProviderLedger exchanges at the hub and reveals R);
+ *     provider's ProviderLedger exchanges at the hub);
  *   - payments off: the same tunnel code with prices of zero, so nothing is ever invoiced.
  * It prints MiB/s (the best run of each mode and the median), the CPU time of this process (provider,
  * consumer, file server) and of the hub per GiB carried, and checks that the hub credited what the
