@@ -21,7 +21,7 @@ import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ConsumerLedger, HubClient, MemoryStore, ProviderLedger } from '@chit/sdk';
-import { nativeAccount, nativePreimageSealer, nativeVerifier } from '@chit/sdk/node';
+import { enableNativeHashing, nativeAccount, nativePreimageSealer, nativeVerifier } from '@chit/sdk/node';
 import { chitFetch, startGateway } from '@chit/x402';
 import type { Hex } from 'viem';
 import { parseEther } from 'viem';
@@ -68,11 +68,17 @@ if (process.env.CHIT_BENCH_TIMINGS) {
 }
 
 async function main(): Promise<void> {
+  // As `chit provide http` and `chit pay` hash: natively.
+  enableNativeHashing();
   const postgres = await ensurePostgres();
   const redis = await ensureRedis();
   process.env.CHIT_E2E_POSTGRES_URL = postgres.url;
   process.env.CHIT_E2E_REDIS_URL = redis.url;
-  const stack = await startStack();
+  // The hub's own polling intervals, not the e2e stack's quick ones (a follower polling every 100 ms
+  // costs the hub CPU that the figures per paid request would count).
+  const stack = await startStack({
+    hubEnv: { FOLLOWER_POLL_MS: '1000', TX_POLL_INTERVAL_MS: '1000', SETTLEMENT_RECONCILE_INTERVAL_MS: '30000' },
+  });
   const body = Buffer.alloc(BODY, 0x61);
   const api = createServer((_request, response) => response.end(body));
   await new Promise<void>((resolve) => api.listen(0, '127.0.0.1', () => resolve()));
