@@ -349,6 +349,42 @@ describe('bandwidth: a paid tunnel (startTunnelProvider, connectTunnel)', functi
     });
   });
 
+  it('a consumer that leaves between invoices pays for the time and traffic since the last one', async () => {
+    const seller = await stack.newProvider();
+    providers.push(seller);
+    // Invoices a minute apart: none falls due while the test runs, so only the last one pays.
+    const provider = await startTunnelProvider({
+      ledger: seller.ledger,
+      hubUrl: stack.hub.url,
+      prices: PRICES,
+      intervalMs: 60_000,
+      graceMs: 120_000,
+      allowPrivateTargets: true,
+      port: 0,
+    });
+    running.push(provider);
+    const consumer = await stack.newConsumer({ deposit: parseEther('1') });
+    const tunnel = await connectTo(provider, consumer);
+    await download(tunnel, 3 * Number(MIB));
+    const measured = await until('both sides to count the same bytes', async () => {
+      const [session] = provider.sessions();
+      const status = tunnel.status();
+      return session && session.up === status.up && session.down === status.down ? status : undefined;
+    });
+    assert.equal(await paidOf(tunnel, consumer), 0n, 'no invoice fell due');
+    const { provider: address, agreementId } = tunnel.status();
+    await tunnel.close();
+
+    const paid = await consumer.ledger.paid(address, agreementId);
+    const bytes = BigInt(measured.up + measured.down);
+    assert.ok(paid >= cost(PRICES, measured.elapsedMs, bytes), `paid ${paid} covers the time and the bytes`);
+    const { allowed } = allowance(PRICES, tunnel.status().elapsedMs, bytes, resolveTolerance());
+    assert.ok(paid <= allowed, `paid ${paid} > allowed ${allowed}`);
+    // Exchanged before close() returned: the hub credited it to the provider.
+    assert.equal((await stack.hub.client.consumer(consumer.address)).credited, paid);
+    assert.equal((await stack.hub.client.provider(seller.address)).earned, paid);
+  });
+
   it('settles on-chain to the wei: each provider gets what its consumers promised, less the hub fee', async () => {
     for (const tunnel of tunnels) await tunnel.close();
     const earned: bigint[] = [];

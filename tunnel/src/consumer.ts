@@ -68,6 +68,8 @@ export interface TunnelEvents {
 }
 
 const ANSWER_MS = 10_000;
+/** How long {@link Tunnel.close} waits for the last invoice to be paid and exchanged. */
+const FINAL_MS = 5_000;
 const RATE_WINDOW_MS = 5_000;
 
 /**
@@ -112,6 +114,10 @@ export class Tunnel {
   #ticker: ReturnType<typeof setInterval> | undefined;
   #closed = false;
   #closing = false;
+  /** While leaving: settles {@link close}'s wait for the last invoice. */
+  #onSettledUp: (() => void) | undefined;
+  /** The agreement total of the last invoice paid while leaving. */
+  #finalTotal: bigint | undefined;
   #serving = false;
   #resolveDone!: (event: TunnelEvents['disconnected'][0]) => void;
   /** Settles once the tunnel is closed for good, with why. */
@@ -213,7 +219,30 @@ export class Tunnel {
   async close(): Promise<void> {
     this.#closing = true;
     await this.#payments;
+    await this.#settleUp();
     this.#finish('CLOSED', 'Closed by the user');
+  }
+
+  /**
+   * Asks the provider for a last invoice (`bye`), for the time and traffic since its last one, pays
+   * it, and waits until the provider says it was exchanged, or that nothing was due; at most
+   * `FINAL_MS`. A provider that does not answer in time is left with what it invoiced before.
+   */
+  async #settleUp(): Promise<void> {
+    const control = this.#control;
+    if (!control || this.#closed || !this.#serving) return;
+    const settled = new Promise<void>((resolve) => {
+      this.#onSettledUp = resolve;
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, FINAL_MS);
+    });
+    control.write(controlLine({ type: 'bye' }));
+    await Promise.race([settled, bound]);
+    clearTimeout(timer);
+    this.#onSettledUp = undefined;
+    await this.#payments;
   }
 
   async #establish(): Promise<void> {
@@ -327,9 +356,9 @@ export class Tunnel {
 
   #onLine(control: Socket, line: string): void {
     if (control !== this.#control) return;
-    let message: ReturnType<typeof parseControl<'invoice' | 'paid' | 'stopped' | 'resumed' | 'error'>>;
+    let message: ReturnType<typeof parseControl<'invoice' | 'paid' | 'stopped' | 'resumed' | 'error' | 'bye'>>;
     try {
-      message = parseControl(line, ['invoice', 'paid', 'stopped', 'resumed', 'error']);
+      message = parseControl(line, ['invoice', 'paid', 'stopped', 'resumed', 'error', 'bye']);
     } catch (error) {
       this.#drop(error);
       return;
@@ -337,9 +366,13 @@ export class Tunnel {
     if (message.type === 'invoice') {
       const raw = message.invoice;
       this.#payments = this.#payments.then(() => this.#pay(control, raw));
+    } else if (message.type === 'bye') {
+      this.#onSettledUp?.();
     } else if (message.type === 'paid') {
       const total = BigInt(message.total);
       if (this.#unacked && this.#unacked.agreement.total <= total) this.#unacked = undefined;
+      // Leaving: the last invoice, paid after the bye, is exchanged.
+      if (this.#closing && this.#finalTotal !== undefined && total >= this.#finalTotal) this.#onSettledUp?.();
     } else if (message.type === 'stopped') {
       this.#events.emit('stopped', { type: 'stopped', unpaidInvoices: message.unpaidInvoices });
     } else if (message.type === 'resumed') {
@@ -360,6 +393,7 @@ export class Tunnel {
       this.#paidBefore = promise.agreement.total;
       this.#spent += increment;
       this.#unacked = promise;
+      if (this.#closing) this.#finalTotal = promise.agreement.total;
       if (control.writable) control.write(controlLine({ type: 'promise', promise: encodeMessage(promise) }));
       this.#events.emit('paid', {
         type: 'paid',
@@ -426,6 +460,7 @@ export class Tunnel {
   #finish(code: string, message: string): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#onSettledUp?.();
     this.#serving = false;
     if (this.#ticker) clearInterval(this.#ticker);
     this.#session?.close();

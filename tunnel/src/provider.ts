@@ -137,7 +137,12 @@ export async function startTunnelProvider(options: TunnelProviderOptions): Promi
         entry = await open(socket, parseControl(line, ['hello']));
         return;
       }
-      const message = parseControl(line, ['promise', 'refused']);
+      const message = parseControl(line, ['promise', 'refused', 'bye']);
+      if (message.type === 'bye') {
+        // The time and traffic since the last invoice, invoiced now; nothing new due: said so.
+        if (!(await entry.session.invoiceNow())) send(socket, { type: 'bye' });
+        return;
+      }
       if (message.type === 'refused') {
         emit({ type: 'refused', session: entry.id, code: message.code, message: message.message });
         closeLive(entry);

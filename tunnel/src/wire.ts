@@ -60,6 +60,8 @@ export const controlSchemas = {
   resumed: z.strictObject({ type: z.literal('resumed') }),
   error: z.strictObject({ type: z.literal('error'), code: z.string().max(64), message: z.string().max(4096) }),
   refused: z.strictObject({ type: z.literal('refused'), code: z.string().max(64), message: z.string().max(4096) }),
+  /** The consumer is leaving: the provider invoices what is due now and answers `bye` when nothing is. */
+  bye: z.strictObject({ type: z.literal('bye') }),
 } as const;
 
 export type ControlName = keyof typeof controlSchemas;

@@ -236,6 +236,23 @@ export class ProviderSession {
    * const invoice = await session.tick();
    */
   async tick(): Promise<Invoice | undefined> {
+    return this.#tick(false);
+  }
+
+  /**
+   * Invoices what is due now, whatever the interval: for a consumer about to leave, so that the time
+   * and traffic since the last invoice are paid too. Sends nothing when nothing new is due, after
+   * {@link ProviderSession.close}, or while not serving. Returns the invoice sent, if any.
+   *
+   * @throws whatever `send` throws; the invoice stays stored and counts as unpaid.
+   * @example
+   * peer.on('bye', () => session.invoiceNow());
+   */
+  async invoiceNow(): Promise<Invoice | undefined> {
+    return this.#tick(true);
+  }
+
+  async #tick(anyTime: boolean): Promise<Invoice | undefined> {
     const invoice = await this.#mutex.run(async () => {
       await this.#init();
       if (this.#closed) return undefined;
@@ -250,7 +267,7 @@ export class ProviderSession {
         this.#unpaidLimit !== undefined &&
         due - this.#credited >= this.#unpaidLimit &&
         sinceLast >= this.#minIntervalMs;
-      if (!byTime && !byAmount) return undefined;
+      if (!anyTime && !byTime && !byAmount) return undefined;
       return this.#issue(due, now);
     });
     if (invoice) {
