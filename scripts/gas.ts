@@ -166,16 +166,32 @@ async function main(): Promise<void> {
   const missed = Object.entries(TARGETS).filter(([operation, target]) => !(sorted[operation]! <= target));
   for (const [operation, target] of missed)
     console.error(`${operation}: ${sorted[operation]} gas, above the target ${target}`);
+  const readme = staleReadmeRows(sorted);
+  for (const row of readme) console.error(`README.md's gas table is stale: ${row}`);
   if (process.argv.includes('--check') || process.env.CHIT_GAS_CHECK) {
     if (readFileSync(file, 'utf8') !== text) {
       console.error(`${path.relative(process.cwd(), file)} is stale: run npm run gas and commit it`);
       process.exitCode = 1;
     }
+    if (readme.length > 0) process.exitCode = 1;
   } else {
     writeFileSync(file, text);
     console.log(`wrote ${path.relative(process.cwd(), file)}`);
   }
   if (missed.length > 0) process.exitCode = 1;
+}
+
+/** README.md's gas table quotes the snapshot: each row naming an operation of it must show its figure. */
+function staleReadmeRows(snapshot: Record<string, number>): string[] {
+  const readme = readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8');
+  const stale: string[] = [];
+  for (const [, operation, gas] of readme.matchAll(/^\| `([\w.]+)`[^|]*\| ([\d,]+) \|$/gm)) {
+    const actual = snapshot[operation!];
+    if (actual !== undefined && Number(gas!.replaceAll(',', '')) !== actual) {
+      stale.push(`${operation}: ${gas} there, ${actual.toLocaleString('en-US')} in the snapshot`);
+    }
+  }
+  return stale;
 }
 
 main().catch((error) => {
