@@ -18,3 +18,6 @@ export * from './protocol/types.js';
 export * from './protocol/verifier.js';
 export * from './protocol/verify.js';
 export * from './sessions/index.js';
+export * from './wire/endpoints.js';
+export * as wirePrimitives from './wire/primitives.js';
+export * from './wire/requests.js';

@@ -1,45 +1,14 @@
-import { type Address, getAddress, type Hex, isAddress } from 'viem';
+import type { Address, Hex } from 'viem';
 import { z } from 'zod';
 import { MalformedMessageError } from '../errors/protocol.js';
 import { wireIssuePath, wireSchemas } from '../protocol/codec.js';
 import type { SignedConsumerPromise, SignedHubPromise } from '../protocol/types.js';
+import { address, basisPoints, bytes32, chainId, publicKey, signature, text, uint256 } from '../wire/primitives.js';
 
 // Strict schemas of the hub answers that are not protocol messages (docs/protocol.md, "Hub
 // endpoints"). Same conventions as the wire codec: amounts as decimal strings, exact-length hex,
 // EIP-55 addresses, unknown fields rejected. Times (readyAt, validUntil, deadline) are unix seconds
 // as decimal strings, like `issuedAt` in a recovery request.
-
-const MAX_UINT256 = (1n << 256n) - 1n;
-
-const address = z
-  .string()
-  .regex(/^0x[0-9a-fA-F]{40}$/, 'expected a 20-byte 0x-hex address')
-  .refine((value) => isAddress(value, { strict: true }), 'bad EIP-55 checksum')
-  .transform((value) => getAddress(value));
-
-const uint256 = z
-  .string()
-  .regex(/^(0|[1-9][0-9]{0,77})$/, 'expected a non-negative decimal integer string')
-  .transform((value) => BigInt(value))
-  .refine((value) => value <= MAX_UINT256, 'exceeds uint256');
-
-const hex = (pattern: RegExp, message: string) =>
-  z
-    .string()
-    .regex(pattern, message)
-    .transform((value) => value.toLowerCase() as Hex);
-
-const bytes32 = hex(/^0x[0-9a-fA-F]{64}$/, 'expected 32 bytes as 0x-hex');
-const signature = hex(/^0x[0-9a-fA-F]{130}$/, 'expected 65 bytes as 0x-hex').refine(
-  (value) => value.endsWith('1b') || value.endsWith('1c'),
-  'expected v = 27 or 28 (0x1b or 0x1c) as the last byte',
-);
-const publicKey = hex(
-  /^0x(0[23][0-9a-fA-F]{64}|04[0-9a-fA-F]{128})$/,
-  'expected a secp256k1 public key (33 bytes compressed or 65 uncompressed)',
-);
-const chainId = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
-const text = z.string().min(1).max(1_000);
 
 /**
  * The states of a settlement or relayed transaction at a hub.
@@ -61,8 +30,8 @@ const info = z.strictObject({
   token: address,
   operator: address,
   publicKey,
-  fee: z.number().int().min(0).max(10_000),
-  pendingFee: z.strictObject({ fee: z.number().int().min(0).max(10_000), effectiveAt: uint256 }).nullable(),
+  fee: basisPoints,
+  pendingFee: z.strictObject({ fee: basisPoints, effectiveAt: uint256 }).nullable(),
   stake: uint256,
   freeFunds: uint256,
   status: text,

@@ -1,6 +1,7 @@
-import { type Address, getAddress, type Hex, isAddress } from 'viem';
+import type { Address, Hex } from 'viem';
 import { z } from 'zod';
 import { MalformedMessageError } from '../errors/protocol.js';
+import { address, basisPoints, bytes32, chainId, sealedPreimage, signature, uint256 } from '../wire/primitives.js';
 import type {
   ExchangeRequest,
   ExchangeResponse,
@@ -13,41 +14,8 @@ import type {
   SignedRecoveryRequest,
 } from './types.js';
 
-// The wire format: JSON, amounts as decimal strings (they exceed 2^53), bytes as 0x-hex, addresses
-// as 0x-hex (EIP-55 checksummed when mixed case), signatures as r || s || v with v = 27 or 28. Decoding
-// is strict: unknown fields, wrong lengths, negative or oversized numbers are rejected with a
-// MalformedMessageError naming the field.
-
-const MAX_UINT256 = (1n << 256n) - 1n;
-
-const address = z
-  .string()
-  .regex(/^0x[0-9a-fA-F]{40}$/, 'expected a 20-byte 0x-hex address')
-  .refine((value) => isAddress(value, { strict: true }), 'bad EIP-55 checksum')
-  .transform((value) => getAddress(value));
-
-const bytesN = (n: number) =>
-  z
-    .string()
-    .regex(new RegExp(`^0x[0-9a-fA-F]{${n * 2}}$`), `expected ${n} bytes as 0x-hex`)
-    .transform((value) => value.toLowerCase() as Hex);
-
-const bytes32 = bytesN(32);
-// v = 0 or 1 recovers the same signer off-chain, but the contracts refuse it: one form only.
-const signature = bytesN(65).refine(
-  (value) => value.endsWith('1b') || value.endsWith('1c'),
-  'expected v = 27 or 28 (0x1b or 0x1c) as the last byte',
-);
-/** A sealed R (sealPreimage): ephemeral public key, compressed (33) || nonce (12) || encrypted R (32) || tag (16). */
-const sealedPreimage = bytesN(33 + 12 + 32 + 16);
-
-const uint256 = z
-  .string()
-  .regex(/^(0|[1-9][0-9]{0,77})$/, 'expected a non-negative decimal integer string')
-  .transform((value) => BigInt(value))
-  .refine((value) => value <= MAX_UINT256, 'exceeds uint256');
-
-const chainId = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+// The wire format (see ../wire/primitives.ts for the primitives). Decoding is strict: unknown fields,
+// wrong lengths, negative or oversized numbers are rejected with a MalformedMessageError naming the field.
 
 const scope = { hub: address, chainId };
 
@@ -59,7 +27,7 @@ const invoice = z.strictObject({
   agreementId: bytes32,
   agreementTotal: uint256,
   hashlock: bytes32,
-  fee: z.number().int().min(0).max(10_000),
+  fee: basisPoints,
 });
 
 const consumerPromise = z.strictObject({
