@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { hubEndpoints, hubErrorCodes } from '@chit/sdk';
+import { buildOpenApi } from '../src/api/openapi';
+
+const run = promisify(execFile);
+const root = resolve(__dirname, '../..');
+
+// The document GET /docs serves, generated from the SDK's endpoints; test/metrics.test.ts checks that it
+// lists every route the app serves.
+describe('the OpenAPI document', () => {
+  // biome-ignore lint/suspicious/noExplicitAny: a JSON document
+  const document: any = buildOpenApi();
+
+  it('passes redocly lint with no errors and no unjustified warnings', async function () {
+    this.timeout(120_000);
+    const dir = mkdtempSync(join(tmpdir(), 'chit-openapi-'));
+    try {
+      const file = join(dir, 'openapi.json');
+      writeFileSync(file, JSON.stringify(document, null, 2));
+      const bin = join(root, 'node_modules/@redocly/cli/bin/cli.js');
+      const config = join(root, 'redocly.yaml');
+      const { stdout, stderr } = await run(
+        process.execPath,
+        [bin, 'lint', file, '--config', config, '--format', 'json'],
+        {
+          cwd: dir,
+          env: { ...process.env, REDOCLY_TELEMETRY: 'off', REDOCLY_SUPPRESS_UPDATE_NOTICE: 'true' },
+        },
+      ).catch((error: { stdout: string; stderr: string }) => error);
+      const report = JSON.parse(stdout.slice(stdout.indexOf('{'))) as {
+        totals: { errors: number; warnings: number };
+        problems: { ruleId: string; message: string }[];
+      };
+      const problems = report.problems.map((p) => `${p.ruleId}: ${p.message}`).join('\n');
+      assert.equal(report.totals.errors, 0, `${problems}\n${stderr}`);
+      assert.equal(report.totals.warnings, 0, problems);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('has one operation per endpoint, each with its operation id and declared security', () => {
+    const operations = Object.values(document.paths).flatMap((path) => Object.values(path as object));
+    assert.deepEqual(operations.map((operation) => operation.operationId).sort(), Object.keys(hubEndpoints).sort());
+    for (const operation of operations) assert.deepEqual(operation.security, [], operation.operationId);
+    // The only ones redocly.yaml lets go without a 4XX answer.
+    const no4xx = operations.filter((operation) => !Object.keys(operation.responses).some((s) => s.startsWith('4')));
+    assert.deepEqual(no4xx.map((operation) => operation.operationId).sort(), ['health', 'metrics', 'ready']);
+  });
+
+  it('answers errors as { code, message, details } with the codes of hubErrorCodes', () => {
+    const error = document.components.schemas.Error;
+    assert.deepEqual(error.properties.code.enum, Object.keys(hubErrorCodes));
+    assert.deepEqual(error.required, ['code', 'message', 'details']);
+  });
+
+  it('describes requests in their wire form: amounts as decimal strings, strict objects', () => {
+    const body = document.components.schemas.RequestSettlementRequest;
+    assert.equal(body.additionalProperties, false);
+    assert.equal(body.properties.relayerFee.type, 'string');
+    assert.equal(body.properties.relayerFee.pattern, '^(0|[1-9][0-9]{0,77})$');
+    assert.equal(
+      document.paths['/v1/settlements'].post.requestBody.content['application/json'].schema.$ref,
+      '#/components/schemas/RequestSettlementRequest',
+    );
+  });
+});
