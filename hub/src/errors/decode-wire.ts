@@ -1,5 +1,6 @@
-import { decodeMessage, MalformedMessageError, type MessageName } from '@chit/sdk';
+import { decodeMessage, MalformedMessageError, type MessageName, wireIssuePath } from '@chit/sdk';
 import { type Address, getAddress, isAddress } from 'viem';
+import type { z } from 'zod';
 import { HubError } from './hub-error';
 
 /** Decodes the wire message `name` with the SDK's strict codec, or throws MALFORMED naming the first offending field. */
@@ -25,4 +26,13 @@ export function decodeAddress(value: unknown, path: string): Address {
   }
   if (!isAddress(value, { strict: true })) throw new HubError('MALFORMED', `${path}: bad EIP-55 checksum`, { path });
   return getAddress(value);
+}
+
+/** Decodes `input` with `schema` (one of the SDK's hubEndpoints), or throws MALFORMED naming the first offending field. */
+export function decodeBody<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const path = wireIssuePath(issue);
+  throw new HubError('MALFORMED', path ? `${path}: ${issue.message}` : issue.message, { path });
 }

@@ -1,65 +1,47 @@
-import { wireIssuePath } from '@chit/sdk';
-import { isAddress } from 'viem';
-import { z } from 'zod';
+import { type HubRequest, hubEndpoints } from '@chit/sdk';
 import type { Hex } from '../db/bytes';
-import { decodeAddress } from '../errors/decode-wire';
+import { decodeAddress, decodeBody } from '../errors/decode-wire';
 import { HubError } from '../errors/hub-error';
 
-// Bodies and queries of the settlement, quote and relay endpoints (docs/protocol.md, "Hub endpoints"),
-// decoded strictly like protocol messages: unknown fields, bad lengths and amounts out of range are
-// MALFORMED. The instant exit's body is a protocol message (the SDK's `instantExitRequest`).
+// The bodies and queries of the settlement, quote and relay endpoints, decoded at the edge with the SDK's
+// schemas (hubEndpoints). The SDK answers addresses in EIP-55; settlement records and recovered signers
+// are in lower case, so the addresses are lowered here.
 
-const MAX_UINT256 = (1n << 256n) - 1n;
+const lower = (address: string) => address.toLowerCase() as Hex;
 
-const address = z
-  .string()
-  .regex(/^0x[0-9a-fA-F]{40}$/, 'expected a 20-byte 0x-hex address')
-  .refine((value) => isAddress(value, { strict: true }), 'bad EIP-55 checksum')
-  .transform((value) => value.toLowerCase() as Hex);
+type Lowered<T, K extends keyof T> = Omit<T, K> & { [P in K]: Hex };
 
-const uint256 = z
-  .string()
-  .regex(/^(0|[1-9][0-9]{0,77})$/, 'expected a decimal integer string')
-  .transform((value) => BigInt(value))
-  .refine((value) => value <= MAX_UINT256, 'exceeds uint256');
+export type SettlementRequest = Lowered<HubRequest<'settlementRequest'>, 'provider'>;
+export type RelayIdentityRequest = Lowered<HubRequest<'relayIdentityRequest'>, 'identity' | 'beneficiary'>;
+export type RelayBeneficiaryRequest = Lowered<HubRequest<'relayBeneficiaryRequest'>, 'identity' | 'beneficiary'>;
+type RelayKind = HubRequest<'relayQuoteQuery'>['kind'];
 
-const signature = z
-  .string()
-  .regex(/^0x[0-9a-fA-F]{130}$/, 'expected a 65-byte signature as 0x-hex')
-  .transform((value) => value.toLowerCase() as Hex)
-  .refine(
-    (value) => value.endsWith('1b') || value.endsWith('1c'),
-    'expected v = 27 or 28 (0x1b or 0x1c) as the last byte',
-  );
+/** `POST /v1/settlements`. */
+export function decodeSettlementRequest(body: unknown): SettlementRequest {
+  const request = decodeBody(hubEndpoints.requestSettlement.body, body);
+  return { ...request, provider: lower(request.provider) };
+}
 
-export const settlementRequestSchema = z.strictObject({
-  provider: address,
-  relayerFee: uint256,
-  authorization: signature,
-});
-export const quoteQuerySchema = z.object({ provider: address });
-export const relayQuoteQuerySchema = z.object({ kind: z.enum(['identity', 'identity-permit', 'beneficiary']) });
-export const relayIdentitySchema = z.strictObject({
-  identity: address,
-  beneficiary: address,
-  relayerFee: uint256,
-  signature,
-  /** The identity's EIP-2612 permit of `relayerFee` to the Registry, which the relayer submits first. */
-  permit: z.strictObject({ deadline: uint256, signature }).optional(),
-});
-export const relayBeneficiarySchema = z.strictObject({ identity: address, beneficiary: address, signature });
+/** `GET /v1/quotes/settlement`: the provider, lowered. */
+export function decodeSettlementQuoteQuery(query: unknown): Hex {
+  return lower(decodeBody(hubEndpoints.quoteSettlement.query, query).provider);
+}
 
-export type SettlementRequest = z.output<typeof settlementRequestSchema>;
-export type RelayIdentityRequest = z.output<typeof relayIdentitySchema>;
-export type RelayBeneficiaryRequest = z.output<typeof relayBeneficiarySchema>;
+/** `GET /v1/quotes/relay`. */
+export function decodeRelayQuoteQuery(query: unknown): RelayKind {
+  return decodeBody(hubEndpoints.quoteRelay.query, query).kind;
+}
 
-/** Decodes `input` with `schema`, or throws MALFORMED naming the first offending field. */
-export function decodeBody<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
-  const result = schema.safeParse(input);
-  if (result.success) return result.data;
-  const issue = result.error.issues[0]!;
-  const path = wireIssuePath(issue);
-  throw new HubError('MALFORMED', path ? `${path}: ${issue.message}` : issue.message, { path });
+/** `POST /v1/relay/identities`. */
+export function decodeRelayIdentity(body: unknown): RelayIdentityRequest {
+  const request = decodeBody(hubEndpoints.relayIdentity.body, body);
+  return { ...request, identity: lower(request.identity), beneficiary: lower(request.beneficiary) };
+}
+
+/** `POST /v1/relay/beneficiaries`. */
+export function decodeRelayBeneficiary(body: unknown): RelayBeneficiaryRequest {
+  const request = decodeBody(hubEndpoints.relayBeneficiary.body, body);
+  return { ...request, identity: lower(request.identity), beneficiary: lower(request.beneficiary) };
 }
 
 const SETTLEMENT_ID = /^(c|p|identity|beneficiary)-(0x[0-9a-fA-F]{40})-(0|[1-9][0-9]{0,77})$/;

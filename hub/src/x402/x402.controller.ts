@@ -1,5 +1,6 @@
 import { encodeMessage } from '@chit/sdk';
 import { Body, Controller, Get, HttpCode, Inject, Post } from '@nestjs/common';
+import { decodeFacilitatorRequest } from './x402.dto';
 import { X402Service } from './x402.service';
 
 /**
@@ -18,12 +19,12 @@ export class X402Controller {
   @Post('verify')
   @HttpCode(200)
   verify(@Body() body: unknown) {
-    return this.x402.verify(body);
+    return this.x402.verify(decodeFacilitatorRequest(body));
   }
 
   @Post('settle')
   @HttpCode(200)
   async settle(@Body() body: unknown) {
-    return encodeMessage(await this.x402.settle(body));
+    return encodeMessage(await this.x402.settle(decodeFacilitatorRequest(body)));
   }
 }

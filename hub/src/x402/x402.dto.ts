@@ -1,40 +1,19 @@
-import { z } from 'zod';
+import { type HubRequest, hubEndpoints } from '@chit/sdk';
+import { decodeBody } from '../errors/decode-wire';
 
-// The bodies of POST /x402/verify and /x402/settle: x402 v2's facilitator request
-// `{ x402Version, paymentPayload, paymentRequirements }`, as @x402/core's HTTPFacilitatorClient sends
-// it (docs/protocol.md, "x402 facilitator"). Only the outer shape is decoded here, leniently like
-// @x402/core's own schemas (unknown fields are dropped, null optionals allowed): a body of another
-// shape is MALFORMED (400). What the fields say (version, scheme, network, the promise in `payload`) is
-// judged by the service, which answers a payment it refuses with 200 and a reason.
+// The bodies of POST /x402/verify and /x402/settle: x402 v2's facilitator request, decoded at the edge
+// with the SDK's schema (hubRequestSchemas.x402FacilitatorRequest): only the outer shape, leniently like
+// @x402/core's own schemas; a body of another shape is MALFORMED (400). What the fields say (version,
+// scheme, network, the promise in `payload`) is judged by the service, which answers a payment it
+// refuses with 200 and a reason.
 
-const nonEmpty = z.string().min(1);
-const record = z.record(z.string(), z.unknown());
+export type FacilitatorRequest = HubRequest<'x402FacilitatorRequest'>;
+export type PaymentRequirementsBody = HubRequest<'x402Requirements'>;
 
-const requirements = z.object({
-  scheme: nonEmpty,
-  network: z.string().regex(/^[^:]+:.+$/, 'expected a CAIP-2 network such as eip155:8453'),
-  // Token base units: the chit scheme never prices in money ("$0.01").
-  amount: z.string().regex(/^(0|[1-9][0-9]{0,77})$/, 'expected token base units as a decimal integer string'),
-  asset: nonEmpty,
-  payTo: nonEmpty,
-  maxTimeoutSeconds: z.number().positive(),
-  extra: record.nullish().transform((extra) => extra ?? {}),
-});
-
-export const facilitatorRequestSchema = z.object({
-  x402Version: z.number().int(),
-  paymentPayload: z.object({
-    x402Version: z.number().int(),
-    accepted: requirements,
-    payload: record,
-    resource: z.object({ url: nonEmpty }).loose().nullish(),
-    extensions: record.nullish(),
-  }),
-  paymentRequirements: requirements,
-});
-
-export type FacilitatorRequest = z.output<typeof facilitatorRequestSchema>;
-export type PaymentRequirementsBody = z.output<typeof requirements>;
+/** Decodes a facilitator request, or throws MALFORMED naming the first offending field. */
+export function decodeFacilitatorRequest(body: unknown): FacilitatorRequest {
+  return decodeBody(hubEndpoints.x402Verify.body, body);
+}
 
 /** `GET /x402/supported`. */
 export interface SupportedAnswer {

@@ -12,14 +12,7 @@ import type { Hex } from '../db/bytes';
 import { HubError } from '../errors/hub-error';
 import { decideExchanges, type ExchangeCandidate } from '../exchange/exchange.rules';
 import type { ExchangeService } from '../exchange/exchange.service';
-import { decodeBody } from '../settlement/settlement.dto';
-import {
-  type FacilitatorRequest,
-  facilitatorRequestSchema,
-  type SettleAnswer,
-  type SupportedAnswer,
-  type VerifyAnswer,
-} from './x402.dto';
+import type { FacilitatorRequest, SettleAnswer, SupportedAnswer, VerifyAnswer } from './x402.dto';
 import type { X402Repository } from './x402.repository';
 
 /** The scheme this facilitator serves (docs/protocol.md, "x402 facilitator"). */
@@ -99,8 +92,7 @@ export class X402Service {
    * `POST /x402/verify`: whether settling the payment now would succeed and credit at least the price.
    * Runs the exchange's checks and rules on the books as they are, and writes nothing.
    */
-  async verify(body: unknown): Promise<VerifyAnswer> {
-    const request = decodeBody(facilitatorRequestSchema, body);
+  async verify(request: FacilitatorRequest): Promise<VerifyAnswer> {
     let payer: string | undefined;
     try {
       const { promise, box } = await this.check(request, (consumer) => {
@@ -127,8 +119,7 @@ export class X402Service {
    * its sealed R (`paymentPayload.payload.encryptedPreimage`). A repeat answers the same hub promise and
    * amount, and credits nothing more.
    */
-  async settle(body: unknown): Promise<SettleAnswer<SignedHubPromise>> {
-    const request = decodeBody(facilitatorRequestSchema, body);
+  async settle(request: FacilitatorRequest): Promise<SettleAnswer<SignedHubPromise>> {
     let payer: string | undefined;
     try {
       const { promise, box } = await this.check(request, (consumer) => {

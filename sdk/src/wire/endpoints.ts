@@ -114,28 +114,38 @@ export interface HubEndpoint {
   readonly alsoStatus?: number;
 }
 
-const get = (path: string, operationId: string, summary: string, answer: z.ZodType, rest: Partial<HubEndpoint> = {}) =>
-  ({ method: 'get', path, operationId, summary, status: 200, answer, errors: [], ...rest }) satisfies HubEndpoint;
+type Rest = Partial<Omit<HubEndpoint, 'method' | 'path' | 'operationId' | 'summary' | 'answer' | 'body'>>;
 
-const post = (
+function get<A extends z.ZodType, R extends Rest = Record<never, never>>(
   path: string,
   operationId: string,
   summary: string,
-  body: z.ZodType,
-  answer: z.ZodType,
-  rest: Partial<HubEndpoint> = {},
-) =>
-  ({
-    method: 'post',
+  answer: A,
+  rest: R = {} as R,
+) {
+  return {
+    method: 'get' as const,
     path,
     operationId,
     summary,
-    body,
     status: 200,
     answer,
-    errors: [400],
+    errors: [] as readonly number[],
     ...rest,
-  }) satisfies HubEndpoint;
+  };
+}
+
+function post<B extends z.ZodType, A extends z.ZodType, R extends Rest = Record<never, never>>(
+  path: string,
+  operationId: string,
+  summary: string,
+  body: B,
+  answer: A,
+  rest: R = {} as R,
+) {
+  const errors: readonly number[] = [400];
+  return { method: 'post' as const, path, operationId, summary, body, status: 200, answer, errors, ...rest };
+}
 
 const job = hubAnswerSchemas.job;
 const byAddress = z.strictObject({ address });
@@ -274,7 +284,7 @@ export const hubEndpoints = {
     unlimited: true,
   }),
   docs: get('/docs', 'docs', 'This OpenAPI document', z.record(z.string(), z.unknown())),
-} as const;
+} as const satisfies Record<string, HubEndpoint>;
 
 /** The operation id of a hub endpoint. */
 export type HubOperationId = keyof typeof hubEndpoints;

@@ -12,7 +12,7 @@ import type { ChainService } from '../../chain/chain.service';
 import type { Hex } from '../../db/bytes';
 import { HubError } from '../../errors/hub-error';
 import type { Claims } from '../claims';
-import { decodeBody, relayBeneficiarySchema, relayIdentitySchema, relayQuoteQuerySchema } from '../settlement.dto';
+import type { RelayBeneficiaryRequest, RelayIdentityRequest } from '../settlement.dto';
 import { minimumRelayerFee, PERMIT_GAS, quoteRelayerFee, settlementId } from '../settlement.policy';
 import type { SettlementRepository } from '../settlement.repository';
 import {
@@ -52,8 +52,7 @@ export class RelayRequestService {
    * no relayer fee for a beneficiary change, so its quote is what the hub would need and cannot be paid:
    * the hub relays those only when it is 0. `relayer` is the account a registration must name.
    */
-  async relayQuote(query: unknown) {
-    const { kind } = decodeBody(relayQuoteQuerySchema, query);
+  async relayQuote(kind: RelayKind) {
     const [gasPrice, gas] = await Promise.all([getGasPrice(this.chain.client), this.relayGas(kind)]);
     return {
       kind,
@@ -79,8 +78,7 @@ export class RelayRequestService {
    * to the Registry: the relayer submits that first (so an identity with tokens and no gas registers), for
    * a fee that covers both transactions.
    */
-  async relayIdentity(body: unknown): Promise<SettlementView> {
-    const request = decodeBody(relayIdentitySchema, body);
+  async relayIdentity(request: RelayIdentityRequest): Promise<SettlementView> {
     const { registry, token } = await this.chain.hubInfo();
     const nonce = await this.registryNonce(registry, request.identity);
     const valid = await verifyTypedData({
@@ -135,8 +133,7 @@ export class RelayRequestService {
    * `Registry.setBeneficiaryFor` pays the relayer nothing, so the change is relayed only while the gas
    * costs the hub nothing in tokens (RELAYER_TOKENS_PER_WEI 0, or a free chain); else RELAYER_FEE_TOO_LOW.
    */
-  async relayBeneficiary(body: unknown): Promise<SettlementView> {
-    const request = decodeBody(relayBeneficiarySchema, body);
+  async relayBeneficiary(request: RelayBeneficiaryRequest): Promise<SettlementView> {
     const { registry } = await this.chain.hubInfo();
     const nonce = await this.registryNonce(registry, request.identity);
     const valid = await verifyTypedData({

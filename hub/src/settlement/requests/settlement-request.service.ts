@@ -3,9 +3,10 @@ import { nativeVerifier } from '@chit/sdk/node';
 import { getAddress, hexToBytes } from 'viem';
 import { getGasPrice } from 'viem/actions';
 import type { ChainService } from '../../chain/chain.service';
+import type { Hex } from '../../db/bytes';
 import { HubError } from '../../errors/hub-error';
 import type { Claims } from '../claims';
-import { decodeBody, decodeSettlementId, quoteQuerySchema, settlementRequestSchema } from '../settlement.dto';
+import type { SettlementRequest } from '../settlement.dto';
 import { hubFeeOf, minimumRelayerFee, quoteRelayerFee, settlementId, type TokenRate } from '../settlement.policy';
 import type { SettlementRepository } from '../settlement.repository';
 import {
@@ -44,8 +45,7 @@ export class SettlementRequestService {
   ) {}
 
   /** `GET /v1/quotes/settlement`: what settling the provider's latest hub promise through the relayer costs now. */
-  async quote(query: unknown) {
-    const { provider } = decodeBody(quoteQuerySchema, query);
+  async quote(provider: Hex) {
     const [latest] = await this.repository.providerExchanges(provider, 1);
     if (!latest) throw unknownProvider(provider);
     const [settled, info, gasPrice, gasPerPromise] = await Promise.all([
@@ -77,8 +77,7 @@ export class SettlementRequestService {
    * authorization must name this hub's relayer (the quote's `relayer`): the Hub accepts it only from
    * that sender. A repeated request gets the same settlement; one that failed is queued again.
    */
-  async requestProviderSettlement(body: unknown): Promise<SettlementView> {
-    const { provider, relayerFee, authorization } = decodeBody(settlementRequestSchema, body);
+  async requestProviderSettlement({ provider, relayerFee, authorization }: SettlementRequest): Promise<SettlementView> {
     const exchanges = await this.repository.providerExchanges(provider, AUTHORIZATION_LOOKBACK);
     if (exchanges.length === 0) throw unknownProvider(provider);
     const exchange = exchanges.find(
@@ -128,9 +127,8 @@ export class SettlementRequestService {
     return view(row);
   }
 
-  /** `GET /v1/settlements/{id}`: the id with its address in either form; the answer has the canonical id. */
-  async settlement(param: string): Promise<SettlementView> {
-    const id = decodeSettlementId(param);
+  /** `GET /v1/settlements/{id}`, by its canonical id (decodeSettlementId). */
+  async settlement(id: string): Promise<SettlementView> {
     const row = await this.settlements.get(id);
     if (!row) throw new HubError('NOT_FOUND', `No settlement ${id}`, { id });
     return view(row);
