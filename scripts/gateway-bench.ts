@@ -4,8 +4,9 @@
  * Brings up the e2e stack (anvil with the contracts, the hub as its own process on Postgres and Redis,
  * see test/e2e/support/stack.ts), a toy API on node:http, and the gateway in this process in front of
  * it. CHIT_BENCH_BUYERS buyers (fresh consumers with deposits) each make CHIT_BENCH_REQUESTS paid
- * requests in sequence, all buyers at once, through chitFetch (@x402/fetch with the chit scheme): 402,
- * sign, paid retry, the hub's /x402/verify, the API, the exchange at the hub. It prints paid
+ * requests in sequence, all buyers at once, through chitFetch (@x402/fetch with the chit scheme): the
+ * first one a 402, sign, paid retry; the later ones signed at once for the seller's next invoice (one
+ * round trip); the hub's /x402/verify, the API, the exchange at the hub. It prints paid
  * requests/s and latency percentiles of a whole paid request, beside the same requests sent straight
  * to the API, and checks that the hub credited exactly what the buyers paid. Load generator, gateway,
  * hub and Postgres share the machine.

@@ -360,6 +360,58 @@ describe('ConsumerSession', { timeout: 30_000 }, () => {
   });
 });
 
+describe('ConsumerLedger.reissue', { timeout: 30_000 }, () => {
+  const provider = privateKeyToAccount(generatePrivateKey()).address;
+  const agreementId = `0x${'b2'.repeat(32)}` as Hex;
+  const other = `0x${'c3'.repeat(32)}` as Hex;
+
+  it('signs the last promise again for another hashlock: the same totals, nothing more paid', async () => {
+    const ledger = new ConsumerLedger({ hub: HUB, chainId: CHAIN, account: countingAccount().account });
+    await ledger.payInvoice(invoice(provider, agreementId, 100n));
+    const refused = await ledger.payInvoice(invoice(provider, agreementId, 250n));
+    await ledger.payInvoice(invoice(provider, other, 40n));
+    const fresh = invoice(provider, agreementId, 250n);
+    const again = await ledger.reissue(fresh, refused.promise.hashlock);
+    assert.equal(again.increment, 0n);
+    assert.equal(again.repeated, false);
+    assert.equal(again.promise.hashlock, fresh.hashlock.toLowerCase());
+    assert.equal(again.promise.total, refused.promise.total, 'the consumer total of the refused promise');
+    assert.deepEqual(again.promise.agreement, refused.promise.agreement);
+    assert.equal(await ledger.total(), 290n);
+    assert.equal(await ledger.paid(provider, agreementId), 250n);
+    // The new promise is the agreement's last: sent again as it is, and the next one pays on from it.
+    assert.equal((await ledger.payInvoice(fresh)).repeated, true);
+    assert.equal((await ledger.payInvoice(invoice(provider, agreementId, 300n))).increment, 50n);
+  });
+
+  it('refuses anything but the last promise (NOT_LAST) and a hashlock paid before (REUSED_HASHLOCK)', async () => {
+    const ledger = new ConsumerLedger({ hub: HUB, chainId: CHAIN, account: countingAccount().account });
+    const first = await ledger.payInvoice(invoice(provider, agreementId, 100n));
+    const last = await ledger.payInvoice(invoice(provider, agreementId, 200n));
+    const stale = await rejectsWith(
+      ledger.reissue(invoice(provider, agreementId, 100n), first.promise.hashlock),
+      InvoiceRejectedError,
+    );
+    assert.equal(stale.reason, 'NOT_LAST');
+    const otherTotal = await rejectsWith(
+      ledger.reissue(invoice(provider, agreementId, 150n), last.promise.hashlock),
+      InvoiceRejectedError,
+    );
+    assert.equal(otherTotal.reason, 'NOT_LAST');
+    const unknown = await rejectsWith(
+      ledger.reissue(invoice(provider, other, 100n), last.promise.hashlock),
+      InvoiceRejectedError,
+    );
+    assert.equal(unknown.reason, 'NOT_LAST');
+    const reused = await rejectsWith(
+      ledger.reissue(invoice(provider, agreementId, 200n, { hashlock: first.promise.hashlock }), last.promise.hashlock),
+      InvoiceRejectedError,
+    );
+    assert.equal(reused.reason, 'REUSED_HASHLOCK');
+    assert.equal(await ledger.total(), 200n, 'nothing signed');
+  });
+});
+
 describe('FileStore', { timeout: 30_000 }, () => {
   let directory: string;
   before(async () => {

@@ -101,6 +101,8 @@ interface PendingInvoice {
   hashlock: Hex;
   expiresAt: number;
   total: bigint;
+  /** The seller refused the invoice as not its own: the promise is signed again for the next invoice. */
+  refused?: boolean;
 }
 
 interface Meter extends ChitUsage {
@@ -279,6 +281,31 @@ export class ChitClientScheme implements SchemeNetworkClient {
   }
 
   /**
+   * Notes that the seller refused the invoice of a payment as not its own (`UNKNOWN_INVOICE`,
+   * `HASHLOCK_MISMATCH`: a seller restarted with another secret, an invoice altered on the way), so
+   * the promise was never exchanged. The next payment of the agreement, instead of sending the same
+   * promise again on that invoice, signs it again for the new invoice (`ConsumerLedger.reissue`: the
+   * same totals, nothing more paid).
+   *
+   * @example
+   * if (refusal === 'UNKNOWN_INVOICE') await scheme.refused(held);
+   */
+  refused(authorization: ChitAuthorization): Promise<void> {
+    return this.#mutex.run(async () => {
+      const state = await this.#load();
+      const meter = state.agreements[authorization.agreement];
+      if (!meter?.pending || meter.pending.hashlock !== authorization.promise.hashlock.toLowerCase()) return;
+      await this.#save({
+        ...state,
+        agreements: {
+          ...state.agreements,
+          [authorization.agreement]: { ...meter, pending: { ...meter.pending, refused: true } },
+        },
+      });
+    });
+  }
+
+  /**
    * What the buyer counted in an agreement with a seller.
    *
    * @example
@@ -387,10 +414,11 @@ export class ChitClientScheme implements SchemeNetworkClient {
     const now = nowSeconds(this.#clock);
     const pending = meter.pending;
     let paying = { nonce: invoice.nonce, hashlock: invoice.hashlock, expiresAt: invoice.expiresAt };
+    const again = pending?.total === total ? pending : null;
     // The payment sent last was not answered: the same promise again, on its own invoice (the seller
     // takes the exact next payment on any invoice it issued, however old).
-    if (pending && pending.total === total) {
-      paying = { nonce: pending.nonce, hashlock: pending.hashlock, expiresAt: pending.expiresAt };
+    if (again && !again.refused) {
+      paying = { nonce: again.nonce, hashlock: again.hashlock, expiresAt: again.expiresAt };
       Object.assign(requirements.extra, paying);
     } else if (invoice.expiresAt - this.#margin < now) {
       throw new RequirementsRejectedError(
@@ -410,7 +438,10 @@ export class ChitClientScheme implements SchemeNetworkClient {
     };
     let payment: Awaited<ReturnType<ConsumerLedger['payInvoice']>>;
     try {
-      payment = await this.ledger.payInvoice(chitInvoice, (paid) => this.#checkLimits(state, total, total - paid));
+      // The seller refused the last invoice as not its own: the same totals again, for this invoice.
+      payment = again?.refused
+        ? await this.ledger.reissue(chitInvoice, again.hashlock)
+        : await this.ledger.payInvoice(chitInvoice, (paid) => this.#checkLimits(state, total, total - paid));
     } catch (error) {
       if (
         error instanceof InvoiceRejectedError &&
@@ -426,8 +457,9 @@ export class ChitClientScheme implements SchemeNetworkClient {
     }
     if (!payment.repeated) {
       const at = this.#clock();
+      const spent = state.spent.filter(([time]) => time > at - HOUR_MS);
       const next: BuyerState = {
-        spent: [...state.spent.filter(([time]) => time > at - HOUR_MS), [at, payment.increment]],
+        spent: payment.increment > 0n ? [...spent, [at, payment.increment]] : spent,
         agreements: { ...state.agreements, [agreement]: { ...meter, pending: { ...paying, total } } },
       };
       await this.#save(next);
@@ -474,7 +506,11 @@ export class ChitClientScheme implements SchemeNetworkClient {
         consumer: string;
         agreements: Record<
           string,
-          { requests: string; bytes: string; pending: (Omit<PendingInvoice, 'total'> & { total: string }) | null }
+          {
+            requests: string;
+            bytes: string;
+            pending: (Omit<PendingInvoice, 'total'> & { total: string }) | null;
+          }
         >;
         spent: [number, string][];
       };
@@ -496,7 +532,9 @@ export class ChitClientScheme implements SchemeNetworkClient {
         agreements[key] = {
           requests: amount(meter.requests),
           bytes: amount(meter.bytes),
-          pending: meter.pending ? { ...meter.pending, total: amount(meter.pending.total) } : null,
+          pending: meter.pending
+            ? { ...meter.pending, total: amount(meter.pending.total), refused: meter.pending.refused === true }
+            : null,
         };
       }
       return { agreements, spent: doc.spent.map(([at, value]) => [at, amount(value)]) };

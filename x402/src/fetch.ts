@@ -1,7 +1,9 @@
-import { decodePaymentRequiredHeader } from '@x402/core/http';
+import { decodePaymentRequiredHeader, encodePaymentSignatureHeader } from '@x402/core/http';
+import type { PaymentPayload, PaymentRequired, PaymentRequirements } from '@x402/core/types';
 import { decodePaymentResponseHeader, wrapFetchWithPayment, x402Client } from '@x402/fetch';
 import { ChitClientScheme, type ChitClientSchemeOptions, type HeldAuthorization } from './client.js';
-import { CHIT_SCHEME, parseAmount } from './wire.js';
+import { RequirementsRejectedError } from './errors.js';
+import { CHIT_SCHEME, parseAmount, readInvoice } from './wire.js';
 
 /** A `fetch` that pays chit 402s; `scheme` is the buyer's {@link ChitClientScheme}. */
 export type ChitFetch = ((input: RequestInfo | URL, init?: RequestInit) => Promise<Response>) & {
@@ -10,12 +12,25 @@ export type ChitFetch = ((input: RequestInfo | URL, init?: RequestInit) => Promi
 
 const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
 
+/** The seller's 402 errors that say a payment's invoice is not its own: the promise was never exchanged. */
+const NOT_ITS_INVOICE = new Set(['UNKNOWN_INVOICE', 'HASHLOCK_MISMATCH']);
+
+/** What a request paid last, its invoice replaced by the seller's `nextInvoice`: the next one's payment. */
+type Prepaid = Omit<PaymentPayload, 'payload'>;
+
 /**
  * Wraps `fetch` with `@x402/fetch`'s `wrapFetchWithPayment` and an `x402Client` that pays with the
  * chit scheme (spend controls allow the hub's token on the hub's chain; the scheme enforces the
  * buyer's prices and limits). Requests to one seller agreement run one at a time: each paid response's
  * body is read and its bytes counted into the agreement's meter (after a successful PAYMENT-RESPONSE)
  * before the next payment of the agreement is signed. The response is returned with the same body.
+ *
+ * After a paid response, the seller's next invoice (`extra.nextInvoice` of its PAYMENT-RESPONSE) is kept
+ * for the same method and URL: the next such request, when its body can be sent twice (none, a string,
+ * bytes, URLSearchParams), is paid at once (PAYMENT-SIGNATURE on the first send, one round trip) while
+ * the invoice is valid. A 402 to it falls back to the two round trips: an invoice the seller does not
+ * recognise is paid again with the same totals on the fresh 402's invoice, a lost response is caught up
+ * as below, and nothing is paid twice.
  *
  * A refusal before signing rejects with the scheme's typed error ({@link RequirementsRejectedError},
  * {@link SpendingLimitError}); a paid retry the seller still refuses is returned as its 402.
@@ -30,8 +45,91 @@ export function chitFetch(
   options: ChitClientScheme | ChitClientSchemeOptions,
 ): ChitFetch {
   const scheme = options instanceof ChitClientScheme ? options : new ChitClientScheme(options);
+  /** By request key (method and URL): the payment of its next request, from the seller's `nextInvoice`. */
+  const prepaid = new Map<string, Prepaid>();
+
+  /** Counts a paid response into the meter and keeps the next invoice; the response with the same body. */
+  const settle = async (
+    key: string | undefined,
+    held: HeldAuthorization,
+    sent: Prepaid | undefined,
+    response: Response,
+  ) => {
+    const header = response.headers.get('PAYMENT-RESPONSE');
+    if (!header || response.status >= 400) return response;
+    const settled = decodePaymentResponseHeader(header);
+    if (!settled.success) return response;
+    const body = new Uint8Array(await response.arrayBuffer());
+    await scheme.recordResponse(held, body.byteLength);
+    const next = readInvoice(settled.extra?.nextInvoice);
+    if (key && sent && next) {
+      prepaid.set(key, { ...sent, accepted: { ...sent.accepted, extra: { ...sent.accepted.extra, ...next } } });
+    }
+    const copy = new Response(NULL_BODY_STATUS.has(response.status) ? null : body, {
+      status: response.status,
+      statusText: response.statusText,
+      headers: response.headers,
+    });
+    Object.defineProperty(copy, 'url', { value: response.url });
+    return copy;
+  };
+
+  /**
+   * A 402 to a payment: notes an invoice the seller disowned, and catches up with the seller's meter when
+   * `resync` (once a request). True when it caught up (pay on a fresh 402).
+   */
+  const refusedPayment = async (held: HeldAuthorization, response: Response, resync: boolean): Promise<boolean> => {
+    const required = paymentRequired(response);
+    if (required?.error && NOT_ITS_INVOICE.has(required.error)) await scheme.refused(held);
+    const meter = resync && required ? sellerMeter(required) : undefined;
+    return meter !== undefined && (await scheme.resync(held.agreement, meter));
+  };
+
+  /** Pays the request at once with its kept invoice; undefined when it must go the two-round-trip way. */
+  const payAhead = async (
+    key: string,
+    input: RequestInfo | URL,
+    init: RequestInit | undefined,
+  ): Promise<{ response?: Response; caughtUp: boolean } | undefined> => {
+    const kept = prepaid.get(key);
+    if (!kept) return undefined;
+    prepaid.delete(key);
+    const accepted: PaymentRequirements = { ...kept.accepted, extra: { ...kept.accepted.extra } };
+    let held: HeldAuthorization;
+    try {
+      held = await scheme.authorize(accepted);
+    } catch (error) {
+      if (error instanceof RequirementsRejectedError && error.reason === 'INVOICE_EXPIRED') return undefined;
+      throw error;
+    }
+    try {
+      const sent: Prepaid = { ...kept, accepted };
+      const request = new Request(input, init);
+      request.headers.set(
+        'PAYMENT-SIGNATURE',
+        encodePaymentSignatureHeader({ ...sent, payload: held.payload as unknown as Record<string, unknown> }),
+      );
+      request.headers.set('Access-Control-Expose-Headers', 'PAYMENT-RESPONSE,X-PAYMENT-RESPONSE');
+      const response = await fetch(request);
+      if (response.status === 402) {
+        await response.arrayBuffer().catch(() => undefined);
+        return { caughtUp: await refusedPayment(held, response, true) };
+      }
+      return { response: await settle(key, held, sent, response), caughtUp: false };
+    } finally {
+      held.release();
+    }
+  };
+
   const pay = async (input: RequestInfo | URL, init?: RequestInit, caughtUp = false): Promise<Response> => {
-    const call: { held?: HeldAuthorization; error?: unknown } = {};
+    const key = requestKey(input, init);
+    if (key && !caughtUp) {
+      const ahead = await payAhead(key, input, init);
+      if (ahead?.response) return ahead.response;
+      // A 402 to the payment sent at once: the usual way, on a fresh 402.
+      if (ahead) caughtUp = ahead.caughtUp;
+    }
+    const call: { held?: HeldAuthorization; error?: unknown; sent?: Prepaid } = {};
     const client = new x402Client()
       .register(scheme.network, {
         scheme: CHIT_SCHEME,
@@ -46,6 +144,10 @@ export function chitFetch(
           return { x402Version, payload: call.held.payload as unknown as Record<string, unknown> };
         },
       })
+      .onAfterPaymentCreation(async ({ paymentPayload }) => {
+        const { payload: _, ...sent } = paymentPayload;
+        call.sent = sent;
+      })
       .setSpendControls({ allowedAssets: [{ network: scheme.network, asset: scheme.token }] });
     const paidFetch = wrapFetchWithPayment(fetch, client);
     try {
@@ -56,29 +158,18 @@ export function chitFetch(
         throw call.error ?? error;
       }
       const held = call.held;
-      // The seller credited the payment sent last but its response never arrived: catch up once, and
-      // pay this request on a fresh 402.
-      if (held && response.status === 402 && !caughtUp) {
-        const meter = sellerMeter(response);
-        if (meter && (await scheme.resync(held.agreement, meter))) {
+      if (!held) return response;
+      if (response.status === 402) {
+        // The seller credited the payment sent last but its response never arrived: catch up once, and
+        // pay this request on a fresh 402.
+        if (await refusedPayment(held, response, !caughtUp)) {
           held.release();
           call.held = undefined;
           return pay(input, init, true);
         }
+        return response;
       }
-      const header = response.headers.get('PAYMENT-RESPONSE');
-      if (!held || !header || response.status >= 400) return response;
-      const settled = decodePaymentResponseHeader(header);
-      if (!settled.success) return response;
-      const body = new Uint8Array(await response.arrayBuffer());
-      await scheme.recordResponse(held, body.byteLength);
-      const copy = new Response(NULL_BODY_STATUS.has(response.status) ? null : body, {
-        status: response.status,
-        statusText: response.statusText,
-        headers: response.headers,
-      });
-      Object.defineProperty(copy, 'url', { value: response.url });
-      return copy;
+      return await settle(key, held, call.sent, response);
     } finally {
       call.held?.release();
     }
@@ -86,21 +177,54 @@ export function chitFetch(
   return Object.assign(pay, { scheme });
 }
 
-/** The seller's meter in a `WRONG_TOTAL` 402 (`extra.meter` of its chit requirement), if there is one. */
-function sellerMeter(response: Response): { requests: bigint; bytes: bigint; credited: bigint } | undefined {
+/** The PAYMENT-REQUIRED of a 402, if it has a readable one. */
+function paymentRequired(response: Response): PaymentRequired | undefined {
   const header = response.headers.get('PAYMENT-REQUIRED');
   if (!header) return undefined;
   try {
-    const required = decodePaymentRequiredHeader(header);
-    if (required.error !== 'WRONG_TOTAL') return undefined;
-    const meter = required.accepts.find((entry) => entry.scheme === CHIT_SCHEME)?.extra?.meter as
-      | { requests?: unknown; bytes?: unknown; credited?: unknown }
-      | undefined;
-    const [requests, bytes, credited] = [meter?.requests, meter?.bytes, meter?.credited].map(parseAmount);
-    return requests !== undefined && bytes !== undefined && credited !== undefined
-      ? { requests, bytes, credited }
-      : undefined;
+    return decodePaymentRequiredHeader(header);
   } catch {
     return undefined;
+  }
+}
+
+/** The seller's meter in a `WRONG_TOTAL` 402 (`extra.meter` of its chit requirement), if there is one. */
+function sellerMeter(required: PaymentRequired): { requests: bigint; bytes: bigint; credited: bigint } | undefined {
+  if (required.error !== 'WRONG_TOTAL') return undefined;
+  const meter = required.accepts.find((entry) => entry.scheme === CHIT_SCHEME)?.extra?.meter as
+    | { requests?: unknown; bytes?: unknown; credited?: unknown }
+    | undefined;
+  const [requests, bytes, credited] = [meter?.requests, meter?.bytes, meter?.credited].map(parseAmount);
+  return requests !== undefined && bytes !== undefined && credited !== undefined
+    ? { requests, bytes, credited }
+    : undefined;
+}
+
+/**
+ * The key of a request whose next one may be paid at once (method and URL), or undefined when its body
+ * cannot be sent twice (a stream, a Blob, FormData: the fallback to a 402 needs it again).
+ */
+function requestKey(input: RequestInfo | URL, init: RequestInit | undefined): string | undefined {
+  const request = input instanceof Request ? input : undefined;
+  if (request?.body) return undefined;
+  const body = init?.body;
+  const resendable =
+    body === undefined ||
+    body === null ||
+    typeof body === 'string' ||
+    body instanceof ArrayBuffer ||
+    ArrayBuffer.isView(body) ||
+    body instanceof URLSearchParams;
+  if (!resendable) return undefined;
+  const method = (init?.method ?? request?.method ?? 'GET').toUpperCase();
+  return `${method} ${request ? request.url : absolute(String(input))}`;
+}
+
+/** A URL made absolute when it can be (a relative one is kept as it is: its page resolves it). */
+function absolute(url: string): string {
+  try {
+    return new URL(url).href;
+  } catch {
+    return url;
   }
 }

@@ -30,6 +30,7 @@ import { KeyedLock } from './keyed-lock.js';
 import {
   agreementIdOf,
   CHIT_SCHEME,
+  type ChitInvoiceExtra,
   DYNAMIC_EXTRA_FIELDS,
   due,
   networkOf,
@@ -112,7 +113,9 @@ type Rejection = { reason: ChitPaymentRejection; message: string };
  * buyer can send an unanswered payment again. A `WRONG_TOTAL` 402 carries the seller's meter of the
  * agreement (`extra.meter`), so that a buyer whose last response was lost can catch up. After the handler it exchanges the promise
  * through its {@link ProviderLedger} (not the hub's `/x402/settle`), so the provider's store stays exact
- * and crash-safe, and counts the response body into the meter (kept in the ledger's store).
+ * and crash-safe, and counts the response body into the meter (kept in the ledger's store). The
+ * PAYMENT-RESPONSE carries the hub promise and the invoice of the buyer's next request
+ * (`extra.nextInvoice`), minted as a 402's and stored nowhere, so that a buyer pays it in one round trip.
  *
  * @example
  * await ledger.open();
@@ -252,10 +255,15 @@ export class ChitServerScheme implements SchemeNetworkServer {
     for (const requirements of context.requirements) {
       if (requirements.scheme !== CHIT_SCHEME || requirements.network !== this.network) continue;
       if (requirements.extra.nonce !== undefined) continue;
-      const expiresAt = nowSeconds(this.#clock) + this.#ttl;
-      const nonce = this.#nonce(randomBytes(16), expiresAt);
-      Object.assign(requirements.extra, { nonce, hashlock: hashlockOf(this.#preimage(nonce)), expiresAt });
+      Object.assign(requirements.extra, this.#mint());
     }
+  }
+
+  /** A fresh invoice: nonce (binding expiresAt), hashlock = keccak256(HMAC-SHA256(secret, nonce)), expiresAt. */
+  #mint(): ChitInvoiceExtra {
+    const expiresAt = nowSeconds(this.#clock) + this.#ttl;
+    const nonce = this.#nonce(randomBytes(16), expiresAt);
+    return { nonce, hashlock: hashlockOf(this.#preimage(nonce)), expiresAt };
   }
 
   /**
@@ -323,7 +331,8 @@ export class ChitServerScheme implements SchemeNetworkServer {
         network: this.network,
         payer: promise.consumer,
         amount: String(promise.agreement.total - before),
-        extra: { hubPromise: encodeMessage(hubPromise) },
+        // The invoice of the buyer's next request of this route, so that it pays without a 402 first.
+        extra: { hubPromise: encodeMessage(hubPromise), nextInvoice: this.#mint() },
       };
     } finally {
       release();

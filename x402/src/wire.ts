@@ -128,5 +128,20 @@ export function readExtra(
   };
 }
 
+/**
+ * An invoice (`{ nonce, hashlock, expiresAt }`, as a 402 mints it into `extra` and a PAYMENT-RESPONSE
+ * carries the next one in `extra.nextInvoice`), or undefined when malformed.
+ */
+export function readInvoice(value: unknown): ChitInvoiceExtra | undefined {
+  const e = (value ?? {}) as Record<string, unknown>;
+  const nonce = parseBytes32(e.nonce);
+  const hashlock = parseBytes32(e.hashlock);
+  const expiresAt = e.expiresAt;
+  if (!nonce || !hashlock || typeof expiresAt !== 'number' || !Number.isSafeInteger(expiresAt) || expiresAt < 0) {
+    return undefined;
+  }
+  return { nonce, hashlock, expiresAt };
+}
+
 /** Unix seconds now. */
 export const nowSeconds = (clock: () => number = Date.now) => Math.floor(clock() / 1000);

@@ -224,6 +224,67 @@ export class ConsumerLedger {
   }
 
   /**
+   * Signs the agreement's last promise again for another hashlock, when the provider refused the
+   * invoice it paid (the invoice was not the provider's, so the promise was never exchanged): the same
+   * consumer total and agreement total, bound to `invoice.hashlock`. Nothing more is paid: the hub
+   * credits an agreement total once, so at most one of the two promises is ever credited.
+   *
+   * @param refused The hashlock of the agreement's last promise, whose invoice the provider refused.
+   * @throws {InvoiceRejectedError} `NOT_LAST` when `refused` is not the hashlock of the agreement's last
+   * promise or `invoice.agreementTotal` is not its agreement total; `REUSED_HASHLOCK`; another hub or
+   * chain. Nothing is signed or stored then.
+   * @example
+   * const { promise } = await ledger.reissue(freshInvoice, refusedHashlock);
+   */
+  reissue(invoice: Invoice, refused: Hex): Promise<ConsumerPayment> {
+    return this.#mutex.run(async () => {
+      const state = await this.#load();
+      this.#checkScope(invoice);
+      const key = agreementKey(invoice.provider, invoice.agreementId);
+      const entry = state.agreements[key];
+      const last = entry?.last;
+      const hashlock = invoice.hashlock.toLowerCase() as Hex;
+      if (!entry || !last || !sameHex(last.hashlock, refused) || last.agreement.total !== invoice.agreementTotal) {
+        throw new InvoiceRejectedError(
+          'NOT_LAST',
+          invoice,
+          `Not the last payment: agreement ${invoice.agreementId} was last paid with another hashlock or total`,
+          'Only the last promise of an agreement can be signed again for another hashlock.',
+        );
+      }
+      if (this.#hashlocks.has(hashlock) || entry.hashlocks.includes(hashlock)) {
+        throw new InvoiceRejectedError(
+          'REUSED_HASHLOCK',
+          invoice,
+          `Reused hashlock: ${hashlock} was already paid`,
+          'Every invoice must carry a fresh hashlock keccak256(R) for a new random R; the provider should invoice again with one.',
+        );
+      }
+      const promise = await signConsumerPromise(this.#account, {
+        hub: this.hub,
+        chainId: this.chainId,
+        consumer: this.consumer,
+        total: last.total,
+        hashlock,
+        agreement: last.agreement,
+      });
+      const signer = recoverConsumerPromiseSigner(promise, this.#verifier);
+      if (!signer || !sameHex(signer, this.consumer)) throw new InvalidSignatureError(this.consumer, signer);
+      const next: LedgerState = {
+        total: state.total,
+        agreements: {
+          ...state.agreements,
+          [key]: { ...entry, hashlocks: [...entry.hashlocks, hashlock].slice(-this.#memory), last: promise },
+        },
+      };
+      await this.#store.put(this.key, this.#encode(next));
+      this.#state = next;
+      this.#hashlocks.add(hashlock);
+      return { promise, increment: 0n, repeated: false };
+    });
+  }
+
+  /**
    * Drops an agreement's entry (its paid total and hashlocks) from the stored document, once the
    * session is over and no invoice of it will be paid again. The consumer's total is kept.
    *

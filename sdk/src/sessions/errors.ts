@@ -11,6 +11,7 @@ export type InvoiceRejection =
   | 'DECREASING_TOTAL'
   | 'NOTHING_DUE'
   | 'REUSED_HASHLOCK'
+  | 'NOT_LAST'
   | 'SESSION_CLOSED';
 
 /**
