@@ -21,6 +21,7 @@ import {
 import { ethers } from 'hardhat';
 import type { Hub, TestToken } from '../../typechain-types';
 import { DEPOSIT, fundedHubFixture, HUB_FEE, HUB_URL, PARAMETERS, STAKE } from './helpers/fixtures';
+import { N, S_MASK, Status } from './helpers/providers';
 import {
   agreementHash,
   agreementId,
@@ -37,13 +38,6 @@ import {
 // ---------------------------------------------------------------- helpers local to this file
 
 const e = (amount: string | number): bigint => ethers.parseEther(String(amount));
-
-/** The stored HubStatus values, as the contract's enum numbers them. */
-const Status = { Active: 1n, Punished: 2n, Closing: 3n, Closed: 4n } as const;
-
-/** secp256k1 group order. */
-const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
-const LOW_BITS = (1n << 255n) - 1n;
 
 const CONSUMER_PROMISE_TYPEHASH = id(
   'ConsumerPromise(address consumer,uint256 total,bytes32 hashlock,Agreement agreement)' +
@@ -161,7 +155,7 @@ async function ecrecover(digest: string, v: bigint, r: string, s: bigint): Promi
 /** Splits an EIP-2098 `vs` into its parity bit and s. */
 const splitVs = (vs: string): { parity: bigint; s: bigint } => ({
   parity: BigInt(vs) >> 255n,
-  s: BigInt(vs) & LOW_BITS,
+  s: BigInt(vs) & S_MASK,
 });
 
 async function claimOf(
@@ -1576,7 +1570,7 @@ describe('Hub: consumers', () => {
       expect(sHigh >> 255n, 'the twin s needs bit 255').to.equal(1n);
       const twin = { r: f.claim.signature.r, vs: toBeHex(((1n - parity) << 255n) | sHigh, 32) };
       // What the contract decodes: parity 1, s = sHigh without bit 255.
-      const decoded = await ecrecover(digest, 28n, twin.r, sHigh & LOW_BITS);
+      const decoded = await ecrecover(digest, 28n, twin.r, sHigh & S_MASK);
       expect(decoded).not.to.equal(f.consumer.address);
       await expect(f.hub.settleConsumer({ ...f.claim, signature: twin }))
         .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')
@@ -1588,7 +1582,7 @@ describe('Hub: consumers', () => {
       const f = await load(promiseFixture);
       const { parity } = splitVs(f.claim.signature.vs);
       // The only high s values EIP-2098 can carry: (n/2, 2^255).
-      for (const sHigh of [N / 2n + 1n, LOW_BITS]) {
+      for (const sHigh of [N / 2n + 1n, S_MASK]) {
         const malleable = { r: f.claim.signature.r, vs: toBeHex((parity << 255n) | sHigh, 32) };
         await expect(f.hub.settleConsumer({ ...f.claim, signature: malleable }))
           .to.be.revertedWithCustomError(f.hub, 'HubInvalidSignature')

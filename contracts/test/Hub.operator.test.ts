@@ -1,37 +1,14 @@
 import { loadFixture, time } from '@nomicfoundation/hardhat-network-helpers';
 import { expect } from 'chai';
-import { type AddressLike, id, MaxUint256, parseEther, TypedDataEncoder, ZeroAddress } from 'ethers';
-import type { Hub } from '../../typechain-types';
+import { id, MaxUint256, parseEther, TypedDataEncoder, ZeroAddress } from 'ethers';
 import { DEPOSIT, deployHubFixture, fundedHubFixture, HUB_FEE, PARAMETERS, STAKE } from './helpers/fixtures';
+import { expectBooksBalanced, FREE, hubFeeOf, Status } from './helpers/providers';
 import { consumerClaim, hubDomain, instantExitSignature, providerClaim } from './helpers/signing';
 
 // ---------------------------------------------------------------- helpers
 
-const BPS = 10_000n;
-
-/** HubStatus as the contract numbers it. */
-const Status = { Uninitialized: 0n, Active: 1n, Punished: 2n, Closing: 3n, Closed: 4n } as const;
-
-/** The consumer total settled into the hub's free funds by the fixtures. */
-const FREE = parseEther('50');
-
-/** A deterministic preimage R. */
+/** A deterministic preimage R, apart from the provider tests' own. */
 const R = (n: number): string => id(`chit operator preimage ${n}`);
-
-const hubFeeOf = (amount: bigint, fee: bigint | number): bigint => (amount * BigInt(fee)) / BPS;
-
-interface Balances {
-  balanceOf(account: AddressLike): Promise<bigint>;
-}
-
-/** The accounting invariant: the hub holds exactly the consumer balances, the stake and the free funds. */
-async function expectBooksBalanced(hub: Hub, token: Balances, consumers: string[]): Promise<void> {
-  let balances = 0n;
-  for (const consumer of consumers) balances += (await hub.consumerChannel(consumer)).balance;
-  expect(await token.balanceOf(await hub.getAddress())).to.equal(
-    balances + (await hub.stake()) + (await hub.freeFunds()),
-  );
-}
 
 // ---------------------------------------------------------------- fixtures
 
