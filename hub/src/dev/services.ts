@@ -16,7 +16,8 @@ export interface RunningService {
   stop(): Promise<void>;
 }
 
-async function answers(url: string): Promise<boolean> {
+/** Whether a Redis answers PING at `url` within a second. */
+export async function redisAnswers(url: string): Promise<boolean> {
   const client = new Redis(url, {
     lazyConnect: true,
     maxRetriesPerRequest: 0,
@@ -34,6 +35,13 @@ async function answers(url: string): Promise<boolean> {
   }
 }
 
+/** A redis-server on 127.0.0.1:`port` that keeps nothing on disk: stopped, it is empty. */
+export function spawnRedisServer(port: number): ChildProcess {
+  return spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    stdio: 'ignore',
+  });
+}
+
 /** The message for a machine with no Redis at all. */
 export const NO_REDIS_MESSAGE =
   'No Redis: REDIS_URL is unset, nothing answers on localhost:6379 and redis-server is not installed. ' +
@@ -45,18 +53,14 @@ export async function ensureRedis(log: (line: string) => void = () => {}): Promi
     return { url: process.env.REDIS_URL, source: 'REDIS_URL', stop: async () => {} };
   }
   const local = 'redis://127.0.0.1:6379';
-  if (await answers(local)) return { url: local, source: 'localhost:6379', stop: async () => {} };
+  if (await redisAnswers(local)) return { url: local, source: 'localhost:6379', stop: async () => {} };
   if (spawnSync('redis-server', ['--version']).status !== 0) throw new Error(NO_REDIS_MESSAGE);
   const port = await freePort();
   log(`starting redis-server on 127.0.0.1:${port} (set REDIS_URL to use your own)`);
-  const child: ChildProcess = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    { stdio: 'ignore' },
-  );
+  const child = spawnRedisServer(port);
   const url = `redis://127.0.0.1:${port}`;
-  for (let i = 0; i < 50 && !(await answers(url)); i++) await new Promise((r) => setTimeout(r, 100));
-  if (!(await answers(url))) {
+  for (let i = 0; i < 50 && !(await redisAnswers(url)); i++) await new Promise((r) => setTimeout(r, 100));
+  if (!(await redisAnswers(url))) {
     child.kill();
     throw new Error(`redis-server did not answer on ${url}`);
   }

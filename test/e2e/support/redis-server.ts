@@ -1,6 +1,6 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import Redis from 'ioredis';
-import { freePort } from '../../../hub/src/dev/services';
+import { freePort, redisAnswers, spawnRedisServer } from '../../../hub/src/dev/services';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -35,13 +35,9 @@ export class RedisServer {
   /** Starts it (empty) and waits until it answers PING. */
   async restart(): Promise<void> {
     if (this.running) throw new Error('redis-server is running already');
-    this.#child = spawn(
-      'redis-server',
-      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-      { stdio: 'ignore' },
-    );
+    this.#child = spawnRedisServer(this.port);
     for (let i = 0; i < 100; i++) {
-      if (await this.#answers()) return;
+      if (await redisAnswers(this.url)) return;
       await sleep(50);
     }
     throw new Error(`redis-server did not answer on ${this.url}`);
@@ -64,24 +60,6 @@ export class RedisServer {
     try {
       await client.connect();
       return await client.keys(pattern);
-    } finally {
-      client.disconnect();
-    }
-  }
-
-  async #answers(): Promise<boolean> {
-    const client = new Redis(this.url, {
-      lazyConnect: true,
-      maxRetriesPerRequest: 0,
-      retryStrategy: () => null,
-      connectTimeout: 1_000,
-    });
-    client.on('error', () => {});
-    try {
-      await client.connect();
-      return (await client.ping()) === 'PONG';
-    } catch {
-      return false;
     } finally {
       client.disconnect();
     }
