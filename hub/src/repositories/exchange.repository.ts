@@ -12,6 +12,32 @@ import {
   type ProviderState,
 } from '../exchange/exchange.rules';
 
+/** A consumers row (balance, settled, exit_amount, exit_reserved, signed_total, credited, best_hashlock) as the rules see it. */
+// biome-ignore lint/suspicious/noExplicitAny: a pg row
+export function toConsumerState(address: Hex, row: any): ConsumerState {
+  return {
+    address,
+    balance: BigInt(row.balance),
+    settled: BigInt(row.settled),
+    exitAmount: BigInt(row.exit_amount),
+    exitReserved: BigInt(row.exit_reserved),
+    signedTotal: BigInt(row.signed_total),
+    credited: BigInt(row.credited),
+    bestHashlock: fromByteaOrNull(row.best_hashlock),
+  };
+}
+
+/** A providers row (promised, latest_hashlock, unrevealed_hashlock) as the rules see it. */
+// biome-ignore lint/suspicious/noExplicitAny: a pg row
+export function toProviderState(address: Hex, row: any): ProviderState {
+  return {
+    address,
+    promised: BigInt(row.promised),
+    latestHashlock: fromByteaOrNull(row.latest_hashlock),
+    unrevealedHashlock: fromByteaOrNull(row.unrevealed_hashlock),
+  };
+}
+
 /**
  * The exchange's SQL: one transaction per batch of candidates. Rows are locked in one global order
  * (consumers, then providers, each sorted by address) so that batches on several replicas never
@@ -53,16 +79,7 @@ export class ExchangeRepository {
     });
     for (const row of consumerRows.rows) {
       const address = fromBytea(row.address);
-      consumers.set(address, {
-        address,
-        balance: BigInt(row.balance),
-        settled: BigInt(row.settled),
-        exitAmount: BigInt(row.exit_amount),
-        exitReserved: BigInt(row.exit_reserved),
-        signedTotal: BigInt(row.signed_total),
-        credited: BigInt(row.credited),
-        bestHashlock: fromByteaOrNull(row.best_hashlock),
-      });
+      consumers.set(address, toConsumerState(address, row));
     }
 
     const providers = new Map<Hex, ProviderState>();
@@ -75,12 +92,7 @@ export class ExchangeRepository {
       });
       for (const row of rows) {
         const address = fromBytea(row.address);
-        providers.set(address, {
-          address,
-          promised: BigInt(row.promised),
-          latestHashlock: fromByteaOrNull(row.latest_hashlock),
-          unrevealedHashlock: fromByteaOrNull(row.unrevealed_hashlock),
-        });
+        providers.set(address, toProviderState(address, row));
       }
     };
     await lockProviders(providerKeys);

@@ -1,8 +1,8 @@
 import type { Pool } from 'pg';
-import { fromBytea, fromByteaOrNull, type Hex, toBytea } from '../db/bytes';
+import { fromBytea, type Hex, toBytea } from '../db/bytes';
 import { withTransaction } from '../db/transaction';
 import { agreementKey, type BatchState, type ExchangeCandidate, type ExchangeRecord } from '../exchange/exchange.rules';
-import { toExchangeRecord } from '../repositories/exchange.repository';
+import { toConsumerState, toExchangeRecord, toProviderState } from '../repositories/exchange.repository';
 
 /**
  * The reads of the x402 facilitator. `state` reads the rows the exchange rules need for one candidate,
@@ -31,16 +31,7 @@ export class X402Repository {
           values: [toBytea(candidate.consumer)],
         });
         for (const row of consumer.rows) {
-          state.consumers.set(candidate.consumer, {
-            address: candidate.consumer,
-            balance: BigInt(row.balance),
-            settled: BigInt(row.settled),
-            exitAmount: BigInt(row.exit_amount),
-            exitReserved: BigInt(row.exit_reserved),
-            signedTotal: BigInt(row.signed_total),
-            credited: BigInt(row.credited),
-            bestHashlock: fromByteaOrNull(row.best_hashlock),
-          });
+          state.consumers.set(candidate.consumer, toConsumerState(candidate.consumer, row));
         }
         const provider = await client.query({
           name: 'x402.provider',
@@ -48,12 +39,7 @@ export class X402Repository {
           values: [toBytea(candidate.provider)],
         });
         for (const row of provider.rows) {
-          state.providers.set(candidate.provider, {
-            address: candidate.provider,
-            promised: BigInt(row.promised),
-            latestHashlock: fromByteaOrNull(row.latest_hashlock),
-            unrevealedHashlock: fromByteaOrNull(row.unrevealed_hashlock),
-          });
+          state.providers.set(candidate.provider, toProviderState(candidate.provider, row));
         }
         const agreement = await client.query({
           name: 'x402.agreement',
