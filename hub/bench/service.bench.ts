@@ -13,6 +13,7 @@ import { bytesToHex, type Hex } from 'viem';
 import { OperatorSigner } from '../src/crypto/operator-signer';
 import { toBytea } from '../src/db/bytes';
 import { migrate } from '../src/db/migrator';
+import { decodeWire } from '../src/errors/decode-wire';
 import { ExchangeService } from '../src/exchange/exchange.service';
 import { ExchangeRepository, RevealRepository } from '../src/repositories/exchange.repository';
 
@@ -77,7 +78,7 @@ async function main(): Promise<void> {
       bodies.map(async (sequence) => {
         for (const body of sequence) {
           const t = performance.now();
-          await service.exchange(body);
+          await service.exchange(decodeWire('exchangeRequest', body));
           latencies.push(performance.now() - t);
         }
       }),

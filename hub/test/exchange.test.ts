@@ -12,6 +12,7 @@ import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { BooksService } from '../src/books/books.service';
 import { OperatorSigner } from '../src/crypto/operator-signer';
 import { toBytea } from '../src/db/bytes';
+import { decodeWire } from '../src/errors/decode-wire';
 import { HubError } from '../src/errors/hub-error';
 import { ExchangeService } from '../src/exchange/exchange.service';
 import { BooksRepository } from '../src/repositories/books.repository';
@@ -26,6 +27,10 @@ describe('exchange', () => {
   let pool: Pool;
   const operator = new OperatorSigner(generatePrivateKey());
   let service: ExchangeService;
+  // Bodies as the HTTP layer hands them over, decoded at the edge as the controller decodes them.
+  const exchange = async (body: unknown) => service.exchange(decodeWire('exchangeRequest', body));
+  const reveal = async (body: unknown) => service.reveal(decodeWire('reveal', body));
+  const recover = async (body: unknown) => service.recover(decodeWire('recoveryRequest', body));
 
   before(async () => {
     db = await createTestDatabase();
@@ -85,7 +90,7 @@ describe('exchange', () => {
   });
 
   async function rejects(body: unknown, code: string) {
-    await assert.rejects(service.exchange(body), (error: unknown) => {
+    await assert.rejects(exchange(body), (error: unknown) => {
       assert.ok(error instanceof HubError, String(error));
       assert.equal(error.code, code, error.message);
       return true;
@@ -103,7 +108,7 @@ describe('exchange', () => {
     const consumer = await consumerWith(ether(10));
     const p = provider();
     const { signed, preimage } = await promise(consumer, p, ether(1), ether(1));
-    const { hubPromise } = await service.exchange(request(signed, preimage));
+    const { hubPromise } = await exchange(request(signed, preimage));
     assert.equal(hubPromise.total, ether(1));
     assert.equal(hubPromise.hashlock, signed.hashlock);
     assert.equal(hubPromise.provider, p.account.address);
@@ -114,8 +119,8 @@ describe('exchange', () => {
     const consumer = await consumerWith(ether(10));
     const p = provider();
     const { signed, preimage } = await promise(consumer, p, ether(2), ether(2));
-    const first = await service.exchange(request(signed, preimage));
-    const again = await service.exchange(request(signed, preimage));
+    const first = await exchange(request(signed, preimage));
+    const again = await exchange(request(signed, preimage));
     assert.deepEqual(again, first);
     assert.deepEqual(await books(consumer.address), {
       credited: ether(2).toString(),
@@ -128,8 +133,8 @@ describe('exchange', () => {
     const [a, b] = [provider(), provider()];
     const first = await promise(consumer, a, ether(1), ether(1)); // consumer total 1 for A
     const second = await promise(consumer, b, ether(3), ether(2)); // consumer total 3 for B
-    await service.exchange(request(second.signed, second.preimage));
-    await service.exchange(request(first.signed, first.preimage));
+    await exchange(request(second.signed, second.preimage));
+    await exchange(request(first.signed, first.preimage));
     assert.deepEqual(await books(consumer.address), {
       credited: ether(3).toString(),
       signed_total: ether(3).toString(),
@@ -141,7 +146,7 @@ describe('exchange', () => {
     const [a, b] = [provider(), provider()];
     const toA = await promise(consumer, a, ether(1), ether(1));
     const toB = await promise(consumer, b, ether(1), ether(1));
-    await service.exchange(request(toA.signed, toA.preimage));
+    await exchange(request(toA.signed, toA.preimage));
     await rejects(request(toB.signed, toB.preimage), 'OVERSPEND');
     assert.deepEqual(await books(consumer.address), {
       credited: ether(1).toString(),
@@ -153,8 +158,8 @@ describe('exchange', () => {
     const consumer = await consumerWith(ether(5), ether(3));
     const p = provider();
     const ok = await promise(consumer, p, ether(2), ether(2));
-    await service.exchange(request(ok.signed, ok.preimage));
-    await service.reveal({ ...scope, provider: p.account.address, preimage: ok.preimage });
+    await exchange(request(ok.signed, ok.preimage));
+    await reveal({ ...scope, provider: p.account.address, preimage: ok.preimage });
     const over = await promise(consumer, p, ether(3), ether(3));
     await rejects(request(over.signed, over.preimage), 'OVERSPEND');
   });
@@ -163,8 +168,8 @@ describe('exchange', () => {
     const consumer = await consumerWith(ether(10));
     const p = provider();
     const first = await promise(consumer, p, ether(2), ether(2));
-    await service.exchange(request(first.signed, first.preimage));
-    await service.reveal({ ...scope, provider: p.account.address, preimage: first.preimage });
+    await exchange(request(first.signed, first.preimage));
+    await reveal({ ...scope, provider: p.account.address, preimage: first.preimage });
     const stale = await promise(consumer, p, ether(3), ether(2));
     await rejects(request(stale.signed, stale.preimage), 'PROMISE_TOO_LOW');
   });
@@ -176,7 +181,7 @@ describe('exchange', () => {
 
     async function overspend(body: unknown) {
       try {
-        await service.exchange(body);
+        await exchange(body);
       } catch (error) {
         assert.ok(error instanceof HubError && error.code === 'OVERSPEND', String(error));
         return error.details;
@@ -205,7 +210,7 @@ describe('exchange', () => {
         promises.push(await promise(consumer, p, finney(100 * (i + 1)), finney(100)));
       }
       const results = await Promise.allSettled(
-        promises.map(({ signed, preimage }) => service.exchange(request(signed, preimage))),
+        promises.map(({ signed, preimage }) => exchange(request(signed, preimage))),
       );
       assert.equal(results.filter((r) => r.status === 'fulfilled').length, 20);
       for (const r of results) if (r.status === 'rejected') assert.equal((r.reason as HubError).code, 'OVERSPEND');
@@ -223,7 +228,7 @@ describe('exchange', () => {
       const consumer = await consumerWith(ether(5));
       const p = provider();
       const paid = await promise(consumer, p, ether(2), ether(2));
-      await service.exchange(request(paid.signed, paid.preimage));
+      await exchange(request(paid.signed, paid.preimage));
       await pool.query('UPDATE consumers SET exit_amount = $2 WHERE address = $1', [
         toBytea(consumer.address.toLowerCase()),
         ether(4).toString(),
@@ -261,13 +266,13 @@ describe('exchange', () => {
       const consumer = await consumerWith(ether(10));
       const p = provider();
       const first = await promise(consumer, p, ether(1), ether(1));
-      await service.exchange(request(first.signed, first.preimage));
+      await exchange(request(first.signed, first.preimage));
       assert.deepEqual(await stored(first.signed.hashlock), { preimage: Buffer.from(first.preimage.slice(2), 'hex') });
       const second = await promise(consumer, p, ether(2), ether(2));
-      const { hubPromise } = await service.exchange(request(second.signed, second.preimage));
+      const { hubPromise } = await exchange(request(second.signed, second.preimage));
       assert.equal(hubPromise.total, ether(2));
       // Revealing is still accepted, and harmless.
-      assert.deepEqual(await service.reveal({ ...scope, provider: p.account.address, preimage: first.preimage }), {
+      assert.deepEqual(await reveal({ ...scope, provider: p.account.address, preimage: first.preimage }), {
         revealed: true,
       });
     });
@@ -283,11 +288,11 @@ describe('exchange', () => {
       );
       const guessed = sealPreimage(operator.publicKey, newHashlock().preimage);
       await rejects({ ...request(signed, preimage), encryptedPreimage: guessed }, 'INVALID_PREIMAGE_BOX');
-      const first = await service.exchange(request(signed, preimage));
+      const first = await exchange(request(signed, preimage));
       assert.equal(first.hubPromise.total, ether(2));
       assert.deepEqual(await stored(signed.hashlock), { preimage: Buffer.from(preimage.slice(2), 'hex') });
       // A repeat with another box of the same R gets the same answer; a repeat with a bad box is refused.
-      assert.deepEqual(await service.exchange(request(signed, preimage)), first);
+      assert.deepEqual(await exchange(request(signed, preimage)), first);
       await rejects({ ...request(signed, preimage), encryptedPreimage: guessed }, 'INVALID_PREIMAGE_BOX');
       assert.deepEqual(await books(consumer.address), {
         credited: ether(2).toString(),
@@ -299,7 +304,7 @@ describe('exchange', () => {
       const consumer = await consumerWith(ether(10));
       const p = provider();
       const first = await promise(consumer, p, ether(1), ether(1));
-      await service.exchange(request(first.signed, first.preimage));
+      await exchange(request(first.signed, first.preimage));
       // As a hub of an earlier version left it: R unknown, the provider marked as owing its reveal.
       await pool.query('UPDATE exchanges SET preimage = NULL, encrypted_preimage = $2 WHERE hashlock = $1', [
         toBytea(first.signed.hashlock),
@@ -311,7 +316,7 @@ describe('exchange', () => {
       ]);
       const second = await promise(consumer, p, ether(2), ether(2));
       await rejects(request(second.signed, second.preimage), 'PREVIOUS_R_NOT_REVEALED');
-      const { hubPromise } = await service.exchange(
+      const { hubPromise } = await exchange(
         request(second.signed, second.preimage, { previousPreimage: first.preimage }),
       );
       assert.equal(hubPromise.total, ether(2));
@@ -339,14 +344,14 @@ describe('exchange', () => {
     const consumer = await consumerWith(ether(10));
     const p = provider();
     const { signed, preimage } = await promise(consumer, p, ether(4), ether(4));
-    const { hubPromise } = await service.exchange(request(signed, preimage));
+    const { hubPromise } = await exchange(request(signed, preimage));
     const { signRecoveryRequest, encodeMessage } = await import('@chit/sdk');
     const now = BigInt(Math.floor(Date.now() / 1000));
     const recovery = await signRecoveryRequest(p.account, { ...scope, provider: p.account.address, issuedAt: now });
-    const recovered = await service.recover(encodeMessage(recovery));
+    const recovered = await recover(encodeMessage(recovery));
     assert.deepEqual(recovered, { hubPromise, preimage });
     const old = await signRecoveryRequest(p.account, { ...scope, provider: p.account.address, issuedAt: now - 3600n });
-    await assert.rejects(service.recover(encodeMessage(old)), /issuedAt/);
+    await assert.rejects(recover(encodeMessage(old)), /issuedAt/);
   });
 
   it('never over-credits one consumer paid by 50 providers at once', async () => {
@@ -356,7 +361,7 @@ describe('exchange', () => {
     const promises = [];
     for (const [i, p] of providers.entries()) promises.push(await promise(consumer, p, ether(i + 1), ether(1)));
     const results = await Promise.allSettled(
-      promises.map(({ signed, preimage }) => service.exchange(request(signed, preimage))),
+      promises.map(({ signed, preimage }) => exchange(request(signed, preimage))),
     );
     const accepted = results.filter((r) => r.status === 'fulfilled').length;
     assert.equal(accepted, 30);

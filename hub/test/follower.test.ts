@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { ensureRedis } from '@chit/devstack';
 import {
   cancelExit,
   deposit,
@@ -42,7 +43,6 @@ import { ChainFollower } from '../src/chain/follower/follower.service';
 import { loadConfig } from '../src/config/config';
 import { OperatorSigner } from '../src/crypto/operator-signer';
 import { fromBytea, toBytea } from '../src/db/bytes';
-import { ensureRedis } from '../src/dev/services';
 import { ExchangeService } from '../src/exchange/exchange.service';
 import { ChainRepository } from '../src/repositories/chain.repository';
 import { ExchangeRepository, RevealRepository } from '../src/repositories/exchange.repository';
@@ -317,7 +317,7 @@ describe('chain follower', () => {
         agreement: { provider: provider.address, id: keccak256(toHex(provider.address)), total },
       });
       const { hubPromise } = await exchange.exchange({
-        promise: { ...promise, total: total.toString(), agreement: { ...promise.agreement, total: total.toString() } },
+        promise,
         encryptedPreimage: sealPreimage(signer.publicKey, preimage),
       });
       // The hub learns R from the box at exchange time; to see the follower learn it from a settlement,

@@ -1,13 +1,14 @@
-import { encodeMessage } from '@chit/sdk';
+import { type ExchangeRequest, encodeMessage, type Reveal, type SignedRecoveryRequest } from '@chit/sdk';
 import { Body, Controller, Get, HttpCode, Inject, Param, Post, Res } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
 import { BooksService } from '../books/books.service';
 import { decodeAddress } from '../errors/decode-wire';
-import { ExchangeService } from '../exchange/exchange.service';
+import { decodeExchangeBatch, ExchangeService } from '../exchange/exchange.service';
 import { HealthService } from '../health/health.service';
 import { InfoService } from '../info/info.service';
+import { wire } from './wire.pipe';
 
-// Controllers only parse the route and delegate; the services hold the rules and throw HubErrors,
+// Controllers decode the request at the edge (the SDK's wire contract) and delegate; the services hold the rules and throw HubErrors,
 // which ErrorFilter turns into statuses and codes.
 
 @Controller('v1')
@@ -16,26 +17,26 @@ export class ExchangeController {
 
   @Post('exchange')
   @HttpCode(200)
-  async exchange(@Body() body: unknown) {
-    return encodeMessage(await this.exchanges.exchange(body));
+  async exchange(@Body(wire('exchangeRequest')) request: ExchangeRequest) {
+    return encodeMessage(await this.exchanges.exchange(request));
   }
 
   @Post('exchanges')
   @HttpCode(200)
-  async exchangeMany(@Body() body: unknown) {
-    return encodeMessage(await this.exchanges.exchangeMany(body));
+  async exchangeMany(@Body({ transform: decodeExchangeBatch }) items: ReturnType<typeof decodeExchangeBatch>) {
+    return encodeMessage(await this.exchanges.exchangeMany(items));
   }
 
   @Post('reveal')
   @HttpCode(200)
-  reveal(@Body() body: unknown) {
-    return this.exchanges.reveal(body);
+  reveal(@Body(wire('reveal')) reveal: Reveal) {
+    return this.exchanges.reveal(reveal);
   }
 
   @Post('recovery')
   @HttpCode(200)
-  async recovery(@Body() body: unknown) {
-    return encodeMessage(await this.exchanges.recover(body));
+  async recovery(@Body(wire('recoveryRequest')) request: SignedRecoveryRequest) {
+    return encodeMessage(await this.exchanges.recover(request));
   }
 }
 

@@ -6,8 +6,10 @@ import {
   hubPromiseDigestBytes,
   maxExchangesPerRequest,
   type RecoveryResponse,
+  type Reveal,
   type SignedConsumerPromise,
   type SignedHubPromise,
+  type SignedRecoveryRequest,
   verifyRecoveryRequest,
 } from '@chit/sdk';
 import { enableNativeHashing, nativePreimageOpener, nativeVerifier } from '@chit/sdk/node';
@@ -80,11 +82,11 @@ export class ExchangeService {
   }
 
   /** Swaps a consumer promise for a hub promise. */
-  async exchange(body: unknown): Promise<{ hubPromise: SignedHubPromise }> {
+  async exchange(request: ExchangeRequest): Promise<{ hubPromise: SignedHubPromise }> {
     const started = performance.now();
     let outcome: 'ok' | 'repeated' | 'refused' = 'refused';
     try {
-      const { hubPromise, repeated } = await this.swap(body);
+      const { hubPromise, repeated } = await this.swap(request);
       outcome = repeated ? 'repeated' : 'ok';
       return { hubPromise };
     } finally {
@@ -97,12 +99,12 @@ export class ExchangeService {
    * {@link exchange} would answer it alone, in request order, and one item's refusal never affects
    * another. The items that pass the stateless checks go through group commit together, in one
    * transaction, decided in their order. A failure of the hub itself (database down) fails the whole
-   * request, and nothing of it is committed.
+   * request, and nothing of it is committed. `items` are decoded by {@link decodeExchangeBatch}: an item
+   * that did not decode is answered with its MALFORMED error.
    */
-  async exchangeMany(body: unknown): Promise<{ results: ExchangeItemResult[] }> {
+  async exchangeMany(items: Array<ExchangeRequest | HubError>): Promise<{ results: ExchangeItemResult[] }> {
     const started = performance.now();
-    const items = decodeBatch(body);
-    const checked = items.map((item) => refusalOf(() => this.check(item)));
+    const checked = items.map((item) => (item instanceof HubError ? item : refusalOf(() => this.check(item))));
     const passed = checked.filter((entry): entry is CheckedExchange => !(entry instanceof HubError));
     const outcomes = await this.group.submitAll(passed.map((entry) => entry.candidate));
     let next = 0;
@@ -121,8 +123,8 @@ export class ExchangeService {
     return { results };
   }
 
-  private async swap(body: unknown): Promise<{ hubPromise: SignedHubPromise; repeated: boolean }> {
-    const { request, candidate } = this.check(body);
+  private async swap(exchange: ExchangeRequest): Promise<{ hubPromise: SignedHubPromise; repeated: boolean }> {
+    const { request, candidate } = this.check(exchange);
     const outcome = await this.group.submit(candidate);
     if (!outcome.ok) throw outcome.error;
     const { promise } = request;
@@ -131,12 +133,11 @@ export class ExchangeService {
   }
 
   /**
-   * The stateless checks of an exchange: format, chain, hub, the hub's status, consumer signature, and
+   * The stateless checks of an exchange: chain, hub, the hub's status, consumer signature, and
    * R: the hub signs a hub promise only when it can collect the consumer promise it pays for, so the
    * box must open with the operator key to the R of the promise's hashlock.
    */
-  private check(body: unknown): CheckedExchange {
-    const request = decodeWire('exchangeRequest', body);
+  private check(request: ExchangeRequest): CheckedExchange {
     this.checkPromise(request.promise);
     const preimage = this.checkBox(request.promise, request.encryptedPreimage);
     return { request, candidate: toCandidate(request, preimage) };
@@ -179,8 +180,7 @@ export class ExchangeService {
   }
 
   /** Records the R of one of the provider's hub promises. */
-  async reveal(body: unknown): Promise<{ revealed: true }> {
-    const reveal = decodeWire('reveal', body);
+  async reveal(reveal: Reveal): Promise<{ revealed: true }> {
     this.requireScope(reveal);
     const hashlock = keccakHex(reveal.preimage);
     if (!(await this.reveals.reveal(lower(reveal.provider), hashlock, reveal.preimage))) {
@@ -190,8 +190,10 @@ export class ExchangeService {
   }
 
   /** Gives a provider that lost its store its latest hub promise, re-signed, and its R. */
-  async recover(body: unknown, now = BigInt(Math.floor(Date.now() / 1000))): Promise<RecoveryResponse> {
-    const request = decodeWire('recoveryRequest', body);
+  async recover(
+    request: SignedRecoveryRequest,
+    now = BigInt(Math.floor(Date.now() / 1000)),
+  ): Promise<RecoveryResponse> {
     this.requireScope(request);
     if (!verifyRecoveryRequest(request, this.verifier)) {
       throw new HubError('INVALID_SIGNATURE', 'The recovery request is not signed by its provider', {
@@ -251,8 +253,12 @@ function refusalOf<T>(run: () => T): T | HubError {
   }
 }
 
-/** The items of a batch body `{ exchanges: [...] }`, 1 to {@link maxExchangesPerRequest}; undecoded. */
-function decodeBatch(body: unknown): unknown[] {
+/**
+ * Decodes a batch body `{ exchanges: [...] }` of 1 to {@link maxExchangesPerRequest} items (else throws
+ * MALFORMED for the whole request): each item as an exchange request, or the MALFORMED error that item
+ * alone is answered with.
+ */
+export function decodeExchangeBatch(body: unknown): Array<ExchangeRequest | HubError> {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
     throw new HubError('MALFORMED', 'Expected an object { exchanges: [...] }', { path: '' });
   }
@@ -270,7 +276,7 @@ function decodeBatch(body: unknown): unknown[] {
       { path: 'exchanges', count: exchanges.length, max: maxExchangesPerRequest },
     );
   }
-  return exchanges;
+  return exchanges.map((item) => refusalOf(() => decodeWire('exchangeRequest', item)));
 }
 
 function toCandidate(request: ExchangeRequest, preimage: Hex): ExchangeCandidate {

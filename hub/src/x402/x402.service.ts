@@ -136,7 +136,7 @@ export class X402Service {
       // accept is exchanged, and the exchange decides again on the rows it locks.
       requirePrice((await this.preview(promise, box)).increment, request);
       const { hubPromise } = await this.exchanges.exchange({
-        promise: request.paymentPayload.payload.promise,
+        promise,
         encryptedPreimage: box.sealed,
       });
       const record = await this.repository.exchange(promise.hashlock.toLowerCase() as Hex);

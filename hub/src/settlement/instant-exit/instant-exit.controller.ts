@@ -1,5 +1,6 @@
-import { encodeMessage } from '@chit/sdk';
+import { encodeMessage, type InstantExitRequestBody } from '@chit/sdk';
 import { Body, Controller, HttpCode, Inject, Post } from '@nestjs/common';
+import { wire } from '../../api/wire.pipe';
 import { InstantExitService } from './instant-exit.service';
 
 /** Instant-exit co-signatures. */
@@ -9,7 +10,7 @@ export class InstantExitController {
 
   @Post('exits/instant')
   @HttpCode(200)
-  async instantExit(@Body() body: unknown) {
-    return encodeMessage(await this.instantExits.cosign(body));
+  async instantExit(@Body(wire('instantExitRequest')) request: InstantExitRequestBody) {
+    return encodeMessage(await this.instantExits.cosign(request));
   }
 }

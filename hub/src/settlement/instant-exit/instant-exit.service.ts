@@ -1,10 +1,16 @@
-import { getConsumerChannel, type HubScope, hubAbi, signInstantExit, verifyInstantExitRequest } from '@chit/sdk';
+import {
+  getConsumerChannel,
+  type HubScope,
+  hubAbi,
+  type InstantExitRequestBody,
+  signInstantExit,
+  verifyInstantExitRequest,
+} from '@chit/sdk';
 import { nativeVerifier } from '@chit/sdk/node';
 import { getAddress, type LocalAccount } from 'viem';
 import { getBlock, readContract } from 'viem/actions';
 import type { ChainService } from '../../chain/chain.service';
 import type { Hex } from '../../db/bytes';
-import { decodeWire } from '../../errors/decode-wire';
 import { HubError } from '../../errors/hub-error';
 import type { InstantExitRepository } from './instant-exit.repository';
 import { decideInstantExit, max, requireFreshRequest, sweepAction } from './instant-exit.rules';
@@ -34,8 +40,7 @@ export class InstantExitService {
    * (consumers.exit_reserved) in the same transaction that checks it, under the consumer's row lock, so
    * no exchange credits it meanwhile.
    */
-  async cosign(body: unknown, now = BigInt(Math.floor(Date.now() / 1000))) {
-    const request = decodeWire('instantExitRequest', body);
+  async cosign(request: InstantExitRequestBody, now = BigInt(Math.floor(Date.now() / 1000))) {
     const { amount, issuedAt } = request;
     if (!verifyInstantExitRequest({ ...this.scope, ...request }, this.verifier)) {
       throw new HubError('INVALID_SIGNATURE', 'The instant-exit request is not signed by its consumer', {
