@@ -277,7 +277,8 @@ async function waitForSettlement(hub: HubClient, id: string) {
   for (let i = 0; i < 240; i++) {
     const settlement = await hub.settlement(id);
     if (settlement.status === 'confirmed') return settlement;
-    if (settlement.status === 'failed') throw new Error(`settlement ${id} failed: ${settlement.error}`);
+    if (settlement.status === 'failed')
+      throw new Error(`settlement ${id} failed (${settlement.error?.code}): ${settlement.error?.message}`);
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
   throw new Error(`settlement ${id} was not confirmed within 120 s`);

@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { hubEndpoints, hubErrorCodes } from '@chit/sdk';
 import { buildOpenApi } from '../src/api/openapi';
+import { hubFailureCodes } from '../src/settlement/settlement.types';
 
 const run = promisify(execFile);
 const root = resolve(__dirname, '../..');
@@ -57,6 +58,24 @@ describe('the OpenAPI document', () => {
     const error = document.components.schemas.Error;
     assert.deepEqual(error.properties.code.enum, Object.keys(hubErrorCodes));
     assert.deepEqual(error.required, ['code', 'message', 'details']);
+  });
+
+  it("serves a settlement's error as { code, message } or null, naming the hub's own failure codes", () => {
+    const answer = document.components.schemas.GetSettlementAnswer;
+    assert.equal(
+      document.paths['/v1/settlements/{id}'].get.responses['200'].content['application/json'].schema.$ref,
+      '#/components/schemas/GetSettlementAnswer',
+    );
+    const [error, none] = answer.properties.error.anyOf;
+    assert.deepEqual(none, { type: 'null' });
+    assert.equal(error.type, 'object');
+    assert.equal(error.additionalProperties, false);
+    assert.deepEqual(error.required, ['code', 'message']);
+    assert.equal(error.properties.message.type, 'string');
+    for (const code of ['HubInsufficientFreeFunds', ...Object.keys(hubFailureCodes)]) {
+      assert.match(code, new RegExp(error.properties.code.pattern));
+      assert.ok(error.properties.code.description.includes(code), code);
+    }
   });
 
   it('describes requests in their wire form: amounts as decimal strings, strict objects', () => {

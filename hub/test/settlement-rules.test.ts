@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
-import { ContractRevertError } from '@chit/sdk';
+import { ContractCallError, ContractRevertError } from '@chit/sdk';
+import { getAddress } from 'viem';
 import type { Hex } from '../src/db/bytes';
 import { HubError } from '../src/errors/hub-error';
 import { messageOf } from '../src/errors/message-of';
 import type { ExchangeRecord } from '../src/exchange/exchange.rules';
 import {
+  failureOf,
   minedOutcomes,
   revertedOutcomes,
   revertOutcomes,
@@ -19,6 +21,7 @@ import {
 } from '../src/settlement/instant-exit/instant-exit.rules';
 import { requireProviderSettlement } from '../src/settlement/requests/requests.rules';
 import { dueConsumerSettlements, dueProviderSettlements, reorged } from '../src/settlement/scanner/scanner.rules';
+import { PermanentFault, SettlementFault, TransactionLostError } from '../src/settlement/settlement.errors';
 import type { SettlementRecord } from '../src/settlement/settlement.types';
 
 const HUB = `0x${'aa'.repeat(20)}` as Hex;
@@ -82,13 +85,22 @@ describe('settlement rules', () => {
   describe('executor: outcomes of a revert', () => {
     it('fails the claims on a permanent revert, confirms them on a stale one, retries them otherwise', () => {
       assert.deepEqual(revertOutcomes(['a'], permanent()), [
-        { id: 'a', status: 'failed', error: 'The amount is zero' },
+        { id: 'a', status: 'failed', error: { code: 'HubZeroAmount', message: 'The amount is zero' } },
       ]);
       assert.deepEqual(revertOutcomes(['a', 'b'], stale()), [
         { id: 'a', status: 'confirmed', txHash: null, facts: { settledBy: 'another transaction' } },
         { id: 'b', status: 'confirmed', txHash: null, facts: { settledBy: 'another transaction' } },
       ]);
-      assert.equal(revertOutcomes(['a'], transient())[0]?.status, 'retrying');
+      assert.deepEqual(revertOutcomes(['a'], transient()), [
+        {
+          id: 'a',
+          status: 'retrying',
+          error: {
+            code: 'HubInsufficientFreeFunds',
+            message: "The hub's free funds hold 1, less than the 2 asked for",
+          },
+        },
+      ]);
     });
 
     it('retries a claim whose mined transaction reverted transiently, and judges a relayed action by its revert', () => {
@@ -98,7 +110,7 @@ describe('settlement rules', () => {
       assert.deepEqual(outcomes[0], {
         id: claim.id,
         status: 'retrying',
-        error: `transaction ${TX} reverted: ${messageOf(stale())}`,
+        error: { code: 'HubConsumerPromiseStale', message: `transaction ${TX} reverted: ${messageOf(stale())}` },
       });
       assert.deepEqual(outcomes[1], {
         id: relayed.id,
@@ -106,7 +118,52 @@ describe('settlement rules', () => {
         txHash: null,
         facts: { settledBy: 'another transaction' },
       });
-      assert.equal(revertedOutcomes([claim], TX, permanent())[0]?.status, 'failed');
+      assert.deepEqual(revertedOutcomes([claim], TX, permanent())[0], {
+        id: claim.id,
+        status: 'failed',
+        error: { code: 'HubZeroAmount', message: 'The amount is zero' },
+      });
+    });
+
+    it('codes a revert that decodes to no contract error REVERTED, for a claim and a relayed action alike', () => {
+      const unknown = new ContractCallError({
+        shortMessage: 'The contract reverted with unknown data 0xdeadbeef',
+        revertData: '0xdeadbeef',
+      });
+      const rows = [settlement('provider', BOB, 5n), settlement('identity', BOB, 0n)];
+      assert.deepEqual(
+        revertedOutcomes(rows, TX, unknown).map((outcome) => outcome.status === 'retrying' && outcome.error),
+        rows.map(() => ({ code: 'REVERTED', message: `transaction ${TX} reverted: ${messageOf(unknown)}` })),
+      );
+    });
+  });
+
+  describe('executor: the failure an error records', () => {
+    it('codes a decoded revert by its contract error, a settlement fault by its code, anything else ERROR', () => {
+      assert.deepEqual(failureOf(transient()), { code: 'HubInsufficientFreeFunds', message: messageOf(transient()) });
+      assert.deepEqual(failureOf(new PermanentFault('no exchange', 'INVALID_CLAIM')), {
+        code: 'INVALID_CLAIM',
+        message: 'no exchange',
+      });
+      assert.deepEqual(failureOf(new PermanentFault('not registered', 'RegistryIdentityNotRegistered')), {
+        code: 'RegistryIdentityNotRegistered',
+        message: 'not registered',
+      });
+      assert.deepEqual(failureOf(new TransactionLostError('nonce 3 was used', 'REPLACED')), {
+        code: 'REPLACED',
+        message: 'nonce 3 was used',
+      });
+      assert.equal(failureOf(new SettlementFault('reorg', 'REORGED')).code, 'REORGED');
+      const undecoded = new ContractCallError({ shortMessage: 'reverted', revertData: '0x12345678' });
+      assert.equal(failureOf(undecoded).code, 'REVERTED');
+      assert.deepEqual(failureOf(new ContractCallError({ shortMessage: 'The node did not answer' })), {
+        code: 'ERROR',
+        message: 'The node did not answer',
+      });
+      assert.deepEqual(failureOf(new Error('R of 0x12 is not known yet')), {
+        code: 'ERROR',
+        message: 'R of 0x12 is not known yet',
+      });
     });
   });
 
@@ -146,6 +203,19 @@ describe('settlement rules', () => {
         outcomes.map((outcome) => outcome.status),
         ['confirmed', 'confirmed', 'failed', 'retrying'],
       );
+      assert.deepEqual(outcomes[2], {
+        id: empty.id,
+        status: 'failed',
+        error: {
+          code: 'NOTHING_TO_COLLECT',
+          message: `the channel of ${getAddress(empty.subject)} is empty: nothing to collect`,
+        },
+      });
+      assert.deepEqual(outcomes[3], {
+        id: provider.id,
+        status: 'retrying',
+        error: { code: 'NOT_SETTLED', message: `transaction ${TX} did not settle it` },
+      });
       assert.deepEqual(outcomes[1], {
         id: settledElsewhere.id,
         status: 'confirmed',
@@ -228,12 +298,15 @@ describe('settlement rules', () => {
           { row: settlement('consumer', ALICE, 5n), settled: 5n },
         ],
       );
-      assert.deepEqual(
-        reopening.transactions.map((tx) => tx.hash),
-        [TX],
-      );
+      assert.deepEqual(reopening.transactions, [
+        {
+          hash: TX,
+          block: 3n,
+          reason: { code: 'REORGED', message: `transaction ${TX} is no longer in block 3 (reorg): sending it again` },
+        },
+      ]);
       assert.deepEqual(reopening.settlements, [
-        { id: row.id, reason: 'settled 4 on-chain, below 5 (reorg): settling it again' },
+        { id: row.id, reason: { code: 'REORGED', message: 'settled 4 on-chain, below 5 (reorg): settling it again' } },
       ]);
     });
   });

@@ -648,7 +648,16 @@ describe('settlement pipeline', function () {
         return state.status === 'failed' && state;
       });
       assert.equal(failed.txHash, null);
-      assert.match(failed.error, /is not registered/);
+      // The Registry's custom error is the code a client branches on; the message says it for people.
+      assert.deepEqual(decodeHubAnswer('settlement', failed).error, {
+        code: 'RegistryIdentityNotRegistered',
+        message: `${identity.address} is not registered`,
+      });
+      const [row] = (await db.pool.query('SELECT error, error_code FROM settlements WHERE id = $1', [id])).rows;
+      assert.deepEqual(row, {
+        error: `${identity.address} is not registered`,
+        error_code: 'RegistryIdentityNotRegistered',
+      });
       // The dead letter: the job is in the failed set after one attempt.
       const job = await running.context.settlement.queues.queue(QueueName.Relay).getJob(id);
       assert.equal(await job?.getState(), 'failed');

@@ -255,6 +255,27 @@ describe('HubClient', { timeout: 30_000 }, () => {
       assert.equal(seen[6]!.path, '/v1/quotes/relay?kind=identity');
     });
 
+    it("reads a failed settlement's error as its code and message, and refuses an error without a code", async () => {
+      const failed = {
+        id: 'p-1',
+        kind: 'provider',
+        status: 'failed',
+        txHash: null,
+        error: { code: 'HubInsufficientFreeFunds', message: "The hub's free funds hold 1, less than the 2 asked for" },
+      };
+      const retrying = { ...failed, status: 'retrying', error: { code: 'REVERTED', message: 'transaction reverted' } };
+      const answers: unknown[] = [failed, retrying, { ...failed, error: 'HubInsufficientFreeFunds' }];
+      const { url } = await serve(() => ({ body: answers.shift() }));
+      const hub = client(url, { retry: { attempts: 1 } });
+      const settlement = await hub.settlement('p-1');
+      assert.deepEqual(settlement.error, failed.error);
+      assert.equal(settlement.error?.code, 'HubInsufficientFreeFunds');
+      assert.equal((await hub.settlement('p-1')).error?.code, 'REVERTED');
+      // The free-text error of earlier hubs is not the answer any more.
+      const error = await rejectsWith(hub.settlement('p-1'), MalformedMessageError);
+      assert.match(error.message, /error/);
+    });
+
     it('probes /health and /ready without retrying', async () => {
       const { url, seen } = await serve(({ path }) => (path === '/ready' ? { status: 503, body: {} } : { body: {} }));
       const hub = client(url);

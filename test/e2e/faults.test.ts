@@ -430,7 +430,7 @@ describe('faults', function () {
       },
       45_000,
     );
-    assert.equal(done.status, 'confirmed', done.error ?? '');
+    assert.equal(done.status, 'confirmed', done.error?.message ?? '');
     for (const session of sessions) session.link.close();
     const totalOf = totals(sessions);
     for (const [i, consumer] of [c1, c2].entries()) {

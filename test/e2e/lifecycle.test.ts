@@ -197,7 +197,7 @@ describe('lifecycle: deposit, pay, settle, exit', function () {
       const status = await p2.hub.settlement(job.id);
       return status.status === 'confirmed' || status.status === 'failed' ? status : undefined;
     });
-    assert.equal(done.status, 'confirmed', done.error ?? '');
+    assert.equal(done.status, 'confirmed', done.error?.message ?? '');
     assert.ok(done.txHash);
     assert.equal(await stack.read.providerSettled(p2.address), totalOf(p2));
     assert.equal(

@@ -533,7 +533,7 @@ describe('x402: the chit scheme with @x402/express, @x402/hono and @x402/fetch',
       const status = await honoSeller.hub.settlement(job.id);
       return status.status === 'confirmed' || status.status === 'failed' ? status : undefined;
     });
-    assert.equal(done.status, 'confirmed', done.error ?? '');
+    assert.equal(done.status, 'confirmed', done.error?.message ?? '');
     assert.equal(
       await stack.read.tokenBalance(honoSeller.beneficiary),
       owedBy(honoSeller) - fee(honoSeller) - quote.relayerFee,

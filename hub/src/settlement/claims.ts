@@ -48,7 +48,10 @@ export class Claims {
   async consumerClaim(row: SettlementOf<'consumer'>): Promise<{ promise: SignedConsumerPromise; preimage: Hex }> {
     const exchange = await this.repository.exchange(row.payload.hashlock);
     if (!exchange || exchange.consumer !== row.subject) {
-      throw new PermanentFault(`no exchange ${row.payload.hashlock} of consumer ${getAddress(row.subject)}`);
+      throw new PermanentFault(
+        `no exchange ${row.payload.hashlock} of consumer ${getAddress(row.subject)}`,
+        'INVALID_CLAIM',
+      );
     }
     const promise: SignedConsumerPromise = {
       ...this.scope,
@@ -61,6 +64,7 @@ export class Claims {
     if (!verifyConsumerPromise(promise, this.verifier)) {
       throw new PermanentFault(
         `the promise of ${getAddress(row.subject)} for ${exchange.consumerTotal} is not signed by it`,
+        'INVALID_CLAIM',
       );
     }
     const preimage = await this.preimageOf(exchange);
@@ -75,6 +79,7 @@ export class Claims {
     if (!exchange || exchange.provider !== row.subject || exchange.hubTotal !== row.amount) {
       throw new PermanentFault(
         `no exchange ${payload.hashlock} of provider ${getAddress(row.subject)} for ${row.amount}`,
+        'INVALID_CLAIM',
       );
     }
     const preimage = await this.preimageOf(exchange);

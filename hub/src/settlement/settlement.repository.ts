@@ -77,7 +77,7 @@ export function toSettlement(row: any): SettlementRecord {
     amount: BigInt(row.amount),
     status: row.status,
     txHash: fromByteaOrNull(row.tx_hash),
-    error: row.error,
+    error: row.error === null ? null : { code: row.error_code, message: row.error },
     payload: row.payload ?? {},
     attempts: row.attempts,
     createdAt: row.created_at,

@@ -1,3 +1,4 @@
+import type { ContractErrorName } from '@chit/sdk';
 import type { Hex } from '../db/bytes';
 
 // The settlement domain: what a settlement is, what each kind carries to be sent again, and the port
@@ -5,6 +6,48 @@ import type { Hex } from '../db/bytes';
 
 export type SettlementKind = 'consumer' | 'provider' | 'identity' | 'beneficiary';
 export type SettlementStatus = 'queued' | 'submitted' | 'confirmed' | 'failed' | 'retrying';
+
+/**
+ * Why a settlement failed, or is being tried again, when no Chit contract error says why: the hub's own
+ * failure codes, each with what it means.
+ */
+export const hubFailureCodes = {
+  /** The transaction (or its simulation) reverted with data no Chit contract error decodes. */
+  REVERTED: 'the transaction reverted without a Chit contract error',
+  /** A mined consumer batch skipped the claim and the channel is not settled: it held nothing to collect. */
+  NOTHING_TO_COLLECT: 'the consumer channel held nothing to collect',
+  /** A mined provider batch skipped the claim and the chain does not have it settled: it is sent again. */
+  NOT_SETTLED: 'the mined transaction did not settle the claim',
+  /** The node refused every transaction with its nonce (or the hub holds no record of its transaction). */
+  DROPPED: 'the transaction was dropped',
+  /** Its nonce went to a transaction the hub did not send. */
+  REPLACED: 'the nonce went to another transaction',
+  /** A reorg took its transaction, or its settlement, away: it is sent again. */
+  REORGED: 'a reorg took the settlement away',
+  /** The hub's books hold no valid claim for it (no such exchange, a promise not signed by its consumer). */
+  INVALID_CLAIM: 'the books hold no valid claim for it',
+  /** The token refused the identity's permit of a relayed registration's fee. */
+  PERMIT_REFUSED: "the token refused the identity's permit",
+  /** A provider settlement waits for consumer settlements to fill the hub's free funds. */
+  WAITING_FOR_FREE_FUNDS: "the hub's free funds do not cover it yet",
+  /** Anything else: the node did not answer, R is not known yet, another replica holds it... */
+  ERROR: 'another error',
+} as const;
+
+/** A failure code of the hub's own ({@link hubFailureCodes}). */
+export type HubFailureCode = keyof typeof hubFailureCodes;
+
+/**
+ * What a failed (or retrying) settlement's error is coded as: the name of the Chit contract's custom
+ * error when the revert decodes to one (`HubInsufficientFreeFunds`), else one of the hub's own codes.
+ */
+export type SettlementErrorCode = ContractErrorName | HubFailureCode;
+
+/** Why a settlement failed, or its last attempt did: a code a client branches on, and the message for people. */
+export interface SettlementFailure {
+  code: SettlementErrorCode;
+  message: string;
+}
 
 /** Statuses a settlement leaves only by being confirmed or failed. */
 export const OPEN_STATUSES: readonly SettlementStatus[] = ['queued', 'submitted', 'retrying'];
@@ -68,7 +111,7 @@ export type NewSettlement = SettlementWork & {
 export type SettlementRecord = NewSettlement & {
   status: SettlementStatus;
   txHash: Hex | null;
-  error: string | null;
+  error: SettlementFailure | null;
   attempts: number;
   createdAt: Date;
   updatedAt: Date;
@@ -83,7 +126,7 @@ export interface SettlementView {
   kind: SettlementKind;
   status: SettlementStatus;
   txHash: Hex | null;
-  error: string | null;
+  error: SettlementFailure | null;
 }
 
 export function view(row: SettlementRecord): SettlementView {

@@ -384,11 +384,13 @@ export class HubClient {
   }
 
   /**
-   * `GET /v1/settlements/{id}`: the state of a settlement and its transaction.
+   * `GET /v1/settlements/{id}`: the state of a settlement and its transaction, and why it failed
+   * (`error.code`: the contract's custom error, or one of the hub's own codes such as `REVERTED`).
    *
    * @throws {HubError} `NOT_FOUND` for an unknown id.
    * @example
-   * const { status, txHash } = await hub.settlement(id);
+   * const { status, txHash, error } = await hub.settlement(id);
+   * if (status === 'failed' && error?.code === 'HubInsufficientFreeFunds') console.log('the hub is short of funds');
    */
   async settlement(id: string, options?: HubRequestOptions): Promise<HubSettlement> {
     const path = `/v1/settlements/${encodeURIComponent(id)}`;

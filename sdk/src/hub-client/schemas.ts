@@ -78,12 +78,23 @@ const relayQuote = z.strictObject({
 
 const job = z.strictObject({ id: text, status: jobStatus });
 
+const settlementError = z.strictObject({
+  code: z
+    .string()
+    .regex(/^[A-Za-z][A-Za-z0-9_]{0,63}$/, 'expected a failure code')
+    .meta({
+      description:
+        "the Chit contract's custom error when the revert decoded to one (HubInsufficientFreeFunds), else one of the hub's own: REVERTED, NOTHING_TO_COLLECT, NOT_SETTLED, DROPPED, REPLACED, REORGED, INVALID_CLAIM, PERMIT_REFUSED, WAITING_FOR_FREE_FUNDS, ERROR",
+    }),
+  message: z.string().max(10_000),
+});
+
 const settlement = z.strictObject({
   id: text,
   kind: text,
   status: jobStatus,
   txHash: bytes32.nullable(),
-  error: z.string().max(10_000).nullable(),
+  error: settlementError.nullable(),
 });
 
 const instantExit = z.strictObject({
@@ -212,13 +223,30 @@ export interface HubJob {
   status: HubJobStatus;
 }
 
+/**
+ * Why a settlement failed, or why its last attempt did while it is `retrying`: a code to branch on and a
+ * message for people.
+ */
+export interface HubSettlementError {
+  /**
+   * The name of the Chit contract's custom error when the revert decoded to one (a `ContractErrorName`
+   * such as `HubInsufficientFreeFunds`), else one of the hub's own codes: `REVERTED` (a revert no Chit
+   * error decodes), `NOTHING_TO_COLLECT` (the consumer's channel was empty), `NOT_SETTLED` (a mined
+   * transaction skipped the claim), `DROPPED`, `REPLACED` (its transaction was lost), `REORGED`,
+   * `INVALID_CLAIM`, `PERMIT_REFUSED`, `WAITING_FOR_FREE_FUNDS`, or `ERROR` (anything else).
+   */
+  code: string;
+  message: string;
+}
+
 /** `GET /v1/settlements/{id}`. */
 export interface HubSettlement {
   id: string;
   kind: string;
   status: HubJobStatus;
   txHash: Hex | null;
-  error: string | null;
+  /** Null unless it failed, or an attempt did. */
+  error: HubSettlementError | null;
 }
 
 /** `POST /v1/exits/instant`: the operator's `InstantExit` co-signature, for `Hub.instantExit`. */

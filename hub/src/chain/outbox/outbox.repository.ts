@@ -161,7 +161,7 @@ async function insertTransaction(client: PoolClient, tx: NewTransaction, settlem
   );
   if (settlementIds.length > 0) {
     await client.query(
-      `UPDATE settlements SET status = 'submitted', tx_hash = $2, error = NULL, lease_until = NULL, updated_at = now()
+      `UPDATE settlements SET status = 'submitted', tx_hash = $2, error = NULL, error_code = NULL, lease_until = NULL, updated_at = now()
         WHERE id = ANY($1::text[]) AND status IN ('queued', 'submitted', 'retrying')`,
       [settlementIds, toBytea(tx.hash)],
     );

@@ -145,7 +145,7 @@ export class TransactionSender {
    */
   async confirm(hash: Hex): Promise<TransactionReceipt> {
     const tx = await this.repository.transaction(hash);
-    if (!tx) throw new TransactionLostError(`transaction ${hash} is not recorded`);
+    if (!tx) throw new TransactionLostError(`transaction ${hash} is not recorded`, 'DROPPED');
     const key = `${tx.sender}:${tx.nonce}`;
     let tracking = this.tracking.get(key);
     if (!tracking) {
@@ -184,6 +184,7 @@ export class TransactionSender {
               live.length === 0
                 ? `every transaction with nonce ${nonce} was refused`
                 : `nonce ${nonce} of ${sender} was used by a transaction the hub did not send`,
+              live.length === 0 ? 'DROPPED' : 'REPLACED',
             );
           }
         } else {

@@ -46,7 +46,7 @@ export class ExecutorRepository {
   }
 
   /**
-   * Records outcomes in one transaction, each only on a settlement still open. Failed: with its error.
+   * Records outcomes in one transaction, each only on a settlement still open. Failed: with its error (code and message).
    * Retrying: with its error, but one whose transaction is still pending stays submitted (its next
    * attempt follows that transaction); a lease another replica holds on it is left alone. Confirmed:
    * with the transaction that settled it (null when another party's did and its hash is not known) and
@@ -60,26 +60,27 @@ export class ExecutorRepository {
       for (const outcome of outcomes) {
         if (outcome.status === 'failed') {
           await client.query(
-            `UPDATE settlements SET status = 'failed', error = $2, lease_until = NULL, updated_at = now()
+            `UPDATE settlements SET status = 'failed', error = $2, error_code = $3, lease_until = NULL, updated_at = now()
               WHERE id = $1 AND status IN ('queued', 'submitted', 'retrying')`,
-            [outcome.id, outcome.error],
+            [outcome.id, outcome.error.message, outcome.error.code],
           );
         } else if (outcome.status === 'retrying') {
           await client.query(
             `UPDATE settlements s
-                SET error = $2, updated_at = now(),
+                SET error = $2, error_code = $3, updated_at = now(),
                     status = CASE WHEN s.status = 'submitted' AND EXISTS (
                                SELECT 1 FROM transactions c
                                  JOIN transactions t ON t.sender = c.sender AND t.nonce = c.nonce
                                 WHERE c.hash = s.tx_hash AND t.status = 'pending')
                              THEN 'submitted' ELSE 'retrying' END
               WHERE s.id = $1 AND s.status IN ('queued', 'submitted', 'retrying')`,
-            [outcome.id, outcome.error],
+            [outcome.id, outcome.error.message, outcome.error.code],
           );
         } else {
           const result = await client.query(
             `UPDATE settlements
-                SET status = 'confirmed', tx_hash = COALESCE($2, tx_hash), error = NULL, lease_until = NULL,
+                SET status = 'confirmed', tx_hash = COALESCE($2, tx_hash), error = NULL, error_code = NULL,
+                    lease_until = NULL,
                     payload = payload || $3::jsonb, updated_at = now()
               WHERE id = $1 AND status IN ('queued', 'submitted', 'retrying')
                 AND ($2::bytea IS NULL OR EXISTS (SELECT 1 FROM transactions t WHERE t.hash = $2 AND t.status = 'mined'))

@@ -1,9 +1,10 @@
-import { ContractRevertError } from '@chit/sdk';
+import { ContractCallError, ContractRevertError } from '@chit/sdk';
 import { getAddress } from 'viem';
 import type { Hex } from '../../db/bytes';
 import { messageOf } from '../../errors/message-of';
+import { SettlementFault } from '../settlement.errors';
 import { classifyRevert } from '../settlement.policy';
-import type { SettlementFacts, SettlementRecord } from '../settlement.types';
+import type { SettlementFacts, SettlementFailure, SettlementRecord } from '../settlement.types';
 
 // The executor's rules, as pure functions of a transaction's receipt (or revert) and the chain read:
 // what became of each settlement it carried. The repository records them in one transaction.
@@ -11,8 +12,27 @@ import type { SettlementFacts, SettlementRecord } from '../settlement.types';
 /** What became of one settlement. */
 export type Outcome =
   | { id: string; status: 'confirmed'; txHash: Hex | null; facts: SettlementFacts }
-  | { id: string; status: 'failed'; error: string }
-  | { id: string; status: 'retrying'; error: string };
+  | { id: string; status: 'failed'; error: SettlementFailure }
+  | { id: string; status: 'retrying'; error: SettlementFailure };
+
+/**
+ * The failure an error records: a decoded revert by its contract error's name, a revert nothing decodes
+ * as `REVERTED`, a {@link SettlementFault} by its own code, anything else as `ERROR`; the message is
+ * what the error says.
+ */
+export function failureOf(error: unknown): SettlementFailure {
+  const message = messageOf(error);
+  if (error instanceof ContractRevertError) return { code: error.errorName, message };
+  if (error instanceof SettlementFault) return { code: error.code, message };
+  if (error instanceof ContractCallError && error.revertData !== undefined) return { code: 'REVERTED', message };
+  return { code: 'ERROR', message };
+}
+
+/** A decoded revert's failure: its contract error's name and its short message. */
+const revertFailure = (revert: ContractRevertError): SettlementFailure => ({
+  code: revert.errorName,
+  message: revert.shortMessage,
+});
 
 /** Settled by a transaction the hub does not know: a claim of the same channel at least as high. */
 const SETTLED_ELSEWHERE = { settledBy: 'another transaction' } as const;
@@ -22,10 +42,10 @@ export function revertOutcomes(ids: readonly string[], revert: ContractRevertErr
   const verdict = classifyRevert(revert.errorName);
   return ids.map((id) =>
     verdict === 'permanent'
-      ? { id, status: 'failed', error: revert.shortMessage }
+      ? { id, status: 'failed', error: revertFailure(revert) }
       : verdict === 'settled'
         ? { id, status: 'confirmed', txHash: null, facts: SETTLED_ELSEWHERE }
-        : { id, status: 'retrying', error: revert.shortMessage },
+        : { id, status: 'retrying', error: revertFailure(revert) },
   );
 }
 
@@ -40,9 +60,11 @@ export function revertedOutcomes(rows: readonly SettlementRecord[], mined: Hex, 
       return revertOutcomes([row.id], revert);
     }
     if (revert instanceof ContractRevertError && classifyRevert(revert.errorName) === 'permanent') {
-      return [{ id: row.id, status: 'failed', error: revert.shortMessage }];
+      return [{ id: row.id, status: 'failed', error: revertFailure(revert) }];
     }
-    return [{ id: row.id, status: 'retrying', error: `transaction ${mined} reverted: ${messageOf(revert)}` }];
+    const code = revert instanceof ContractRevertError ? revert.errorName : 'REVERTED';
+    const message = `transaction ${mined} reverted: ${messageOf(revert)}`;
+    return [{ id: row.id, status: 'retrying', error: { code, message } }];
   });
 }
 
@@ -98,10 +120,17 @@ export function minedOutcomes(
       return {
         id: row.id,
         status: 'failed',
-        error: `the channel of ${getAddress(row.subject)} is empty: nothing to collect`,
+        error: {
+          code: 'NOTHING_TO_COLLECT',
+          message: `the channel of ${getAddress(row.subject)} is empty: nothing to collect`,
+        },
       };
     }
-    return { id: row.id, status: 'retrying', error: `transaction ${receipt.hash} did not settle it` };
+    return {
+      id: row.id,
+      status: 'retrying',
+      error: { code: 'NOT_SETTLED', message: `transaction ${receipt.hash} did not settle it` },
+    };
   });
 }
 

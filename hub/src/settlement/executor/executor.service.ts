@@ -20,7 +20,7 @@ import type { TransactionSender } from '../../chain/outbox/transaction-sender';
 import type { Hex } from '../../db/bytes';
 import { messageOf } from '../../errors/message-of';
 import type { Claims } from '../claims';
-import { PermanentFault, ShuttingDown, TransactionLostError } from '../settlement.errors';
+import { PermanentFault, SettlementFault, ShuttingDown, TransactionLostError } from '../settlement.errors';
 import { classifyRevert, hubFeeOf, waitForFreeFunds } from '../settlement.policy';
 import type { SettlementRepository } from '../settlement.repository';
 import {
@@ -32,7 +32,7 @@ import {
 } from '../settlement.types';
 import { Batcher, type BatchOutcome } from './batcher';
 import type { ExecutorRepository } from './executor.repository';
-import { minedOutcomes, revertedOutcomes, revertOutcomes, skippedClaims } from './executor.rules';
+import { failureOf, minedOutcomes, revertedOutcomes, revertOutcomes, skippedClaims } from './executor.rules';
 import type { RelaySender } from './relay.sender';
 
 export interface ExecutorOptions {
@@ -109,7 +109,7 @@ export class ExecutorService {
    */
   async process(id: string, context: JobContext): Promise<SettlementRecord> {
     const row = await this.repository.get(id);
-    if (!row) throw new PermanentFault(`no settlement ${id} in the books`);
+    if (!row) throw new PermanentFault(`no settlement ${id} in the books`, 'ERROR');
     if (row.status === 'confirmed' || row.status === 'failed') return row;
     await this.executions.countAttempt(id);
     let failure: unknown;
@@ -132,8 +132,13 @@ export class ExecutorService {
     }
     const after = await this.repository.get(id);
     if (after?.status === 'confirmed') return after;
-    if (after?.status === 'failed') throw new PermanentFault(after.error ?? 'failed');
-    throw failure ?? new Error(after?.error ?? `settlement ${id} is still ${after?.status}`);
+    if (after?.status === 'failed')
+      throw new PermanentFault(after.error?.message ?? 'failed', after.error?.code ?? 'ERROR');
+    if (failure !== undefined) throw failure;
+    // Still open: its job tries again, with the failure its outcome recorded.
+    throw after?.error
+      ? new SettlementFault(after.error.message, after.error.code)
+      : new Error(`settlement ${id} is still ${after?.status}`);
   }
 
   /**
@@ -151,7 +156,7 @@ export class ExecutorService {
 
   /** Marks a settlement retrying (its job will run again) or failed (its job has given up). */
   async recordFailure(id: string, error: unknown, final: boolean): Promise<void> {
-    await this.executions.record([{ id, status: final ? 'failed' : 'retrying', error: messageOf(error) }]);
+    await this.executions.record([{ id, status: final ? 'failed' : 'retrying', error: failureOf(error) }]);
   }
 
   private async runConsumerBatch(items: ConsumerItem[]): Promise<Map<string, BatchOutcome<void>>> {
@@ -189,8 +194,9 @@ export class ExecutorService {
       const attempts = Math.max(...carriers.map((c) => c.context.attempts));
       if (waitForFreeFunds({ freeFunds: info.freeFunds, outflow, attempt, attempts })) {
         await this.queue.collectConsumersSoon();
-        throw new Error(
+        throw new SettlementFault(
           `the hub's free funds (${info.freeFunds}) do not cover ${outflow} yet: consumer settlements first`,
+          'WAITING_FOR_FREE_FUNDS',
         );
       }
       const { hash } = await this.sendIsolating(
@@ -331,14 +337,15 @@ export class ExecutorService {
     } catch (error) {
       if (error instanceof TransactionLostError) {
         const open = (await this.executions.settlementsOfTransactions([hash])).filter(isOpen);
-        await this.executions.record(open.map((row) => ({ id: row.id, status: 'retrying', error: error.message })));
+        const lost = failureOf(error);
+        await this.executions.record(open.map((row) => ({ id: row.id, status: 'retrying', error: lost })));
       }
       throw error;
     }
     const mined = receipt.transactionHash.toLowerCase() as Hex;
     if ((await this.outbox.transaction(mined))?.status !== 'mined') {
       // A reorg took it away between its confirmations and now: its settlements stay open and are followed again.
-      throw new Error(`transaction ${mined} is no longer on the chain (reorg)`);
+      throw new SettlementFault(`transaction ${mined} is no longer on the chain (reorg)`, 'REORGED');
     }
     const rows = (await this.executions.settlementsOfTransactions([mined])).filter(isOpen);
     if (receipt.status === 'reverted') {

@@ -59,7 +59,7 @@ export class RelaySender {
       }));
     } catch (error) {
       if (error instanceof ContractRevertError && classifyRevert(error.errorName) !== 'transient') {
-        throw new PermanentFault(error.shortMessage);
+        throw new PermanentFault(error.shortMessage, error.errorName);
       }
       throw error;
     }
@@ -108,12 +108,16 @@ export class RelaySender {
       const reverted = error instanceof BaseError && error.walk((e) => e instanceof ContractFunctionRevertedError);
       if (!reverted) throw error;
       if ((await allowance()) >= relayerFee) return;
-      throw new PermanentFault(`the token refuses the identity's permit of the relayer fee: ${messageOf(error)}`);
+      throw new PermanentFault(
+        `the token refuses the identity's permit of the relayer fee: ${messageOf(error)}`,
+        'PERMIT_REFUSED',
+      );
     }
     const receipt = await this.sender.confirm(hash);
     if ((await allowance()) < relayerFee) {
       throw new PermanentFault(
         `the identity's permit of the relayer fee left the Registry's allowance short (transaction ${receipt.transactionHash}, ${receipt.status})`,
+        'PERMIT_REFUSED',
       );
     }
   }

@@ -29,7 +29,7 @@ export class RequestsRepository {
       if (created) return { row: created, queued: true };
       const { rows } = await client.query(
         `UPDATE settlements
-            SET status = 'queued', error = NULL, tx_hash = NULL, lease_until = NULL, payload = $2::jsonb, updated_at = now()
+            SET status = 'queued', error = NULL, error_code = NULL, tx_hash = NULL, lease_until = NULL, payload = $2::jsonb, updated_at = now()
           WHERE id = $1 AND status = 'failed'
           RETURNING *`,
         [settlement.id, JSON.stringify(settlement.payload)],

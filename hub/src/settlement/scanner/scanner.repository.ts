@@ -103,7 +103,7 @@ export class ScannerRepository {
   async requeueFailedConsumer(consumer: Hex): Promise<SettlementRecord[]> {
     const { rows } = await this.pool.query(
       `UPDATE settlements
-          SET status = 'queued', error = NULL, tx_hash = NULL, lease_until = NULL, updated_at = now()
+          SET status = 'queued', error = NULL, error_code = NULL, tx_hash = NULL, lease_until = NULL, updated_at = now()
         WHERE kind = 'consumer' AND subject = $1 AND status = 'failed'
         RETURNING *`,
       [toBytea(consumer)],
@@ -119,7 +119,7 @@ export class ScannerRepository {
   async confirmSettledUpTo(kind: 'consumer' | 'provider', subject: Hex, total: bigint, txHash: Hex): Promise<string[]> {
     const { rows } = await this.pool.query(
       `UPDATE settlements
-          SET status = 'confirmed', error = NULL, lease_until = NULL, updated_at = now(),
+          SET status = 'confirmed', error = NULL, error_code = NULL, lease_until = NULL, updated_at = now(),
               tx_hash = CASE WHEN amount = $3 OR tx_hash IS NULL THEN $4 ELSE tx_hash END
         WHERE kind = $1 AND subject = $2 AND amount <= $3 AND status <> 'confirmed'
         RETURNING id, kind, extract(epoch FROM now() - created_at) AS seconds, payload ? 'reorgedOut' AS again`,
@@ -186,24 +186,24 @@ export class ScannerRepository {
         if (reverted.rowCount !== 1) continue;
         const { rows } = await client.query(
           `UPDATE settlements
-              SET status = 'submitted', error = $2, lease_until = NULL, updated_at = now(),
+              SET status = 'submitted', error = $2, error_code = $4, lease_until = NULL, updated_at = now(),
                   payload = payload || jsonb_build_object('reorgedOut', $3::text)
             WHERE tx_hash = $1 AND status = 'confirmed'
             RETURNING *`,
-          [toBytea(hash), reason, hash],
+          [toBytea(hash), reason.message, hash, reason.code],
         );
         reopened.push(...rows.map(toSettlement));
       }
       for (const { id, reason } of reopening.settlements) {
         const { rows } = await client.query(
           `UPDATE settlements s
-              SET error = $2, lease_until = NULL, updated_at = now(),
+              SET error = $2, error_code = $3, lease_until = NULL, updated_at = now(),
                   payload = payload || jsonb_build_object('reorgedOut', '0x' || encode(s.tx_hash, 'hex')),
                   status = CASE WHEN EXISTS (SELECT 1 FROM transactions t WHERE t.hash = s.tx_hash AND t.status = 'pending')
                            THEN 'submitted' ELSE 'retrying' END
             WHERE s.id = $1 AND s.status = 'confirmed'
             RETURNING *`,
-          [id, reason],
+          [id, reason.message, reason.code],
         );
         if (rows[0]) reopened.push(toSettlement(rows[0]));
       }

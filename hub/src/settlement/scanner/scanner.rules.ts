@@ -1,7 +1,7 @@
 import type { Hex } from '../../db/bytes';
 import type { ExchangeRecord } from '../../exchange/exchange.rules';
 import { consumerClaimWorthIt, providerSettlementDue, settlementId } from '../settlement.policy';
-import type { NewSettlement, SettlementRecord } from '../settlement.types';
+import type { NewSettlement, SettlementFailure, SettlementRecord } from '../settlement.types';
 
 // The scanner's rules, as pure functions of what the books and the chain say: which settlements a scan
 // creates, and which confirmed settlements a reorg took away.
@@ -84,8 +84,8 @@ export function dueProviderSettlements(
 
 /** What a look for reorged settlements reopens: transactions no longer in their block, settlements no longer settled. */
 export interface Reopening {
-  transactions: { hash: Hex; block: bigint; reason: string }[];
-  settlements: { id: string; reason: string }[];
+  transactions: { hash: Hex; block: bigint; reason: SettlementFailure }[];
+  settlements: { id: string; reason: SettlementFailure }[];
 }
 
 /**
@@ -103,13 +103,19 @@ export function reorged(
       .map(({ hash, block }) => ({
         hash,
         block,
-        reason: `transaction ${hash} is no longer in block ${block} (reorg): sending it again`,
+        reason: {
+          code: 'REORGED',
+          message: `transaction ${hash} is no longer in block ${block} (reorg): sending it again`,
+        },
       })),
     settlements: confirmed
       .filter(({ row, settled }) => settled < row.amount)
       .map(({ row, settled }) => ({
         id: row.id,
-        reason: `settled ${settled} on-chain, below ${row.amount} (reorg): settling it again`,
+        reason: {
+          code: 'REORGED',
+          message: `settled ${settled} on-chain, below ${row.amount} (reorg): settling it again`,
+        },
       })),
   };
 }
