@@ -1,5 +1,6 @@
 # Chit images, in three stages (docker-compose.yml builds the last two):
-#   build   every dependency; compiles the contracts (the SDK's ABIs) and builds the SDK and the hub.
+#   build   every dependency; compiles the contracts (the SDK's ABIs) and builds the SDK, the command
+#           line (cli/, for running chit in the build or deploy image) and the hub.
 #   deploy  the one-shot deploy job: Hardhat runs deploy/deploy.ts, so it keeps the dev dependencies.
 #   hub     the hub service, the default target: production dependencies, the built SDK and hub.
 # Both images run as the unprivileged user node. Node 24 is an LTS line (maintained until April 2028);
@@ -7,13 +8,15 @@
 
 FROM node:24.19.0-bookworm-slim AS build
 WORKDIR /app
-# The workspaces the hub needs; npm ci leaves out the others (x402), whose package.json is not there.
+# The workspaces the hub needs, and the command line; npm ci leaves out the others (x402, tunnel),
+# whose package.json is not there.
 COPY package.json package-lock.json ./
 COPY sdk/package.json sdk/
+COPY cli/package.json cli/
 COPY hub/package.json hub/
 RUN npm ci --no-audit --no-fund
 COPY . .
-RUN npm run build:contracts && npm run build -w sdk && npm run build -w hub
+RUN npm run build:contracts && npm run build -w sdk && npm run build -w cli && npm run build -w hub
 
 FROM build AS deploy
 # deployments/ holds the deploy job's record of what it deployed (a volume in docker-compose.yml), so

@@ -1,5 +1,5 @@
-// @chit/sdk — the browser-safe core. Node-only parts (native verification, file stores, the CLI)
-// are in `@chit/sdk/node`.
+// @chit/sdk — the browser-safe core. Node-only parts (native verification, file stores) are in
+// `@chit/sdk/node`; the command line, `chit`, is the package @chit/cli.
 export * from './actions/index.js';
 export * from './errors/base.js';
 export * from './errors/contract.js';

@@ -4,10 +4,10 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-// The SDK's core must run in browsers: only src/node and src/cli may use Node's built-in modules or
-// packages with native bindings.
+// The SDK's core must run in browsers: only src/node may use Node's built-in modules or packages with
+// native bindings (the command line is @chit/cli, cli/).
 const src = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src');
-const NODE_ONLY_DIRS = new Set(['node', 'cli']);
+const NODE_ONLY_DIRS = new Set(['node']);
 const FORBIDDEN =
   /from\s+'(node:[^']+|fs|path|os|crypto|child_process|net|http|https|module|url|secp256k1|keccak|node-gyp-build)(\/[^']*)?'/;
 
@@ -20,7 +20,7 @@ function files(dir: string): string[] {
 }
 
 describe('browser-safe core', () => {
-  it('imports no Node built-in or native package outside src/node and src/cli', () => {
+  it('imports no Node built-in or native package outside src/node', () => {
     const offenders = files(src).filter((file) => FORBIDDEN.test(readFileSync(file, 'utf8')));
     assert.deepEqual(
       offenders.map((file) => path.relative(src, file)),

@@ -8,7 +8,7 @@ const ROOT = path.join(__dirname, '..', '..');
 
 /** The commands the workspace installs, and the package that carries each. */
 const COMMANDS = [
-  { name: 'chit', workspace: 'sdk', help: /Usage: chit \[options\] \[command\]/, built: 'dist/cli/main.js' },
+  { name: 'chit', workspace: 'cli', help: /Usage: chit \[options\] \[command\]/, built: 'dist/main.js' },
   { name: 'chit-hub', workspace: 'hub', help: /Usage: chit-hub \[options\] \[command\]/, built: 'dist/main.js' },
 ] as const;
 
@@ -79,6 +79,7 @@ describe('install: the workspace exposes chit and chit-hub', function () {
       assert.equal(unbuilt.status, 1, `${command.name}: ${unbuilt.stdout}${unbuilt.stderr}`);
       assert.match(unbuilt.stderr, new RegExp(`${command.name} is not built yet: .*${command.built} is missing`));
       assert.match(unbuilt.stderr, /npm run build -w sdk/);
+      assert.match(unbuilt.stderr, new RegExp(`npm run build -w ${command.workspace}\\b`));
       assert.match(unbuilt.stderr, /npm start/);
     }
 

@@ -11,7 +11,7 @@ import { type Consumer, type Provider, type Stack, startStack, until } from './s
 import { curl, startFileServer } from './support/tunnel';
 
 const ROOT = path.join(__dirname, '..', '..');
-const CHIT = path.join(ROOT, 'sdk', 'bin', 'chit.js');
+const CHIT = path.join(ROOT, 'cli', 'bin', 'chit.js');
 type Who = 'seller' | 'buyer';
 
 /** A `chit` child process and everything it printed. */

@@ -12,7 +12,7 @@ import { MIB } from './support/figures';
 import { type Consumer, type Provider, type Stack, startStack, until } from './support/stack';
 
 const ROOT = path.join(__dirname, '..', '..');
-const CHIT = path.join(ROOT, 'sdk', 'bin', 'chit.js');
+const CHIT = path.join(ROOT, 'cli', 'bin', 'chit.js');
 const MILLI = 10n ** 15n; // 0.001 token
 
 interface Run {

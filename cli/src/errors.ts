@@ -1,14 +1,19 @@
 import {
+  ChitError,
+  ContractCallError,
+  ContractRevertError,
+  HubError,
+  HubTimeoutError,
+  HubUnreachableError,
+  MalformedMessageError,
+} from '@chit/sdk';
+import {
   BaseError,
   HttpRequestError,
   InsufficientFundsError,
   TimeoutError,
   WaitForTransactionReceiptTimeoutError,
 } from 'viem';
-import { ChitError } from '../errors/base.js';
-import { ContractCallError, ContractRevertError } from '../errors/contract.js';
-import { MalformedMessageError } from '../errors/protocol.js';
-import { HubError, HubTimeoutError, HubUnreachableError } from '../hub-client/errors.js';
 
 /**
  * A failure of the command line itself (configuration, keystore, input, a refused confirmation), with

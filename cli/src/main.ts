@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// `chit`: the command line of the Chit SDK (Node only).
-import { enableNativeHashing } from '../node/native-hashing.js';
+// `chit`: the Chit command line (@chit/cli, Node only), on the SDK (@chit/sdk).
+import { enableNativeHashing } from '@chit/sdk/node';
 import { createProgram } from './program.js';
 
 // Digests and hashlocks by the native keccak when it loads (the gateway and the tunnel hash every payment).

@@ -1,10 +1,12 @@
+import {
+  type HubClient,
+  type HubSettlementQuote,
+  hubAbi,
+  settleProvider,
+  signSettlementAuthorization,
+} from '@chit/sdk';
 import { Command, Option } from 'commander';
 import { type Address, isAddressEqual, parseEventLogs, type TransactionReceipt } from 'viem';
-import { settleProvider } from '../../actions/settleProvider.js';
-import { hubAbi } from '../../generated/abis.js';
-import type { HubClient } from '../../hub-client/hub-client.js';
-import type { HubSettlementQuote } from '../../hub-client/schemas.js';
-import { signSettlementAuthorization } from '../../protocol/sign.js';
 import { type CliContext, handler } from '../context.js';
 import { CliError, toErrorReport } from '../errors.js';
 import { waitForHubJob } from '../hub-job.js';

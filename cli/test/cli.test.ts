@@ -1,6 +1,7 @@
 /**
- * `chit`, the command line, run as a child process (`node --import tsx src/cli/main.ts`) against anvil
- * (support/chain.ts) and the reference hub (support/reference-hub.ts), each test with its own identity
+ * `chit`, the command line, run as a child process (`node --import tsx src/main.ts`) against anvil
+ * (the SDK's sdk/test/support/chain.ts) and the reference hub (sdk/test/support/reference-hub.ts), each
+ * test with its own identity
  * and keystore, config in a temporary XDG_CONFIG_HOME, and the password in CHIT_PASSWORD.
  *
  * The reference hub serves info, exchange, reveal, recovery, quotes and settlements. A thin front in
@@ -18,10 +19,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { decryptKeystoreJson } from 'ethers/wallet';
-import { type Address, bytesToHex, getAddress, type Hex, keccak256, parseEther, parseSignature } from 'viem';
-import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import {
+  chitTokenAbi,
   decodeMessage,
   encodeMessage,
   getConsumerChannel,
@@ -37,15 +36,23 @@ import {
   signConsumerPromise,
   signHubPromise,
   signInstantExit,
-  testTokenAbi,
   verifyInstantExitRequest,
   waitForTransaction,
-} from '../src/index.js';
-import { type ChainWalletClient, FIRST_HUB, PARAMETERS, startChain, type TestChain } from './support/chain.js';
-import { type ReferenceHub, startReferenceHub } from './support/reference-hub.js';
+} from '@chit/sdk';
+import { decryptKeystoreJson } from 'ethers/wallet';
+import { type Address, bytesToHex, getAddress, type Hex, keccak256, parseEther, parseSignature } from 'viem';
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
+import {
+  type ChainWalletClient,
+  FIRST_HUB,
+  PARAMETERS,
+  startChain,
+  type TestChain,
+} from '../../sdk/test/support/chain.js';
+import { type ReferenceHub, startReferenceHub } from '../../sdk/test/support/reference-hub.js';
 
-const SDK = fileURLToPath(new URL('..', import.meta.url));
-const CLI = path.join(SDK, 'src', 'cli', 'main.ts');
+const PACKAGE = fileURLToPath(new URL('..', import.meta.url));
+const CLI = path.join(PACKAGE, 'src', 'main.ts');
 const PASSWORD = 'correct horse battery staple';
 
 let chain: TestChain;
@@ -94,12 +101,12 @@ function chit(
   return new Promise((resolve, reject) => {
     const child = terminal
       ? spawn('script', ['-q', '-e', '-c', command.map(quote).join(' '), '/dev/null'], {
-          cwd: SDK,
+          cwd: PACKAGE,
           env: env as NodeJS.ProcessEnv,
           stdio: ['pipe', 'pipe', 'pipe'],
         })
       : spawn(command[0]!, command.slice(1), {
-          cwd: SDK,
+          cwd: PACKAGE,
           env: env as NodeJS.ProcessEnv,
           stdio: ['pipe', 'pipe', 'pipe'],
         });
@@ -156,7 +163,7 @@ async function identity(
 const tokenBalance = (owner: Address) =>
   chain.publicClient.readContract({
     address: chain.token,
-    abi: testTokenAbi,
+    abi: chitTokenAbi,
     functionName: 'balanceOf',
     args: [owner],
   });
@@ -182,7 +189,7 @@ describe('chit', () => {
     await chain.mint(operator.account.address, parseEther('500'));
     const approve = await operator.writeContract({
       address: chain.token,
-      abi: testTokenAbi,
+      abi: chitTokenAbi,
       functionName: 'approve',
       args: [chain.hub, parseEther('500')],
     });
@@ -704,7 +711,7 @@ describe('chit', () => {
         await send(
           operator().writeContract({
             address: chain.token,
-            abi: testTokenAbi,
+            abi: chitTokenAbi,
             functionName: 'approve',
             args: [chain.hub, owed + withdrawn],
           }),
@@ -1066,7 +1073,7 @@ async function startHubFront(): Promise<HubFront> {
           const { r, s, v } = parseSignature(body.permit.signature as Hex);
           const permit = await relayer.writeContract({
             address: chain.token,
-            abi: testTokenAbi,
+            abi: chitTokenAbi,
             functionName: 'permit',
             args: [
               registration.identity,

@@ -1,11 +1,14 @@
+import {
+  hashlockOf,
+  hubPromiseDigestBytes,
+  type Json,
+  jsVerifier,
+  providerLedgerDocument,
+  type SignedHubPromise,
+} from '@chit/sdk';
+import type { FileStore } from '@chit/sdk/node';
 import { type Address, getAddress, type Hex, isAddress } from 'viem';
 import { z } from 'zod';
-import type { FileStore } from '../node/file-store.js';
-import { hashlockOf, hubPromiseDigestBytes } from '../protocol/hash.js';
-import type { SignedHubPromise } from '../protocol/types.js';
-import { jsVerifier } from '../protocol/verifier.js';
-import { providerLedgerDocument } from '../sessions/provider-ledger.js';
-import type { Json } from '../sessions/store.js';
 import { CliError } from './errors.js';
 
 // The provider's store as `chit` reads it: the documents a ProviderLedger keeps in a FileStore under its

@@ -1,5 +1,4 @@
-import type { HubClient } from '../hub-client/hub-client.js';
-import type { HubSettlement } from '../hub-client/schemas.js';
+import type { HubClient, HubSettlement } from '@chit/sdk';
 import type { CliContext } from './context.js';
 import { CliError } from './errors.js';
 

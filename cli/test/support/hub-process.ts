@@ -1,8 +1,9 @@
 /**
- * The hub service (hub/) as a child process for the SDK's tests, run from its sources with ts-node as
- * hub/test does (so no hub build is needed), on a chain of support/chain.ts, a database of its own and
- * a queue prefix of its own. Postgres and Redis come as for the hub's tests (hub/src/dev/services.ts):
- * DATABASE_URL, else an embedded server; REDIS_URL, else localhost:6379, else a redis-server.
+ * The hub service (hub/) as a child process for the command line's tests, run from its sources with
+ * ts-node as hub/test does (so no hub build is needed), on a chain of the SDK's test support
+ * (sdk/test/support/chain.ts), a database of its own and a queue prefix of its own. Postgres and Redis
+ * come as for the hub's tests (hub/src/dev/services.ts): DATABASE_URL, else an embedded server;
+ * REDIS_URL, else localhost:6379, else a redis-server.
  *
  *   const hub = await startHubProcess({ chain });
  *   await hub.stop();          // SIGTERM, waits for the exit: the hub is gone
@@ -14,11 +15,11 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { bytesToHex } from 'viem';
-import type { TestChain } from './chain.js';
+import type { TestChain } from '../../../sdk/test/support/chain.js';
 
 const HUB = fileURLToPath(new URL('../../../hub/', import.meta.url));
 
-// The hub's own dependencies and helpers, loaded from hub/ (the SDK does not depend on them).
+// The hub's own dependencies and helpers, loaded from hub/ (the command line does not depend on them).
 const fromHub = createRequire(path.join(HUB, 'package.json'));
 
 interface RunningService {
@@ -79,7 +80,7 @@ export async function startHubProcess(options: {
   };
 
   try {
-    const name = `chit_sdk_${randomBytes(6).toString('hex')}`;
+    const name = `chit_cli_${randomBytes(6).toString('hex')}`;
     const { Pool } = fromHub('pg') as { Pool: new (options: { connectionString: string; max: number }) => Pool };
     const admin = new Pool({ connectionString: postgres.url, max: 1 });
     admin.on('error', () => {});
@@ -91,7 +92,7 @@ export async function startHubProcess(options: {
     const database = new URL(postgres.url);
     database.pathname = `/${name}`;
 
-    const prefix = `chit-sdk-${randomBytes(6).toString('hex')}`;
+    const prefix = `chit-cli-${randomBytes(6).toString('hex')}`;
     cleanups.push(async () => {
       const Client = fromHub('ioredis') as new (url: string, options: object) => Redis;
       const client = new Client(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });

@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { open, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { chitTokenAbi, hubAbi } from '@chit/sdk';
 import { Command } from 'commander';
 import type { Address } from 'viem';
 import { readContract } from 'viem/actions';
-import { chitTokenAbi, hubAbi } from '../../generated/abis.js';
 import { type CliContext, handler } from '../context.js';
 import { CliError } from '../errors.js';
 import { formatAmount, type Row } from '../output.js';

@@ -1,6 +1,6 @@
+import { SettlementPolicy } from '@chit/sdk';
+import { nativeVerifier } from '@chit/sdk/node';
 import { Command, Option } from 'commander';
-import { nativeVerifier } from '../../node/native-verifier.js';
-import { SettlementPolicy } from '../../sessions/settlement-policy.js';
 import { type CliContext, handler } from '../context.js';
 import { CliError } from '../errors.js';
 import { formatAmount, parseAmount } from '../output.js';

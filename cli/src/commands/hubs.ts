@@ -1,5 +1,5 @@
+import { type HubListing, listHubs } from '@chit/sdk';
 import { Command } from 'commander';
-import { type HubListing, listHubs } from '../../actions/listHubs.js';
 import { type CliContext, handler } from '../context.js';
 import { formatAmount, table } from '../output.js';
 

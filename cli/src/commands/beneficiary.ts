@@ -1,13 +1,16 @@
+import {
+  chitTokenAbi,
+  type HubClient,
+  registerIdentity,
+  registryAbi,
+  setBeneficiary,
+  signDepositPermit,
+  signRegisterIdentity,
+  signSetBeneficiary,
+} from '@chit/sdk';
 import { Command, Option } from 'commander';
 import { type Address, getAddress } from 'viem';
 import { readContract } from 'viem/actions';
-import { registerIdentity } from '../../actions/registerIdentity.js';
-import { setBeneficiary } from '../../actions/setBeneficiary.js';
-import { signDepositPermit } from '../../actions/signDepositPermit.js';
-import { signRegisterIdentity } from '../../actions/signRegisterIdentity.js';
-import { signSetBeneficiary } from '../../actions/signSetBeneficiary.js';
-import { chitTokenAbi, registryAbi } from '../../generated/abis.js';
-import type { HubClient } from '../../hub-client/hub-client.js';
 import { type CliContext, handler } from '../context.js';
 import { CliError } from '../errors.js';
 import { waitForHubJob } from '../hub-job.js';

@@ -1,13 +1,16 @@
 import { readFile } from 'node:fs/promises';
+import {
+  decodeMessage,
+  getHubInfo,
+  hubPromiseDigestBytes,
+  jsVerifier,
+  MalformedMessageError,
+  recoverConsumerPromiseSigner,
+  type SignedConsumerPromise,
+  type SignedHubPromise,
+} from '@chit/sdk';
 import { Command } from 'commander';
 import { type Address, getAddress } from 'viem';
-import { getHubInfo } from '../../actions/getHubInfo.js';
-import { MalformedMessageError } from '../../errors/protocol.js';
-import { decodeMessage } from '../../protocol/codec.js';
-import { hubPromiseDigestBytes } from '../../protocol/hash.js';
-import type { SignedConsumerPromise, SignedHubPromise } from '../../protocol/types.js';
-import { jsVerifier } from '../../protocol/verifier.js';
-import { recoverConsumerPromiseSigner } from '../../protocol/verify.js';
 import { type CliContext, handler } from '../context.js';
 import { CliError } from '../errors.js';
 import { formatAmount, parseAddress } from '../output.js';

@@ -1,12 +1,18 @@
+import {
+  getHubInfo,
+  getProviderChannel,
+  type HubClient,
+  HubError,
+  type HubInfo,
+  HubTimeoutError,
+  HubUnreachableError,
+  hashlockOf,
+  type ProviderChannel,
+  type SignedHubPromise,
+  signRecoveryRequest,
+  verifyHubPromise,
+} from '@chit/sdk';
 import { type Address, type Hex, isAddressEqual } from 'viem';
-import { getHubInfo, type HubInfo } from '../actions/getHubInfo.js';
-import { getProviderChannel, type ProviderChannel } from '../actions/getProviderChannel.js';
-import { HubError, HubTimeoutError, HubUnreachableError } from '../hub-client/errors.js';
-import type { HubClient } from '../hub-client/hub-client.js';
-import { hashlockOf } from '../protocol/hash.js';
-import { signRecoveryRequest } from '../protocol/sign.js';
-import type { SignedHubPromise } from '../protocol/types.js';
-import { verifyHubPromise } from '../protocol/verify.js';
 import type { CliContext } from './context.js';
 import { CliError } from './errors.js';
 import { listLedgers } from './provider-store.js';

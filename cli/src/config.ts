@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import path from 'node:path';
+import { normalizeHubUrl } from '@chit/sdk';
 import { type Address, getAddress, isAddress } from 'viem';
-import { normalizeHubUrl } from '../hub-client/hub-client.js';
 import { CliError } from './errors.js';
 
 /** The configuration flags every command takes (commander's camel-cased option values). */

@@ -1,12 +1,7 @@
+import { chitTokenAbi, deposit, depositWithPermit, getConsumerChannel, HubError, signDepositPermit } from '@chit/sdk';
 import { Command, Option } from 'commander';
 import type { Address } from 'viem';
 import { readContract } from 'viem/actions';
-import { deposit } from '../../actions/deposit.js';
-import { depositWithPermit } from '../../actions/depositWithPermit.js';
-import { getConsumerChannel } from '../../actions/getConsumerChannel.js';
-import { signDepositPermit } from '../../actions/signDepositPermit.js';
-import { chitTokenAbi } from '../../generated/abis.js';
-import { HubError } from '../../hub-client/errors.js';
 import { type CliContext, handler } from '../context.js';
 import { formatAmount, parseAmount } from '../output.js';
 

@@ -1,3 +1,13 @@
+import {
+  chitTokenAbi,
+  decodeContractError,
+  HubClient,
+  type HubServiceInfo,
+  hubAbi,
+  registryAbi,
+  waitForTransaction,
+} from '@chit/sdk';
+import { FileStore, nativeAccount } from '@chit/sdk/node';
 import type { Command } from 'commander';
 import {
   type Account,
@@ -17,13 +27,6 @@ import {
   type WalletClient,
 } from 'viem';
 import { readContract } from 'viem/actions';
-import { waitForTransaction } from '../actions/waitForTransaction.js';
-import { decodeContractError } from '../errors/contract.js';
-import { chitTokenAbi, hubAbi, registryAbi } from '../generated/abis.js';
-import { HubClient } from '../hub-client/hub-client.js';
-import type { HubServiceInfo } from '../hub-client/schemas.js';
-import { FileStore } from '../node/file-store.js';
-import { nativeAccount } from '../node/native-account.js';
 import { type CliConfig, type GlobalFlags, loadConfig } from './config.js';
 import { CliError, toErrorReport } from './errors.js';
 import { keystorePassword, type LockedKeystore, readKeystore, unlockKeystore } from './keystore.js';

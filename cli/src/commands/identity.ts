@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { chitTokenAbi, decodeContractError, getConsumerChannel, getProviderChannel, registryAbi } from '@chit/sdk';
 import { Command, Option } from 'commander';
 import {
   type Account,
@@ -10,6 +11,7 @@ import {
   http,
   MethodNotFoundRpcError,
   MethodNotSupportedRpcError,
+  parseAbi,
   type Transport,
   toHex,
   UnknownRpcError,
@@ -17,10 +19,6 @@ import {
 } from 'viem';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { readContract, simulateContract, writeContract } from 'viem/actions';
-import { getConsumerChannel } from '../../actions/getConsumerChannel.js';
-import { getProviderChannel } from '../../actions/getProviderChannel.js';
-import { decodeContractError } from '../../errors/contract.js';
-import { chitTokenAbi, registryAbi, testTokenAbi } from '../../generated/abis.js';
 import { type CliContext, handler } from '../context.js';
 import { CliError } from '../errors.js';
 import { keystorePassword, writeKeystore } from '../keystore.js';
@@ -31,6 +29,9 @@ const LIGHT_KDF = 'cheaper scrypt (as geth --lightkdf): unlocks faster, and is a
 
 /** The chain id of the local development chain (anvil and Hardhat's default; `npm start` runs one). */
 export const LOCAL_CHAIN_ID = 31337;
+
+/** The one call `chit identity fund` makes to the local deployment's TestToken (contracts/mocks/TestToken.sol). */
+const testTokenMintAbi = parseAbi(['function mint(address to, uint256 amount)']);
 
 /**
  * `chit identity new|import|show|fund`: the key that signs for the user, kept in an encrypted keystore.
@@ -256,7 +257,12 @@ async function runFund(ctx: CliContext, options: { eth: string; tokens: string }
   let transaction: Hex | null = null;
   if (token && tokens > 0n) {
     const wallet = await minter(ctx);
-    const mint = { address: token.address, abi: testTokenAbi, functionName: 'mint', args: [address, tokens] } as const;
+    const mint = {
+      address: token.address,
+      abi: testTokenMintAbi,
+      functionName: 'mint',
+      args: [address, tokens],
+    } as const;
     try {
       await simulateContract(client, { ...mint, account: wallet.account });
     } catch (error) {

@@ -1,8 +1,6 @@
+import { settleProvider, settleProviderWithBeneficiary, signSetBeneficiary } from '@chit/sdk';
 import { Command } from 'commander';
 import type { Address } from 'viem';
-import { settleProvider } from '../../actions/settleProvider.js';
-import { settleProviderWithBeneficiary } from '../../actions/settleProviderWithBeneficiary.js';
-import { signSetBeneficiary } from '../../actions/signSetBeneficiary.js';
 import { type CliContext, handler } from '../context.js';
 import { CliError } from '../errors.js';
 import { formatAmount, parseAddress } from '../output.js';

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { SettlementPolicy } from '@chit/sdk';
 import { Command, Option } from 'commander';
 import { bytesToHex, type Hex } from 'viem';
-import { SettlementPolicy } from '../../sessions/settlement-policy.js';
 import { type CliContext, handler } from '../context.js';
 import { CliError } from '../errors.js';
 import { formatAmount, parseAmount } from '../output.js';

@@ -1,10 +1,12 @@
+import {
+  cancelExit,
+  finalizeExit,
+  getConsumerChannel,
+  instantExit,
+  requestExit,
+  signInstantExitRequest,
+} from '@chit/sdk';
 import { Command } from 'commander';
-import { cancelExit } from '../../actions/cancelExit.js';
-import { finalizeExit } from '../../actions/finalizeExit.js';
-import { getConsumerChannel } from '../../actions/getConsumerChannel.js';
-import { instantExit } from '../../actions/instantExit.js';
-import { requestExit } from '../../actions/requestExit.js';
-import { signInstantExitRequest } from '../../protocol/sign.js';
 import { type CliContext, handler } from '../context.js';
 import { CliError } from '../errors.js';
 import { formatAmount, parseAmount } from '../output.js';

@@ -1,7 +1,7 @@
 /**
  * The trust promise from the command line: a provider claims every hub promise on-chain even if the
  * hub vanishes. Providers earn through the real hub (hub/ as a process: support/hub-process.ts) on
- * anvil (support/chain.ts), each with a ProviderLedger on a FileStore of its own; then the hub process
+ * anvil (the SDK's sdk/test/support/chain.ts), each with a ProviderLedger on a FileStore of its own; then the hub process
  * is stopped for good, and `chit settle` / `chit withdraw` (run as a child process, as in cli.test.ts)
  * pay from the provider's store, with no hub URL or with one that no longer answers. `chit store
  * export|import` back the store up and restore it.
@@ -13,9 +13,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { type Address, type Hex, parseEther } from 'viem';
-import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import {
+  chitTokenAbi,
   deposit,
   encodeMessage,
   getHubInfo,
@@ -28,15 +27,16 @@ import {
   type SignedHubPromise,
   signConsumerPromise,
   signHubPromise,
-  testTokenAbi,
   waitForTransaction,
-} from '../src/index.js';
-import { FileStore } from '../src/node/index.js';
-import { FIRST_HUB, startChain, type TestChain } from './support/chain.js';
+} from '@chit/sdk';
+import { FileStore } from '@chit/sdk/node';
+import { type Address, type Hex, parseEther } from 'viem';
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
+import { FIRST_HUB, startChain, type TestChain } from '../../sdk/test/support/chain.js';
 import { type HubProcess, startHubProcess } from './support/hub-process.js';
 
-const SDK = fileURLToPath(new URL('..', import.meta.url));
-const CLI = path.join(SDK, 'src', 'cli', 'main.ts');
+const PACKAGE = fileURLToPath(new URL('..', import.meta.url));
+const CLI = path.join(PACKAGE, 'src', 'main.ts');
 const PASSWORD = 'correct horse battery staple';
 
 let chain: TestChain;
@@ -65,7 +65,7 @@ function chit(args: string[], env: Record<string, string | undefined> = {}, inpu
   for (const [key, value] of Object.entries(all)) if (value === undefined) delete all[key];
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
-      cwd: SDK,
+      cwd: PACKAGE,
       env: all as NodeJS.ProcessEnv,
       stdio: ['pipe', 'pipe', 'pipe'],
     });
@@ -100,7 +100,7 @@ function failedJson(run: Run): { code: string; message: string; hint: string; de
 const tokenBalance = (owner: Address) =>
   chain.publicClient.readContract({
     address: chain.token,
-    abi: testTokenAbi,
+    abi: chitTokenAbi,
     functionName: 'balanceOf',
     args: [owner],
   });

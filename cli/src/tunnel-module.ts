@@ -1,13 +1,10 @@
+import type { ConsumerLedger, Prices, ProviderLedger, Verifier } from '@chit/sdk';
 import type { Address, Hex } from 'viem';
-import type { Verifier } from '../protocol/verifier.js';
-import type { ConsumerLedger } from '../sessions/consumer-ledger.js';
-import type { Prices } from '../sessions/pricing.js';
-import type { ProviderLedger } from '../sessions/provider-ledger.js';
 import { CliError } from './errors.js';
 
-// `chit provide proxy` and `chit connect` run on @chit/tunnel, which is built on this SDK: it is loaded
-// when one of them runs, never at build time, so the SDK does not depend on it. The shapes below are
-// the parts of its API these commands use (tunnel/src/provider.ts, tunnel/src/consumer.ts).
+// `chit provide proxy` and `chit connect` run on @chit/tunnel, which is built on the SDK: it is loaded
+// when one of them runs, never at build time, so the command line does not depend on it. The shapes
+// below are the parts of its API these commands use (tunnel/src/provider.ts, tunnel/src/consumer.ts).
 
 /** What @chit/tunnel's `startTunnelProvider` reports. */
 export type TunnelProviderEvent =
@@ -75,7 +72,7 @@ export interface TunnelModule {
  * const { connectTunnel } = await loadTunnel();
  */
 export async function loadTunnel(): Promise<TunnelModule> {
-  // A variable specifier: TypeScript does not resolve it, so building the SDK never needs @chit/tunnel.
+  // A variable specifier: TypeScript does not resolve it, so building the command line never needs @chit/tunnel.
   const specifier = '@chit/tunnel';
   try {
     return (await import(specifier)) as TunnelModule;

@@ -1,8 +1,5 @@
+import { getConsumerChannel, getProviderChannel, type HubClient, HubError } from '@chit/sdk';
 import { Command } from 'commander';
-import { getConsumerChannel } from '../../actions/getConsumerChannel.js';
-import { getProviderChannel } from '../../actions/getProviderChannel.js';
-import { HubError } from '../../hub-client/errors.js';
-import type { HubClient } from '../../hub-client/hub-client.js';
 import { type CliContext, handler } from '../context.js';
 import { toErrorReport } from '../errors.js';
 import { formatAmount, type Row } from '../output.js';

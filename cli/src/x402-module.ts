@@ -1,16 +1,12 @@
+import { ConsumerLedger, getHubInfo, ProviderLedger, type SettlementPolicy } from '@chit/sdk';
+import { nativePreimageSealer, nativeVerifier } from '@chit/sdk/node';
 import type { Address, Hex, LocalAccount } from 'viem';
-import { getHubInfo } from '../actions/getHubInfo.js';
-import { nativePreimageSealer } from '../node/native-preimage.js';
-import { nativeVerifier } from '../node/native-verifier.js';
-import { ConsumerLedger } from '../sessions/consumer-ledger.js';
-import { ProviderLedger } from '../sessions/provider-ledger.js';
-import type { SettlementPolicy } from '../sessions/settlement-policy.js';
 import type { CliContext } from './context.js';
 import { CliError } from './errors.js';
 
-// `chit provide http` and `chit pay` run on @chit/x402, which is built on this SDK: it is loaded when
-// one of them runs, never at build time, so the SDK does not depend on it. The shapes below are the
-// parts of its API these commands use (x402/src/gateway.ts, x402/src/fetch.ts).
+// `chit provide http` and `chit pay` run on @chit/x402, which is built on the SDK: it is loaded when
+// one of them runs, never at build time, so the command line does not depend on it. The shapes below are
+// the parts of its API these commands use (x402/src/gateway.ts, x402/src/fetch.ts).
 
 /** The prices of a route, in token base units. */
 export interface RoutePrices {
@@ -61,7 +57,7 @@ export interface X402Module {
  * const { startGateway } = await loadX402();
  */
 export async function loadX402(): Promise<X402Module> {
-  // A variable specifier: TypeScript does not resolve it, so building the SDK never needs @chit/x402.
+  // A variable specifier: TypeScript does not resolve it, so building the command line never needs @chit/x402.
   const specifier = '@chit/x402';
   try {
     return (await import(specifier)) as X402Module;
