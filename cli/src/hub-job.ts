@@ -29,7 +29,7 @@ export async function waitForHubJob(
     if (job.status === 'failed') {
       throw new CliError(
         'RELAY_FAILED',
-        `The hub's relayer failed (${job.kind} ${id}): ${job.error ?? 'no reason given'}`,
+        `The hub's relayer failed (${job.kind} ${id}): ${job.error ? `${job.error.message} (${job.error.code})` : 'no reason given'}`,
         options.failedHint,
         { details: job.txHash ? `Its transaction was ${job.txHash}.` : undefined },
       );
