@@ -72,7 +72,7 @@ export interface TunnelModule {
  * const { connectTunnel } = await loadTunnel();
  */
 export async function loadTunnel(): Promise<TunnelModule> {
-  // A variable specifier: TypeScript does not resolve it, so building the command line never needs @chit/tunnel.
+  // A variable specifier: TypeScript does not resolve it, so building chit never needs @chit/tunnel.
   const specifier = '@chit/tunnel';
   try {
     return (await import(specifier)) as TunnelModule;

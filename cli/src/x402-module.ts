@@ -5,8 +5,8 @@ import type { CliContext } from './context.js';
 import { CliError } from './errors.js';
 
 // `chit provide http` and `chit pay` run on @chit/x402, which is built on the SDK: it is loaded when
-// one of them runs, never at build time, so the command line does not depend on it. The shapes below are
-// the parts of its API these commands use (x402/src/gateway.ts, x402/src/fetch.ts).
+// one of them runs, never at build time, so the command line does not depend on it. The shapes below
+// are the parts of its API these commands use (x402/src/gateway.ts, x402/src/fetch.ts).
 
 /** The prices of a route, in token base units. */
 export interface RoutePrices {
@@ -57,7 +57,7 @@ export interface X402Module {
  * const { startGateway } = await loadX402();
  */
 export async function loadX402(): Promise<X402Module> {
-  // A variable specifier: TypeScript does not resolve it, so building the command line never needs @chit/x402.
+  // A variable specifier: TypeScript does not resolve it, so building chit never needs @chit/x402.
   const specifier = '@chit/x402';
   try {
     return (await import(specifier)) as X402Module;

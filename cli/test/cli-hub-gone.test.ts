@@ -1,10 +1,10 @@
 /**
  * The trust promise from the command line: a provider claims every hub promise on-chain even if the
  * hub vanishes. Providers earn through the real hub (hub/ as a process: support/hub-process.ts) on
- * anvil (the SDK's sdk/test/support/chain.ts), each with a ProviderLedger on a FileStore of its own; then the hub process
- * is stopped for good, and `chit settle` / `chit withdraw` (run as a child process, as in cli.test.ts)
- * pay from the provider's store, with no hub URL or with one that no longer answers. `chit store
- * export|import` back the store up and restore it.
+ * anvil (the SDK's sdk/test/support/chain.ts), each with a ProviderLedger on a FileStore of its own;
+ * then the hub process is stopped for good, and `chit settle` / `chit withdraw` (run as a child process,
+ * as in cli.test.ts) pay from the provider's store, with no hub URL or with one that no longer answers.
+ * `chit store export|import` back the store up and restore it.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';

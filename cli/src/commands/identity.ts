@@ -30,7 +30,7 @@ const LIGHT_KDF = 'cheaper scrypt (as geth --lightkdf): unlocks faster, and is a
 /** The chain id of the local development chain (anvil and Hardhat's default; `npm start` runs one). */
 export const LOCAL_CHAIN_ID = 31337;
 
-/** The one call `chit identity fund` makes to the local deployment's TestToken (contracts/mocks/TestToken.sol). */
+/** The one call `chit identity fund` makes to the local deployment's TestToken (contracts/mocks). */
 const testTokenMintAbi = parseAbi(['function mint(address to, uint256 amount)']);
 
 /**
