@@ -3,6 +3,7 @@ import { balanceCommand } from './commands/balance.js';
 import { beneficiaryCommand } from './commands/beneficiary.js';
 import { configCommand } from './commands/config.js';
 import { depositCommand } from './commands/deposit.js';
+import { earningsCommand } from './commands/earnings.js';
 import { exitCommand } from './commands/exit.js';
 import { hubsCommand } from './commands/hubs.js';
 import { identityCommand } from './commands/identity.js';
@@ -54,6 +55,7 @@ export function createProgram(): Command {
     identityCommand(),
     depositCommand(),
     balanceCommand(),
+    earningsCommand(),
     exitCommand(),
     settleCommand(),
     withdrawCommand(),

@@ -14,6 +14,10 @@ import { clientErrorAnswer, type ErrorAnswer, ErrorFilter, HTTP_LIMITS, httpLaye
 import { MetricsController } from './api/metrics.controller';
 import { OpenApiController } from './api/openapi.controller';
 import { registerRateLimit } from './api/rate-limit';
+import { AuthController } from './auth/auth.controller';
+import { AuthRepository } from './auth/auth.repository';
+import { AuthService } from './auth/auth.service';
+import { SessionTokens } from './auth/session-token';
 import { BooksService } from './books/books.service';
 import { ChainService } from './chain/chain.service';
 import { ChainEvents } from './chain/chain-events';
@@ -27,6 +31,10 @@ import { DeploymentService, databaseName } from './deployment/deployment.service
 import { ExchangeService } from './exchange/exchange.service';
 import { HealthService } from './health/health.service';
 import { OutageLog } from './health/outage-log';
+import { HistoryController } from './history/history.controller';
+import { HistoryRepository } from './history/history.repository';
+import { HistoryService } from './history/history.service';
+import { MoneySampler } from './history/money-sampler';
 import { InfoService } from './info/info.service';
 import { useJsonLogs } from './logging/json-logger';
 import { MetricsRepository } from './metrics/metrics.repository';
@@ -69,6 +77,12 @@ export interface HubContext {
   settlement: SettlementPipeline;
   /** Prometheus metrics (`GET /metrics`), in a registry of this hub's own. */
   metrics: MetricsService;
+  /** Sign-In with Ethereum sessions for the history endpoints. */
+  auth: AuthService;
+  /** Earnings, spending and the hub's figures over time. */
+  history: HistoryService;
+  /** Samples the hub's money into its history once a minute; started by `startHub` with the follower. */
+  moneySampler: MoneySampler;
 }
 
 /** Connects to Postgres, Redis and the chain, checks the operator key, migrates, and builds the services. */
@@ -135,8 +149,9 @@ export async function createContext(config: HubConfig): Promise<HubContext> {
       redisOutage,
       onConfirmed: (kind, seconds) => metrics.settled(kind, seconds),
     });
+    const metricsRepository = new MetricsRepository(pool);
     const metrics = new MetricsService({
-      repository: new MetricsRepository(pool),
+      repository: metricsRepository,
       chain,
       exchanges: () => exchanges,
       followerLag: () => follower.lag(),
@@ -161,6 +176,17 @@ export async function createContext(config: HubConfig): Promise<HubContext> {
       startBlock: BigInt(config.FOLLOWER_START_BLOCK),
       pollMs: config.FOLLOWER_POLL_MS,
     });
+    const history = new HistoryService(
+      new HistoryRepository(pool),
+      async () => (await chain.hubInfo()).fee,
+      async () => {
+        const [{ stake, freeFunds }, liabilities] = await Promise.all([
+          chain.hubInfo(),
+          metricsRepository.unsettledLiabilities(),
+        ]);
+        return { stake, freeFunds, liabilities };
+      },
+    );
     return {
       config,
       chainId,
@@ -182,6 +208,9 @@ export async function createContext(config: HubConfig): Promise<HubContext> {
       ),
       settlement,
       metrics,
+      auth: new AuthService(new AuthRepository(pool), new SessionTokens(signer.privateKey), chainId, signer.address),
+      history,
+      moneySampler: new MoneySampler(history),
     };
   } catch (error) {
     await pool.end().catch(() => {});
@@ -226,6 +255,7 @@ class Shutdown implements OnApplicationShutdown {
 
   async onApplicationShutdown(): Promise<void> {
     this.context.hubStatus.stop();
+    await this.context.moneySampler.stop();
     await this.context.follower.stop();
     await this.context.settlement.close().catch(() => {});
     await this.context.pool.end().catch(() => {});
@@ -258,6 +288,8 @@ class HubModule {
               MetricsController,
               OpenApiController,
               X402Controller,
+              AuthController,
+              HistoryController,
             ],
       providers: [
         { provide: CONTEXT, useValue: context },
@@ -269,6 +301,8 @@ class HubModule {
         { provide: RelayRequestService, useValue: context.settlement.relays },
         { provide: InstantExitService, useValue: context.settlement.instantExits },
         { provide: MetricsService, useValue: context.metrics },
+        { provide: AuthService, useValue: context.auth },
+        { provide: HistoryService, useValue: context.history },
         {
           provide: X402Service,
           useValue: new X402Service(
@@ -367,6 +401,7 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
   await app.listen(config.PORT, config.HOST);
   if (config.HUB_ROLE !== 'api') {
     context.follower.start();
+    context.moneySampler.start();
     await context.settlement.start();
   }
   const address = app.getHttpServer().address();

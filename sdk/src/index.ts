@@ -19,5 +19,6 @@ export * from './protocol/verifier.js';
 export * from './protocol/verify.js';
 export * from './sessions/index.js';
 export * from './wire/endpoints.js';
+export * from './wire/history.js';
 export * as wirePrimitives from './wire/primitives.js';
 export * from './wire/requests.js';

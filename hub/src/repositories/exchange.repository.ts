@@ -147,7 +147,9 @@ export class ExchangeRepository {
 
   /**
    * Every write of a batch in one statement (one round trip): credits only ever come with a new
-   * exchange, so a batch without one writes nothing.
+   * exchange, so a batch without one writes nothing. The history rollups (migration 0006) take the new
+   * exchanges' increments in the same statement; their provider, consumer and pair rows belong to rows
+   * this batch already locked, so they add no wait, and the hub's row is one of 16 stripes.
    */
   private async write(client: PoolClient, writes: BatchWrites): Promise<void> {
     if (writes.exchanges.length === 0) return;
@@ -183,7 +185,31 @@ export class ExchangeRepository {
          INSERT INTO exchanges (hashlock, provider, consumer, agreement_id, agreement_total, consumer_total,
                                 consumer_signature, increment, hub_total, encrypted_preimage, preimage)
          SELECT * FROM unnest($13::bytea[], $14::bytea[], $15::bytea[], $16::bytea[], $17::numeric[], $18::numeric[],
-                              $19::bytea[], $20::numeric[], $21::numeric[], $22::bytea[], $23::bytea[]))
+                              $19::bytea[], $20::numeric[], $21::numeric[], $22::bytea[], $23::bytea[])),
+       new_exchanges AS (
+         SELECT * FROM unnest($14::bytea[], $15::bytea[], $20::numeric[]) AS v(provider, consumer, increment)),
+       provider_rollup AS (
+         INSERT INTO provider_hourly AS r (provider, hour, amount, exchanges)
+         SELECT provider, date_trunc('hour', now(), 'UTC'), sum(increment), count(*) FROM new_exchanges GROUP BY provider
+         ON CONFLICT (provider, hour) DO UPDATE
+           SET amount = r.amount + EXCLUDED.amount, exchanges = r.exchanges + EXCLUDED.exchanges),
+       consumer_rollup AS (
+         INSERT INTO consumer_hourly AS r (consumer, hour, amount, exchanges)
+         SELECT consumer, date_trunc('hour', now(), 'UTC'), sum(increment), count(*) FROM new_exchanges GROUP BY consumer
+         ON CONFLICT (consumer, hour) DO UPDATE
+           SET amount = r.amount + EXCLUDED.amount, exchanges = r.exchanges + EXCLUDED.exchanges),
+       pair_rollup AS (
+         INSERT INTO pair_daily AS r (provider, consumer, day, amount, exchanges)
+         SELECT provider, consumer, date_trunc('day', now(), 'UTC'), sum(increment), count(*)
+           FROM new_exchanges GROUP BY provider, consumer
+         ON CONFLICT (provider, consumer, day) DO UPDATE
+           SET amount = r.amount + EXCLUDED.amount, exchanges = r.exchanges + EXCLUDED.exchanges),
+       hub_rollup AS (
+         INSERT INTO hub_hourly AS r (hour, stripe, amount, exchanges)
+         SELECT date_trunc('hour', now(), 'UTC'), floor(random() * 16)::smallint, sum(increment), count(*) FROM new_exchanges
+         HAVING count(*) > 0
+         ON CONFLICT (hour, stripe) DO UPDATE
+           SET amount = r.amount + EXCLUDED.amount, exchanges = r.exchanges + EXCLUDED.exchanges)
        UPDATE exchanges e SET preimage = v.preimage
          FROM unnest($24::bytea[], $25::bytea[]) AS v(hashlock, preimage)
         WHERE e.hashlock = v.hashlock AND e.preimage IS NULL`,

@@ -91,6 +91,17 @@ export const hubErrorCodes = {
       "The Registry takes the relayer fee from the identity's tokens: hold it and approve the Registry for it (EIP-2612 permit), or register with no fee yourself.",
   },
   NOT_FOUND: { status: 404, retryable: false, advice: 'Check the address or id in the path.' },
+  UNAUTHORIZED: {
+    status: 401,
+    retryable: false,
+    advice:
+      'Sign in (GET /v1/auth/nonce, then POST /v1/auth/session with a signed EIP-4361 message) and send the token as Authorization: Bearer.',
+  },
+  FORBIDDEN: {
+    status: 403,
+    retryable: false,
+    advice: "A session reads only its own identity's history; the hub-wide figures need the operator's session.",
+  },
   STALE_REQUEST: {
     status: 400,
     retryable: false,

@@ -1,6 +1,8 @@
 import { type Address, getAddress, type Hex, isAddress } from 'viem';
+import { createSiweMessage } from 'viem/siwe';
+import type { z } from 'zod';
 import { MalformedMessageError } from '../errors/protocol.js';
-import { decodeMessage, encodeMessage, type MessageName } from '../protocol/codec.js';
+import { decodeMessage, encodeMessage, type MessageName, wireIssuePath } from '../protocol/codec.js';
 import type {
   ExchangeRequest,
   ExchangeResponse,
@@ -9,6 +11,17 @@ import type {
   SignedHubPromise,
   SignedRecoveryRequest,
 } from '../protocol/types.js';
+import {
+  type HistoryBucket,
+  type HubConsumerHistory,
+  type HubConsumerProviders,
+  type HubHistory,
+  type HubProviderConsumers,
+  type HubProviderHistory,
+  type HubProviderSettlements,
+  type HubSession,
+  historyAnswerSchemas,
+} from '../wire/history.js';
 import {
   codeForStatus,
   HubError,
@@ -132,6 +145,10 @@ interface Call<T> {
   method: 'GET' | 'POST';
   path: string;
   body?: unknown;
+  /** Headers of this request besides the client's (a session's Authorization). */
+  headers?: Record<string, string>;
+  /** Decode the answer's text as it is (CSV), not as JSON. */
+  text?: boolean;
   decode: Decoder<T>;
 }
 
@@ -452,6 +469,149 @@ export class HubClient {
   }
 
   /**
+   * Signs in with Sign-In with Ethereum (EIP-4361): gets a nonce (`GET /v1/auth/nonce`), signs a message
+   * for this hub's host and chain with `account` (EIP-191 `signMessage`) and opens a session (`POST
+   * /v1/auth/session`). The session's token reads the account's own history (the hub's too, for the
+   * operator's account) until `expiresAt`.
+   *
+   * @throws {HubError} `UNAUTHORIZED` when the hub refuses the sign-in (`details.reason`).
+   * @example
+   * const session = await hub.signIn(account, { chainId: info.chainId });
+   * const history = await hub.providerHistory(account.address, { from, to }, session);
+   */
+  async signIn(
+    account: { address: Address; signMessage: (args: { message: string }) => Promise<Hex> },
+    params: { chainId: number; statement?: string; now?: Date },
+    options?: HubRequestOptions,
+  ): Promise<HubSession> {
+    const { nonce } = await this.#call(
+      { method: 'GET', path: '/v1/auth/nonce', decode: (json) => historyAnswerSchemas.authNonce.parse(json) },
+      options,
+    );
+    const url = new URL(this.url);
+    const message = createSiweMessage({
+      address: getAddress(account.address),
+      chainId: params.chainId,
+      domain: url.host,
+      uri: url.origin,
+      nonce,
+      version: '1',
+      issuedAt: params.now ?? new Date(),
+      statement: params.statement ?? 'Sign in to read your Chit history at this hub.',
+    });
+    const signature = await account.signMessage({ message });
+    return this.#call(
+      { method: 'POST', path: '/v1/auth/session', body: { message, signature }, decode: history('session') },
+      { ...options, retry: false },
+    );
+  }
+
+  /**
+   * `GET /v1/history/providers/{address}`: the provider's earnings per hour or UTC day in `[from, to)`,
+   * the hub fee they cost at today's fee, and its books (promised, settled, unsettled). Needs the
+   * provider's session ({@link signIn}).
+   *
+   * @example
+   * const { buckets, total, books } = await hub.providerHistory(provider, { from, to, bucket: 'hour' }, session);
+   */
+  async providerHistory(
+    provider: Address,
+    query: HistoryQuery,
+    session: SessionLike,
+    options?: HubRequestOptions,
+  ): Promise<HubProviderHistory> {
+    const path = historyPath(`providers/${pathAddress(provider, 'provider')}`, query);
+    return this.#call({ method: 'GET', path, headers: bearer(session), decode: history('providerHistory') }, options);
+  }
+
+  /** `GET /v1/history/providers/{address}/consumers`: what each consumer paid the provider in the range, largest first (at most 100). */
+  async providerConsumers(
+    provider: Address,
+    query: HistoryRange,
+    session: SessionLike,
+    options?: HubRequestOptions,
+  ): Promise<HubProviderConsumers> {
+    const path = historyPath(`providers/${pathAddress(provider, 'provider')}/consumers`, query);
+    return this.#call({ method: 'GET', path, headers: bearer(session), decode: history('providerConsumers') }, options);
+  }
+
+  /**
+   * `GET /v1/history/providers/{address}/settlements`: the provider's settlements created in the range,
+   * newest first: status, transaction, what each paid and what it cost (hub fee, relayer fee, gas).
+   */
+  async providerSettlements(
+    provider: Address,
+    query: HistoryRange,
+    session: SessionLike,
+    options?: HubRequestOptions,
+  ): Promise<HubProviderSettlements> {
+    const path = historyPath(`providers/${pathAddress(provider, 'provider')}/settlements`, query);
+    return this.#call(
+      { method: 'GET', path, headers: bearer(session), decode: history('providerSettlements') },
+      options,
+    );
+  }
+
+  /** `GET /v1/history/consumers/{address}`: the consumer's spending per hour or UTC day. */
+  async consumerHistory(
+    consumer: Address,
+    query: HistoryQuery,
+    session: SessionLike,
+    options?: HubRequestOptions,
+  ): Promise<HubConsumerHistory> {
+    const path = historyPath(`consumers/${pathAddress(consumer, 'consumer')}`, query);
+    return this.#call({ method: 'GET', path, headers: bearer(session), decode: history('consumerHistory') }, options);
+  }
+
+  /** `GET /v1/history/consumers/{address}/providers`: what the consumer paid each provider in the range, largest first. */
+  async consumerProviders(
+    consumer: Address,
+    query: HistoryRange,
+    session: SessionLike,
+    options?: HubRequestOptions,
+  ): Promise<HubConsumerProviders> {
+    const path = historyPath(`consumers/${pathAddress(consumer, 'consumer')}/providers`, query);
+    return this.#call({ method: 'GET', path, headers: bearer(session), decode: history('consumerProviders') }, options);
+  }
+
+  /** `GET /v1/history/hub`: the hub's volume, money against liabilities and settlement batches. Needs the operator's session. */
+  async hubHistory(query: HistoryQuery, session: SessionLike, options?: HubRequestOptions): Promise<HubHistory> {
+    return this.#call(
+      { method: 'GET', path: historyPath('hub', query), headers: bearer(session), decode: history('hubHistory') },
+      options,
+    );
+  }
+
+  /**
+   * A history as CSV to save (`format=csv`): `earnings`, `consumers` and `settlements` of a provider,
+   * `spending` and `providers` of a consumer, `hub` for the operator.
+   *
+   * @example
+   * await writeFile('earnings.csv', await hub.historyCsv('earnings', provider, { from, to }, session));
+   */
+  async historyCsv(
+    kind: 'earnings' | 'consumers' | 'settlements' | 'spending' | 'providers' | 'hub',
+    address: Address | undefined,
+    query: HistoryQuery,
+    session: SessionLike,
+    options?: HubRequestOptions,
+  ): Promise<string> {
+    const subject = (side: string, tail = '') => `${side}/${pathAddress(address ?? '', 'address')}${tail}`;
+    const resource = {
+      earnings: () => subject('providers'),
+      consumers: () => subject('providers', '/consumers'),
+      settlements: () => subject('providers', '/settlements'),
+      spending: () => subject('consumers'),
+      providers: () => subject('consumers', '/providers'),
+      hub: () => 'hub',
+    }[kind]();
+    const listed = kind === 'consumers' || kind === 'settlements' || kind === 'providers';
+    const path = historyPath(resource, listed ? { from: query.from, to: query.to } : query, 'csv');
+    const headers = { ...bearer(session), accept: 'text/csv' };
+    return this.#call({ method: 'GET', path, headers, text: true, decode: (text) => text as string }, options);
+  }
+
+  /**
    * `GET /health`: whether the hub process answers. One attempt; `false` on any failure.
    *
    * @example
@@ -487,8 +647,10 @@ export class HubClient {
     for (let attempt = 1; ; attempt++) {
       let failure: unknown;
       try {
-        const raw = await this.#send(call.method, call.path, call.body, options, attempt);
-        if (raw.status >= 200 && raw.status < 300) return call.decode(parseJson(raw.text, call.path));
+        const raw = await this.#send(call.method, call.path, call.body, options, attempt, call.headers);
+        if (raw.status >= 200 && raw.status < 300) {
+          return call.decode(call.text ? raw.text : parseJson(raw.text, call.path));
+        }
         failure = toHubError(raw, `${call.method} ${call.path}`, attempt);
       } catch (error) {
         if (!isRetryableHubError(error)) throw error;
@@ -514,6 +676,7 @@ export class HubClient {
     body: unknown,
     options: HubRequestOptions,
     attempt: number,
+    extraHeaders?: Record<string, string>,
   ): Promise<RawAnswer> {
     const request = `${method} ${path}`;
     const { signal } = options;
@@ -528,7 +691,7 @@ export class HubClient {
     const onAbort = () => controller.abort(signal?.reason);
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      const headers: Record<string, string> = { accept: 'application/json', ...this.#headers };
+      const headers: Record<string, string> = { accept: 'application/json', ...this.#headers, ...extraHeaders };
       if (body !== undefined) headers['content-type'] = 'application/json';
       const response = await this.#fetch(`${this.url}${path}`, {
         method,
@@ -547,6 +710,45 @@ export class HubClient {
       signal?.removeEventListener('abort', onAbort);
     }
   }
+}
+
+/** The range of a history list: `from` inclusive, `to` exclusive. */
+export interface HistoryRange {
+  from: Date;
+  to: Date;
+}
+
+/** The range and bucket of a history: hours or UTC days (default day). */
+export interface HistoryQuery extends HistoryRange {
+  bucket?: HistoryBucket;
+}
+
+/** A session of {@link HubClient.signIn}, or its token. */
+export type SessionLike = HubSession | string;
+
+const history =
+  <N extends keyof typeof historyAnswerSchemas>(name: N) =>
+  (json: unknown): z.output<(typeof historyAnswerSchemas)[N]> => {
+    const result = historyAnswerSchemas[name].safeParse(json);
+    if (!result.success)
+      throw new MalformedMessageError(
+        name,
+        wireIssuePath(result.error.issues[0]!),
+        result.error.issues[0]!.message,
+        result.error,
+      );
+    return result.data as z.output<(typeof historyAnswerSchemas)[N]>;
+  };
+
+function bearer(session: SessionLike): Record<string, string> {
+  return { authorization: `Bearer ${typeof session === 'string' ? session : session.token}` };
+}
+
+function historyPath(resource: string, query: HistoryQuery, format?: 'csv'): string {
+  const params = new URLSearchParams({ from: query.from.toISOString(), to: query.to.toISOString() });
+  if (query.bucket) params.set('bucket', query.bucket);
+  if (format) params.set('format', format);
+  return `/v1/history/${resource}?${params}`;
 }
 
 /** Encodes a protocol message and checks it against the wire format before it leaves. */

@@ -3,6 +3,7 @@ import { hubErrorCodes } from '../hub-client/errors.js';
 import { maxExchangesPerRequest } from '../hub-client/hub-client.js';
 import { hubAnswerSchemas } from '../hub-client/schemas.js';
 import { wireSchemas } from '../protocol/codec.js';
+import { historyAnswerSchemas, historyListQuery, historyQuery, sessionRequest } from './history.js';
 import { address, basisPoints, publicKey, uint256 } from './primitives.js';
 import { hubRequestSchemas } from './requests.js';
 
@@ -270,6 +271,62 @@ export const hubEndpoints = {
     hubRequestSchemas.x402FacilitatorRequest,
     x402Settle,
     { errors: [400, 503] },
+  ),
+  getAuthNonce: get(
+    '/v1/auth/nonce',
+    'getAuthNonce',
+    'A nonce for one Sign-In with Ethereum (EIP-4361) message, good for 10 minutes',
+    historyAnswerSchemas.authNonce,
+  ),
+  createSession: post(
+    '/v1/auth/session',
+    'createSession',
+    "Sign in: an EIP-4361 message for this hub's host and chain with a nonce of GET /v1/auth/nonce, signed by the identity (EIP-191); answers a bearer token for the history endpoints",
+    sessionRequest,
+    historyAnswerSchemas.session,
+    { errors: [400, 401] },
+  ),
+  getProviderHistory: get(
+    '/v1/history/providers/{address}',
+    'getProviderHistory',
+    "A provider's earnings per hour or UTC day, the hub fee at today's fee, and its books; the provider's session only. format=csv answers text/csv (start,amount,hubFee,exchanges)",
+    historyAnswerSchemas.providerHistory,
+    { params: byAddress, query: historyQuery, errors: [400, 401, 403] },
+  ),
+  getProviderConsumers: get(
+    '/v1/history/providers/{address}/consumers',
+    'getProviderConsumers',
+    "What each consumer paid a provider in the UTC days the range touches, largest first (at most 100); the provider's session only. format=csv answers text/csv",
+    historyAnswerSchemas.providerConsumers,
+    { params: byAddress, query: historyListQuery, errors: [400, 401, 403] },
+  ),
+  getProviderSettlements: get(
+    '/v1/history/providers/{address}/settlements',
+    'getProviderSettlements',
+    "A provider's settlements created in the range, newest first (at most 1,000), with their fees and gas; the provider's session only. format=csv answers text/csv",
+    historyAnswerSchemas.providerSettlements,
+    { params: byAddress, query: historyListQuery, errors: [400, 401, 403] },
+  ),
+  getConsumerHistory: get(
+    '/v1/history/consumers/{address}',
+    'getConsumerHistory',
+    "A consumer's spending per hour or UTC day; the consumer's session only. format=csv answers text/csv",
+    historyAnswerSchemas.consumerHistory,
+    { params: byAddress, query: historyQuery, errors: [400, 401, 403] },
+  ),
+  getConsumerProviders: get(
+    '/v1/history/consumers/{address}/providers',
+    'getConsumerProviders',
+    "What a consumer paid each provider in the UTC days the range touches, largest first (at most 100); the consumer's session only. format=csv answers text/csv",
+    historyAnswerSchemas.consumerProviders,
+    { params: byAddress, query: historyListQuery, errors: [400, 401, 403] },
+  ),
+  getHubHistory: get(
+    '/v1/history/hub',
+    'getHubHistory',
+    "The hub's volume per bucket, stake and free funds against liabilities, and settlement batches; the operator's session only. format=csv answers text/csv of the volume",
+    historyAnswerSchemas.hubHistory,
+    { query: historyQuery, errors: [400, 401, 403] },
   ),
   health: get('/health', 'health', 'Alive while the process runs', health, { unlimited: true }),
   ready: get(
