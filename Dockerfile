@@ -14,9 +14,10 @@ COPY package.json package-lock.json ./
 COPY sdk/package.json sdk/
 COPY cli/package.json cli/
 COPY hub/package.json hub/
+COPY dashboard/package.json dashboard/
 RUN npm ci --no-audit --no-fund
 COPY . .
-RUN npm run build:contracts && npm run build -w sdk && npm run build -w cli && npm run build -w hub
+RUN npm run build:contracts && npm run build -w sdk && npm run build -w cli && npm run build -w hub && npm run build -w dashboard
 
 FROM build AS deploy
 # deployments/ holds the deploy job's record of what it deployed (a volume in docker-compose.yml), so
@@ -36,6 +37,8 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/sdk/dist sdk/dist
 COPY --from=build /app/hub/bin hub/bin
 COPY --from=build /app/hub/dist hub/dist
+# The dashboard's static build, which the hub serves at /dashboard (hub/src/dashboard).
+COPY --from=build /app/dashboard/dist dashboard/dist
 USER node
 EXPOSE 8080
 HEALTHCHECK --interval=5s --timeout=3s --retries=20 CMD ["node", "-e", "fetch('http://127.0.0.1:' + process.env.PORT + '/ready').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]

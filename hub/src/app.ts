@@ -26,6 +26,7 @@ import { HubStatusWatch } from './chain/hub-status';
 import { briefRpcError, rpcUnreachable } from './chain/rpc-errors';
 import type { HubConfig } from './config/config';
 import { OperatorSigner } from './crypto/operator-signer';
+import { DashboardController } from './dashboard/dashboard.controller';
 import { migrate } from './db/migrator';
 import { DeploymentService, databaseName } from './deployment/deployment.service';
 import { ExchangeService } from './exchange/exchange.service';
@@ -290,6 +291,7 @@ class HubModule {
               X402Controller,
               AuthController,
               HistoryController,
+              DashboardController,
             ],
       providers: [
         { provide: CONTEXT, useValue: context },
