@@ -16,9 +16,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { anvilBinary } from '@chit/devstack';
 import { formatUnits, parseUnits } from 'viem';
 import type { GatewayFigures } from './gateway-bench';
-import { anvilBinary } from './local-chain';
 import { type TunnelFigures, tunnelSection } from './tunnel-bench-report';
 
 const ROOT = path.join(__dirname, '..');

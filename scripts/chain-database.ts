@@ -1,6 +1,6 @@
+import type { RunningService } from '@chit/devstack';
 import { Pool } from 'pg';
 import { createPublicClient, http } from 'viem';
-import type { RunningService } from '../hub/src/dev/services';
 
 /**
  * For `npm start` with DATABASE_URL: a new database on that server for the chain at `rpcUrl`, named

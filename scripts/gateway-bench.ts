@@ -21,13 +21,13 @@
 import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { ensurePostgres, ensureRedis } from '@chit/devstack';
 import { ConsumerLedger, HubClient, MemoryStore, ProviderLedger } from '@chit/sdk';
 import { enableNativeHashing, nativeAccount, nativePreimageSealer, nativeVerifier } from '@chit/sdk/node';
 import { chitFetch, startGateway } from '@chit/x402';
 import type { Hex } from 'viem';
 import { parseEther } from 'viem';
 import { BackendCpu, cpuMs } from '../hub/bench/cpu';
-import { ensurePostgres, ensureRedis } from '../hub/src/dev/services';
 import { startStack } from '../test/e2e/support/stack';
 
 const BUYERS = Number(process.env.CHIT_BENCH_BUYERS ?? 16);

@@ -1,71 +1,18 @@
 /**
- * Starts a local chain (anvil, from the @foundry-rs/anvil npm package) with Chit deployed, prints the
- * addresses and funded demo accounts, and runs until interrupted.
+ * Starts a local chain (anvil, from the @foundry-rs/anvil npm package, started by @chit/devstack) with
+ * Chit deployed, prints the addresses and funded demo accounts, and runs until interrupted.
  *
  *   npm run chain            # port 8545; CHIT_CHAIN_PORT to change it
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { startAnvil } from '@chit/devstack';
 import { Contract, formatEther, HDNodeWallet, JsonRpcProvider, NonceManager, parseEther } from 'ethers';
 import { deployChit } from '../deploy/chit';
 
 /** anvil's well-known development mnemonic: its accounts are funded with ETH on every start. */
 const MNEMONIC = 'test test test test test test test test test test test junk';
-
-export function anvilBinary(): string {
-  const platform = `${process.platform === 'win32' ? 'win32' : process.platform}-${process.arch === 'x64' ? 'amd64' : process.arch}`;
-  const suffix = process.platform === 'win32' ? '.exe' : '';
-  return path.join(
-    path.dirname(require.resolve(`@foundry-rs/anvil-${platform}/package.json`)),
-    'bin',
-    `anvil${suffix}`,
-  );
-}
-
-/** Starts anvil on `port` and resolves once it answers JSON-RPC. */
-/**
- * Fails with a message saying what to do when `port` on 127.0.0.1 is taken: otherwise a chain already
- * running there would answer in place of the one about to start.
- */
-export function requireFreePort(port: number, variable: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', () =>
-      reject(new Error(`port ${port} is in use: stop what runs there, or set ${variable} to another port`)),
-    );
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve()));
-  });
-}
-
-export async function startAnvil(port: number): Promise<{ process: ChildProcess; url: string }> {
-  await requireFreePort(port, 'CHIT_CHAIN_PORT');
-  const child = spawn(anvilBinary(), ['--port', String(port), '--chain-id', '31337', '--silent'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr?.on('data', (chunk) => {
-    stderr += chunk;
-  });
-  const url = `http://127.0.0.1:${port}`;
-  for (let attempt = 0; attempt < 100; attempt++) {
-    if (child.exitCode !== null) throw new Error(`anvil exited (${child.exitCode}): ${stderr.trim()}`);
-    try {
-      const response = await fetch(url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_chainId', params: [] }),
-      });
-      if (response.ok) return { process: child, url };
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
-  child.kill();
-  throw new Error(`anvil did not answer on ${url} within 10 s: ${stderr.trim()}`);
-}
 
 /** A demo account of anvil's mnemonic. */
 export const demoAccount = (i: number) => HDNodeWallet.fromPhrase(MNEMONIC, undefined, `m/44'/60'/0'/0/${i}`);
@@ -88,7 +35,7 @@ export async function startLocalChain(
   log: (line: string) => void = () => {},
   options: { freeFunds?: bigint } = {},
 ) {
-  const anvil = await startAnvil(port);
+  const anvil = await startAnvil({ port, portVariable: 'CHIT_CHAIN_PORT' });
   try {
     const provider = new JsonRpcProvider(anvil.url, undefined, { staticNetwork: true, cacheTimeout: -1 });
     const deployer = new NonceManager(demoAccount(0).connect(provider));

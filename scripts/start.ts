@@ -9,9 +9,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
-import { ensurePostgres, ensureRedis, type RunningService } from '../hub/src/dev/services';
+import { ensurePostgres, ensureRedis, type RunningService, requireFreePort } from '@chit/devstack';
 import { databaseForChain } from './chain-database';
-import { chainBanner, DEMO_FREE_FUNDS, requireFreePort, startLocalChain } from './local-chain';
+import { chainBanner, DEMO_FREE_FUNDS, startLocalChain } from './local-chain';
 
 const log = (line: string) => console.log(line);
 

@@ -24,12 +24,12 @@ import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
+import { ensurePostgres, ensureRedis } from '@chit/devstack';
 import { ConsumerLedger, HubClient, MemoryStore, ProviderLedger } from '@chit/sdk';
 import { nativePreimageSealer, nativeVerifier } from '@chit/sdk/node';
 import { connectTunnel, startTunnelProvider, type Tunnel, type TunnelProvider } from '@chit/tunnel';
 import { parseEther } from 'viem';
 import { cpuMs } from '../hub/bench/cpu';
-import { ensurePostgres, ensureRedis } from '../hub/src/dev/services';
 import { startStack, until } from '../test/e2e/support/stack';
 import { type ModeFigures, type TunnelFigures, tunnelSection } from './tunnel-bench-report';
 

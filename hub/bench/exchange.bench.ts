@@ -23,6 +23,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { ensurePostgres, ensureRedis, freePort, type RunningService } from '@chit/devstack';
 import { consumerPromiseDigestBytes, encodeMessage, hashlockOf, maxExchangesPerRequest } from '@chit/sdk';
 import { enableNativeHashing, nativePreimageSealer } from '@chit/sdk/node';
 import Redis from 'ioredis';
@@ -32,7 +33,6 @@ import { bytesToHex, type Hex } from 'viem';
 import { startLocalChain } from '../../scripts/local-chain';
 import { OperatorSigner } from '../src/crypto/operator-signer';
 import { toBytea } from '../src/db/bytes';
-import { ensurePostgres, ensureRedis, freePort, type RunningService } from '../src/dev/services';
 import { BackendCpu, cpuMs } from './cpu';
 
 /** One concurrency level: `workers` provider/consumer pairs, each sending `exchangesPerWorker` in sequence. */

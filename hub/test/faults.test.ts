@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
+import { createEmbeddedPostgres, ensureRedis, freePort, type RunningService } from '@chit/devstack';
 import { encodeMessage, newHashlock, sealPreimage, signConsumerPromise } from '@chit/sdk';
 import { Pool } from 'pg';
 import { type Hex, keccak256, toHex } from 'viem';
 import { generatePrivateKey, type PrivateKeyAccount, privateKeyToAccount } from 'viem/accounts';
 import { toBytea } from '../src/db/bytes';
-import { createEmbeddedPostgres } from '../src/dev/postgres';
-import { ensureRedis, freePort, type RunningService } from '../src/dev/services';
 import { startChain } from './support/chain';
 import { createTestDatabase } from './support/postgres';
 import { queuePrefix } from './support/redis';

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
+import { freePort } from '@chit/devstack';
 import { HubClient, HubError } from '@chit/sdk';
 import Redis from 'ioredis';
 import { type RunningHub, startHub } from '../src/app';
-import { freePort } from '../src/dev/services';
 import { startTestStack, type TestStack } from './support/hub';
 
 // biome-ignore lint/suspicious/noExplicitAny: JSON answers

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { ensureRedis, type RunningService } from '@chit/devstack';
 import {
   decodeHubAnswer,
   registerIdentity,
@@ -25,7 +26,6 @@ import { foundry } from 'viem/chains';
 import { type RunningHub, startHub } from '../src/app';
 import { loadConfig } from '../src/config/config';
 import { toBytea } from '../src/db/bytes';
-import { ensureRedis, type RunningService } from '../src/dev/services';
 import { QueueName } from '../src/jobs/job.enums';
 import { accountKey, startChain } from './support/chain';
 import { createTestDatabase } from './support/postgres';

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
+import { ensureRedis, freePort, type RunningService } from '@chit/devstack';
 import { encodeMessage, newHashlock, sealPreimage, signConsumerPromise } from '@chit/sdk';
 import { type Hex, keccak256, toHex } from 'viem';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { toBytea } from '../src/db/bytes';
-import { ensureRedis, freePort, type RunningService } from '../src/dev/services';
 import { startChain } from './support/chain';
 import { createTestDatabase } from './support/postgres';
 import { queuePrefix } from './support/redis';

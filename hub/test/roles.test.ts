@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { ensureRedis, type RunningService } from '@chit/devstack';
 import { deposit, HubClient, testTokenAbi, waitForTransaction } from '@chit/sdk';
 import {
   type Address,
@@ -13,7 +14,6 @@ import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { foundry } from 'viem/chains';
 import { type RunningHub, startHub } from '../src/app';
 import { type HubConfig, loadConfig } from '../src/config/config';
-import { ensureRedis, type RunningService } from '../src/dev/services';
 import { startChain } from './support/chain';
 import { createTestDatabase } from './support/postgres';
 import { queuePrefix } from './support/redis';

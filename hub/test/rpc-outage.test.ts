@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
+import { ensureRedis, freePort, type RunningService } from '@chit/devstack';
 import { TcpProxy } from '../../test/e2e/support/tcp-proxy';
 import { type RunningHub, startHub } from '../src/app';
 import { briefRpcError, rpcUnreachable } from '../src/chain/rpc-errors';
 import { loadConfig } from '../src/config/config';
-import { ensureRedis, freePort, type RunningService } from '../src/dev/services';
 import { startChain } from './support/chain';
 import { createTestDatabase } from './support/postgres';
 import { queuePrefix } from './support/redis';

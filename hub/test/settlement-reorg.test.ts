@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { ensureRedis } from '@chit/devstack';
 import {
   deposit,
   getConsumerChannel,
@@ -29,7 +30,6 @@ import { foundry } from 'viem/chains';
 import { type RunningHub, startHub } from '../src/app';
 import { loadConfig } from '../src/config/config';
 import { toBytea } from '../src/db/bytes';
-import { ensureRedis } from '../src/dev/services';
 import { startChain } from './support/chain';
 import { createTestDatabase } from './support/postgres';
 import { queuePrefix } from './support/redis';

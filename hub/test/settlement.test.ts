@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
+import { freePort } from '@chit/devstack';
 import {
   decodeHubAnswer,
   deposit,
@@ -38,7 +39,6 @@ import { foundry } from 'viem/chains';
 import { type RunningHub, startHub } from '../src/app';
 import { loadConfig } from '../src/config/config';
 import { toBytea } from '../src/db/bytes';
-import { freePort } from '../src/dev/services';
 import { QueueName } from '../src/jobs/job.enums';
 import { startChain } from './support/chain';
 import { createTestDatabase } from './support/postgres';

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { connect } from 'node:net';
 import path from 'node:path';
+import { ensureRedis, freePort, type RunningService } from '@chit/devstack';
 import {
   deposit,
   encodeMessage,
@@ -30,7 +31,6 @@ import { foundry } from 'viem/chains';
 import { startHub } from '../src/app';
 import { loadConfig } from '../src/config/config';
 import { toBytea } from '../src/db/bytes';
-import { ensureRedis, freePort, type RunningService } from '../src/dev/services';
 import { QueueName } from '../src/jobs/job.enums';
 import { startChain } from './support/chain';
 import { createTestDatabase } from './support/postgres';

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
+import { ensureRedis, type RunningService } from '@chit/devstack';
 import {
   encodeMessage,
   newHashlock,
@@ -13,7 +14,6 @@ import { generatePrivateKey, type PrivateKeyAccount, privateKeyToAccount } from 
 import { type RunningHub, startHub } from '../src/app';
 import { loadConfig } from '../src/config/config';
 import { toBytea } from '../src/db/bytes';
-import { ensureRedis, type RunningService } from '../src/dev/services';
 import { startChain } from './support/chain';
 import { createTestDatabase } from './support/postgres';
 import { queuePrefix } from './support/redis';

@@ -3,7 +3,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { freePort } from '../../hub/src/dev/services';
+import { freePort } from '@chit/devstack';
 import { type Stack, startStack, until } from './support/stack';
 import { curl } from './support/tunnel';
 

@@ -4,13 +4,13 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { freePort } from '@chit/devstack';
 import { hubAbi } from '@chit/sdk';
 import { decryptKeystoreJson } from 'ethers';
 import Redis from 'ioredis';
 import { Pool } from 'pg';
 import { type Address, createPublicClient, http, parseEther } from 'viem';
 import { foundry } from 'viem/chains';
-import { freePort } from '../../hub/src/dev/services';
 
 const ROOT = path.join(__dirname, '..', '..');
 const PASSWORD = 'a password for the docs';

@@ -5,9 +5,9 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { freePort } from '@chit/devstack';
 import { parseEther } from 'viem';
 import { generatePrivateKey } from 'viem/accounts';
-import { freePort } from '../../hub/src/dev/services';
 import { MIB } from './support/figures';
 import { type Consumer, type Provider, type Stack, startStack, until } from './support/stack';
 

@@ -2,7 +2,7 @@
  * The hub service (hub/) as a child process for the command line's tests, run from its sources with
  * ts-node as hub/test does (so no hub build is needed), on a chain of the SDK's test support
  * (sdk/test/support/chain.ts), a database of its own and a queue prefix of its own. Postgres and Redis
- * come as for the hub's tests (hub/src/dev/services.ts): DATABASE_URL, else an embedded server;
+ * come as for the hub's tests (@chit/devstack): DATABASE_URL, else an embedded server;
  * REDIS_URL, else localhost:6379, else a redis-server.
  *
  *   const hub = await startHubProcess({ chain });
@@ -13,7 +13,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { bytesToHex } from 'viem';
 import type { TestChain } from '../../../sdk/test/support/chain.js';
 
@@ -71,7 +71,7 @@ export async function startHubProcess(options: {
   chain: TestChain;
   env?: Record<string, string>;
 }): Promise<HubProcess> {
-  const services = (await import(pathToFileURL(path.join(HUB, 'src', 'dev', 'services.ts')).href)) as HubServices;
+  const services: HubServices = await import('@chit/devstack');
   const postgres = await services.ensurePostgres();
   const redis = await services.ensureRedis();
   const cleanups: (() => Promise<unknown>)[] = [() => redis.stop(), () => postgres.stop()];

@@ -2,10 +2,9 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { startAnvil } from '@chit/devstack';
 import { HDNodeWallet, JsonRpcProvider, NonceManager } from 'ethers';
 import { type Deployment, deployChit } from '../../../deploy/chit';
-import { startAnvil } from '../../../scripts/local-chain';
-import { freePort } from '../../src/dev/services';
 
 /** anvil's development mnemonic: account i is `m/44'/60'/0'/0/i`, funded with ETH. */
 export const MNEMONIC = 'test test test test test test test test test test test junk';
@@ -20,7 +19,7 @@ export async function startChain(): Promise<{
   process: ChildProcess;
   stop(): void;
 }> {
-  const anvil = await startAnvil(await freePort());
+  const anvil = await startAnvil();
   const provider = new JsonRpcProvider(anvil.url, undefined, { staticNetwork: true, cacheTimeout: -1 });
   const deployer = new NonceManager(HDNodeWallet.fromPhrase(MNEMONIC, undefined, "m/44'/60'/0'/0/0").connect(provider));
   const deployment = await deployChit(deployer, { deploymentsDir: mkdtempSync(path.join(tmpdir(), 'chit-hub-test-')) });
@@ -30,6 +29,6 @@ export async function startChain(): Promise<{
     deployment,
     operatorKey: accountKey(0),
     process: anvil.process,
-    stop: () => anvil.process.kill(),
+    stop: () => void anvil.stop(),
   };
 }

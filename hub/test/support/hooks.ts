@@ -1,4 +1,4 @@
-import { ensurePostgres, type RunningService } from '../../src/dev/services';
+import { ensurePostgres, type RunningService } from '@chit/devstack';
 import { dropQueuePrefixes } from './redis';
 
 // Mocha root hooks: one Postgres server for the whole run (DATABASE_URL's, else embedded); each test

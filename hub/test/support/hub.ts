@@ -1,6 +1,6 @@
+import { ensureRedis, type RunningService } from '@chit/devstack';
 import { type RunningHub, startHub } from '../../src/app';
 import { loadConfig } from '../../src/config/config';
-import { ensureRedis, type RunningService } from '../../src/dev/services';
 import { startChain } from './chain';
 import { createTestDatabase } from './postgres';
 import { queuePrefix } from './redis';

@@ -1,16 +1,14 @@
 /**
- * A real chain for integration tests: anvil on a free port with TestToken, Registry and a first Hub
- * deployed with viem from the Hardhat artifacts.
+ * A real chain for integration tests: anvil on a free port (@chit/devstack) with TestToken, Registry and
+ * a first Hub deployed with viem from the Hardhat artifacts.
  *
  *   const chain = await startChain();
  *   after(() => chain.stop());
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startAnvil } from '@chit/devstack';
 import {
   type Abi,
   type Account,
@@ -72,13 +70,6 @@ export interface TestChain {
   stop(): Promise<void>;
 }
 
-function anvilBinary(): string {
-  const arch = process.arch === 'x64' ? 'amd64' : process.arch;
-  const require = createRequire(path.join(ROOT, 'package.json'));
-  const pkg = require.resolve(`@foundry-rs/anvil-${process.platform}-${arch}/package.json`);
-  return path.join(path.dirname(pkg), 'bin', 'anvil');
-}
-
 function bytecode(artifact: string): Hex {
   const file = path.join(ARTIFACTS, artifact);
   if (!existsSync(file)) {
@@ -87,66 +78,10 @@ function bytecode(artifact: string): Hex {
   return (JSON.parse(readFileSync(file, 'utf8')) as { bytecode: Hex }).bytecode;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function answers(url: string): Promise<boolean> {
-  try {
-    const response = await fetch(url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_chainId', params: [] }),
-    });
-    return response.ok;
-  } catch {
-    return false;
-  }
-}
-
-async function startAnvil(): Promise<{ child: ChildProcess; url: string }> {
-  const port = await freePort();
-  const child = spawn(anvilBinary(), ['--port', String(port), '--chain-id', String(foundry.id), '--silent'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr?.on('data', (chunk) => {
-    stderr += chunk;
-  });
-  // Never leave anvil behind, even when the test process exits without calling stop().
-  const kill = () => child.kill('SIGKILL');
-  process.once('exit', kill);
-  child.once('exit', () => process.off('exit', kill));
-  const url = `http://127.0.0.1:${port}`;
-  for (let attempt = 0; attempt < 200; attempt++) {
-    if (child.exitCode !== null) throw new Error(`anvil exited (${child.exitCode}): ${stderr.trim()}`);
-    if (await answers(url)) return { child, url };
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  child.kill();
-  throw new Error(`anvil did not answer on ${url} within 10 s: ${stderr.trim()}`);
-}
-
-function stopAnvil(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    child.once('exit', () => resolve());
-    child.kill('SIGTERM');
-  });
-}
-
 /** Starts anvil and deploys TestToken, Registry and a first Hub (operated by account #0). */
 export async function startChain(): Promise<TestChain> {
-  const { child, url } = await startAnvil();
+  const anvil = await startAnvil();
+  const { url } = anvil;
   try {
     const chain = foundry;
     const transport = http(url);
@@ -216,10 +151,10 @@ export async function startChain(): Promise<TestChain> {
       registry,
       hub,
       mint,
-      stop: () => stopAnvil(child),
+      stop: () => anvil.stop(),
     };
   } catch (error) {
-    await stopAnvil(child);
+    await anvil.stop();
     throw error;
   }
 }

@@ -1,4 +1,4 @@
-import { ensurePostgres, ensureRedis, type RunningService } from '../../../hub/src/dev/services';
+import { ensurePostgres, ensureRedis, type RunningService } from '@chit/devstack';
 
 // Mocha root hooks of the e2e run: one Postgres server (DATABASE_URL's, else an embedded one) and one
 // Redis (REDIS_URL, else localhost:6379, else a redis-server of its own) for every stack of the run.

@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
+import { freePort, redisAnswers, spawnRedisServer } from '@chit/devstack';
 import Redis from 'ioredis';
-import { freePort, redisAnswers, spawnRedisServer } from '../../../hub/src/dev/services';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -46,6 +46,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
+import { freePort } from '@chit/devstack';
 import {
   ConsumerLedger,
   chitTokenAbi,
@@ -83,7 +84,6 @@ import {
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { foundry } from 'viem/chains';
 import type { Deployment } from '../../../deploy/chit';
-import { freePort } from '../../../hub/src/dev/services';
 import { startLocalChain } from '../../../scripts/local-chain';
 import { Link, type LinkOptions, SimClock } from './session';
 

@@ -1,5 +1,5 @@
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
-import { freePort } from '../../../hub/src/dev/services';
+import { freePort } from '@chit/devstack';
 
 /**
  * A TCP proxy on a fixed local port that forwards every connection to `target`, and that a test can cut

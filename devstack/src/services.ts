@@ -2,9 +2,6 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import Redis from 'ioredis';
 import { freePort } from './ports';
 
-export { ensurePostgres } from './postgres';
-export { freePort };
-
 // The services a local hub (npm start) and the tests need, brought up the way README.md promises:
 // Postgres from DATABASE_URL, else an embedded one (postgres.ts); Redis from REDIS_URL, else
 // localhost:6379, else a redis-server started here, else a message saying how to get one.
