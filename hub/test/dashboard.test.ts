@@ -191,6 +191,8 @@ describe('dashboard: the page the hub serves at /dashboard, in Chromium', () => 
     const bare = await fetch(`${url}/dashboard`, { redirect: 'manual' });
     assert.equal(bare.status, 302);
     assert.equal(bare.headers.get('location'), 'dashboard/');
+    const kept = await fetch(`${url}/dashboard?poll=2000`, { redirect: 'manual' });
+    assert.equal(kept.headers.get('location'), 'dashboard/?poll=2000');
     for (const [file, type] of [
       ['', 'text/html; charset=utf-8'],
       ['app.js', 'text/javascript; charset=utf-8'],
@@ -451,6 +453,52 @@ describe('dashboard: the page the hub serves at /dashboard, in Chromium', () => 
       timeout: SHOWN,
     });
     await screenshot(page, 'operator');
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  it('signs in with a browser wallet (window.ethereum: eth_requestAccounts, then personal_sign of the SIWE message)', async () => {
+    const payer = account(consumers[1]!);
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on('console', (message) => {
+      if (message.type() === 'error') errors.push(message.text());
+    });
+    page.on('pageerror', (error) => errors.push(error.message));
+    // A wallet as an extension injects it; it signs in this test's process, as a wallet signs in its own.
+    const asked: string[] = [];
+    await page.exposeFunction('walletSign', async (hex: Hex, address: string) => {
+      assert.equal(address, payer.address);
+      const message = Buffer.from(hex.slice(2), 'hex').toString('utf8');
+      asked.push(message);
+      return payer.signMessage({ message });
+    });
+    await page.addInitScript(`window.ethereum = {
+      async request({ method, params }) {
+        if (method === 'eth_requestAccounts') return ['${payer.address.toLowerCase()}'];
+        if (method === 'personal_sign') return window.walletSign(params[0], params[1]);
+        throw new Error('unsupported ' + method);
+      },
+    };`);
+    await page.goto(`${stack.hub.url}/dashboard/`);
+    await page.click('#wallet-sign-in');
+    await page.locator('#app').waitFor({ state: 'visible', timeout: SHOWN });
+    await loaded(page, 'provider/day');
+    assert.equal(await page.locator('#who-address').textContent(), payer.address);
+    assert.equal(asked.length, 1);
+    assert.match(
+      asked[0]!,
+      new RegExp(
+        `^${new URL(stack.hub.url).host} wants you to sign in with your Ethereum account:\n${payer.address}\n`,
+      ),
+    );
+    await page.click('.tab[data-page="consumer"]');
+    await loaded(page, 'consumer/day');
+    const spent = await stack.db.pool.query(
+      'SELECT sum(increment)::text AS amount FROM exchanges WHERE consumer = $1',
+      [toBytea(payer.address.toLowerCase())],
+    );
+    assert.equal(await shown(page, 'c-spent'), spent.rows[0].amount);
     assert.deepEqual(errors, []);
     await page.close();
   });

@@ -46,8 +46,10 @@ const NOT_BUILT = `The dashboard is not built: run \`npm run build -w dashboard\
 @Controller()
 export class DashboardController {
   @Get('dashboard')
-  redirect(@Res() reply: FastifyReply) {
-    return reply.status(302).header('location', 'dashboard/').header('cache-control', 'no-cache').send();
+  redirect(@Req() request: FastifyRequest, @Res() reply: FastifyReply) {
+    // The query goes along (the page reads its settings from it).
+    const query = request.url.includes('?') ? request.url.slice(request.url.indexOf('?')) : '';
+    return reply.status(302).header('location', `dashboard/${query}`).header('cache-control', 'no-cache').send();
   }
 
   /** `/dashboard/` (the page) and `/dashboard/<asset>`. */
