@@ -5,6 +5,7 @@
 // the production hub never loads it, and its image does not install it.
 
 export { ANVIL_CHAIN_ID, type Anvil, anvilBinary, startAnvil } from './anvil';
+export { testTokenAbi } from './generated/test-token';
 export { freePort, requireFreePort } from './ports';
 export { createEmbeddedPostgres, type EmbeddedPostgres, ensurePostgres } from './postgres';
 export { ensureRedis, NO_REDIS_MESSAGE, type RunningService, redisAnswers, spawnRedisServer } from './services';

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { ensureRedis } from '@chit/devstack';
+import { ensureRedis, testTokenAbi } from '@chit/devstack';
 import {
   cancelExit,
   deposit,
@@ -18,7 +18,6 @@ import {
   signConsumerPromise,
   signInstantExit,
   signSettlementAuthorization,
-  testTokenAbi,
   waitForTransaction,
 } from '@chit/sdk';
 import {

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
-import { getHubInfo, hubAbi, testTokenAbi, waitForTransaction } from '@chit/sdk';
+import { testTokenAbi } from '@chit/devstack';
+import { getHubInfo, hubAbi, waitForTransaction } from '@chit/sdk';
 import { type Address, createPublicClient, createWalletClient, getAddress, http, parseEther } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import { foundry } from 'viem/chains';

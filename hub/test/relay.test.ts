@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { ensureRedis, type RunningService } from '@chit/devstack';
+import { ensureRedis, type RunningService, testTokenAbi } from '@chit/devstack';
 import {
   decodeHubAnswer,
   registerIdentity,
@@ -7,7 +7,6 @@ import {
   signDepositPermit,
   signRegisterIdentity,
   signSetBeneficiary,
-  testTokenAbi,
   waitForTransaction,
 } from '@chit/sdk';
 import {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { ensureRedis, type RunningService } from '@chit/devstack';
-import { deposit, HubClient, testTokenAbi, waitForTransaction } from '@chit/sdk';
+import { ensureRedis, type RunningService, testTokenAbi } from '@chit/devstack';
+import { deposit, HubClient, waitForTransaction } from '@chit/sdk';
 import {
   type Address,
   createPublicClient,

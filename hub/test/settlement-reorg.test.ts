@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { ensureRedis } from '@chit/devstack';
+import { ensureRedis, testTokenAbi } from '@chit/devstack';
 import {
   deposit,
   getConsumerChannel,
@@ -8,7 +8,6 @@ import {
   sealPreimage,
   settleConsumers,
   signConsumerPromise,
-  testTokenAbi,
   waitForTransaction,
 } from '@chit/sdk';
 import {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
-import { freePort } from '@chit/devstack';
+import { freePort, testTokenAbi } from '@chit/devstack';
 import {
   decodeHubAnswer,
   deposit,
@@ -17,7 +17,6 @@ import {
   signRegisterIdentity,
   signSetBeneficiary,
   signSettlementAuthorization,
-  testTokenAbi,
   waitForTransaction,
 } from '@chit/sdk';
 import {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { connect } from 'node:net';
 import path from 'node:path';
-import { ensureRedis, freePort, type RunningService } from '@chit/devstack';
+import { ensureRedis, freePort, type RunningService, testTokenAbi } from '@chit/devstack';
 import {
   deposit,
   encodeMessage,
@@ -10,7 +10,6 @@ import {
   newHashlock,
   sealPreimage,
   signConsumerPromise,
-  testTokenAbi,
   waitForTransaction,
 } from '@chit/sdk';
 import {

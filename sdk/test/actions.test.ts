@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import { testTokenAbi } from '@chit/devstack';
 import {
   type Address,
   type Hash,
@@ -55,7 +56,6 @@ import {
   signRegisterIdentity,
   signSetBeneficiary,
   signSettlementAuthorization,
-  testTokenAbi,
   toConsumerClaim,
   waitForTransaction,
 } from '../src/index.js';

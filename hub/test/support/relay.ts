@@ -1,4 +1,5 @@
-import { signDepositPermit, testTokenAbi, waitForTransaction } from '@chit/sdk';
+import { testTokenAbi } from '@chit/devstack';
+import { signDepositPermit, waitForTransaction } from '@chit/sdk';
 import { type Account, type Address, type Chain, parseSignature, type Transport, type WalletClient } from 'viem';
 
 type Payer = WalletClient<Transport, Chain, Account>;

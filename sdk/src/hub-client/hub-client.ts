@@ -531,7 +531,7 @@ export class HubClient {
     session: SessionLike,
     options?: HubRequestOptions,
   ): Promise<HubProviderConsumers> {
-    const path = historyPath(`providers/${pathAddress(provider, 'provider')}/consumers`, query);
+    const path = historyPath(`providers/${pathAddress(provider, 'provider')}/consumers`, rangeOf(query));
     return this.#call({ method: 'GET', path, headers: bearer(session), decode: history('providerConsumers') }, options);
   }
 
@@ -545,7 +545,7 @@ export class HubClient {
     session: SessionLike,
     options?: HubRequestOptions,
   ): Promise<HubProviderSettlements> {
-    const path = historyPath(`providers/${pathAddress(provider, 'provider')}/settlements`, query);
+    const path = historyPath(`providers/${pathAddress(provider, 'provider')}/settlements`, rangeOf(query));
     return this.#call(
       { method: 'GET', path, headers: bearer(session), decode: history('providerSettlements') },
       options,
@@ -570,7 +570,7 @@ export class HubClient {
     session: SessionLike,
     options?: HubRequestOptions,
   ): Promise<HubConsumerProviders> {
-    const path = historyPath(`consumers/${pathAddress(consumer, 'consumer')}/providers`, query);
+    const path = historyPath(`consumers/${pathAddress(consumer, 'consumer')}/providers`, rangeOf(query));
     return this.#call({ method: 'GET', path, headers: bearer(session), decode: history('consumerProviders') }, options);
   }
 
@@ -606,7 +606,7 @@ export class HubClient {
       hub: () => 'hub',
     }[kind]();
     const listed = kind === 'consumers' || kind === 'settlements' || kind === 'providers';
-    const path = historyPath(resource, listed ? { from: query.from, to: query.to } : query, 'csv');
+    const path = historyPath(resource, listed ? rangeOf(query) : query, 'csv');
     const headers = { ...bearer(session), accept: 'text/csv' };
     return this.#call({ method: 'GET', path, headers, text: true, decode: (text) => text as string }, options);
   }
@@ -743,6 +743,9 @@ const history =
 function bearer(session: SessionLike): Record<string, string> {
   return { authorization: `Bearer ${typeof session === 'string' ? session : session.token}` };
 }
+
+/** Only the range of a query: a list endpoint refuses a bucket (an object may carry one anyway). */
+const rangeOf = ({ from, to }: HistoryRange): HistoryRange => ({ from, to });
 
 function historyPath(resource: string, query: HistoryQuery, format?: 'csv'): string {
   const params = new URLSearchParams({ from: query.from.toISOString(), to: query.to.toISOString() });

@@ -8,7 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startAnvil } from '@chit/devstack';
+import { startAnvil, testTokenAbi } from '@chit/devstack';
 import {
   type Abi,
   type Account,
@@ -28,7 +28,7 @@ import {
 } from 'viem';
 import { type HDAccount, mnemonicToAccount } from 'viem/accounts';
 import { foundry } from 'viem/chains';
-import { registryAbi, testTokenAbi } from '../../src/generated/abis.js';
+import { registryAbi } from '../../src/generated/abis.js';
 
 /** anvil's development mnemonic: its first accounts hold 10,000 ETH on every start. */
 export const MNEMONIC = 'test test test test test test test test test test test junk';

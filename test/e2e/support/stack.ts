@@ -46,7 +46,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { freePort } from '@chit/devstack';
+import { freePort, testTokenAbi } from '@chit/devstack';
 import {
   ConsumerLedger,
   chitTokenAbi,
@@ -63,7 +63,6 @@ import {
   type Store,
   signDepositPermit,
   signRegisterIdentity,
-  testTokenAbi,
   waitForTransaction,
 } from '@chit/sdk';
 import Redis from 'ioredis';
@@ -506,7 +505,7 @@ export async function startStack(options: StackOptions = {}) {
           const status = await hub.client.settlement(job.id);
           return status.status === 'confirmed' || status.status === 'failed' ? status : undefined;
         });
-        if (done.status !== 'confirmed') throw new Error(`relayed registration ${job.id} failed: ${done.error}`);
+        if (done.status !== 'confirmed') throw new Error(`relayed registration ${job.id} failed: ${done.error?.code}: ${done.error?.message}`);
       }
       const client = new HubClient({ url: hub.url, ...(parameters.fetch ? { fetch: parameters.fetch } : {}) });
       return {
