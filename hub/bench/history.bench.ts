@@ -5,8 +5,8 @@
  * times for random identities and prints p50, p99 and the worst latency of each, in milliseconds.
  *
  * The queries run through HistoryService and its repository on a pg pool, as the hub's endpoints call
- * them (the HTTP layer adds about a millisecond). Postgres from DATABASE_URL, else 127.0.0.1:5432,
- * else an embedded one; the bench database is dropped at the end unless --keep.
+ * them (the HTTP layer adds about a millisecond). Postgres from DATABASE_URL (a database of its own
+ * on that server), else an embedded one; the bench database is dropped at the end unless --keep.
  *
  *   CHIT_HISTORY_EXCHANGES (10000000)  exchanges to seed
  *   CHIT_HISTORY_QUERIES (300)         queries of each kind
