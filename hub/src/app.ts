@@ -209,7 +209,13 @@ export async function createContext(config: HubConfig): Promise<HubContext> {
       ),
       settlement,
       metrics,
-      auth: new AuthService(new AuthRepository(pool), new SessionTokens(signer.privateKey), chainId, signer.address),
+      auth: new AuthService(
+        new AuthRepository(pool),
+        new SessionTokens(signer.privateKey),
+        chainId,
+        signer.address,
+        config.AUTH_DOMAINS,
+      ),
       history,
       moneySampler: new MoneySampler(history),
     };

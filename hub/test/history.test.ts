@@ -12,7 +12,11 @@ import {
 import { bytesToHex, type Hex } from 'viem';
 import { generatePrivateKey, type PrivateKeyAccount, privateKeyToAccount } from 'viem/accounts';
 import { createSiweMessage } from 'viem/siwe';
+import { AuthRepository } from '../src/auth/auth.repository';
+import { AuthService } from '../src/auth/auth.service';
+import { SessionTokens } from '../src/auth/session-token';
 import { toBytea } from '../src/db/bytes';
+import { HubError as HubRefusal } from '../src/errors/hub-error';
 import { startTestStack, type TestStack } from './support/hub';
 
 // biome-ignore lint/suspicious/noExplicitAny: JSON answers
@@ -409,6 +413,39 @@ describe('history: earnings, spending and the hub over time, for signed-in ident
       refusedAs(await (await session(account, { nonce: 'abcdefgh12345678' })).post(), 401, 'UNAUTHORIZED', 'nonce');
       // Each refused sign-in left its nonce unspent but useless to anyone without the key; a good one still works.
       assert.equal((await (await session(account)).post()).status, 200);
+    });
+
+    it("with AUTH_DOMAINS, refuses a message signed for another site even when the request's Host names that site", async () => {
+      // A phishing site gets a nonce from the hub, has the victim sign a message for its own domain, and
+      // replays it here with a Host header of its own: the hub's configured names decide, not Host.
+      const auth = new AuthService(
+        new AuthRepository(stack.db.pool),
+        new SessionTokens(stack.chain.operatorKey as Hex),
+        info.chainId,
+        info.operator,
+        ['hub.example'],
+      );
+      const victim = privateKeyToAccount(generatePrivateKey());
+      const signed = async (domain: string) => {
+        const { nonce } = await auth.nonce();
+        const message = createSiweMessage({
+          address: victim.address,
+          chainId: info.chainId,
+          domain,
+          uri: `https://${domain}`,
+          nonce,
+          version: '1',
+          issuedAt: new Date(),
+        });
+        return { message, signature: await victim.signMessage({ message }) };
+      };
+      await assert.rejects(auth.signIn(await signed('evil.example'), 'evil.example'), (error: unknown) => {
+        assert.ok(error instanceof HubRefusal && error.code === 'UNAUTHORIZED', String(error));
+        assert.equal(error.details.reason, 'domain');
+        return true;
+      });
+      const session = await auth.signIn(await signed('hub.example'), '127.0.0.1:1234');
+      assert.equal(session.address, victim.address);
     });
 
     it('refuses a malformed sign-in or range with MALFORMED naming the field', async () => {

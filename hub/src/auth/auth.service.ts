@@ -26,6 +26,8 @@ export class AuthService {
     private readonly tokens: SessionTokens,
     private readonly chainId: number,
     private readonly operator: Address,
+    /** The domains a message may name (AUTH_DOMAINS); unset, the host the sign-in request was sent to. */
+    private readonly domains?: readonly string[],
   ) {}
 
   async nonce(now = new Date()): Promise<{ nonce: string; expiresAt: string }> {
@@ -36,14 +38,14 @@ export class AuthService {
   }
 
   /**
-   * Opens a session for the message's address when `message` is an EIP-4361 message for `domain` (the
-   * host the request was sent to) and this hub's chain, issued within five minutes, not expired, signed
+   * Opens a session for the message's address when `message` is an EIP-4361 message for one of this
+   * hub's domains (AUTH_DOMAINS; else `host`, the host the request was sent to) and this hub's chain, issued within five minutes, not expired, signed
    * by its address, with a nonce this hub issued and nobody used. Else UNAUTHORIZED with the reason;
    * the nonce is spent only by a sign-in that passed every other check.
    */
   async signIn(
     request: { message: string; signature: Hex },
-    domain: string | undefined,
+    host: string | undefined,
     now = new Date(),
   ): Promise<{ token: string; address: Address; operator: boolean; expiresAt: string }> {
     const refuse = (reason: string, message: string): never => {
@@ -53,7 +55,11 @@ export class AuthService {
     if (!message.address || !message.nonce || !message.domain || !message.uri || message.version !== '1') {
       refuse('message', 'message: expected an EIP-4361 message with address, domain, uri, version 1 and nonce');
     }
-    if (!domain || message.domain !== domain) {
+    // A Host header is the client's to write: behind a public name, AUTH_DOMAINS says which names are
+    // this hub's, so that a message signed on another site cannot be replayed here with its Host.
+    const domain = message.domain?.toLowerCase();
+    const allowed = this.domains ?? (host ? [host.toLowerCase()] : []);
+    if (!domain || !allowed.includes(domain)) {
       refuse('domain', `The message is for ${message.domain}; sign one for this hub's host`);
     }
     if (message.chainId !== this.chainId) {
@@ -63,7 +69,7 @@ export class AuthService {
     if (issuedAt === undefined || Math.abs(issuedAt - now.getTime()) > ISSUED_WINDOW_SECONDS * 1000) {
       refuse('issuedAt', "Sign a fresh message: issuedAt must be within 5 minutes of the hub's clock");
     }
-    if (!validateSiweMessage({ message, domain, time: now })) {
+    if (!validateSiweMessage({ message, time: now })) {
       refuse('expired', 'The message has expired or is not valid yet');
     }
     const address = getAddress(message.address as Address);

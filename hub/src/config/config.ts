@@ -137,6 +137,26 @@ export const configSchema = z.object({
   /** Requests one client address may make to the API per RATE_LIMIT_WINDOW_MS, counted in Redis by every replica; 0 turns limits off. */
   RATE_LIMIT_MAX: int(0, 1_000_000_000).default(6_000),
   RATE_LIMIT_WINDOW_MS: int(1_000, 86_400_000).default(60_000),
+  /**
+   * The hosts (`hub.example`, `hub.example:8443`) a Sign-In with Ethereum message may name as its
+   * domain, comma separated; unset, the host each sign-in request was sent to (its Host header).
+   */
+  AUTH_DOMAINS: z
+    .string()
+    .optional()
+    .transform((value) =>
+      value
+        ?.split(',')
+        .map((host) => host.trim().toLowerCase())
+        .filter(Boolean),
+    )
+    .refine(
+      (hosts) =>
+        !hosts || hosts.every((host) => /^[a-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9a-f:]+\](:[0-9]{1,5})?$/.test(host)),
+      {
+        message: 'expected a comma list of hosts (host or host:port), without scheme or path',
+      },
+    ),
   // Settlement pipeline and relayer (hub/src/settlement).
   /** Sends the relayer's transactions (settlements, relayed registrations); OPERATOR_KEY when unset. */
   RELAYER_KEY: privateKey.optional(),
