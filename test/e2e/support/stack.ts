@@ -505,7 +505,8 @@ export async function startStack(options: StackOptions = {}) {
           const status = await hub.client.settlement(job.id);
           return status.status === 'confirmed' || status.status === 'failed' ? status : undefined;
         });
-        if (done.status !== 'confirmed') throw new Error(`relayed registration ${job.id} failed: ${done.error?.code}: ${done.error?.message}`);
+        if (done.status !== 'confirmed')
+          throw new Error(`relayed registration ${job.id} failed: ${done.error?.code}: ${done.error?.message}`);
       }
       const client = new HubClient({ url: hub.url, ...(parameters.fetch ? { fetch: parameters.fetch } : {}) });
       return {
