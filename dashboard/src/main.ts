@@ -111,7 +111,7 @@ async function signIn(signer: Signer, button: HTMLButtonElement): Promise<void> 
   button.disabled = true;
   status('signin-status', 'Signing in…');
   try {
-    const session = await hub.signIn(signer, { chainId: await chainId() });
+    const session = await hub.history.signIn(signer, { chainId: await chainId() });
     status('signin-status', '');
     enter(session);
   } catch (error) {
@@ -323,9 +323,9 @@ async function loadProvider(session: HubSession, query: Query): Promise<void> {
   // The lists take a range and no bucket (the SDK would send one it is given).
   const listed = { from: query.from, to: query.to };
   const [history, consumers, settlements] = await Promise.all([
-    hub.providerHistory(address, query, session),
-    hub.providerConsumers(address, listed, session),
-    hub.providerSettlements(address, listed, session),
+    hub.history.provider(address, query, session),
+    hub.history.providerConsumers(address, listed, session),
+    hub.history.providerSettlements(address, listed, session),
   ]);
   // A provider the hub never promised anything has no quote (UNKNOWN_PROVIDER): nothing to settle.
   const quote: HubSettlementQuote | undefined =
@@ -409,8 +409,8 @@ function settlementRow(settlement: HubProviderSettlement): HTMLTableCellElement[
 
 async function loadConsumer(session: HubSession, query: Query): Promise<void> {
   const [history, providers] = await Promise.all([
-    hub.consumerHistory(session.address, query, session),
-    hub.consumerProviders(session.address, { from: query.from, to: query.to }, session),
+    hub.history.consumer(session.address, query, session),
+    hub.history.consumerProviders(session.address, { from: query.from, to: query.to }, session),
   ]);
   showAmount('c-spent', history.total.amount);
   showText('c-exchanges', format.count(history.total.exchanges), String(history.total.exchanges));
@@ -445,7 +445,7 @@ async function scrape(): Promise<Scrape> {
 }
 
 async function loadOperator(session: HubSession, query: Query): Promise<void> {
-  const [info, metrics, history] = await Promise.all([hub.info(), scrape(), hub.hubHistory(query, session)]);
+  const [info, metrics, history] = await Promise.all([hub.info(), scrape(), hub.history.hub(query, session)]);
   state.info = info;
   const d = decimals();
   const stake = info.stake;
@@ -581,7 +581,7 @@ async function download(kind: 'earnings' | 'settlements' | 'spending' | 'hub', b
   button.disabled = true;
   try {
     const query = range();
-    const csv = await hub.historyCsv(kind, kind === 'hub' ? undefined : session.address, query, session);
+    const csv = await hub.history.csv(kind, kind === 'hub' ? undefined : session.address, query, session);
     const name = `chit-${kind}${kind === 'hub' ? '' : `-${session.address}`}-${isoDay(query.from.getTime())}-${isoDay(query.to.getTime())}.csv`;
     const url = URL.createObjectURL(new Blob([csv], { type: 'text/csv' }));
     const link = document.createElement('a');

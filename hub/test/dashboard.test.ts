@@ -143,7 +143,7 @@ describe('dashboard: the page the hub serves at /dashboard, in Chromium', () => 
   const today = Math.floor(Date.now() / DAY) * DAY;
   const range = { from: new Date(today - 6 * DAY), to: new Date(today + DAY) };
 
-  const signIn = (who: PrivateKeyAccount) => client.signIn(who, { chainId: info.chainId });
+  const signIn = (who: PrivateKeyAccount) => client.history.signIn(who, { chainId: info.chainId });
 
   /** A page of the dashboard, recording what it logs as errors. */
   async function open(options: { poll?: number; viewport?: { width: number; height: number } } = {}) {
@@ -266,7 +266,7 @@ describe('dashboard: the page the hub serves at /dashboard, in Chromium', () => 
     await signInWithFile(page, provider.key);
     await loaded(page, 'provider/day');
     const session = await signIn(seller);
-    const history = await client.providerHistory(seller.address, { ...range, bucket: 'day' }, session);
+    const history = await client.history.provider(seller.address, { ...range, bucket: 'day' }, session);
     const books = (await (await fetch(`${stack.hub.url}/v1/providers/${seller.address}`)).json()) as Json;
     const exchanged = await stack.db.pool.query(
       'SELECT sum(increment)::text AS amount, count(*)::int AS n FROM exchanges WHERE provider = $1',
@@ -308,9 +308,9 @@ describe('dashboard: the page the hub serves at /dashboard, in Chromium', () => 
     assert.equal(await page.locator('#p-chart canvas').count(), 1);
 
     // The settlement's row says what the hub's API says of it once it has run its course (the page polls).
-    let answered: Awaited<ReturnType<HubClient['providerSettlements']>>['settlements'] = [];
+    let answered: Awaited<ReturnType<HubClient['history']['providerSettlements']>>['settlements'] = [];
     for (const deadline = Date.now() + 90_000; ; ) {
-      answered = (await client.providerSettlements(seller.address, range, session)).settlements;
+      answered = (await client.history.providerSettlements(seller.address, range, session)).settlements;
       if (answered.length === 1 && ['confirmed', 'failed'].includes(answered[0]!.status)) break;
       assert.ok(
         Date.now() < deadline,
@@ -342,7 +342,7 @@ describe('dashboard: the page the hub serves at /dashboard, in Chromium', () => 
       `chit-earnings-${seller.address}-${range.from.toISOString().slice(0, 10)}-${range.to.toISOString().slice(0, 10)}.csv`,
     );
     const csv = readFileSync((await earnings.path())!, 'utf8');
-    assert.equal(csv, await client.historyCsv('earnings', seller.address, { ...range, bucket: 'hour' }, session));
+    assert.equal(csv, await client.history.csv('earnings', seller.address, { ...range, bucket: 'hour' }, session));
     const lines = csv.trimEnd().split('\r\n');
     assert.equal(lines[0], 'start,amount,hubFee,exchanges');
     assert.equal(lines.length, 1 + 168);
@@ -389,7 +389,7 @@ describe('dashboard: the page the hub serves at /dashboard, in Chromium', () => 
     await page.click('.tab[data-page="consumer"]');
     await loaded(page, 'consumer/day');
     const session = await signIn(payer);
-    const spending = await client.consumerHistory(payer.address, range, session);
+    const spending = await client.history.consumer(payer.address, range, session);
     assert.equal(spending.total.amount, 140n * UNIT);
     assert.equal(await shown(page, 'c-spent'), units(140n));
     assert.equal(await textOf(page, 'c-spent'), '140');
@@ -427,7 +427,7 @@ describe('dashboard: the page the hub serves at /dashboard, in Chromium', () => 
       'SELECT coalesce(sum(greatest(promised - settled, 0)), 0)::text AS owed FROM providers',
     );
     assert.equal(await shown(page, 'o-liabilities'), owed.rows[0].owed);
-    const history = await client.hubHistory(range, await signIn(operator()));
+    const history = await client.history.hub(range, await signIn(operator()));
     assert.equal(await shown(page, 'o-exchanges'), String(history.total.exchanges));
     assert.equal(await shown(page, 'o-volume'), history.total.amount.toString());
     assert.equal(history.total.amount, 147n * UNIT);

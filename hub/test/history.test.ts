@@ -104,7 +104,7 @@ describe('history: earnings, spending and the hub over time, for signed-in ident
     });
     return { status: response.status, headers: response.headers, text: await response.text() };
   };
-  const signIn = (account: PrivateKeyAccount) => client.signIn(account, { chainId: info.chainId });
+  const signIn = (account: PrivateKeyAccount) => client.history.signIn(account, { chainId: info.chainId });
 
   describe('figures', () => {
     const consumers: Consumer[] = [];
@@ -141,7 +141,7 @@ describe('history: earnings, spending and the hub over time, for signed-in ident
       const session = await signIn(p0.account);
       assert.equal(session.address, p0.account.address);
       assert.equal(session.operator, false);
-      const history = await client.providerHistory(p0.account.address, { ...today(), bucket: 'hour' }, session);
+      const history = await client.history.provider(p0.account.address, { ...today(), bucket: 'hour' }, session);
       assert.equal(history.buckets.length, 72);
       const hour = new Date(Math.floor(Date.now() / HOUR) * HOUR).toISOString();
       const nonEmpty = history.buckets.filter((bucket) => bucket.amount > 0n);
@@ -156,7 +156,7 @@ describe('history: earnings, spending and the hub over time, for signed-in ident
       for (const bucket of history.buckets) assert.equal(bucket.hubFee, (bucket.amount * BigInt(info.fee)) / 10_000n);
       assert.deepEqual(history.books, { promised: 47n, settled: 0n, unsettled: 47n });
 
-      const days = await client.providerHistory(
+      const days = await client.history.provider(
         p0.account.address,
         { from: new Date(start - 7 * DAY), to: today().to },
         session,
@@ -178,7 +178,7 @@ describe('history: earnings, spending and the hub over time, for signed-in ident
       const [c0, c1] = consumers as [Consumer, Consumer];
       // A query object that also carries a bucket (as a page's state may) still asks for the list alone.
       const withBucket = { ...today(), bucket: 'hour' as const };
-      const { consumers: byConsumer } = await client.providerConsumers(
+      const { consumers: byConsumer } = await client.history.providerConsumers(
         p0.account.address,
         withBucket,
         await signIn(p0.account),
@@ -188,10 +188,10 @@ describe('history: earnings, spending and the hub over time, for signed-in ident
         { consumer: c1.account.address, amount: 7n, exchanges: 1 },
       ]);
       const session = await signIn(c0.account);
-      const spending = await client.consumerHistory(c0.account.address, today(), session);
+      const spending = await client.history.consumer(c0.account.address, today(), session);
       assert.deepEqual(spending.total, { amount: 141n, exchanges: 5 });
       assert.equal(spending.buckets.length, 3);
-      const { providers: byProvider } = await client.consumerProviders(c0.account.address, today(), session);
+      const { providers: byProvider } = await client.history.consumerProviders(c0.account.address, today(), session);
       assert.deepEqual(byProvider, [
         { provider: p1.account.address, amount: 101n, exchanges: 2 },
         { provider: p0.account.address, amount: 40n, exchanges: 3 },
@@ -201,13 +201,13 @@ describe('history: earnings, spending and the hub over time, for signed-in ident
     it("answers the hub's volume, money and batches to the operator's session only", async () => {
       const session = await signIn(operator());
       assert.equal(session.operator, true);
-      let history = await client.hubHistory({ ...today(), bucket: 'hour' }, session);
+      let history = await client.history.hub({ ...today(), bucket: 'hour' }, session);
       assert.deepEqual(history.total, { amount: 148n, exchanges: 6 });
       assert.equal(history.buckets.length, 72);
       // The hub samples its money when it starts, then once a minute.
       for (const deadline = Date.now() + 20_000; history.money.length === 0 && Date.now() < deadline; ) {
         await new Promise((resolve) => setTimeout(resolve, 200));
-        history = await client.hubHistory({ ...today(), bucket: 'hour' }, session);
+        history = await client.history.hub({ ...today(), bucket: 'hour' }, session);
       }
       const [sample] = history.money;
       assert.ok(sample, 'a sample of the hub money within 20 s');
@@ -215,7 +215,7 @@ describe('history: earnings, spending and the hub over time, for signed-in ident
       assert.deepEqual(history.batches, []);
 
       const provider = await signIn(providers[0]!.account);
-      await assert.rejects(client.hubHistory(today(), provider), (error: unknown) => {
+      await assert.rejects(client.history.hub(today(), provider), (error: unknown) => {
         assert.ok(error instanceof HubError && error.code === 'FORBIDDEN', String(error));
         return true;
       });
@@ -240,10 +240,10 @@ describe('history: earnings, spending and the hub over time, for signed-in ident
       const total = lines.slice(1).reduce((sum, line) => sum + BigInt(line.split(',')[1]!), 0n);
       assert.equal(total, 47n);
       assert.equal(
-        await client.historyCsv('earnings', p0.account.address, { ...range, bucket: 'hour' }, session),
+        await client.history.csv('earnings', p0.account.address, { ...range, bucket: 'hour' }, session),
         answer.text,
       );
-      const settlements = await client.historyCsv('settlements', p0.account.address, range, session);
+      const settlements = await client.history.csv('settlements', p0.account.address, range, session);
       assert.equal(
         settlements,
         'id,status,total,amount,hubFee,relayerFee,payout,txHash,gasUsed,errorCode,error,createdAt,updatedAt\r\n',

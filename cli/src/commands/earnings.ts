@@ -49,10 +49,10 @@ async function runEarnings(ctx: CliContext, options: EarningsOptions): Promise<v
   await ctx.token(); // amounts in the token's units
   const account = await ctx.account();
   ctx.out.progress(`signing in to ${hub.url} as ${account.address}…`);
-  const session = await hub.signIn(account, { chainId });
+  const session = await hub.history.signIn(account, { chainId });
   if (options.csv) {
     const kind = options.settlements ? 'settlements' : 'earnings';
-    const csv = await hub.historyCsv(kind, account.address, { ...range, bucket: options.bucket }, session);
+    const csv = await hub.history.csv(kind, account.address, { ...range, bucket: options.bucket }, session);
     if (options.output) {
       await writeFile(options.output, csv);
       ctx.out.result({ file: options.output, kind, ...iso(range) }, [['Wrote', `${kind} to ${options.output}`]]);
@@ -60,7 +60,7 @@ async function runEarnings(ctx: CliContext, options: EarningsOptions): Promise<v
     return;
   }
   if (options.settlements) {
-    const { settlements } = await hub.providerSettlements(account.address, range, session);
+    const { settlements } = await hub.history.providerSettlements(account.address, range, session);
     const rows = [
       ['CREATED', 'STATUS', 'TOTAL', 'PAID OUT', 'HUB FEE', 'RELAYER FEE', 'TRANSACTION'],
       ...settlements.map((s) => [
@@ -79,7 +79,7 @@ async function runEarnings(ctx: CliContext, options: EarningsOptions): Promise<v
     );
     return;
   }
-  const history = await hub.providerHistory(account.address, { ...range, bucket: options.bucket }, session);
+  const history = await hub.history.provider(account.address, { ...range, bucket: options.bucket }, session);
   const label = (start: string) =>
     options.bucket === 'day' ? start.slice(0, 10) : start.slice(0, 16).replace('T', ' ');
   const earning = history.buckets.filter((b) => b.exchanges > 0);
