@@ -48,7 +48,39 @@ describe('the OpenAPI document', () => {
   it('has one operation per endpoint, each with its operation id and declared security', () => {
     const operations = Object.values(document.paths).flatMap((path) => Object.values(path as object));
     assert.deepEqual(operations.map((operation) => operation.operationId).sort(), Object.keys(hubEndpoints).sort());
-    for (const operation of operations) assert.deepEqual(operation.security, [], operation.operationId);
+    // The history answers a signed-in session (bearer token); every other route needs none.
+    for (const operation of operations) {
+      const guarded = [
+        'getProviderHistory',
+        'getProviderConsumers',
+        'getProviderSettlements',
+        'getConsumerHistory',
+        'getConsumerProviders',
+        'getHubHistory',
+      ];
+      assert.deepEqual(
+        operation.security,
+        guarded.includes(operation.operationId) ? [{ session: [] }] : [],
+        operation.operationId,
+      );
+    }
+    assert.deepEqual(document.components.securitySchemes.session, {
+      type: 'http',
+      scheme: 'bearer',
+      description: 'The token of POST /v1/auth/session (Sign-In with Ethereum, EIP-4361), for the history endpoints',
+    });
+    // A query parameter with a default may be left out; one without is required.
+    const history = document.paths['/v1/history/providers/{address}'].get.parameters;
+    assert.deepEqual(
+      history.map((parameter: { name: string; required: boolean }) => [parameter.name, parameter.required]),
+      [
+        ['address', true],
+        ['from', true],
+        ['to', true],
+        ['bucket', false],
+        ['format', false],
+      ],
+    );
     // The only ones redocly.yaml lets go without a 4XX answer.
     const no4xx = operations.filter((operation) => !Object.keys(operation.responses).some((s) => s.startsWith('4')));
     assert.deepEqual(no4xx.map((operation) => operation.operationId).sort(), ['health', 'metrics', 'ready']);

@@ -49,7 +49,8 @@ function parameters(endpoint: HubEndpoint): Schema[] | undefined {
     Object.entries(object?.shape ?? {}).map(([name, schema]) => ({
       name,
       in: where,
-      required: true,
+      // A query parameter with a default (bucket=day, format=json) may be left out.
+      required: !(schema as z.ZodType).safeParse(undefined).success,
       schema: toJson(schema as z.ZodType),
     }));
   const list = [...of('path', endpoint.params), ...of('query', endpoint.query)];
@@ -74,8 +75,8 @@ function operation(endpoint: HubEndpoint, refs: Map<z.ZodType, Schema>): Schema 
   return {
     operationId: endpoint.operationId,
     summary: endpoint.summary,
-    // Unauthenticated: a signed request carries its signature in its body.
-    security: [],
+    // A signed request carries its signature in its body; the history answers a signed-in session.
+    security: endpoint.session ? [{ session: [] }] : [],
     parameters: parameters(endpoint),
     requestBody: endpoint.body && { required: true, ...json(refs.get(endpoint.body)!) },
     responses: {
@@ -107,7 +108,17 @@ export function buildOpenApi(): Schema {
     },
     servers: [{ url: '/', description: 'the hub this document is served by' }],
     paths,
-    components: { schemas },
+    components: {
+      schemas,
+      securitySchemes: {
+        session: {
+          type: 'http',
+          scheme: 'bearer',
+          description:
+            'The token of POST /v1/auth/session (Sign-In with Ethereum, EIP-4361), for the history endpoints',
+        },
+      },
+    },
   };
 }
 

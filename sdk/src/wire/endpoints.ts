@@ -111,6 +111,8 @@ export interface HubEndpoint {
   readonly errors: readonly number[];
   /** Not rate limited (no 429). */
   readonly unlimited?: boolean;
+  /** Answered only to a signed-in session: `Authorization: Bearer <token>` of `POST /v1/auth/session`. */
+  readonly session?: boolean;
   /** Another status answered with the success schema (`/ready` answers 503 when not ready). */
   readonly alsoStatus?: number;
 }
@@ -291,42 +293,42 @@ export const hubEndpoints = {
     'getProviderHistory',
     "A provider's earnings per hour or UTC day, the hub fee at today's fee, and its books; the provider's session only. format=csv answers text/csv (start,amount,hubFee,exchanges)",
     historyAnswerSchemas.providerHistory,
-    { params: byAddress, query: historyQuery, errors: [400, 401, 403] },
+    { params: byAddress, query: historyQuery, errors: [400, 401, 403], session: true },
   ),
   getProviderConsumers: get(
     '/v1/history/providers/{address}/consumers',
     'getProviderConsumers',
     "What each consumer paid a provider in the UTC days the range touches, largest first (at most 100); the provider's session only. format=csv answers text/csv",
     historyAnswerSchemas.providerConsumers,
-    { params: byAddress, query: historyListQuery, errors: [400, 401, 403] },
+    { params: byAddress, query: historyListQuery, errors: [400, 401, 403], session: true },
   ),
   getProviderSettlements: get(
     '/v1/history/providers/{address}/settlements',
     'getProviderSettlements',
     "A provider's settlements created in the range, newest first (at most 1,000), with their fees and gas; the provider's session only. format=csv answers text/csv",
     historyAnswerSchemas.providerSettlements,
-    { params: byAddress, query: historyListQuery, errors: [400, 401, 403] },
+    { params: byAddress, query: historyListQuery, errors: [400, 401, 403], session: true },
   ),
   getConsumerHistory: get(
     '/v1/history/consumers/{address}',
     'getConsumerHistory',
     "A consumer's spending per hour or UTC day; the consumer's session only. format=csv answers text/csv",
     historyAnswerSchemas.consumerHistory,
-    { params: byAddress, query: historyQuery, errors: [400, 401, 403] },
+    { params: byAddress, query: historyQuery, errors: [400, 401, 403], session: true },
   ),
   getConsumerProviders: get(
     '/v1/history/consumers/{address}/providers',
     'getConsumerProviders',
     "What a consumer paid each provider in the UTC days the range touches, largest first (at most 100); the consumer's session only. format=csv answers text/csv",
     historyAnswerSchemas.consumerProviders,
-    { params: byAddress, query: historyListQuery, errors: [400, 401, 403] },
+    { params: byAddress, query: historyListQuery, errors: [400, 401, 403], session: true },
   ),
   getHubHistory: get(
     '/v1/history/hub',
     'getHubHistory',
     "The hub's volume per bucket, stake and free funds against liabilities, and settlement batches; the operator's session only. format=csv answers text/csv of the volume",
     historyAnswerSchemas.hubHistory,
-    { query: historyQuery, errors: [400, 401, 403] },
+    { query: historyQuery, errors: [400, 401, 403], session: true },
   ),
   health: get('/health', 'health', 'Alive while the process runs', health, { unlimited: true }),
   ready: get(
