@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseEther } from 'viem';
 import { generatePrivateKey } from 'viem/accounts';
+import { cleanEnv, runProcess } from './support/process';
 import { type Consumer, type Provider, type Stack, startStack } from './support/stack';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -21,27 +21,14 @@ describe('chit earnings', function () {
   const prices = { perMinute: parseEther('0.001'), perGiB: 0n };
 
   const chit = (args: string[]) =>
-    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, [CHIT, ...args], {
-        cwd: ROOT,
-        env: {
-          ...Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^(npm_|CHIT_)/i.test(key))),
-          XDG_CONFIG_HOME: home,
-          CHIT_HUB_URL: stack.hub.url,
-          CHIT_RPC_URL: stack.chain.url,
-          CHIT_PASSWORD: 'password of the provider',
-        },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (chunk) => {
-        stdout += chunk;
-      });
-      child.stderr.on('data', (chunk) => {
-        stderr += chunk;
-      });
-      child.on('exit', (code) => resolve({ code, stdout, stderr }));
+    runProcess(process.execPath, [CHIT, ...args], {
+      cwd: ROOT,
+      env: cleanEnv({
+        XDG_CONFIG_HOME: home,
+        CHIT_HUB_URL: stack.hub.url,
+        CHIT_RPC_URL: stack.chain.url,
+        CHIT_PASSWORD: 'password of the provider',
+      }),
     });
 
   /** What the provider was paid through the hub: the agreement's total after three payments. */

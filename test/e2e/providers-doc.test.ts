@@ -11,33 +11,14 @@ import Redis from 'ioredis';
 import { Pool } from 'pg';
 import { type Address, createPublicClient, http, parseEther } from 'viem';
 import { foundry } from 'viem/chains';
+import { cleanEnv, type Run, runProcess } from './support/process';
 
 const ROOT = path.join(__dirname, '..', '..');
 const PASSWORD = 'a password for the docs';
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs `command args…` from the repository root, as a user of the checkout would, with `env` added. */
 function run(command: string, args: string[], env: Record<string, string>): Promise<Run> {
-  // npm's settings of an enclosing `npm test` (workspace, prefix…) must not steer npx.
-  const base = Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^(npm_|CHIT_)/i.test(key)));
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: ROOT, env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => {
-      stdout += chunk;
-    });
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  return runProcess(command, args, { cwd: ROOT, env: cleanEnv(env) });
 }
 
 function succeeded(result: Run): string {

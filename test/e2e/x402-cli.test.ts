@@ -9,17 +9,12 @@ import { freePort } from '@chit/devstack';
 import { parseEther } from 'viem';
 import { generatePrivateKey } from 'viem/accounts';
 import { MIB } from './support/figures';
+import { cleanEnv, type Run, runProcess } from './support/process';
 import { type Consumer, type Provider, type Stack, startStack, until } from './support/stack';
 
 const ROOT = path.join(__dirname, '..', '..');
 const CHIT = path.join(ROOT, 'cli', 'bin', 'chit.js');
 const MILLI = 10n ** 15n; // 0.001 token
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 // `chit provide http` and `chit pay` (issue 14) as a seller and a buyer use them: two identities in
 // keystores of their own, the gateway as its own process in front of a toy API, restarted mid-way.
@@ -38,34 +33,15 @@ describe('chit provide http and chit pay', function () {
   const homes: Record<'seller' | 'buyer', string> = { seller: '', buyer: '' };
   let hits = 0;
 
-  const env = (who: 'seller' | 'buyer') => {
-    const base = Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^(npm_|CHIT_)/i.test(key)));
-    return {
-      ...base,
+  const env = (who: 'seller' | 'buyer') =>
+    cleanEnv({
       XDG_CONFIG_HOME: homes[who],
       CHIT_HUB_URL: stack.hub.url,
       CHIT_RPC_URL: stack.chain.url,
       CHIT_PASSWORD: `password of the ${who}`,
-    };
-  };
-  const chit = (who: 'seller' | 'buyer', args: string[]): Promise<Run> =>
-    new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [CHIT, ...args], {
-        cwd: ROOT,
-        env: env(who),
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (chunk) => {
-        stdout += chunk;
-      });
-      child.stderr.on('data', (chunk) => {
-        stderr += chunk;
-      });
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
     });
+  const chit = (who: 'seller' | 'buyer', args: string[]): Promise<Run> =>
+    runProcess(process.execPath, [CHIT, ...args], { cwd: ROOT, env: env(who) });
   const ok = (run: Run) => {
     assert.equal(run.code, 0, `exit ${run.code}\nstdout: ${run.stdout}\nstderr: ${run.stderr}`);
     return run;
