@@ -1,145 +1,39 @@
 import { type Address, getAddress, type Hex } from 'viem';
-import { z } from 'zod';
 import { HubError, InvalidOptionError } from '../hub-client/errors.js';
-import { type HubClient, type HubExchangeResult, maxExchangesPerRequest } from '../hub-client/hub-client.js';
-import type { HubJob, HubServiceInfo, HubSettlement, HubSettlementQuote } from '../hub-client/schemas.js';
-import { encodeMessage, wireSchemas } from '../protocol/codec.js';
+import { type HubClient, maxExchangesPerRequest } from '../hub-client/hub-client.js';
+import type { HubJob, HubServiceInfo, HubSettlementQuote } from '../hub-client/schemas.js';
 import { hashlockOf } from '../protocol/hash.js';
 import { sealPreimage } from '../protocol/preimage-box.js';
-import { signRecoveryRequest, signSettlementAuthorization, type TypedDataSigner } from '../protocol/sign.js';
-import type { ExchangeRequest, SignedConsumerPromise, SignedHubPromise } from '../protocol/types.js';
+import type { TypedDataSigner } from '../protocol/sign.js';
+import type { SignedConsumerPromise, SignedHubPromise } from '../protocol/types.js';
 import { jsVerifier, type Verifier } from '../protocol/verifier.js';
-import { verifyHubPromise } from '../protocol/verify.js';
-import { HubAnswerRejectedError, PromiseRejectedError, StoredStateError } from './errors.js';
 import { Mutex } from './mutex.js';
-import type { SettlementDecision, SettlementPolicy } from './settlement-policy.js';
-import { readState, storedAmount, storedBytes32 } from './state.js';
-import { type Json, MemoryStore, type Store } from './store.js';
+import { exchangeBatch } from './provider-ledger.batch.js';
+import { checkHubInfo, checkHubPromise } from './provider-ledger.checks.js';
+import {
+  decodeProviderState,
+  emptyState,
+  encodeProviderState,
+  providerLedgerDocument,
+} from './provider-ledger.document.js';
+import { exchangeOne } from './provider-ledger.exchange.js';
+import { recover } from './provider-ledger.recovery.js';
+import { RUNNING, requestSettlement, settlementPreview } from './provider-ledger.settlement.js';
+import type {
+  LedgerInternals,
+  ProviderLedgerOptions,
+  ProviderState,
+  QueuedExchange,
+  Recovered,
+  SettlementAttempt,
+} from './provider-ledger.types.js';
+import type { SettlementDecision } from './settlement-policy.js';
+import { readState } from './state.js';
+import { MemoryStore, type Store } from './store.js';
 import { sameHex } from './util.js';
 
-/** Options of a {@link ProviderLedger}. */
-export interface ProviderLedgerOptions {
-  /** The client of the hub the provider exchanges at. */
-  hub: HubClient;
-  /** The provider's identity key: a viem LocalAccount, or anything with its address that signs typed data. */
-  account: TypedDataSigner & { address: Address };
-  /** Where the ledger keeps its state and the sessions their preimages. Default: in memory. */
-  store?: Store;
-  /** The key of the ledger's document. Default `chit/provider/<chainId>/<hub>/<provider>`. */
-  key?: string;
-  /**
-   * What `/v1/info` must say, checked when the ledger opens. Pin `operator` to the one the Hub
-   * contract names (read it on-chain): hub promises are checked against the operator, and a hub
-   * service could otherwise name any key.
-   */
-  expect?: { hub?: Address; chainId?: number; operator?: Address };
-  /** Checks hub signatures. Default: the JavaScript verifier (`nativeVerifier()` of `@chit/sdk/node` is faster). */
-  verifier?: Verifier;
-  /**
-   * Seals R to the hub's public key for each exchange. Default: `sealPreimage` in JavaScript;
-   * `nativePreimageSealer` of `@chit/sdk/node` does it about 30 times faster.
-   */
-  preimageSealer?: (hubPublicKey: Hex) => (preimage: Hex) => Hex;
-  /** Milliseconds since the epoch; `Date.now` by default. Used for recovery requests and deadlines. */
-  clock?: () => number;
-  /**
-   * On an empty store, ask the hub for the latest promise and its R (a signed recovery request) before
-   * the first exchange, so that a provider that lost its store continues from the hub's total.
-   * Default true.
-   */
-  recoverOnEmptyStore?: boolean;
-  /** When to settle; {@link ProviderLedger.maybeSettle} needs one. */
-  settlementPolicy?: SettlementPolicy;
-  /** {@link ProviderLedger.maybeSettle} does nothing when called again within this time. Default 60 s. */
-  settlementCheckMs?: number;
-}
-
-/** What a recovery gave back. */
-export interface Recovered {
-  hubPromise: SignedHubPromise;
-  preimage: Hex | null;
-}
-
-/** What {@link ProviderLedger.maybeSettle} did. */
-export interface SettlementAttempt {
-  /** The policy's decision, when a quote was asked for. */
-  decision?: SettlementDecision;
-  quote?: HubSettlementQuote;
-  /** The settlement requested, when the decision was to settle. */
-  job?: HubJob;
-  /** A settlement requested before and still running: nothing else was done. */
-  pending?: HubSettlement;
-  /** True when the last check was less than `settlementCheckMs` ago: nothing was done. */
-  throttled?: true;
-}
-
-interface Inflight {
-  request: ExchangeRequest;
-  preimage: Hex;
-  expectedTotal: bigint;
-}
-
-interface QueuedExchange {
-  promise: SignedConsumerPromise;
-  preimage: Hex;
-  resolve(hubPromise: SignedHubPromise): void;
-  reject(error: unknown): void;
-}
-
-interface ProviderState {
-  latest: SignedHubPromise | null;
-  latestPreimage: Hex | null;
-  /**
-   * An R the hub may not know, left by a version of this ledger that revealed R after each exchange;
-   * revealed (or sent as `previousPreimage`) before the next exchange. Exchanges now carry R in their
-   * box, which the hub opens before it signs, so nothing new is ever left here.
-   */
-  unrevealed: Hex | null;
-  /** The highest agreement total the hub credited, by agreement id. */
-  credited: Record<string, bigint>;
-  /** An exchange sent whose outcome is not known yet: it is sent again, identically, before any other. */
-  inflight: Inflight | null;
-  /** The same for exchanges sent together (`POST /v1/exchanges`): sent again, identically, before any other. */
-  inflightBatch: Inflight[];
-  /** What the hub settled, as last learned from a quote. */
-  settledEstimate: bigint;
-  settlementId: string | null;
-}
-
-const inflightDocument = z.strictObject({
-  request: wireSchemas.exchangeRequest,
-  preimage: storedBytes32,
-  expectedTotal: storedAmount,
-});
-
-/** The document a {@link ProviderLedger} keeps in its store (what `chit store export` backs up). */
-export const providerLedgerDocument = z.strictObject({
-  version: z.literal(1),
-  hub: z.string(),
-  chainId: z.number(),
-  provider: z.string(),
-  latest: wireSchemas.hubPromise.nullable(),
-  latestPreimage: storedBytes32.nullable(),
-  unrevealed: storedBytes32.nullable(),
-  credited: z.record(z.string(), storedAmount),
-  inflight: inflightDocument.nullable(),
-  inflightBatch: z.array(inflightDocument).optional(),
-  settledEstimate: storedAmount,
-  settlementId: z.string().nullable(),
-});
-
-const emptyState = (): ProviderState => ({
-  latest: null,
-  latestPreimage: null,
-  unrevealed: null,
-  credited: {},
-  inflight: null,
-  inflightBatch: [],
-  settledEstimate: 0n,
-  settlementId: null,
-});
-
-const RUNNING = new Set(['queued', 'submitted', 'retrying']);
+export { providerLedgerDocument } from './provider-ledger.document.js';
+export type { ProviderLedgerOptions, Recovered, SettlementAttempt } from './provider-ledger.types.js';
 
 /**
  * A provider's books at one hub, shared by all its {@link ProviderSession}s there. The hub chains a
@@ -176,6 +70,8 @@ export class ProviderLedger {
   #key: string | undefined;
   #state: ProviderState | undefined;
   #lastSettlementCheck = Number.NEGATIVE_INFINITY;
+  /** What the ledger's parts in other modules (exchanges, batches, recovery, settlement) work with. */
+  readonly #internals: LedgerInternals;
 
   constructor(options: ProviderLedgerOptions) {
     this.hub = options.hub;
@@ -185,6 +81,21 @@ export class ProviderLedger {
     this.#options = options;
     this.#verifier = options.verifier ?? jsVerifier;
     this.#clock = options.clock ?? Date.now;
+    this.#internals = {
+      hub: this.hub,
+      provider: this.provider,
+      account: this.#account,
+      clock: this.#clock,
+      settlementPolicy: () => this.#options.settlementPolicy,
+      info: () => this.info,
+      state: () => this.#state!,
+      open: () => this.#open(),
+      save: (state) => this.#save(state),
+      seal: (preimage) => this.#seal(preimage),
+      reveal: (state) => this.#reveal(state),
+      checkHubPromise: (hubPromise, hashlock, expectedTotal) =>
+        checkHubPromise(this.info, this.provider, this.#verifier, hubPromise, hashlock, expectedTotal),
+    };
   }
 
   /** The signature checker this ledger was given (`jsVerifier` by default), for its users' own checks. */
@@ -297,7 +208,7 @@ export class ProviderLedger {
   recover(): Promise<Recovered | null> {
     return this.#mutex.run(async () => {
       await this.#open();
-      return this.#recover();
+      return recover(this.#internals);
     });
   }
 
@@ -312,7 +223,7 @@ export class ProviderLedger {
   settlementPreview(): Promise<{ quote: HubSettlementQuote; decision: SettlementDecision }> {
     return this.#mutex.run(async () => {
       await this.#open();
-      return this.#preview();
+      return settlementPreview(this.#internals);
     });
   }
 
@@ -329,7 +240,7 @@ export class ProviderLedger {
     return this.#mutex.run(async () => {
       const state = await this.#open();
       const { relayer } = await this.hub.settlementQuote(this.provider);
-      return this.#settle(state, relayerFee, relayer);
+      return requestSettlement(this.#internals, state, relayerFee, relayer);
     });
   }
 
@@ -361,9 +272,9 @@ export class ProviderLedger {
       if (!state.latest) return {};
       const estimate = state.latest.total - state.settledEstimate;
       if (!policy.worthQuoting(estimate, Math.floor(this.#clock() / 1000))) return {};
-      const { quote, decision } = await this.#preview();
+      const { quote, decision } = await settlementPreview(this.#internals);
       if (!decision.settle) return { quote, decision };
-      const job = await this.#settle(this.#state!, quote.relayerFee, quote.relayer);
+      const job = await requestSettlement(this.#internals, this.#state!, quote.relayerFee, quote.relayer);
       return { quote, decision, job };
     });
   }
@@ -371,47 +282,18 @@ export class ProviderLedger {
   async #open(): Promise<ProviderState> {
     if (this.#state) return this.#state;
     const info = await this.hub.info();
-    const expect = this.#options.expect ?? {};
-    if (expect.hub && !sameHex(expect.hub, info.hub)) {
-      throw new HubAnswerRejectedError('WRONG_HUB', 'info for another hub', expect.hub, info.hub, 'Check the hub URL.');
-    }
-    if (expect.chainId !== undefined && expect.chainId !== info.chainId) {
-      throw new HubAnswerRejectedError(
-        'WRONG_CHAIN',
-        'info for another chain',
-        String(expect.chainId),
-        String(info.chainId),
-        'Check the hub URL.',
-      );
-    }
-    if (expect.operator && !sameHex(expect.operator, info.operator)) {
-      throw new HubAnswerRejectedError(
-        'WRONG_OPERATOR',
-        'an operator other than the Hub contract’s',
-        expect.operator,
-        info.operator,
-        'Do not exchange at this hub service: its promises would not be paid on-chain.',
-      );
-    }
+    checkHubInfo(info, this.#options.expect);
     this.#info = info;
     this.#key =
       this.#options.key ?? `chit/provider/${info.chainId}/${info.hub.toLowerCase()}/${this.provider.toLowerCase()}`;
     const stored = await readState(this.#store, this.#key, providerLedgerDocument);
     if (stored) {
-      if (
-        stored.hub.toLowerCase() !== info.hub.toLowerCase() ||
-        stored.chainId !== info.chainId ||
-        stored.provider.toLowerCase() !== this.provider.toLowerCase()
-      ) {
-        throw new StoredStateError(this.#key, 'it belongs to another hub, chain or provider');
-      }
-      const { version: _v, hub: _h, chainId: _c, provider: _p, inflightBatch, ...state } = stored;
-      this.#state = { ...state, inflightBatch: inflightBatch ?? [] } as ProviderState;
+      this.#state = decodeProviderState(this.#key, info, this.provider, stored);
       return this.#state;
     }
     this.#state = emptyState();
     try {
-      if (this.#options.recoverOnEmptyStore ?? true) await this.#recover();
+      if (this.#options.recoverOnEmptyStore ?? true) await recover(this.#internals);
       else await this.#save(this.#state);
     } catch (error) {
       this.#state = undefined; // not open: the next call tries again
@@ -438,11 +320,11 @@ export class ProviderLedger {
       });
       if (batch.length === 1) {
         const [item] = batch as [QueuedExchange];
-        await this.#exchangeOne(item.promise, item.preimage).then(item.resolve, item.reject);
+        await exchangeOne(this.#internals, item.promise, item.preimage).then(item.resolve, item.reject);
         continue;
       }
       try {
-        const outcomes = await this.#exchangeBatch(batch);
+        const outcomes = await exchangeBatch(this.#internals, batch);
         outcomes.forEach((outcome, i) => {
           if (outcome instanceof Error) batch[i]!.reject(outcome);
           else batch[i]!.resolve(outcome);
@@ -450,281 +332,6 @@ export class ProviderLedger {
       } catch (error) {
         for (const item of batch) item.reject(error);
       }
-    }
-  }
-
-  /** One exchange, alone: `POST /v1/exchange`. */
-  async #exchangeOne(promise: SignedConsumerPromise, preimage: Hex): Promise<SignedHubPromise> {
-    let state = await this.#open();
-    state = await this.#settleInflightBatch(state);
-    if (state.inflight) {
-      if (state.inflight.request.promise.signature === promise.signature.toLowerCase()) {
-        return this.#complete(state.inflight);
-      }
-      await this.#complete(state.inflight);
-      state = this.#state!;
-    }
-    const refusal = this.#alreadyCredited(state, promise);
-    if (refusal) {
-      if (refusal instanceof Error) throw refusal;
-      return refusal;
-    }
-    if (state.unrevealed) state = await this.#reveal(state);
-    const credited = state.credited[promise.agreement.id.toLowerCase()] ?? 0n;
-    return this.#send(state, promise, preimage, credited, true);
-  }
-
-  /**
-   * Several exchanges of different agreements in one `POST /v1/exchanges`: each is checked before and
-   * after as {@link #exchangeOne} checks it, and the hub answers each as if alone, in order. Returns each
-   * one's hub promise or error.
-   */
-  async #exchangeBatch(items: QueuedExchange[]): Promise<(SignedHubPromise | Error)[]> {
-    let state = await this.#open();
-    const outcomes: (SignedHubPromise | Error | undefined)[] = items.map(() => undefined);
-    // Exchanges sent before whose outcome is unknown go first, identically; a queued promise that is
-    // one of them gets its outcome.
-    if (state.inflight || state.inflightBatch.length > 0) {
-      const earlier = [...state.inflightBatch, ...(state.inflight ? [state.inflight] : [])];
-      // A refusal is that exchange's outcome; no answer at all stops here, as for a single exchange.
-      const results = state.inflight
-        ? [
-            await this.#complete(state.inflight).catch((error: unknown) => {
-              if (error instanceof HubError && !error.retryable) return error;
-              throw error;
-            }),
-          ]
-        : [];
-      const batchResults = await this.#completeBatch(this.#state!.inflightBatch);
-      const all = [...batchResults, ...results];
-      items.forEach((item, i) => {
-        const at = earlier.findIndex(
-          (entry) => entry.request.promise.signature === item.promise.signature.toLowerCase(),
-        );
-        if (at >= 0) outcomes[i] = all[at];
-      });
-      state = this.#state!;
-    }
-    if (state.unrevealed) state = await this.#reveal(state);
-    const sending: { index: number; entry: Inflight }[] = [];
-    items.forEach((item, i) => {
-      if (outcomes[i] !== undefined) return;
-      const refusal = this.#alreadyCredited(state, item.promise);
-      if (refusal) {
-        outcomes[i] = refusal;
-        return;
-      }
-      const request: ExchangeRequest = {
-        promise: item.promise,
-        encryptedPreimage: this.#seal(item.preimage),
-      };
-      const credited = state.credited[item.promise.agreement.id.toLowerCase()] ?? 0n;
-      sending.push({
-        index: i,
-        entry: { request, preimage: item.preimage, expectedTotal: item.promise.agreement.total - credited },
-      });
-    });
-    if (sending.length > 0) {
-      await this.#save({ ...state, inflightBatch: sending.map(({ entry }) => entry) });
-      const results = await this.#completeBatch(this.#state!.inflightBatch);
-      sending.forEach(({ index }, k) => {
-        outcomes[index] = results[k];
-      });
-    }
-    return outcomes as (SignedHubPromise | Error)[];
-  }
-
-  /** Sends exchanges whose outcome is unknown again, if any, and records what the hub answered. */
-  async #settleInflightBatch(state: ProviderState): Promise<ProviderState> {
-    if (state.inflightBatch.length === 0) return state;
-    await this.#completeBatch(state.inflightBatch);
-    return this.#state!;
-  }
-
-  /**
-   * Sends `entries` (stored as `inflightBatch`) in one `POST /v1/exchanges` and records the answers in
-   * order: each hub promise is checked against the total it must carry (the latest total plus the
-   * item's increment over what its agreement was credited), and stored as the latest. No answer keeps the entries to be sent again; a refusal of the whole request forgets them.
-   */
-  async #completeBatch(entries: Inflight[]): Promise<(SignedHubPromise | Error)[]> {
-    if (entries.length === 0) return [];
-    let results: HubExchangeResult[];
-    try {
-      results = await this.hub.exchangeMany(entries.map((entry) => entry.request));
-    } catch (error) {
-      if (error instanceof HubError && !error.retryable) await this.#save({ ...this.#state!, inflightBatch: [] });
-      throw error;
-    }
-    const state = this.#state!;
-    let { latest, latestPreimage } = state;
-    const credited = { ...state.credited };
-    const outcomes = results.map((result, i): SignedHubPromise | Error => {
-      if (!result.ok) return result.error;
-      const { request, preimage } = entries[i]!;
-      const id = request.promise.agreement.id.toLowerCase();
-      const expected = (latest?.total ?? 0n) + request.promise.agreement.total - (credited[id] ?? 0n);
-      try {
-        this.#checkHubPromise(result.hubPromise, request.promise.hashlock, expected);
-      } catch (error) {
-        return error as Error;
-      }
-      latest = result.hubPromise;
-      latestPreimage = preimage;
-      credited[id] = request.promise.agreement.total;
-      return result.hubPromise;
-    });
-    const next: ProviderState = {
-      ...state,
-      latest,
-      latestPreimage,
-      credited,
-      inflightBatch: [],
-    };
-    await this.#save(next);
-    return outcomes;
-  }
-
-  /**
-   * What an exchange of `promise` needs no hub for: the latest hub promise when it is the one already
-   * received for it, a NOTHING_NEW refusal when its agreement total was credited already, else undefined.
-   */
-  #alreadyCredited(state: ProviderState, promise: SignedConsumerPromise): SignedHubPromise | Error | undefined {
-    const id = promise.agreement.id.toLowerCase();
-    const credited = state.credited[id] ?? 0n;
-    if (promise.agreement.total > credited) return undefined;
-    if (state.latest && sameHex(state.latest.hashlock, promise.hashlock)) return state.latest;
-    return new PromiseRejectedError(
-      'NOTHING_NEW',
-      `Nothing new: the hub credited ${credited} for agreement ${id} already`,
-      'Ask the consumer to pay the latest invoice.',
-    );
-  }
-
-  async #send(
-    state: ProviderState,
-    promise: SignedConsumerPromise,
-    preimage: Hex,
-    credited: bigint,
-    mayResync: boolean,
-  ): Promise<SignedHubPromise> {
-    const request: ExchangeRequest = {
-      promise,
-      encryptedPreimage: this.#seal(preimage),
-      ...(state.unrevealed ? { previousPreimage: state.unrevealed } : {}),
-    };
-    const inflight: Inflight = {
-      request,
-      preimage,
-      expectedTotal: (state.latest?.total ?? 0n) + promise.agreement.total - credited,
-    };
-    await this.#save({ ...state, inflight });
-    try {
-      return await this.#complete(inflight);
-    } catch (error) {
-      if (!mayResync) throw error;
-      // Our idea of the previous exchange is behind the hub's (a store restored from a backup): the hub
-      // chained this exchange on a higher total than ours. Its latest promise, recovered, is this
-      // exchange's; anything else is the refusal it was.
-      if (
-        error instanceof HubAnswerRejectedError &&
-        error.problem === 'WRONG_TOTAL' &&
-        BigInt(error.received) > inflight.expectedTotal
-      ) {
-        const recovered = await this.#recover();
-        if (!recovered || !sameHex(recovered.hubPromise.hashlock, promise.hashlock)) throw error;
-        const state = this.#state!;
-        const id = promise.agreement.id.toLowerCase();
-        await this.#save({ ...state, credited: { ...state.credited, [id]: promise.agreement.total } });
-        return recovered.hubPromise;
-      }
-      // A hub of an earlier version asks for the previous R first: take its latest promise and R, and
-      // try once more.
-      if (error instanceof HubError && error.code === 'PREVIOUS_R_NOT_REVEALED') {
-        await this.#recover();
-        return this.#send(this.#state!, promise, preimage, credited, false);
-      }
-      throw error;
-    }
-  }
-
-  async #complete(inflight: Inflight): Promise<SignedHubPromise> {
-    let hubPromise: SignedHubPromise;
-    try {
-      ({ hubPromise } = await this.hub.exchange(inflight.request));
-    } catch (error) {
-      // A refusal changed nothing at the hub: forget the request. Anything else (no answer, an answer
-      // that cannot be read) may have been applied: keep it, to send it again first.
-      if (error instanceof HubError && !error.retryable) await this.#save({ ...this.#state!, inflight: null });
-      throw error;
-    }
-    const { promise } = inflight.request;
-    try {
-      this.#checkHubPromise(hubPromise, promise.hashlock, inflight.expectedTotal);
-    } catch (error) {
-      await this.#save({ ...this.#state!, inflight: null });
-      throw error;
-    }
-    const state = this.#state!;
-    const id = promise.agreement.id.toLowerCase();
-    const next: ProviderState = {
-      ...state,
-      latest: hubPromise,
-      latestPreimage: inflight.preimage,
-      credited: { ...state.credited, [id]: promise.agreement.total },
-      inflight: null,
-    };
-    await this.#save(next);
-    return hubPromise;
-  }
-
-  #checkHubPromise(hubPromise: SignedHubPromise, hashlock: Hex, expectedTotal: bigint | undefined): void {
-    const info = this.info;
-    const advice =
-      'The promise was not stored. If the hub is right, resynchronise with `ledger.recover()`; otherwise stop using this hub.';
-    if (!sameHex(hubPromise.hub, info.hub) || hubPromise.chainId !== info.chainId) {
-      throw new HubAnswerRejectedError(
-        hubPromise.chainId !== info.chainId ? 'WRONG_CHAIN' : 'WRONG_HUB',
-        'a hub promise for another hub or chain',
-        `${info.hub} on ${info.chainId}`,
-        `${hubPromise.hub} on ${hubPromise.chainId}`,
-        advice,
-      );
-    }
-    if (!sameHex(hubPromise.provider, this.provider)) {
-      throw new HubAnswerRejectedError(
-        'WRONG_PROVIDER',
-        'a hub promise to another provider',
-        this.provider,
-        hubPromise.provider,
-        advice,
-      );
-    }
-    if (!sameHex(hubPromise.hashlock, hashlock)) {
-      throw new HubAnswerRejectedError(
-        'WRONG_HASHLOCK',
-        'a hub promise with another hashlock',
-        hashlock,
-        hubPromise.hashlock,
-        advice,
-      );
-    }
-    if (!verifyHubPromise(hubPromise, info.operator, this.#verifier)) {
-      throw new HubAnswerRejectedError(
-        'INVALID_SIGNATURE',
-        'a hub promise not signed by the operator',
-        info.operator,
-        hubPromise.signature,
-        advice,
-      );
-    }
-    if (expectedTotal !== undefined && hubPromise.total !== expectedTotal) {
-      throw new HubAnswerRejectedError(
-        'WRONG_TOTAL',
-        'a hub promise with the wrong total',
-        `${expectedTotal} (previous total + increment)`,
-        String(hubPromise.total),
-        advice,
-      );
     }
   }
 
@@ -753,115 +360,8 @@ export class ProviderLedger {
     return next;
   }
 
-  async #recover(): Promise<Recovered | null> {
-    const info = this.info;
-    const request = await signRecoveryRequest(this.#account, {
-      hub: info.hub,
-      chainId: info.chainId,
-      provider: this.provider,
-      issuedAt: BigInt(Math.floor(this.#clock() / 1000)),
-    });
-    let answer: { hubPromise: SignedHubPromise | null; preimage: Hex | null };
-    try {
-      answer = await this.hub.recovery(request);
-    } catch (error) {
-      if (!(error instanceof HubError && error.code === 'UNKNOWN_PROVIDER')) throw error;
-      answer = { hubPromise: null, preimage: null };
-    }
-    const state = this.#state!;
-    if (!answer.hubPromise) {
-      await this.#save({ ...state, inflight: null });
-      return null;
-    }
-    const { hubPromise, preimage } = answer;
-    this.#checkHubPromise(hubPromise, hubPromise.hashlock, undefined);
-    if (preimage && !sameHex(hashlockOf(preimage), hubPromise.hashlock)) {
-      throw new HubAnswerRejectedError(
-        'WRONG_PREIMAGE',
-        'a preimage that does not open the hashlock',
-        hubPromise.hashlock,
-        hashlockOf(preimage),
-        'The recovered promise was not stored. Claim with the R you hold, or ask the hub operator.',
-      );
-    }
-    const credited = { ...state.credited };
-    // The exchange that got no answer was applied if the hub's latest promise is its own.
-    const applied = state.inflight && sameHex(state.inflight.request.promise.hashlock, hubPromise.hashlock);
-    if (applied) {
-      const { agreement } = state.inflight!.request.promise;
-      credited[agreement.id.toLowerCase()] = agreement.total;
-    }
-    const next: ProviderState = {
-      ...state,
-      latest: hubPromise,
-      latestPreimage: preimage ?? (applied ? state.inflight!.preimage : null),
-      // The hub gave R back: it knows it.
-      unrevealed: null,
-      credited,
-      inflight: null,
-    };
-    await this.#save(next);
-    return { hubPromise, preimage: next.latestPreimage };
-  }
-
-  async #preview(): Promise<{ quote: HubSettlementQuote; decision: SettlementDecision }> {
-    const policy = this.#options.settlementPolicy;
-    if (!policy) throw new InvalidOptionError('settlementPolicy', 'not set', 'Pass one to the ProviderLedger.');
-    const quote = await this.hub.settlementQuote(this.provider);
-    const decision = policy.decide({
-      amount: quote.amount,
-      hubFee: quote.hubFee,
-      relayerFee: quote.relayerFee,
-      now: Math.floor(this.#clock() / 1000),
-    });
-    const state = this.#state!;
-    if (state.latest && state.latest.total >= quote.amount) {
-      await this.#save({ ...state, settledEstimate: state.latest.total - quote.amount });
-    }
-    return { quote, decision };
-  }
-
-  /** `relayer` is the hub's relayer, from its settlement quote: the authorization is valid only when it submits. */
-  async #settle(state: ProviderState, relayerFee: bigint, relayer: Address): Promise<HubJob> {
-    if (!state.latest) {
-      throw new InvalidOptionError('settlement', 'the provider holds no hub promise', 'Nothing to settle yet.');
-    }
-    const authorization = await signSettlementAuthorization(this.#account, state.latest, relayerFee, relayer);
-    const job = await this.hub.requestSettlement({ provider: this.provider, relayerFee, authorization });
-    await this.#save({ ...this.#state!, settlementId: job.id });
-    return job;
-  }
-
   async #save(state: ProviderState): Promise<void> {
-    const info = this.info;
-    const document: Json = {
-      version: 1,
-      hub: info.hub,
-      chainId: info.chainId,
-      provider: this.provider,
-      latest: state.latest ? encodeMessage(state.latest) : null,
-      latestPreimage: state.latestPreimage,
-      unrevealed: state.unrevealed,
-      credited: Object.fromEntries(Object.entries(state.credited).map(([id, total]) => [id, total.toString()])),
-      inflight: state.inflight
-        ? {
-            request: encodeMessage(state.inflight.request),
-            preimage: state.inflight.preimage,
-            expectedTotal: state.inflight.expectedTotal.toString(),
-          }
-        : null,
-      ...(state.inflightBatch.length > 0
-        ? {
-            inflightBatch: state.inflightBatch.map((entry) => ({
-              request: encodeMessage(entry.request),
-              preimage: entry.preimage,
-              expectedTotal: entry.expectedTotal.toString(),
-            })),
-          }
-        : {}),
-      settledEstimate: state.settledEstimate.toString(),
-      settlementId: state.settlementId,
-    };
+    const document = encodeProviderState(this.info, this.provider, state);
     await this.#store.put(this.key, document);
     this.#state = state;
   }

@@ -8,66 +8,16 @@ import type { Invoice, SignedConsumerPromise, SignedHubPromise } from '../protoc
 import { jsVerifier, type Verifier } from '../protocol/verifier.js';
 import { recoverConsumerPromiseSigner } from '../protocol/verify.js';
 import { Emitter } from './emitter.js';
-import { PromiseRejectedError } from './errors.js';
 import { Mutex } from './mutex.js';
 import { amountDue, checkPrices, type Prices, toBytes } from './pricing.js';
-import type { ProviderLedger, SettlementAttempt } from './provider-ledger.js';
+import type { ProviderLedger } from './provider-ledger.js';
+import { checkPromise, positive, reject } from './provider-session.checks.js';
+import type { PendingInvoice, ProviderSessionEvents, ProviderSessionOptions } from './provider-session.types.js';
 import { readState, storedAmount, storedBytes32 } from './state.js';
 import type { Json } from './store.js';
 import { newAgreementId, sameHex } from './util.js';
 
-/** Options of a {@link ProviderSession}. */
-export interface ProviderSessionOptions {
-  /** The provider's ledger at the hub, shared by all its sessions there. */
-  ledger: ProviderLedger;
-  /** Delivers an invoice to the consumer (the application's transport). */
-  send: (invoice: Invoice) => void | Promise<void>;
-  /** The provider's prices for this session. */
-  prices: Prices;
-  /** The consumer, when known; otherwise the first one that pays. Promises from others are refused. */
-  consumer?: Address;
-  /** The agreement id. Default: a fresh random one. Reuse one only to resume a session after a restart. */
-  agreementId?: Hex;
-  /** Milliseconds since some epoch; `Date.now` by default. Inject a simulated clock in tests. */
-  clock?: () => number;
-  /** An invoice at least this often while something is due. Default 60 s. */
-  intervalMs?: number;
-  /** Invoice early once this much is due and unpaid (token units), at most every `minIntervalMs`. */
-  unpaidLimit?: bigint;
-  /** The shortest time between two invoices when `unpaidLimit` triggers them. Default 5 s. */
-  minIntervalMs?: number;
-  /**
-   * Stop serving once this many invoices in a row are unpaid, counting the one just sent. Default 3:
-   * the consumer had two full intervals to pay.
-   */
-  maxUnpaidInvoices?: number;
-  /** How often {@link ProviderSession.start} ticks. Default 1 s. */
-  tickMs?: number;
-  /** Checks consumer signatures. Default: the JavaScript verifier. */
-  verifier?: Verifier;
-}
-
-/** Events of a {@link ProviderSession}. */
-export interface ProviderSessionEvents {
-  /** An invoice was stored and is being sent. */
-  invoice: [invoice: Invoice];
-  /** A consumer promise was exchanged: the hub promise, and what the agreement is paid now. */
-  paid: [hubPromise: SignedHubPromise, agreementTotal: bigint];
-  /** Too many unpaid invoices: stop serving the consumer. */
-  stop: [unpaidInvoices: number];
-  /** The consumer caught up: serve it again. */
-  resume: [];
-  /** What a scheduled settlement check did. */
-  settlement: [attempt: SettlementAttempt];
-  /** A scheduled tick or settlement check failed. */
-  error: [error: unknown];
-}
-
-interface PendingInvoice {
-  hashlock: Hex;
-  preimage: Hex;
-  total: bigint;
-}
+export type { ProviderSessionEvents, ProviderSessionOptions } from './provider-session.types.js';
 
 const documentSchema = z.strictObject({
   version: z.literal(1),
@@ -304,7 +254,7 @@ export class ProviderSession {
         return { hubPromise: this.#lastPaid.hubPromise, fresh: false, resumed: false, total: 0n };
       }
       if (this.#closed) reject('SESSION_CLOSED', 'This session is closed', 'Open a new session.');
-      const pending = this.#check(promise);
+      const pending = checkPromise(promise, this.ledger, this.agreementId, this.#consumer, this.#pending);
       const signer = recoverConsumerPromiseSigner(promise, this.#verifier);
       if (!signer || !sameHex(signer, promise.consumer)) throw new InvalidSignatureError(promise.consumer, signer);
       const hubPromise = await this.ledger.exchange(promise, pending.preimage);
@@ -354,61 +304,6 @@ export class ProviderSession {
     this.#closed = true;
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
-  }
-
-  #check(promise: SignedConsumerPromise): PendingInvoice {
-    const info = this.ledger.info;
-    if (!sameHex(promise.hub, info.hub)) {
-      reject(
-        'WRONG_HUB',
-        `Wrong hub: the promise is for ${promise.hub}, not ${info.hub}`,
-        'Sign for the invoice’s hub.',
-      );
-    }
-    if (promise.chainId !== info.chainId) {
-      reject(
-        'WRONG_CHAIN',
-        `Wrong chain: the promise is for ${promise.chainId}, not ${info.chainId}`,
-        'Sign for the invoice’s chain.',
-      );
-    }
-    if (!sameHex(promise.agreement.provider, this.ledger.provider)) {
-      reject(
-        'WRONG_PROVIDER',
-        `Wrong provider: the promise pays ${promise.agreement.provider}, not ${this.ledger.provider}`,
-        'Send the promise to the provider that invoiced.',
-      );
-    }
-    if (!sameHex(promise.agreement.id, this.agreementId)) {
-      reject(
-        'WRONG_AGREEMENT',
-        `Wrong agreement: the promise pays ${promise.agreement.id}, this session is ${this.agreementId}`,
-        'Send the promise to the session that invoiced.',
-      );
-    }
-    if (this.#consumer && !sameHex(promise.consumer, this.#consumer)) {
-      reject(
-        'WRONG_CONSUMER',
-        `Wrong consumer: the promise is from ${promise.consumer}, this session serves ${this.#consumer}`,
-        'Each consumer pays its own session.',
-      );
-    }
-    const pending = this.#pending.find((invoice) => sameHex(invoice.hashlock, promise.hashlock));
-    if (!pending) {
-      reject(
-        'UNKNOWN_HASHLOCK',
-        `Unknown hashlock: ${promise.hashlock} is not the hashlock of an unpaid invoice of this session`,
-        'Pay the latest invoice; an invoice already paid or superseded by a paid one cannot be paid again.',
-      );
-    }
-    if (promise.agreement.total !== pending.total) {
-      reject(
-        'WRONG_TOTAL',
-        `Wrong total: the promise pays ${promise.agreement.total}, the invoice asked ${pending.total}`,
-        'Pay the agreement total the invoice states.',
-      );
-    }
-    return pending;
   }
 
   async #issue(total: bigint, now: number): Promise<Invoice> {
@@ -490,18 +385,4 @@ export class ProviderSession {
     };
     await this.ledger.store.put(this.#key(), document);
   }
-}
-
-function reject(
-  reason: ConstructorParameters<typeof PromiseRejectedError>[0],
-  message: string,
-  details: string,
-): never {
-  throw new PromiseRejectedError(reason, message, details);
-}
-
-function positive(name: string, value: number): number {
-  if (!(value > 0) || !Number.isFinite(value))
-    throw new InvalidOptionError(name, `expected a positive number, got ${value}`);
-  return value;
 }
