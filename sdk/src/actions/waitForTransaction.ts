@@ -112,7 +112,9 @@ async function receiptOf(client: ChitClient, parameters: WaitForTransactionParam
     timeout,
     signal: stop.signal,
   }).catch((error: unknown) => {
-    if (stop.signal.aborted || error instanceof TransactionReceiptNotFoundError) return poll;
+    // By name: a client built with another copy of viem (a CommonJS caller of this ESM SDK gets the
+    // other build) runs its own getTransactionReceipt, whose error class is not this copy's.
+    if (stop.signal.aborted || isReceiptNotFound(error)) return poll;
     throw error;
   });
   const poll: Promise<TransactionReceipt> = (async () => {
@@ -132,6 +134,14 @@ async function receiptOf(client: ChitClient, parameters: WaitForTransactionParam
   } finally {
     stop.abort();
   }
+}
+
+/** Whether `error` is viem's "receipt not found" (anvil's answer just after mining), from any copy of viem. */
+function isReceiptNotFound(error: unknown): boolean {
+  return (
+    error instanceof TransactionReceiptNotFoundError ||
+    (error instanceof Error && error.name === 'TransactionReceiptNotFoundError')
+  );
 }
 
 /** The name of the Chit function `input` calls, if it calls one. */
