@@ -322,9 +322,29 @@ export class ContractCallError extends ChitError {
   }
 }
 
+/**
+ * Whether `error` is viem's error of class `type` (named `name`), from this copy of viem or another: a
+ * CommonJS caller of this ESM SDK hands it clients whose actions throw the other build's classes.
+ */
+function isViem<T>(error: unknown, type: abstract new (...args: never[]) => T, name: string): error is T {
+  return error instanceof type || (error instanceof Error && error.name === name);
+}
+
+/** A viem error (it has `walk` and `shortMessage`), of either build. */
+function isViemBase(error: unknown): error is BaseError {
+  return (
+    error instanceof BaseError ||
+    (error instanceof Error && typeof (error as Partial<BaseError>).walk === 'function' && 'shortMessage' in error)
+  );
+}
+
 function revertDataOf(error: BaseError): Hex | undefined {
-  const reverted = error.walk((e) => e instanceof ContractFunctionRevertedError || e instanceof RawContractError);
-  if (reverted instanceof ContractFunctionRevertedError) return reverted.raw;
+  const reverted = error.walk(
+    (e) =>
+      isViem(e, ContractFunctionRevertedError, 'ContractFunctionRevertedError') ||
+      isViem(e, RawContractError, 'RawContractError'),
+  );
+  if (isViem(reverted, ContractFunctionRevertedError, 'ContractFunctionRevertedError')) return reverted.raw;
   // Otherwise the node's error at the bottom of the chain may carry it (viem's `call` leaves it there).
   const carrier = (reverted ?? error.walk()) as { data?: unknown };
   const data = typeof carrier.data === 'object' ? (carrier.data as { data?: unknown } | null)?.data : carrier.data;
@@ -393,15 +413,15 @@ export function decodeContractError(error: unknown, context: DecodeContractError
       })
     );
   }
-  if (!(error instanceof BaseError)) {
+  if (!isViemBase(error)) {
     return new ContractCallError({
       shortMessage: error instanceof Error ? error.message : String(error),
       cause: error,
     });
   }
 
-  const execution = error.walk((e) => e instanceof ContractFunctionExecutionError);
-  if (execution instanceof ContractFunctionExecutionError) {
+  const execution = error.walk((e) => isViem(e, ContractFunctionExecutionError, 'ContractFunctionExecutionError'));
+  if (isViem(execution, ContractFunctionExecutionError, 'ContractFunctionExecutionError')) {
     context = { contractAddress: execution.contractAddress, functionName: execution.functionName };
   }
   const data = revertDataOf(error);
@@ -409,9 +429,9 @@ export function decodeContractError(error: unknown, context: DecodeContractError
     const decoded = fromRevertData(data, { ...context, cause: error });
     if (decoded) return decoded;
   }
-  const reverted = error.walk((e) => e instanceof ContractFunctionRevertedError);
+  const reverted = error.walk((e) => isViem(e, ContractFunctionRevertedError, 'ContractFunctionRevertedError'));
   let shortMessage = error.shortMessage;
-  if (reverted instanceof ContractFunctionRevertedError) {
+  if (isViem(reverted, ContractFunctionRevertedError, 'ContractFunctionRevertedError')) {
     if (data?.startsWith(PANIC_SELECTOR)) shortMessage = `The contract panicked: ${reverted.reason ?? data}`;
     else if (data?.startsWith(ERROR_SELECTOR)) shortMessage = `The contract reverted: ${reverted.reason}`;
     else if (data) shortMessage = `The contract reverted with an unknown error ${data.slice(0, 10)}`;
