@@ -63,7 +63,8 @@ export class DashboardController {
     // Only the names listed: no path reaches the disk from the request.
     const type = Object.hasOwn(ASSETS, name) ? ASSETS[name] : undefined;
     if (!type) {
-      throw new HubError('NOT_FOUND', `The dashboard has no ${name}`, { path: `/dashboard/${name}` });
+      // Like every error answer, it does not repeat the request's path.
+      throw new HubError('NOT_FOUND', 'The dashboard has no such file: it serves index.html, app.js and app.css');
     }
     let body: Buffer;
     try {
