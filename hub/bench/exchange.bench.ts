@@ -7,14 +7,19 @@
  * localhost:6379, else a redis-server started here). For each level it seeds fresh consumer channels
  * in the books (as the chain follower would after deposits), pre-signs every consumer promise, then
  * drives POST /v1/exchange from this process (the load generator shares the machine) and reports
- * exchanges/s and latency percentiles. A short warm-up, not counted, runs first. At the end it stops
+ * exchanges/s and latency percentiles, with exchanges/s in the first and the last quarter of each level
+ * (the books grow as it runs). A short warm-up, not counted, runs first. The last two lines printed are
+ * the headline: `exchanges/s: N` and `p99 ms: N` of the (last) level. At the end it stops
  * the hub and anvil, drops its database and deletes its Redis keys (its own QUEUE_PREFIX).
  *
- *   CHIT_BENCH_WORKERS (64)    provider/consumer pairs exchanging in parallel, each in sequence
- *   CHIT_BENCH_EXCHANGES (300) exchanges per pair
- *   CHIT_BENCH_BATCH (1)       exchanges per request: above 1, each provider sends its exchanges N at
+ *   CHIT_BENCH_WORKERS (16)    provider/consumer pairs exchanging in parallel, each in sequence
+ *   CHIT_BENCH_EXCHANGES (500) exchanges per pair
+ *   CHIT_BENCH_BATCH (16)      exchanges per request: above 1, each provider sends its exchanges N at
  *                              a time through POST /v1/exchanges (also --batch N); latencies are then
- *                              per request, exchanges/s counts items
+ *                              per request, exchanges/s counts items; 1 sends POST /v1/exchange
+ *   CHIT_BENCH_BOOKS (1000000) exchanges already in the books before the first level (also --books N):
+ *                              seeded with SQL once the hub has migrated, then left to the hub's own
+ *                              statistics upkeep (the bench waits until it has analyzed them)
  *   CHIT_BENCH_HUB_NODE_FLAGS  flags for the hub's node, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
  *   --levels 1x4000,8x500      several levels instead (workers x exchanges per worker), one stack
  *   --json FILE                also write the environment and figures as JSON
@@ -53,6 +58,9 @@ export interface LevelFigures extends LevelOptions {
   requests: number;
   seconds: number;
   exchangesPerSecond: number;
+  /** Exchanges/s while the first and the last quarter of the level's exchanges were answered. */
+  firstQuarterPerSecond: number;
+  lastQuarterPerSecond: number;
   /** Latency percentiles per request (per batch when batched). */
   p50Ms: number;
   p99Ms: number;
@@ -74,6 +82,8 @@ export interface LevelFigures extends LevelOptions {
 /** What the figures were measured on. */
 export interface BenchEnvironment {
   postgres: { source: string; version: string; fsync: string; synchronousCommit: string };
+  /** Exchanges in the books before the first level, and the seconds the hub took to analyze them. */
+  books: { exchanges: number; analyzedAfterSeconds?: number };
   redis: { source: string; version: string };
   /** The hub's settings that differ from its defaults. */
   hubSettings: Record<string, string>;
@@ -84,6 +94,8 @@ export interface BenchStackOptions {
   log?: (line: string) => void;
   /** Flags for the hub's node process. */
   hubNodeFlags?: string[];
+  /** Exchanges seeded into the books before the first level (default none). */
+  books?: number;
 }
 // The stack handles SIGINT and SIGTERM until it is stopped: it cleans up, then exits the process (130).
 
@@ -234,6 +246,7 @@ export async function startBenchStack(options: BenchStackOptions = {}): Promise<
       },
       redis: { source: redis.source, version: await redisVersion(redis.url) },
       hubSettings: HUB_SETTINGS,
+      books: { exchanges: 0 },
     };
 
     const port = await freePort();
@@ -276,6 +289,7 @@ export async function startBenchStack(options: BenchStackOptions = {}): Promise<
     }
     const pool = new Pool({ connectionString: dbUrl.toString(), max: 2 });
     track(() => pool.end());
+    if (options.books) environment.books = await seedBooks(pool, options.books, log, abortIfSignalled);
     const scope = { hub: chain.deployment.hub.address as Hex, chainId: chain.deployment.chainId };
 
     const runLevel = async ({ workers, exchangesPerWorker, batch = 1 }: LevelOptions): Promise<LevelFigures> => {
@@ -333,6 +347,8 @@ export async function startBenchStack(options: BenchStackOptions = {}): Promise<
 
       const agent = new Agent({ connections: workers, pipelining: 1 });
       const latencies: number[] = [];
+      /** When each request was answered, and how many exchanges it carried, in order. */
+      const answers: { at: number; count: number }[] = [];
       let errors = 0;
       let answered = 0;
       const commits = async () =>
@@ -361,7 +377,9 @@ export async function startBenchStack(options: BenchStackOptions = {}): Promise<
               if (response.statusCode !== 200) errors += count;
               else if (batch > 1) errors += countRefused(text);
               answered += count;
-              latencies.push(performance.now() - t);
+              const at = performance.now();
+              latencies.push(at - t);
+              answers.push({ at, count });
             }
           }),
         );
@@ -395,6 +413,7 @@ export async function startBenchStack(options: BenchStackOptions = {}): Promise<
         requests: latencies.length,
         seconds,
         exchangesPerSecond: answered / seconds,
+        ...quarterRates(t0, answers),
         p50Ms: pct(50),
         p99Ms: pct(99),
         errors,
@@ -409,6 +428,78 @@ export async function startBenchStack(options: BenchStackOptions = {}): Promise<
     settled();
     throw error;
   }
+}
+
+/**
+ * Seeds `count` exchanges (1,000 providers, 20,000 consumers, an agreement per pair, with their
+ * consumer and provider rows) into the hub's migrated books with SQL, then waits until the hub's
+ * statistics upkeep has analyzed them (the machine's Postgres may run without autovacuum): plans
+ * cached on the empty tables must not survive that.
+ */
+async function seedBooks(
+  pool: Pool,
+  count: number,
+  log: (line: string) => void,
+  abortIfSignalled: () => void,
+): Promise<BenchEnvironment['books']> {
+  const CHUNK = 250_000;
+  const started = performance.now();
+  const client = await pool.connect();
+  let seededAt: Date;
+  try {
+    await client.query('SET synchronous_commit = off');
+    for (let from = 1; from <= count; from += CHUNK) {
+      abortIfSignalled();
+      const to = Math.min(count, from + CHUNK - 1);
+      await client.query(
+        `INSERT INTO exchanges (hashlock, provider, consumer, agreement_id, agreement_total, consumer_total,
+                                consumer_signature, increment, hub_total, encrypted_preimage, preimage)
+         SELECT decode(md5(i::text) || md5((-i)::text), 'hex'),
+                decode('aa' || lpad(to_hex(i % 1000), 38, '0'), 'hex'),
+                decode('cc' || lpad(to_hex((i * 7919) % 20000), 38, '0'), 'hex'),
+                decode(md5((i % 1000)::text || ':' || ((i * 7919) % 20000)::text) || md5('a'), 'hex'),
+                i, i, decode(repeat('ab', 65), 'hex'), 1000, i, decode(repeat('cd', 129), 'hex'),
+                decode(md5((-i)::text) || md5(i::text), 'hex')
+           FROM generate_series($1::bigint, $2::bigint) AS i`,
+        [from, to],
+      );
+      log(`seeding the books: ${to.toLocaleString('en')} of ${count.toLocaleString('en')} exchanges`);
+    }
+    await client.query(
+      `INSERT INTO agreements (provider, agreement_id, consumer, credited_total)
+       SELECT provider, agreement_id, (array_agg(consumer))[1], max(consumer_total) FROM exchanges GROUP BY provider, agreement_id
+       ON CONFLICT DO NOTHING`,
+    );
+    await client.query(
+      `INSERT INTO consumers (address, balance, signed_total, credited)
+       SELECT consumer, 10^30, max(consumer_total), max(consumer_total) FROM exchanges GROUP BY consumer
+       ON CONFLICT DO NOTHING`,
+    );
+    await client.query(
+      `INSERT INTO providers (address, promised) SELECT provider, max(hub_total) FROM exchanges GROUP BY provider
+       ON CONFLICT DO NOTHING`,
+    );
+    // A backend reports its row counts when idle, at most once a second: now, for the hub to see.
+    await client.query('SELECT pg_stat_force_next_flush()');
+    seededAt = (await client.query('SELECT now() AS now')).rows[0].now;
+  } finally {
+    client.release();
+  }
+  log(`seeded ${count.toLocaleString('en')} exchanges in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+  const waiting = performance.now();
+  for (;;) {
+    abortIfSignalled();
+    const { rows } = await pool.query(
+      `SELECT last_analyze >= $1 AS analyzed FROM pg_stat_user_tables WHERE relname = 'exchanges'`,
+      [seededAt],
+    );
+    if (rows[0]?.analyzed) break;
+    if (performance.now() - waiting > 120_000) throw new Error('the hub did not analyze the seeded books in 120 s');
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  const analyzedAfterSeconds = (performance.now() - waiting) / 1000;
+  log(`the hub analyzed the seeded books ${analyzedAfterSeconds.toFixed(1)} s after the seed`);
+  return { exchanges: count, analyzedAfterSeconds };
 }
 
 /** One stack, a warm-up, then every level in sequence, each with fresh consumers; always cleans up. */
@@ -436,6 +527,37 @@ export async function runExchangeBench(
   }
 }
 
+/**
+ * Exchanges/s while the first quarter of the exchanges were answered (from the start) and while the
+ * last quarter were (to the last answer).
+ */
+function quarterRates(
+  t0: number,
+  answers: { at: number; count: number }[],
+): { firstQuarterPerSecond: number; lastQuarterPerSecond: number } {
+  const total = answers.reduce((sum, answer) => sum + answer.count, 0);
+  let done = 0;
+  let firstEnd = t0;
+  let lastStart = t0;
+  let lastStartDone = 0;
+  for (const answer of answers) {
+    const before = done;
+    done += answer.count;
+    if (before < total / 4) firstEnd = answer.at;
+    if (done <= (total * 3) / 4) {
+      lastStart = answer.at;
+      lastStartDone = done;
+    }
+  }
+  const firstDone = answers.reduce((sum, answer) => (answer.at <= firstEnd ? sum + answer.count : sum), 0);
+  const end = answers.at(-1)?.at ?? t0;
+  const rate = (count: number, from: number, to: number) => (to > from ? (count * 1000) / (to - from) : 0);
+  return {
+    firstQuarterPerSecond: rate(firstDone, t0, firstEnd),
+    lastQuarterPerSecond: rate(total - lastStartDone, lastStart, end),
+  };
+}
+
 /** Items of a POST /v1/exchanges answer that are errors rather than hub promises. */
 function countRefused(text: string): number {
   const { results } = JSON.parse(text) as { results: { error?: unknown }[] };
@@ -450,7 +572,7 @@ export function levelLines(figures: LevelFigures, environment: BenchEnvironment)
     `hub: 1 process, Postgres fsync=${environment.postgres.fsync}, ${figures.workers} concurrent providers, ${figures.exchanges} exchanges${
       batched ? ` in ${figures.requests} requests of up to ${figures.batch} (POST /v1/exchanges)` : ''
     }`,
-    `exchanges/s: ${Math.round(figures.exchangesPerSecond)}`,
+    `exchanges/s: ${Math.round(figures.exchangesPerSecond)} (first quarter ${Math.round(figures.firstQuarterPerSecond)}, last quarter ${Math.round(figures.lastQuarterPerSecond)})`,
     `p50 ms${per}: ${figures.p50Ms.toFixed(1)}`,
     `p99 ms${per}: ${figures.p99Ms.toFixed(1)}`,
     `errors: ${figures.errors}`,
@@ -480,7 +602,7 @@ async function main(): Promise<void> {
     return i >= 0 ? args[i + 1] : undefined;
   };
   const levelsArg = flag('--levels');
-  const batch = Number(flag('--batch') ?? process.env.CHIT_BENCH_BATCH ?? 1);
+  const batch = Number(flag('--batch') ?? process.env.CHIT_BENCH_BATCH ?? 16);
   if (!Number.isInteger(batch) || batch < 1 || batch > maxExchangesPerRequest) {
     throw new Error(`--batch / CHIT_BENCH_BATCH: expected 1 to ${maxExchangesPerRequest}, got ${batch}`);
   }
@@ -489,14 +611,18 @@ async function main(): Promise<void> {
       ? parseLevels(levelsArg)
       : [
           {
-            workers: Number(process.env.CHIT_BENCH_WORKERS ?? 64),
-            exchangesPerWorker: Number(process.env.CHIT_BENCH_EXCHANGES ?? 300),
+            workers: Number(process.env.CHIT_BENCH_WORKERS ?? 16),
+            exchangesPerWorker: Number(process.env.CHIT_BENCH_EXCHANGES ?? 500),
           },
         ]
   ).map((level) => (batch > 1 ? { ...level, batch } : level));
+  const books = Number(flag('--books') ?? process.env.CHIT_BENCH_BOOKS ?? 1_000_000);
+  if (!Number.isInteger(books) || books < 0)
+    throw new Error(`--books / CHIT_BENCH_BOOKS: expected 0 or more, got ${books}`);
   const log = (line: string) => console.log(line);
   const result = await runExchangeBench({
     levels,
+    books,
     log,
     hubNodeFlags: process.env.CHIT_BENCH_HUB_NODE_FLAGS?.split(' ').filter(Boolean),
     onLevel: (figures, environment) => {
@@ -505,6 +631,13 @@ async function main(): Promise<void> {
   });
   const json = flag('--json');
   if (json) writeFileSync(json, `${JSON.stringify(result, null, 2)}\n`);
+  // The headline, last: the figures of the (last) level.
+  const headline = result.levels.at(-1);
+  if (headline) {
+    log(`books: ${result.environment.books.exchanges.toLocaleString('en')} exchanges before the first level`);
+    log(`exchanges/s: ${Math.round(headline.exchangesPerSecond)}`);
+    log(`p99 ms: ${headline.p99Ms.toFixed(1)}`);
+  }
 }
 
 if (require.main === module) {

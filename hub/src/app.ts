@@ -28,6 +28,7 @@ import type { HubConfig } from './config/config';
 import { OperatorSigner } from './crypto/operator-signer';
 import { DashboardController } from './dashboard/dashboard.controller';
 import { migrate } from './db/migrator';
+import { PlannerStatistics } from './db/planner-statistics';
 import { DeploymentService, databaseName } from './deployment/deployment.service';
 import { ExchangeService } from './exchange/exchange.service';
 import { HealthService } from './health/health.service';
@@ -84,6 +85,8 @@ export interface HubContext {
   history: HistoryService;
   /** Samples the hub's money into its history once a minute; started by `startHub` with the follower. */
   moneySampler: MoneySampler;
+  /** Analyzes the tables whose planner statistics went stale; started by `startHub`, in every role. */
+  statistics: PlannerStatistics;
 }
 
 /** Connects to Postgres, Redis and the chain, checks the operator key, migrates, and builds the services. */
@@ -218,6 +221,7 @@ export async function createContext(config: HubConfig): Promise<HubContext> {
       ),
       history,
       moneySampler: new MoneySampler(history),
+      statistics: new PlannerStatistics(pool),
     };
   } catch (error) {
     await pool.end().catch(() => {});
@@ -263,6 +267,7 @@ class Shutdown implements OnApplicationShutdown {
   async onApplicationShutdown(): Promise<void> {
     this.context.hubStatus.stop();
     await this.context.moneySampler.stop();
+    await this.context.statistics.stop();
     await this.context.follower.stop();
     await this.context.settlement.close().catch(() => {});
     await this.context.pool.end().catch(() => {});
@@ -407,6 +412,7 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
   app.enableShutdownHooks([], { useProcessExit: true });
   if (config.HUB_ROLE !== 'worker') await context.hubStatus.start();
   await app.listen(config.PORT, config.HOST);
+  context.statistics.start();
   if (config.HUB_ROLE !== 'api') {
     context.follower.start();
     context.moneySampler.start();
