@@ -109,13 +109,17 @@ export interface BenchStack {
 
 export interface ExchangeBenchOptions extends BenchStackOptions {
   levels: LevelOptions[];
-  /** Exchanges run before the first level and not counted (default 8 workers x 25); false for none. */
+  /** Exchanges run before the first level and not counted (default {@link DEFAULT_WARMUP}, in the first level's mode); false for none. */
   warmup?: LevelOptions | false;
   /** Called after each level. */
   onLevel?: (figures: LevelFigures, environment: BenchEnvironment) => void;
 }
 
-export const DEFAULT_WARMUP: LevelOptions = { workers: 8, exchangesPerWorker: 25 };
+/**
+ * Exchanges run before the first level, in its mode (single or batched), not counted: long enough
+ * that V8 has compiled the hot paths of the hub and of this load generator.
+ */
+export const DEFAULT_WARMUP: LevelOptions = { workers: 8, exchangesPerWorker: 250 };
 const DEFAULT_ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
 // The load generator is one client address: a rate limit it never reaches, so each request still pays
 // for its count in Redis as in production.
@@ -509,7 +513,9 @@ export async function runExchangeBench(
   const log = options.log ?? (() => {});
   const stack = await startBenchStack(options);
   try {
-    const warmup = options.warmup ?? DEFAULT_WARMUP;
+    const first = options.levels[0];
+    const warmup =
+      options.warmup ?? (first?.batch && first.batch > 1 ? { ...DEFAULT_WARMUP, batch: first.batch } : DEFAULT_WARMUP);
     if (warmup) {
       const figures = await stack.runLevel(warmup);
       log(`warm-up: ${figures.exchanges} exchanges, not counted`);

@@ -25,6 +25,7 @@ import { ChainFollower } from './chain/follower/follower.service';
 import { HubStatusWatch } from './chain/hub-status';
 import { briefRpcError, rpcUnreachable } from './chain/rpc-errors';
 import type { HubConfig } from './config/config';
+import { exchangeCrypto } from './crypto/exchange-crypto.pool';
 import { OperatorSigner } from './crypto/operator-signer';
 import { DashboardController } from './dashboard/dashboard.controller';
 import { migrate } from './db/migrator';
@@ -168,7 +169,11 @@ export async function createContext(config: HubConfig): Promise<HubContext> {
       new ExchangeRepository(pool),
       reveals,
       signer,
-      { maxBatch: config.EXCHANGE_MAX_BATCH, concurrency: config.EXCHANGE_CONCURRENCY },
+      {
+        maxBatch: config.EXCHANGE_MAX_BATCH,
+        concurrency: config.EXCHANGE_CONCURRENCY,
+        crypto: exchangeCrypto(signer.privateKey, config.HUB_ROLE === 'worker' ? 0 : config.CRYPTO_THREADS),
+      },
       (outcome, seconds, code) => metrics.exchanged(outcome, seconds, code),
       () => hubStatus.status,
     );
@@ -270,6 +275,7 @@ class Shutdown implements OnApplicationShutdown {
     await this.context.statistics.stop();
     await this.context.follower.stop();
     await this.context.settlement.close().catch(() => {});
+    await this.context.exchanges.close().catch(() => {});
     await this.context.pool.end().catch(() => {});
     await this.context.redis.quit().catch(() => {});
   }

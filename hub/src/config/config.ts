@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { isAddress, isHex } from 'viem';
 import { z } from 'zod';
 
@@ -128,6 +129,8 @@ export const configSchema = z.object({
   DB_POOL_SIZE: int(1, 1_000).default(10),
   EXCHANGE_MAX_BATCH: int(1, 10_000).default(256),
   EXCHANGE_CONCURRENCY: int(1, 100).default(2),
+  /** Worker threads for the exchange's crypto (0: in the main thread); default the other cores, 1 to 4. */
+  CRYPTO_THREADS: int(0, 64).default(() => Math.min(4, Math.max(1, availableParallelism() - 1))),
   QUEUE_PREFIX: z.string().min(1).default('chit'),
   // The HTTP edge (hub/src/api/cors.ts, hub/src/api/rate-limit.ts).
   /** Origins of the web pages that may call the API from a browser. */

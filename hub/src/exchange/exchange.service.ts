@@ -1,6 +1,7 @@
 import {
   consumerPromiseDigestBytes,
   type ExchangeRequest,
+  type HubPromise,
   type HubScope,
   type HubStatus,
   hubPromiseDigestBytes,
@@ -14,6 +15,8 @@ import {
 } from '@chit/sdk';
 import { enableNativeHashing, nativePreimageOpener, nativeVerifier } from '@chit/sdk/node';
 import { getAddress } from 'viem';
+import type { CryptoVerdict } from '../crypto/exchange-crypto';
+import { type ExchangeCrypto, exchangeCrypto } from '../crypto/exchange-crypto.pool';
 import type { OperatorSigner } from '../crypto/operator-signer';
 import type { Hex } from '../db/bytes';
 import { decodeWire } from '../errors/decode-wire';
@@ -30,6 +33,11 @@ export interface ExchangeOptions {
   maxBatch: number;
   /** Batches in flight at once (each holds a database connection). */
   concurrency: number;
+  /**
+   * Where signature recovery, boxes and hub signatures run (default: inline, in the calling thread).
+   * The hub gives it worker threads (CRYPTO_THREADS).
+   */
+  crypto?: ExchangeCrypto;
 }
 
 /**
@@ -60,6 +68,7 @@ export class ExchangeService {
   /** Opens `encryptedPreimage` boxes with the operator key. */
   private readonly openBox: (box: Hex) => Hex | undefined;
   private readonly group: GroupCommit<ExchangeCandidate, ExchangeOutcome>;
+  private readonly crypto: ExchangeCrypto;
 
   constructor(
     private readonly scope: HubScope,
@@ -74,6 +83,12 @@ export class ExchangeService {
     enableNativeHashing();
     this.openBox = nativePreimageOpener(signer.privateKey);
     this.group = new GroupCommit((candidates) => this.commit(candidates), options);
+    this.crypto = options.crypto ?? exchangeCrypto(signer.privateKey, 0);
+  }
+
+  /** Stops the crypto threads. */
+  close(): Promise<void> {
+    return this.crypto.close();
   }
 
   /** Requests waiting for a batch. */
@@ -104,43 +119,70 @@ export class ExchangeService {
    */
   async exchangeMany(items: Array<ExchangeRequest | HubError>): Promise<{ results: ExchangeItemResult[] }> {
     const started = performance.now();
-    const checked = items.map((item) => (item instanceof HubError ? item : refusalOf(() => this.check(item))));
+    const checked = await this.checkAll(items);
     const passed = checked.filter((entry): entry is CheckedExchange => !(entry instanceof HubError));
     const outcomes = await this.group.submitAll(passed.map((entry) => entry.candidate));
     let next = 0;
-    const results = checked.map((entry): ExchangeItemResult => {
-      const outcome = entry instanceof HubError ? ({ ok: false, error: entry } as const) : outcomes[next++]!;
-      const seconds = (performance.now() - started) / 1000;
+    const decided = checked.map((entry) =>
+      entry instanceof HubError
+        ? { entry, outcome: { ok: false, error: entry } as const }
+        : { entry, outcome: outcomes[next++]! },
+    );
+    // Every hub promise of the request signed together, after their credits committed.
+    const promises = decided.flatMap(({ entry, outcome }) =>
+      outcome.ok ? [this.hubPromiseOf((entry as CheckedExchange).request, outcome.hubTotal)] : [],
+    );
+    const signatures = await this.crypto.sign(promises);
+    const seconds = (performance.now() - started) / 1000;
+    let signed = 0;
+    const results = decided.map(({ outcome }): ExchangeItemResult => {
       if (!outcome.ok) {
         this.observe?.('refused', seconds, outcome.error.code);
         const { code, message, details } = outcome.error;
         return { error: { code, message, details } };
       }
-      const { promise } = (entry as CheckedExchange).request;
       this.observe?.(outcome.repeated ? 'repeated' : 'ok', seconds);
-      return { hubPromise: this.signHubPromise(promise.agreement.provider, outcome.hubTotal, promise.hashlock) };
+      const promise = promises[signed]!;
+      return { hubPromise: { ...promise, signature: signatures[signed++]! } };
     });
     return { results };
   }
 
   private async swap(exchange: ExchangeRequest): Promise<{ hubPromise: SignedHubPromise; repeated: boolean }> {
-    const { request, candidate } = this.check(exchange);
-    const outcome = await this.group.submit(candidate);
+    const [checked] = await this.checkAll([exchange]);
+    if (checked instanceof HubError) throw checked;
+    const outcome = await this.group.submit(checked!.candidate);
     if (!outcome.ok) throw outcome.error;
-    const { promise } = request;
-    const hubPromise = this.signHubPromise(promise.agreement.provider, outcome.hubTotal, promise.hashlock);
-    return { hubPromise, repeated: outcome.repeated };
+    const promise = this.hubPromiseOf(exchange, outcome.hubTotal);
+    const [signature] = await this.crypto.sign([promise]);
+    return { hubPromise: { ...promise, signature: signature! }, repeated: outcome.repeated };
   }
 
   /**
-   * The stateless checks of an exchange: chain, hub, the hub's status, consumer signature, and
-   * R: the hub signs a hub promise only when it can collect the consumer promise it pays for, so the
-   * box must open with the operator key to the R of the promise's hashlock.
+   * The stateless checks of each exchange (chain, hub, the hub's status, then the consumer signature and
+   * R, whose crypto runs together for all of them): its candidate for the batch rules, or the HubError it
+   * is answered with. The hub signs a hub promise only when it can collect the consumer promise it pays
+   * for, so the box must open with the operator key to the R of the promise's hashlock.
    */
-  private check(request: ExchangeRequest): CheckedExchange {
-    this.checkPromise(request.promise);
-    const preimage = this.checkBox(request.promise, request.encryptedPreimage);
-    return { request, candidate: toCandidate(request, preimage) };
+  private async checkAll(items: Array<ExchangeRequest | HubError>): Promise<Array<CheckedExchange | HubError>> {
+    const scoped = items.map((item) =>
+      item instanceof HubError
+        ? item
+        : refusalOf(() => {
+            this.checkScope(item.promise);
+            return item;
+          }),
+    );
+    const requests = scoped.filter((entry): entry is ExchangeRequest => !(entry instanceof HubError));
+    const verdicts = await this.crypto.check(
+      requests.map((request) => ({ promise: request.promise, box: request.encryptedPreimage })),
+    );
+    let next = 0;
+    return scoped.map((entry) => {
+      if (entry instanceof HubError) return entry;
+      const verdict = verdicts[next++]!;
+      return refusalOf(() => ({ request: entry, candidate: toCandidate(entry, judge(entry.promise, verdict)) }));
+    });
   }
 
   /**
@@ -148,6 +190,20 @@ export class ExchangeService {
    * signature. Throws the HubError the exchange would answer; credits nothing.
    */
   checkPromise(promise: SignedConsumerPromise): void {
+    this.checkScope(promise);
+    const signer = this.verifier.recover(consumerPromiseDigestBytes(promise), promise.signature);
+    if (signer !== promise.consumer.toLowerCase()) throw signatureRefusal(promise, signer ?? null);
+  }
+
+  /** R from `box`, when it opens with the operator key to the R of the promise's hashlock; else INVALID_PREIMAGE_BOX. */
+  checkBox(promise: SignedConsumerPromise, box: Hex): Hex {
+    const preimage = this.openBox(box);
+    if (!preimage || keccakHex(preimage) !== promise.hashlock.toLowerCase()) throw boxRefusal(promise, !!preimage);
+    return preimage;
+  }
+
+  /** Chain, hub and the hub's status: a closing or closed hub issues no new promise. */
+  private checkScope(promise: SignedConsumerPromise): void {
     this.requireScope(promise);
     const status = this.hubStatus();
     if (status === 'closing' || status === 'closed') {
@@ -155,28 +211,6 @@ export class ExchangeService {
       // not be paid by the time a provider settles it.
       throw new HubError('HUB_CLOSING', `This hub is ${status} on-chain and issues no new promises`, { status });
     }
-    const signer = this.verifier.recover(consumerPromiseDigestBytes(promise), promise.signature);
-    if (signer !== promise.consumer.toLowerCase()) {
-      throw new HubError('INVALID_SIGNATURE', 'The consumer promise is not signed by its consumer', {
-        consumer: promise.consumer,
-        recovered: signer ? getAddress(signer) : null,
-      });
-    }
-  }
-
-  /** R from `box`, when it opens with the operator key to the R of the promise's hashlock; else INVALID_PREIMAGE_BOX. */
-  checkBox(promise: SignedConsumerPromise, box: Hex): Hex {
-    const preimage = this.openBox(box);
-    if (!preimage || keccakHex(preimage) !== promise.hashlock.toLowerCase()) {
-      throw new HubError(
-        'INVALID_PREIMAGE_BOX',
-        preimage
-          ? "encryptedPreimage holds an R whose keccak256 is not the promise's hashlock"
-          : "encryptedPreimage does not open with the hub's key (GET /v1/info, publicKey)",
-        { hashlock: promise.hashlock },
-      );
-    }
-    return preimage;
   }
 
   /** Records the R of one of the provider's hub promises. */
@@ -223,6 +257,11 @@ export class ExchangeService {
     });
   }
 
+  private hubPromiseOf(request: ExchangeRequest, total: bigint): HubPromise {
+    const { promise } = request;
+    return { ...this.scope, provider: promise.agreement.provider, total, hashlock: promise.hashlock };
+  }
+
   private signHubPromise(provider: `0x${string}`, total: bigint, hashlock: `0x${string}`): SignedHubPromise {
     const promise = { ...this.scope, provider, total, hashlock };
     return { ...promise, signature: this.signer.signDigest(hubPromiseDigestBytes(promise)) };
@@ -242,6 +281,30 @@ export class ExchangeService {
 }
 
 const lower = (address: string): Hex => address.toLowerCase() as Hex;
+
+/** R from the crypto's verdict on an exchange, or the HubError the exchange is answered with. */
+function judge(promise: SignedConsumerPromise, verdict: CryptoVerdict): Hex {
+  if (verdict.signer !== promise.consumer.toLowerCase()) throw signatureRefusal(promise, verdict.signer);
+  if (!verdict.preimage) throw boxRefusal(promise, verdict.opened);
+  return verdict.preimage;
+}
+
+function signatureRefusal(promise: SignedConsumerPromise, recovered: string | null): HubError {
+  return new HubError('INVALID_SIGNATURE', 'The consumer promise is not signed by its consumer', {
+    consumer: promise.consumer,
+    recovered: recovered ? getAddress(recovered) : null,
+  });
+}
+
+function boxRefusal(promise: SignedConsumerPromise, opened: boolean): HubError {
+  return new HubError(
+    'INVALID_PREIMAGE_BOX',
+    opened
+      ? "encryptedPreimage holds an R whose keccak256 is not the promise's hashlock"
+      : "encryptedPreimage does not open with the hub's key (GET /v1/info, publicKey)",
+    { hashlock: promise.hashlock },
+  );
+}
 
 /** `run()`, or the HubError it threw; other errors propagate. */
 function refusalOf<T>(run: () => T): T | HubError {
