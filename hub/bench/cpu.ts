@@ -6,10 +6,21 @@ import type { Pool } from 'pg';
 
 /** CPU time (user + system) a process has used, in milliseconds, from /proc; undefined off Linux. */
 export function cpuMs(pid: number | undefined): number | undefined {
-  if (pid === undefined) return undefined;
+  return pid === undefined ? undefined : statCpuMs(`/proc/${pid}/stat`);
+}
+
+/**
+ * CPU time of a process's main thread alone (the one that runs its event loop; its thread id is the
+ * process id), in milliseconds; undefined off Linux.
+ */
+export function mainThreadCpuMs(pid: number | undefined): number | undefined {
+  return pid === undefined ? undefined : statCpuMs(`/proc/${pid}/task/${pid}/stat`);
+}
+
+function statCpuMs(file: string): number | undefined {
   try {
     // Fields after the command name: state is 3rd, utime the 14th and stime the 15th of the whole line.
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    const fields = readFileSync(file, 'utf8').split(') ')[1]!.split(' ');
     return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
   } catch {
     return undefined;

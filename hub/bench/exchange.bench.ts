@@ -38,7 +38,7 @@ import { bytesToHex, type Hex } from 'viem';
 import { startLocalChain } from '../../scripts/local-chain';
 import { OperatorSigner } from '../src/crypto/operator-signer';
 import { toBytea } from '../src/db/bytes';
-import { BackendCpu, cpuMs } from './cpu';
+import { BackendCpu, cpuMs, mainThreadCpuMs } from './cpu';
 
 /** One concurrency level: `workers` provider/consumer pairs, each sending `exchangesPerWorker` in sequence. */
 export interface LevelOptions {
@@ -76,7 +76,7 @@ export interface LevelFigures extends LevelOptions {
    * bench database and of this load generator (Linux /proc; absent elsewhere). Unlike exchanges/s,
    * these barely move with what else the machine runs: they say where the CPU goes.
    */
-  cpuUs?: { hub: number; postgres: number; loadGenerator: number };
+  cpuUs?: { hub: number; postgres: number; loadGenerator: number; hubMainThread?: number };
 }
 
 /** What the figures were measured on. */
@@ -363,7 +363,7 @@ export async function startBenchStack(options: BenchStackOptions = {}): Promise<
       const commitsBefore = await commits();
       const backends = new BackendCpu(pool);
       await backends.sample();
-      const cpuBefore = { hub: cpuMs(hub.pid), self: process.cpuUsage() };
+      const cpuBefore = { hub: cpuMs(hub.pid), hubMain: mainThreadCpuMs(hub.pid), self: process.cpuUsage() };
       const sampler = setInterval(() => void backends.sample(), 250);
       const t0 = performance.now();
       try {
@@ -397,6 +397,7 @@ export async function startBenchStack(options: BenchStackOptions = {}): Promise<
       await new Promise((resolve) => setTimeout(resolve, 1_500));
       const transactions = (await commits()) - commitsBefore;
       const hubMs = cpuMs(hub.pid);
+      const hubMainMs = mainThreadCpuMs(hub.pid);
       const self = process.cpuUsage(cpuBefore.self);
       const perExchange = (ms: number) => Math.round((ms * 1000) / answered);
       const cpuUs =
@@ -405,6 +406,8 @@ export async function startBenchStack(options: BenchStackOptions = {}): Promise<
               hub: perExchange(hubMs - cpuBefore.hub),
               postgres: perExchange(backends.usedMs),
               loadGenerator: Math.round((self.user + self.system) / answered),
+              ...(hubMainMs !== undefined &&
+                cpuBefore.hubMain !== undefined && { hubMainThread: perExchange(hubMainMs - cpuBefore.hubMain) }),
             }
           : undefined;
       latencies.sort((a, b) => a - b);
@@ -585,7 +588,7 @@ export function levelLines(figures: LevelFigures, environment: BenchEnvironment)
     `exchanges per transaction: ${figures.exchangesPerTransaction.toFixed(1)}`,
     ...(figures.cpuUs
       ? [
-          `cpu µs/exchange: hub ${figures.cpuUs.hub}, postgres ${figures.cpuUs.postgres}, load generator ${figures.cpuUs.loadGenerator}`,
+          `cpu µs/exchange: hub ${figures.cpuUs.hub}${figures.cpuUs.hubMainThread !== undefined ? ` (main thread ${figures.cpuUs.hubMainThread})` : ''}, postgres ${figures.cpuUs.postgres}, load generator ${figures.cpuUs.loadGenerator}`,
         ]
       : []),
   ];
