@@ -566,7 +566,7 @@ function render(input: ReportInput): string {
       ],
     ),
     '',
-    "The target is at least 1,000 paid requests/s, the gateway adding a few milliseconds: at most 2 ms of CPU per paid request for all the processes together. What a paid request costs now is in the CPU columns: most of it is still the x402 HTTP machinery of the one round trip on both sides (@x402/fetch, @x402/express, undici's fetch, base64 JSON headers), then one signature check and one box per payment at the seller, and the hub's batched exchange. The next step is the exchange's own speed (the exchange speed issue).",
+    "The target is at least 1,000 paid requests/s, the gateway adding a few milliseconds: at most 2 ms of CPU per paid request for all the processes together. What a paid request costs now is in the CPU columns: most of it is still the x402 HTTP machinery of the one round trip on both sides (@x402/fetch, @x402/express, undici's fetch, base64 JSON headers), then one signature check and one box per payment at the seller, and the hub's batched exchange. The hub's part fell when the exchange's crypto moved to worker threads (about 2,000 µs a paid request before); what is left is mostly on the seller's and buyers' side, where a leaner path than the x402 HTTP packages is the next step.",
     '',
     ...tunnelSection(input.tunnel),
     '',
