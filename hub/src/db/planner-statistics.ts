@@ -1,5 +1,6 @@
 import { Logger } from '@nestjs/common';
 import type { Pool } from 'pg';
+import { Periodic } from '../jobs/periodic';
 
 /** How often the hub looks for tables whose statistics are stale. */
 export const STATISTICS_CHECK_MS = 10_000;
@@ -21,35 +22,16 @@ const STATISTICS_LOCK = 7_461_726_574;
  * check after migrations). Each check is one read of `pg_stat_user_tables`; replicas take turns through
  * an advisory lock, and one that finds it taken skips its turn.
  */
-export class PlannerStatistics {
-  private readonly logger = new Logger('PlannerStatistics');
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<unknown> | undefined;
-
+export class PlannerStatistics extends Periodic {
   constructor(
     private readonly pool: Pool,
-    private readonly intervalMs = STATISTICS_CHECK_MS,
-  ) {}
-
-  /** Checks now, then every `intervalMs`. */
-  start(): void {
-    if (this.timer) return;
-    const check = () => {
-      this.running ??= this.refresh()
-        .catch((error: Error) => this.logger.warn(`could not refresh the planner's statistics: ${error.message}`))
-        .finally(() => {
-          this.running = undefined;
-        });
-    };
-    check();
-    this.timer = setInterval(check, this.intervalMs);
-    this.timer.unref();
+    intervalMs = STATISTICS_CHECK_MS,
+  ) {
+    super(intervalMs, new Logger('PlannerStatistics'), "could not refresh the planner's statistics");
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    this.timer = undefined;
-    await this.running;
+  protected work(): Promise<string[]> {
+    return this.refresh();
   }
 
   /**
