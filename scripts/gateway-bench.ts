@@ -17,10 +17,14 @@
  *   --json FILE                also write the figures as JSON (scripts/bench.ts puts them in BENCHMARKS.md)
  *   CHIT_BENCH_TIMINGS=1       also the latency of every kind of HTTP call this process makes (the
  *                              hub's /x402/verify and /v1/exchanges, the API, the gateway)
+ *   CHIT_BENCH_PROFILE=DIR     write a CPU profile of this process (buyers, gateway, API) over the paid
+ *                              requests only, to DIR/gateway-bench.cpuprofile (the hub's: CHIT_E2E_HUB_NODE_FLAGS)
  */
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { Session } from 'node:inspector/promises';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { ensurePostgres, ensureRedis } from '@chit/devstack';
 import { ConsumerLedger, HubClient, MemoryStore, ProviderLedger } from '@chit/sdk';
 import { enableNativeHashing, nativeAccount, nativePreimageSealer, nativeVerifier } from '@chit/sdk/node';
@@ -66,6 +70,23 @@ if (process.env.CHIT_BENCH_TIMINGS) {
     timings.set(key, [...(timings.get(key) ?? []), performance.now() - at]);
     return response;
   };
+}
+
+async function startProfile(): Promise<Session> {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  return session;
+}
+
+async function stopProfile(session: Session, dir: string): Promise<void> {
+  const { profile } = await session.post('Profiler.stop');
+  session.disconnect();
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, 'gateway-bench.cpuprofile');
+  writeFileSync(file, JSON.stringify(profile));
+  console.log(`CPU profile of the paid requests: ${file}`);
 }
 
 async function main(): Promise<void> {
@@ -131,6 +152,7 @@ async function main(): Promise<void> {
     await backends.sample();
     const sampler = setInterval(() => void backends.sample(), 250);
     const cpuBefore = { hub: cpuMs(stack.hub.pid), self: process.cpuUsage() };
+    const profiler = process.env.CHIT_BENCH_PROFILE ? await startProfile() : undefined;
     const started = performance.now();
     await Promise.all(
       buyers.map(async (buyer) => {
@@ -157,6 +179,7 @@ async function main(): Promise<void> {
       }),
     );
     const seconds = (performance.now() - started) / 1000;
+    if (profiler) await stopProfile(profiler, process.env.CHIT_BENCH_PROFILE!);
     clearInterval(sampler);
     await backends.sample();
     const hubCpu = cpuMs(stack.hub.pid);

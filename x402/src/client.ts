@@ -40,7 +40,10 @@ export interface ChitSpendingLimits {
   perRequest?: bigint;
   /** The most an agreement total (all payments to one seller price) may reach. */
   perAgreement?: bigint;
-  /** The most the payments of the trailing hour may add up to. */
+  /**
+   * The most the payments of the trailing hour may add up to. Kept per minute: a payment counts until an
+   * hour after the end of its minute (up to a minute more than the hour, never less).
+   */
   perHour?: bigint;
 }
 
@@ -112,11 +115,21 @@ interface Meter extends ChitUsage {
 
 interface BuyerState {
   agreements: Record<string, Meter>;
-  /** [unix ms, increment] of the payments of the trailing hour. */
+  /**
+   * [the minute's start in unix ms, the increments paid in it] of the minutes of the trailing hour: at
+   * most 61 entries however many payments, so that a buyer paying hundreds a second stores a few.
+   */
   spent: [number, bigint][];
 }
 
+const MINUTE_MS = 60_000;
 const HOUR_MS = 3_600_000;
+
+/**
+ * True while a minute's payments count in the trailing hour: until an hour after the minute ends, so
+ * that a payment counts at least the hour after it (up to a minute longer), never less.
+ */
+const inHour = (minute: number, now: number) => minute + MINUTE_MS > now - HOUR_MS;
 
 interface Checked {
   payTo: Address;
@@ -319,7 +332,7 @@ export class ChitClientScheme implements SchemeNetworkClient {
   }
 
   /**
-   * What the payments of the trailing hour added up to.
+   * What the payments of the trailing hour added up to (per minute, as `limits.perHour` counts them).
    *
    * @example
    * const spent = await scheme.spentLastHour();
@@ -457,9 +470,15 @@ export class ChitClientScheme implements SchemeNetworkClient {
     }
     if (!payment.repeated) {
       const at = this.#clock();
-      const spent = state.spent.filter(([time]) => time > at - HOUR_MS);
+      const minute = at - (at % MINUTE_MS);
+      const spent = state.spent.filter(([start]) => inHour(start, at));
+      const last = spent.at(-1);
+      if (payment.increment > 0n) {
+        if (last?.[0] === minute) spent[spent.length - 1] = [minute, last[1] + payment.increment];
+        else spent.push([minute, payment.increment]);
+      }
       const next: BuyerState = {
-        spent: payment.increment > 0n ? [...spent, [at, payment.increment]] : spent,
+        spent,
         agreements: { ...state.agreements, [agreement]: { ...meter, pending: { ...paying, total } } },
       };
       await this.#save(next);
@@ -486,8 +505,8 @@ export class ChitClientScheme implements SchemeNetworkClient {
   }
 
   #hourly(state: BuyerState): bigint {
-    const since = this.#clock() - HOUR_MS;
-    return state.spent.reduce((sum, [at, amount]) => (at > since ? sum + amount : sum), 0n);
+    const now = this.#clock();
+    return state.spent.reduce((sum, [minute, amount]) => (inHour(minute, now) ? sum + amount : sum), 0n);
   }
 
   async #load(): Promise<BuyerState> {
