@@ -3,13 +3,14 @@
  *
  * Brings up the e2e stack (anvil with the contracts, the hub as its own process on Postgres and Redis,
  * see test/e2e/support/stack.ts), a toy API on node:http, and the gateway in this process in front of
- * it. CHIT_BENCH_BUYERS buyers (fresh consumers with deposits) each make CHIT_BENCH_REQUESTS paid
- * requests in sequence, all buyers at once, through chitFetch (@x402/fetch with the chit scheme): the
+ * it. CHIT_BENCH_BUYERS buyers (fresh consumers with deposits, in a process of their own:
+ * scripts/gateway-bench-buyers.ts) each make CHIT_BENCH_REQUESTS paid requests in sequence, all buyers
+ * at once, through chitFetch (@x402/fetch with the chit scheme): the
  * first one a 402, sign, paid retry; the later ones signed at once for the seller's next invoice (one
  * round trip); the hub's /x402/verify, the API, the exchange at the hub. It prints paid
  * requests/s and latency percentiles of a whole paid request, beside the same requests sent straight
- * to the API, and checks that the hub credited exactly what the buyers paid. Load generator, gateway,
- * hub and Postgres share the machine.
+ * to the API, and checks that the hub credited exactly what the buyers paid, and the CPU per paid
+ * request of each: gateway and API (this process), hub, Postgres, buyers. They share the machine.
  *
  *   CHIT_BENCH_BUYERS (16)     buyers paying at once
  *   CHIT_BENCH_REQUESTS (50)   paid requests per buyer
@@ -17,22 +18,24 @@
  *   --json FILE                also write the figures as JSON (scripts/bench.ts puts them in BENCHMARKS.md)
  *   CHIT_BENCH_TIMINGS=1       also the latency of every kind of HTTP call this process makes (the
  *                              hub's /x402/verify and /v1/exchanges, the API, the gateway)
- *   CHIT_BENCH_PROFILE=DIR     write a CPU profile of this process (buyers, gateway, API) over the paid
+ *   CHIT_BENCH_PROFILE=DIR     write a CPU profile of this process (gateway and API) over the paid
  *                              requests only, to DIR/gateway-bench.cpuprofile (the hub's: CHIT_E2E_HUB_NODE_FLAGS)
  */
+import { fork } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { Session } from 'node:inspector/promises';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import path, { join } from 'node:path';
 import { ensurePostgres, ensureRedis } from '@chit/devstack';
-import { ConsumerLedger, HubClient, MemoryStore, ProviderLedger } from '@chit/sdk';
-import { enableNativeHashing, nativeAccount, nativePreimageSealer, nativeVerifier } from '@chit/sdk/node';
-import { chitFetch, startGateway } from '@chit/x402';
+import { HubClient, MemoryStore, ProviderLedger } from '@chit/sdk';
+import { enableNativeHashing, nativePreimageSealer, nativeVerifier } from '@chit/sdk/node';
+import { startGateway } from '@chit/x402';
 import type { Hex } from 'viem';
 import { parseEther } from 'viem';
 import { BackendCpu, cpuMs } from '../hub/bench/cpu';
 import { startStack } from '../test/e2e/support/stack';
+import type { BuyersJob, BuyersResult } from './gateway-bench-buyers';
 
 const BUYERS = Number(process.env.CHIT_BENCH_BUYERS ?? 16);
 const REQUESTS = Number(process.env.CHIT_BENCH_REQUESTS ?? 50);
@@ -53,7 +56,7 @@ export interface GatewayFigures {
   directP50Ms: number;
   directP99Ms: number;
   /** CPU time per paid request, in microseconds (Linux /proc; absent elsewhere). */
-  cpuUs?: { buyersGatewayApi: number; hub: number; postgres: number };
+  cpuUs?: { buyers: number; gatewayApi: number; hub: number; postgres: number };
 }
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
@@ -147,38 +150,38 @@ async function main(): Promise<void> {
       }),
     );
 
-    const latencies: number[] = [];
     const backends = new BackendCpu(stack.db);
     await backends.sample();
     const sampler = setInterval(() => void backends.sample(), 250);
-    const cpuBefore = { hub: cpuMs(stack.hub.pid), self: process.cpuUsage() };
-    const profiler = process.env.CHIT_BENCH_PROFILE ? await startProfile() : undefined;
-    const started = performance.now();
-    await Promise.all(
-      buyers.map(async (buyer) => {
-        const pay = chitFetch(fetch, {
-          ledger: new ConsumerLedger({
-            hub: stack.chain.hub,
-            chainId: stack.chain.deployment.chainId,
-            // As `chit pay` signs: natively.
-            account: nativeAccount(buyer.key),
-            verifier: nativeVerifier(),
-          }),
-          token: stack.chain.token,
-          maxPricePerRequest: PRICE,
-          maxPricePerMiB: PER_MIB,
-          store: new MemoryStore(),
-        });
-        for (let i = 0; i < REQUESTS; i++) {
-          const at = performance.now();
-          const response = await pay(`${gateway.url}/data`);
-          await response.arrayBuffer();
-          if (response.status !== 200) throw new Error(`a paid request answered ${response.status}`);
-          latencies.push(performance.now() - at);
-        }
-      }),
+    const buyersProcess = fork(path.join(__dirname, 'gateway-bench-buyers.ts'), {
+      execArgv: ['--require', 'ts-node/register/transpile-only'],
+    });
+    const exited = new Promise<never>((_, reject) =>
+      buyersProcess.once('exit', (code) => reject(new Error(`the buyers' process exited with ${code}`))),
     );
-    const seconds = (performance.now() - started) / 1000;
+    exited.catch(() => {}); // once it has answered, its exit is expected
+    // It says when it has loaded, so that its start-up is not counted.
+    await Promise.race([new Promise((resolve) => buyersProcess.once('message', resolve)), exited]);
+    const job: BuyersJob = {
+      gatewayUrl: gateway.url,
+      keys: buyers.map((buyer) => buyer.key),
+      hub: stack.chain.hub,
+      chainId: stack.chain.deployment.chainId,
+      token: stack.chain.token,
+      pricePerRequest: PRICE.toString(),
+      pricePerMiB: PER_MIB.toString(),
+      requests: REQUESTS,
+    };
+    const profiler = process.env.CHIT_BENCH_PROFILE ? await startProfile() : undefined;
+    const cpuBefore = { hub: cpuMs(stack.hub.pid), self: process.cpuUsage() };
+    buyersProcess.send(job);
+    const result = await Promise.race([
+      new Promise<BuyersResult>((resolve) =>
+        buyersProcess.once('message', (message: BuyersResult) => resolve(message)),
+      ),
+      exited,
+    ]);
+    const { latencies, seconds } = result;
     if (profiler) await stopProfile(profiler, process.env.CHIT_BENCH_PROFILE!);
     clearInterval(sampler);
     await backends.sample();
@@ -206,14 +209,15 @@ async function main(): Promise<void> {
     const cpuUs =
       hubCpu !== undefined && cpuBefore.hub !== undefined && backends.available
         ? {
-            buyersGatewayApi: Math.round((selfCpu.user + selfCpu.system) / paid),
+            buyers: Math.round(result.cpuUs / paid),
+            gatewayApi: Math.round((selfCpu.user + selfCpu.system) / paid),
             hub: perRequest(hubCpu - cpuBefore.hub),
             postgres: perRequest(backends.usedMs),
           }
         : undefined;
     if (cpuUs) {
       console.log(
-        `  cpu µs/paid request: buyers, gateway and API ${cpuUs.buyersGatewayApi}, hub ${cpuUs.hub}, postgres ${cpuUs.postgres}`,
+        `  cpu µs/paid request: gateway and API ${cpuUs.gatewayApi}, hub ${cpuUs.hub}, postgres ${cpuUs.postgres}, buyers (the load generator) ${cpuUs.buyers}`,
       );
     }
     const json = process.argv.indexOf('--json');

@@ -3,7 +3,7 @@ import type { PaymentPayload, PaymentRequired, PaymentRequirements } from '@x402
 import { decodePaymentResponseHeader, wrapFetchWithPayment, x402Client } from '@x402/fetch';
 import { ChitClientScheme, type ChitClientSchemeOptions, type HeldAuthorization } from './client.js';
 import { RequirementsRejectedError } from './errors.js';
-import { CHIT_SCHEME, parseAmount, readInvoice } from './wire.js';
+import { CHIT_SCHEME, decodeHeader, encodeHeader, parseAmount, readInvoice } from './wire.js';
 
 /** A `fetch` that pays chit 402s; `scheme` is the buyer's {@link ChitClientScheme}. */
 export type ChitFetch = ((input: RequestInfo | URL, init?: RequestInit) => Promise<Response>) & {
@@ -57,7 +57,7 @@ export function chitFetch(
   ) => {
     const header = response.headers.get('PAYMENT-RESPONSE');
     if (!header || response.status >= 400) return response;
-    const settled = decodePaymentResponseHeader(header);
+    const settled = decodeHeader(header, decodePaymentResponseHeader);
     if (!settled.success) return response;
     const body = new Uint8Array(await response.arrayBuffer());
     await scheme.recordResponse(held, body.byteLength);
@@ -107,7 +107,10 @@ export function chitFetch(
       const request = new Request(input, init);
       request.headers.set(
         'PAYMENT-SIGNATURE',
-        encodePaymentSignatureHeader({ ...sent, payload: held.payload as unknown as Record<string, unknown> }),
+        encodeHeader(
+          { ...sent, payload: held.payload as unknown as Record<string, unknown> },
+          encodePaymentSignatureHeader,
+        ),
       );
       request.headers.set('Access-Control-Expose-Headers', 'PAYMENT-RESPONSE,X-PAYMENT-RESPONSE');
       const response = await fetch(request);

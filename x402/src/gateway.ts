@@ -1,8 +1,24 @@
-import type { Server } from 'node:http';
+import {
+  createServer,
+  Agent as HttpAgent,
+  request as httpRequest,
+  type IncomingMessage,
+  type OutgoingHttpHeaders,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { ProviderLedger } from '@chit/sdk';
-import { paymentMiddleware } from '@x402/express';
-import express, { type Request, type Response } from 'express';
+import {
+  getFacilitatorResponseError,
+  type HTTPAdapter,
+  type HTTPProcessResult,
+  type HTTPRequestContext,
+  type HTTPResponseInstructions,
+  withPrivateCacheControl,
+  x402HTTPResourceServer,
+} from '@x402/core/server';
 import type { Hex } from 'viem';
 import { type ChitRoutePrices, chitPaywall } from './paywall.js';
 
@@ -75,11 +91,13 @@ const PAYMENT_HEADERS = new Set(['payment-signature', 'x-payment']);
 
 /**
  * A paid reverse proxy in front of an HTTP API that knows nothing of payments: `chit provide http`.
- * Every request is a chit-paid request (x402 with the `chit` scheme, `@x402/express`): without a payment
- * it is answered 402 with the route's requirements; a paid request is forwarded to `upstream`, and its
+ * Every request is a chit-paid request (x402 with the `chit` scheme, through `@x402/core`'s HTTP
+ * resource server on node:http, with no framework between): without a payment it is answered 402 with
+ * the route's requirements; a paid request is forwarded to `upstream` on kept-alive connections, and its
  * answer is returned with `PAYMENT-RESPONSE` once the buyer's promise is exchanged at the hub. The
  * response body's bytes are metered and paid with the buyer's next request (`pricePerMiB`). An upstream
- * answer of 400 or more is passed through and not charged; an unreachable upstream is `502`, not charged.
+ * answer of 400 or more is passed through and not charged; an unreachable upstream is `502`, not charged;
+ * a request body over `maxBodyBytes` is `413`, not charged.
  *
  * Earnings live in the ledger's store (a `FileStore` survives restarts; a lost store is recovered from
  * the hub); settlement follows the ledger's policy every `settleEveryMs`.
@@ -113,89 +131,153 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   });
   const emit = options.onEvent ?? (() => {});
 
-  const app = express();
-  app.disable('x-powered-by');
   const origins = options.corsOrigins ?? [];
-  if (origins.length > 0) {
-    app.use((request: Request, response: Response, next: () => void) => {
-      const origin = request.headers.origin;
-      if (origin && (origins.includes('*') || origins.includes(origin))) {
-        response.set({
-          'access-control-allow-origin': origins.includes('*') ? '*' : origin,
-          'access-control-expose-headers': 'PAYMENT-REQUIRED, PAYMENT-RESPONSE',
-          vary: 'Origin',
-        });
-      }
-      // A preflight is not a request for the API: answered here, never charged or forwarded.
-      if (request.method === 'OPTIONS' && request.headers['access-control-request-method']) {
-        response
-          .set({
-            'access-control-allow-methods': 'GET, HEAD, POST, PUT, PATCH, DELETE',
-            'access-control-allow-headers':
-              request.headers['access-control-request-headers'] ?? 'PAYMENT-SIGNATURE, Content-Type',
-            'access-control-max-age': '600',
-          })
-          .status(204)
-          .end();
-        return;
-      }
-      next();
+  const maxBodyBytes = options.maxBodyBytes ?? 10 * 1024 * 1024;
+  const forward = upstreamForwarder(upstream);
+  const x402 = new x402HTTPResourceServer(paywall.server, paywall.routes);
+  // Asks the facilitator what it supports on the first request, and again on the next if that failed.
+  let initialized: Promise<void> | undefined;
+  const initialize = () => {
+    initialized ??= x402.initialize().catch((error: unknown) => {
+      initialized = undefined;
+      throw error;
     });
-  }
-  app.use(paymentMiddleware(paywall.routes, paywall.server));
-  app.use(express.raw({ type: () => true, limit: options.maxBodyBytes ?? 10 * 1024 * 1024 }));
-  app.use(async (request: Request, response: Response) => {
-    const target = `${upstream.origin}${prefix}${request.originalUrl}`;
-    const headers = new Headers();
-    for (const [name, value] of Object.entries(request.headers)) {
-      if (value === undefined || HOP_BY_HOP.has(name) || PAYMENT_HEADERS.has(name)) continue;
-      for (const item of Array.isArray(value) ? value : [value]) headers.append(name, item);
+    return initialized;
+  };
+
+  /** A request to the API: paid, forwarded, settled, answered (the gateway's whole work, on node:http). */
+  const serve = async (request: IncomingMessage, response: ServerResponse) => {
+    const url = request.url ?? '/';
+    const method = request.method ?? 'GET';
+    const origin = request.headers.origin;
+    if (origins.length > 0 && origin && (origins.includes('*') || origins.includes(origin))) {
+      response.setHeader('access-control-allow-origin', origins.includes('*') ? '*' : origin);
+      response.setHeader('access-control-expose-headers', 'PAYMENT-REQUIRED, PAYMENT-RESPONSE');
+      response.setHeader('vary', 'Origin');
     }
-    // The metered bytes are the bytes the buyer receives: no compression between the gateway and the API.
-    headers.set('accept-encoding', 'identity');
-    headers.append('x-forwarded-for', request.socket.remoteAddress ?? '');
-    headers.set('x-forwarded-host', request.headers.host ?? '');
-    headers.set('x-forwarded-proto', request.protocol);
-    const hasBody =
-      !['GET', 'HEAD'].includes(request.method) && Buffer.isBuffer(request.body) && request.body.length > 0;
-    let answer: globalThis.Response;
-    try {
-      answer = await fetch(target, {
-        method: request.method,
-        headers,
-        body: hasBody ? new Uint8Array(request.body as Buffer) : undefined,
-        redirect: 'manual',
-      });
-    } catch (error) {
-      const message =
-        (error as Error).cause instanceof Error ? ((error as Error).cause as Error).message : String(error);
-      emit({ type: 'upstream-error', method: request.method, path: request.originalUrl, message });
-      response
-        .status(502)
-        .json({ code: 'UPSTREAM_UNREACHABLE', message: `the API behind this gateway did not answer: ${message}` });
+    // A preflight is not a request for the API: answered here, never charged or forwarded.
+    if (origins.length > 0 && method === 'OPTIONS' && request.headers['access-control-request-method']) {
+      response.setHeader('access-control-allow-methods', 'GET, HEAD, POST, PUT, PATCH, DELETE');
+      response.setHeader(
+        'access-control-allow-headers',
+        request.headers['access-control-request-headers'] ?? 'PAYMENT-SIGNATURE, Content-Type',
+      );
+      response.setHeader('access-control-max-age', '600');
+      response.writeHead(204).end();
       return;
     }
-    const body = Buffer.from(await answer.arrayBuffer());
-    response.status(answer.status);
-    answer.headers.forEach((value, name) => {
-      // fetch has decoded the body already: its length and encoding are the gateway's to state.
-      if (HOP_BY_HOP.has(name) || name === 'content-encoding') return;
-      response.append(name, value);
-    });
-    response.end(body);
-    emit({
-      type: 'forwarded',
-      method: request.method,
-      path: request.originalUrl,
-      status: answer.status,
-      bytes: body.length,
+
+    const adapter = new NodeAdapter(request);
+    const context: HTTPRequestContext = {
+      adapter,
+      path: adapter.getPath(),
+      method,
+      paymentHeader: adapter.getHeader('payment-signature') ?? adapter.getHeader('x-payment'),
+    };
+    let result: HTTPProcessResult;
+    try {
+      await initialize();
+      result = await x402.processHTTPRequest(context);
+    } catch (error) {
+      const facilitator = getFacilitatorResponseError(error);
+      if (facilitator) return sendJson(response, 502, { error: facilitator.message });
+      return sendJson(response, 500, { code: 'GATEWAY_ERROR', message: (error as Error).message });
+    }
+    if (result.type === 'payment-error') return sendInstructions(response, result.response);
+    const verified = result.type === 'payment-verified' ? result : undefined;
+    const cancel = (status: number) =>
+      verified?.cancellationDispatcher.cancel({ reason: 'handler_failed', responseStatus: status });
+
+    let body: Buffer | undefined;
+    try {
+      body = await readBody(request, maxBodyBytes);
+    } catch (error) {
+      await cancel(413);
+      return sendJson(response, 413, { code: 'BODY_TOO_LARGE', message: (error as Error).message });
+    }
+    const headers: OutgoingHttpHeaders = {};
+    for (const [name, value] of Object.entries(request.headers)) {
+      if (value === undefined || HOP_BY_HOP.has(name) || PAYMENT_HEADERS.has(name)) continue;
+      headers[name] = value;
+    }
+    // The metered bytes are the bytes the buyer receives: the API is asked not to compress, and what it
+    // sends is passed on as it is (with its content-encoding, if it compressed anyway).
+    headers['accept-encoding'] = 'identity';
+    const forwardedFor = request.headers['x-forwarded-for'];
+    headers['x-forwarded-for'] = [forwardedFor, request.socket.remoteAddress ?? ''].filter(Boolean).join(', ');
+    headers['x-forwarded-host'] = request.headers.host ?? '';
+    headers['x-forwarded-proto'] = 'http';
+    let answer: UpstreamAnswer;
+    try {
+      answer = await forward(method, `${prefix}${url}`, headers, body);
+    } catch (error) {
+      const message = (error as Error).message;
+      emit({ type: 'upstream-error', method, path: url, message });
+      await cancel(502);
+      return sendJson(response, 502, {
+        code: 'UPSTREAM_UNREACHABLE',
+        message: `the API behind this gateway did not answer: ${message}`,
+      });
+    }
+    const answerHeaders: Record<string, string | string[]> = {};
+    for (let i = 0; i < answer.rawHeaders.length; i += 2) {
+      const name = answer.rawHeaders[i]!.toLowerCase();
+      if (HOP_BY_HOP.has(name)) continue;
+      const value = answer.rawHeaders[i + 1]!;
+      const before = answerHeaders[name];
+      answerHeaders[name] = before === undefined ? value : [...(Array.isArray(before) ? before : [before]), value];
+    }
+    for (const [name, value] of Object.entries(answerHeaders)) response.setHeader(name, value);
+    // An API error is passed through as it is, and not charged.
+    if (answer.status >= 400 || !verified) {
+      if (verified) await cancel(answer.status);
+    } else {
+      const responseHeaders: Record<string, string> = {};
+      for (const [name, value] of Object.entries(answerHeaders)) responseHeaders[name] = String(value);
+      let settled: Awaited<ReturnType<typeof x402.processSettlement>>;
+      try {
+        settled = await x402.processSettlement(
+          verified.paymentPayload,
+          verified.paymentRequirements,
+          verified.declaredExtensions,
+          {
+            request: context,
+            responseBody: answer.body,
+            responseHeaders,
+          },
+        );
+      } catch (error) {
+        // The response is withheld: the payment was not settled.
+        for (const name of Object.keys(answerHeaders)) response.removeHeader(name);
+        const facilitator = getFacilitatorResponseError(error);
+        return facilitator ? sendJson(response, 502, { error: facilitator.message }) : sendJson(response, 402, {});
+      }
+      if (!settled.success) {
+        // A payment the hub refused: the 402 of a failed settlement, the API's answer withheld.
+        for (const name of Object.keys(answerHeaders)) response.removeHeader(name);
+        return sendInstructions(response, settled.response);
+      }
+      for (const [name, value] of Object.entries(settled.headers)) response.setHeader(name, value);
+      const cache = response.getHeader('cache-control');
+      response.setHeader('cache-control', withPrivateCacheControl(cache === undefined ? null : String(cache)));
+    }
+    response.writeHead(answer.status);
+    response.end(answer.body);
+    emit({ type: 'forwarded', method, path: url, status: answer.status, bytes: answer.body.length });
+  };
+
+  const server: Server = createServer((request, response) => {
+    serve(request, response).catch((error: Error) => {
+      if (!response.headersSent) sendJson(response, 500, { code: 'GATEWAY_ERROR', message: error.message });
+      else response.destroy(error);
     });
   });
-
-  const server: Server = await new Promise((resolve, reject) => {
-    const listening = app.listen(options.port ?? 8402, options.host ?? '127.0.0.1', (error?: Error) =>
-      error ? reject(error) : resolve(listening),
-    );
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 8402, options.host ?? '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
   });
   const settling = options.ledger.hasSettlementPolicy
     ? setInterval(() => {
@@ -215,6 +297,124 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     close: async () => {
       clearInterval(settling);
       await new Promise<void>((resolve, reject) => server.close((error) => (error ? reject(error) : resolve())));
+      forward.close();
     },
   };
+}
+
+/** The API's answer to a forwarded request, its body read whole (the payment settles before it leaves). */
+interface UpstreamAnswer {
+  status: number;
+  /** Names and values alternating, as the API sent them. */
+  rawHeaders: string[];
+  body: Buffer;
+}
+
+/**
+ * Sends requests to the API on kept-alive connections (node:http: a forwarded request costs a fraction
+ * of what `fetch` costs), never following a redirect: the buyer gets the API's own answer.
+ */
+function upstreamForwarder(upstream: URL) {
+  const secure = upstream.protocol === 'https:';
+  const agent = secure ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
+  const send = secure ? httpsRequest : httpRequest;
+  const forward = (
+    method: string,
+    path: string,
+    headers: OutgoingHttpHeaders,
+    body: Buffer | undefined,
+  ): Promise<UpstreamAnswer> =>
+    new Promise((resolve, reject) => {
+      const outgoing = send(
+        {
+          protocol: upstream.protocol,
+          hostname: upstream.hostname.replace(/^\[|\]$/g, ''),
+          port: upstream.port,
+          method,
+          path,
+          headers: { ...headers, host: upstream.host },
+          agent,
+        },
+        (incoming) => {
+          const chunks: Buffer[] = [];
+          incoming.on('data', (chunk: Buffer) => chunks.push(chunk));
+          incoming.on('error', reject);
+          incoming.on('end', () =>
+            resolve({
+              status: incoming.statusCode ?? 502,
+              rawHeaders: incoming.rawHeaders,
+              body: Buffer.concat(chunks),
+            }),
+          );
+        },
+      );
+      outgoing.on('error', reject);
+      outgoing.end(body);
+    });
+  return Object.assign(forward, { close: () => agent.destroy() });
+}
+
+/** x402's view of a node:http request. */
+class NodeAdapter implements HTTPAdapter {
+  constructor(private readonly request: IncomingMessage) {}
+  getHeader(name: string): string | undefined {
+    const value = this.request.headers[name.toLowerCase()];
+    return Array.isArray(value) ? value[0] : value;
+  }
+  getMethod(): string {
+    return this.request.method ?? 'GET';
+  }
+  getPath(): string {
+    return (this.request.url ?? '/').split('?')[0]!;
+  }
+  getUrl(): string {
+    return `http://${this.request.headers.host ?? 'localhost'}${this.request.url ?? '/'}`;
+  }
+  getAcceptHeader(): string {
+    return this.getHeader('accept') ?? '';
+  }
+  getUserAgent(): string {
+    return this.getHeader('user-agent') ?? '';
+  }
+}
+
+function sendJson(response: ServerResponse, status: number, body: unknown): void {
+  response.writeHead(status, { 'content-type': 'application/json; charset=utf-8' });
+  response.end(JSON.stringify(body));
+}
+
+/** What x402 says to answer (a 402 with PAYMENT-REQUIRED, or a failed settlement's). */
+function sendInstructions(response: ServerResponse, instructions: HTTPResponseInstructions): void {
+  for (const [name, value] of Object.entries(instructions.headers)) response.setHeader(name, value);
+  if (instructions.isHtml) {
+    response.writeHead(instructions.status, { 'content-type': 'text/html; charset=utf-8' });
+    response.end(String(instructions.body ?? ''));
+  } else {
+    sendJson(response, instructions.status, instructions.body ?? {});
+  }
+}
+
+/** The request's body, up to `limit` bytes; undefined when it has none. */
+function readBody(request: IncomingMessage, limit: number): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(request.headers['content-length'] ?? 0);
+    if (declared > limit) {
+      request.resume();
+      reject(new Error(`the request body is ${declared} bytes, more than the ${limit} this gateway forwards`));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    request.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        request.destroy();
+        reject(new Error(`the request body is more than the ${limit} bytes this gateway forwards`));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    request.on('error', reject);
+    request.on('end', () => resolve(size === 0 ? undefined : Buffer.concat(chunks)));
+  });
 }
