@@ -82,9 +82,17 @@ const progress = (line: string) => console.log(`[bench ${elapsed()}] ${line}`);
 let current: ChildProcess | undefined;
 
 /** Runs a command; its output is streamed with a prefix, or kept and shown only if it fails. */
-function run(command: string, args: string[], options: { cwd?: string; prefix?: string } = {}): Promise<string> {
+function run(
+  command: string,
+  args: string[],
+  options: { cwd?: string; prefix?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: options.cwd ?? ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, args, {
+      cwd: options.cwd ?? ROOT,
+      env: options.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     current = child;
     let output = '';
     const onData = (chunk: Buffer) => {
@@ -276,11 +284,19 @@ async function main(): Promise<void> {
     progress('paid requests through the gateway of chit provide http (npm run bench:gateway)');
     progress('building @chit/x402 (npm run build -w x402)');
     await run('npm', ['run', 'build', '-w', 'x402']);
-    const gatewayJson = path.join(tmp, 'gateway.json');
-    await run(path.join(BIN, 'ts-node'), ['--transpile-only', 'scripts/gateway-bench.ts', '--json', gatewayJson], {
-      prefix: '  gateway | ',
-    });
-    const gateway: GatewayFigures = JSON.parse(readFileSync(gatewayJson, 'utf8'));
+    // 16 buyers at once, then 64: the seller's exchanges batch more as more buyers wait together.
+    const gateway: GatewayFigures[] = [];
+    for (const [buyers, requests] of [
+      [16, 50],
+      [64, 25],
+    ] as const) {
+      const gatewayJson = path.join(tmp, `gateway-${buyers}.json`);
+      await run(path.join(BIN, 'ts-node'), ['--transpile-only', 'scripts/gateway-bench.ts', '--json', gatewayJson], {
+        prefix: `  gateway ${buyers} | `,
+        env: { ...process.env, CHIT_BENCH_BUYERS: String(buyers), CHIT_BENCH_REQUESTS: String(requests) },
+      });
+      gateway.push(JSON.parse(readFileSync(gatewayJson, 'utf8')));
+    }
     progress('the paid tunnel, payments on and off (npm run bench:tunnel)');
     await run('npm', ['run', 'build', '-w', 'tunnel']);
     const tunnelJson = path.join(tmp, 'tunnel.json');
@@ -323,8 +339,8 @@ interface ReportInput {
   levels: LevelFigures[];
   /** The same levels' exchanges sent BATCH_SIZE per request. */
   batched: LevelFigures[];
-  /** Paid requests through the gateway (scripts/gateway-bench.ts). */
-  gateway: GatewayFigures;
+  /** Paid requests through the gateway (scripts/gateway-bench.ts), one run per number of buyers. */
+  gateway: GatewayFigures[];
   /** The paid tunnel (scripts/tunnel-bench.ts). */
   tunnel: TunnelFigures;
   warmup: HubBench['warmup'];
@@ -535,7 +551,7 @@ function render(input: ReportInput): string {
       : []),
     '## Selling through the gateway (x402, the chit scheme)',
     '',
-    `\`chit provide http\`'s gateway (\`startGateway\` of @chit/x402) in front of a node:http API answering ${input.gateway.bodyBytes}-byte bodies, on the same kind of stack as above (the hub as its own process, Postgres, Redis, anvil). ${input.gateway.buyers} buyers pay at once, each ${input.gateway.requestsPerBuyer} requests one after another, with chitFetch (@x402/fetch): a buyer's first request gets the 402 and is paid on the retry; each later one is paid at once with the invoice the seller handed in the last PAYMENT-RESPONSE (\`extra.nextInvoice\`), one round trip: the promise signed (nativeAccount, as \`chit pay\` signs), the seller's own checks (the hub's /x402/verify only for each agreement's first payment), the API, the exchange through the seller's ProviderLedger (exchanges waiting together in one POST /v1/exchanges; native signature checks, hashing and sealing). Buyers, gateway and API share one Node process; the hub and Postgres the same 2 cores. Latency is a whole paid request as the buyer sees it, beside the same request sent straight to the API. CPU is per paid request, from /proc. Command: \`npm run bench:gateway\` (\`CHIT_BENCH_TIMINGS=1\` breaks the latency down by call).`,
+    `\`chit provide http\`'s gateway (\`startGateway\` of @chit/x402: @x402/core's HTTP resource server on node:http) in front of a node:http API answering ${input.gateway[0]!.bodyBytes}-byte bodies, on the same kind of stack as above (the hub as its own process, Postgres, Redis, anvil). The buyers pay at once, each its requests one after another, with chitFetch (@x402/fetch), in a Node process of their own: a buyer's first request gets the 402 and is paid on the retry; each later one is paid at once with the invoice the seller handed in the last PAYMENT-RESPONSE (\`extra.nextInvoice\`), one round trip: the promise signed (nativeAccount, as \`chit pay\` signs), the seller's own checks (the hub's /x402/verify only for each agreement's first payment), the API, the exchange through the seller's ProviderLedger (exchanges waiting together in one POST /v1/exchanges; native signature checks, hashing and sealing). Gateway and API share one Node process; the buyers, the hub and Postgres the same 2 cores. Latency is a whole paid request as the buyer sees it, beside the same request sent straight to the API. CPU is per paid request, from /proc. Command: \`npm run bench:gateway\` (\`CHIT_BENCH_BUYERS\`, \`CHIT_BENCH_REQUESTS\`; \`CHIT_BENCH_TIMINGS=1\` breaks the latency down by call, \`CHIT_BENCH_PROFILE=DIR\` profiles the gateway).`,
     '',
     ...table(
       [
@@ -546,27 +562,27 @@ function render(input: ReportInput): string {
         'p99 ms',
         'straight to the API: p50 ms',
         'p99 ms',
-        'CPU µs: buyers, gateway, API',
+        'CPU µs: gateway, API',
         'hub',
         'Postgres',
+        'buyers',
       ],
-      [
-        [
-          input.gateway.buyers,
-          grouped(input.gateway.paidRequests),
-          grouped(Math.round(input.gateway.paidPerSecond)),
-          fixed(input.gateway.p50Ms),
-          fixed(input.gateway.p99Ms),
-          fixed(input.gateway.directP50Ms),
-          fixed(input.gateway.directP99Ms),
-          input.gateway.cpuUs ? grouped(input.gateway.cpuUs.buyersGatewayApi) : 'n/a',
-          input.gateway.cpuUs ? grouped(input.gateway.cpuUs.hub) : 'n/a',
-          input.gateway.cpuUs ? grouped(input.gateway.cpuUs.postgres) : 'n/a',
-        ],
-      ],
+      input.gateway.map((run) => [
+        run.buyers,
+        grouped(run.paidRequests),
+        grouped(Math.round(run.paidPerSecond)),
+        fixed(run.p50Ms),
+        fixed(run.p99Ms),
+        fixed(run.directP50Ms),
+        fixed(run.directP99Ms),
+        run.cpuUs ? grouped(run.cpuUs.gatewayApi) : 'n/a',
+        run.cpuUs ? grouped(run.cpuUs.hub) : 'n/a',
+        run.cpuUs ? grouped(run.cpuUs.postgres) : 'n/a',
+        run.cpuUs ? grouped(run.cpuUs.buyers) : 'n/a',
+      ]),
     ),
     '',
-    "The target is at least 1,000 paid requests/s, the gateway adding a few milliseconds: at most 2 ms of CPU per paid request for all the processes together. What a paid request costs now is in the CPU columns: most of it is still the x402 HTTP machinery of the one round trip on both sides (@x402/fetch, @x402/express, undici's fetch, base64 JSON headers), then one signature check and one box per payment at the seller, and the hub's batched exchange. The hub's part fell when the exchange's crypto moved to worker threads (about 2,000 µs a paid request before); what is left is mostly on the seller's and buyers' side, where a leaner path than the x402 HTTP packages is the next step.",
+    "The target is at least 1,000 paid requests/s, the gateway adding a few milliseconds: at most 2 ms of CPU per paid request for all the processes together, buyers included. What a paid request costs is in the CPU columns. The gateway's share is the HTTP work of two hops (the buyer's request and the API's) and the x402 resource server's, one signature check and one box per payment, a hub promise's signature check per exchange, and its share of the batched exchange's round trip; the buyers' is @x402/fetch and undici's fetch, a signature and its check. The hub's and Postgres's shares fall as more buyers wait together, because the seller's exchanges then travel in bigger batches.",
     '',
     ...tunnelSection(input.tunnel),
     '',

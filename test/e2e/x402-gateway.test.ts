@@ -75,6 +75,8 @@ describe('x402 gateway: sell an HTTP API without touching it', function () {
   let weatherOwed = 0n;
   /** What the buyer whose response was lost owes. */
   let otherOwed = 0n;
+  /** What the buyer of the body-limit test owes. */
+  let carolOwed = 0n;
   const deposit = parseEther('100');
   const sizeOf = (i: number) => ((i * 7_919 + 101) % 40_000) + (i % 100 === 99 ? 2_100_000 : 0);
   const defaultOwed = () => owedFor(requests, bytes - lastBody, PRICE, PER_MIB);
@@ -199,6 +201,43 @@ describe('x402 gateway: sell an HTTP API without touching it', function () {
     assert.ok(events.some((event) => event.type === 'forwarded' && event.status === 500));
   });
 
+  it('a paid request whose body is over the gateway’s limit is answered 413: the API never sees it, nothing credited', async () => {
+    const carol = await stack.newConsumer({ deposit: parseEther('1') });
+    const small = await startGateway({
+      upstream: `${upstream.url}/`,
+      hubUrl: stack.hub.url,
+      ledger: seller.ledger,
+      secret: `0x${'7a'.repeat(32)}` as Hex,
+      pricePerRequest: PRICE,
+      port: 0,
+      maxBodyBytes: 1024,
+    });
+    const seenBefore = seen.length;
+    const earned = (await stack.hub.client.provider(seller.address)).earned;
+    try {
+      const payCarol = chitFetch(fetch, {
+        ledger: carol.ledger,
+        token: stack.chain.token,
+        maxPricePerRequest: PRICE,
+        store: new MemoryStore(),
+      });
+      const answer = await payCarol(`${small.url}/echo`, { method: 'POST', body: 'x'.repeat(2048) });
+      assert.equal(answer.status, 413);
+      assert.equal((await answer.json()).code, 'BODY_TOO_LARGE');
+      assert.equal(answer.headers.get('payment-response'), null);
+      // At the limit it is forwarded, and paid.
+      const fits = await payCarol(`${small.url}/echo`, { method: 'POST', body: 'y'.repeat(1024) });
+      assert.equal(fits.status, 201);
+      assert.equal((await fits.text()).length, 1024);
+    } finally {
+      await small.close();
+    }
+    assert.equal(seen.length, seenBefore + 1, 'the API saw the request within the limit only');
+    assert.equal((await stack.hub.client.consumer(carol.address)).credited, PRICE);
+    assert.equal((await stack.hub.client.provider(seller.address)).earned, earned + PRICE);
+    carolOwed = PRICE;
+  });
+
   it('a response lost after the seller was paid: the buyer catches up with the seller’s meter and pays on', async () => {
     const other = await stack.newConsumer({ deposit: parseEther('1') });
     let drop = false;
@@ -243,7 +282,7 @@ describe('x402 gateway: sell an HTTP API without touching it', function () {
 
   it('every balance to the wei after the hub collects and the seller settles', async () => {
     const buyerOwed = defaultOwed() + weatherOwed;
-    const earned = buyerOwed + otherOwed;
+    const earned = buyerOwed + otherOwed + carolOwed;
     assert.equal((await stack.hub.client.provider(seller.address)).earned, earned);
     // What the buyer signed for the refused /fail and 502 requests stays promised but never credited.
     const books = await stack.hub.client.consumer(buyer.address);
