@@ -29,7 +29,7 @@ import type { AddressInfo } from 'node:net';
 import path, { join } from 'node:path';
 import { ensurePostgres, ensureRedis } from '@chit/devstack';
 import { HubClient, MemoryStore, ProviderLedger } from '@chit/sdk';
-import { enableNativeHashing, nativePreimageSealer, nativeVerifier } from '@chit/sdk/node';
+import { enableNativeHashing, nativePreimageSealer, nativeVerifier, nodeHubHttp } from '@chit/sdk/node';
 import { startGateway } from '@chit/x402';
 import type { Hex } from 'viem';
 import { parseEther } from 'viem';
@@ -119,9 +119,9 @@ async function main(): Promise<void> {
         )),
       );
     }
-    // As `chit provide http` makes it: native signature checks and sealing.
+    // As `chit provide http` makes it: native signature checks and sealing, node:http to the hub.
     const ledger = new ProviderLedger({
-      hub: new HubClient({ url: stack.hub.url }),
+      hub: new HubClient({ url: stack.hub.url, http: nodeHubHttp() }),
       account: seller.account,
       store: new MemoryStore(),
       verifier: nativeVerifier(),

@@ -26,7 +26,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import { ensurePostgres, ensureRedis } from '@chit/devstack';
 import { ConsumerLedger, HubClient, MemoryStore, ProviderLedger } from '@chit/sdk';
-import { nativePreimageSealer, nativeVerifier } from '@chit/sdk/node';
+import { nativePreimageSealer, nativeVerifier, nodeHubHttp } from '@chit/sdk/node';
 import { connectTunnel, startTunnelProvider, type Tunnel, type TunnelProvider } from '@chit/tunnel';
 import { parseEther } from 'viem';
 import { cpuMs } from '../hub/bench/cpu';
@@ -114,7 +114,7 @@ async function main(): Promise<void> {
       const buyer = await stack.newConsumer({ deposit: parseEther('10') });
       // As `chit provide proxy` and `chit connect` make them: native signature checks and sealing.
       const ledger = new ProviderLedger({
-        hub: new HubClient({ url: stack.hub.url }),
+        hub: new HubClient({ url: stack.hub.url, http: nodeHubHttp() }),
         account: seller.account,
         store: new MemoryStore(),
         verifier: nativeVerifier(),

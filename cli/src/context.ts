@@ -7,7 +7,7 @@ import {
   registryAbi,
   waitForTransaction,
 } from '@chit/sdk';
-import { FileStore, nativeAccount } from '@chit/sdk/node';
+import { FileStore, nativeAccount, nodeHubHttp } from '@chit/sdk/node';
 import type { Command } from 'commander';
 import {
   type Account,
@@ -148,7 +148,8 @@ export class CliContext {
    */
   hubClient(): HubClient | undefined {
     const url = this.config.hubUrl?.value;
-    return url ? new HubClient({ url, retry: { attempts: 3 } }) : undefined;
+    // node:http, not fetch: `chit provide` exchanges at the hub for every paid request or invoice.
+    return url ? new HubClient({ url, retry: { attempts: 3 }, http: nodeHubHttp() }) : undefined;
   }
 
   /**

@@ -30,7 +30,14 @@ import { type HubClientOptions, type HubRequestOptions, HubTransport, pathAddres
 
 export type { HistoryQuery, HistoryRange, SessionLike } from './history-client.js';
 export { HubHistoryClient } from './history-client.js';
-export { type HubClientOptions, type HubRequestOptions, normalizeHubUrl } from './transport.js';
+export {
+  type HubClientOptions,
+  type HubHttp,
+  type HubHttpAnswer,
+  type HubHttpRequest,
+  type HubRequestOptions,
+  normalizeHubUrl,
+} from './transport.js';
 
 /**
  * Most exchange requests in one `POST /v1/exchanges` (the body must also fit the hub's 64 KiB limit,
