@@ -354,7 +354,7 @@ export class ChitServerScheme implements SchemeNetworkServer {
     }
     let promise: SignedConsumerPromise;
     try {
-      promise = decodeMessage('consumerPromise', (paymentPayload.payload as { promise?: unknown }).promise);
+      promise = decodePromise((paymentPayload.payload as { promise?: unknown }).promise);
     } catch (error) {
       return reject('MALFORMED', `payload.promise: ${messageOf(error)}`);
     }
@@ -453,6 +453,22 @@ export class ChitServerScheme implements SchemeNetworkServer {
     };
     await this.ledger.store.put(this.#meterKey(agreementId), document);
   }
+}
+
+/**
+ * The payload's promise decoded, once per payload object: x402 hands the same decoded header to the
+ * verify and the settle hooks, so the second check of a payment does not decode it again. Decoding is a
+ * pure function of the object, which nothing mutates; another object is decoded afresh.
+ */
+const decodedPromises = new WeakMap<object, SignedConsumerPromise>();
+function decodePromise(raw: unknown): SignedConsumerPromise {
+  if (raw === null || typeof raw !== 'object') return decodeMessage('consumerPromise', raw);
+  let promise = decodedPromises.get(raw);
+  if (!promise) {
+    promise = decodeMessage('consumerPromise', raw);
+    decodedPromises.set(raw, promise);
+  }
+  return promise;
 }
 
 function u64(value: number): Buffer {

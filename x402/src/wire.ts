@@ -1,4 +1,5 @@
-import { type Address, concat, getAddress, type Hex, isAddress, keccak256 } from 'viem';
+import { keccak256Bytes } from '@chit/sdk';
+import { type Address, bytesToHex, concat, getAddress, type Hex, hexToBytes, isAddress } from 'viem';
 
 // The `chit` scheme's wire rules, shared by the buyer and the seller (docs/x402.md has the contract).
 
@@ -61,7 +62,8 @@ export function due(requests: bigint, bytes: bigint, amount: bigint, pricePerMiB
  * const id = agreementIdOf(requirements.extra.agreementSalt, ledger.consumer);
  */
 export function agreementIdOf(agreementSalt: Hex, consumer: Address): Hex {
-  return keccak256(concat([agreementSalt, consumer]));
+  // The SDK's keccak: native where `enableNativeHashing()` was called (a seller computes this twice per payment).
+  return bytesToHex(keccak256Bytes(hexToBytes(concat([agreementSalt, consumer]))));
 }
 
 /**
