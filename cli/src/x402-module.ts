@@ -18,6 +18,7 @@ export interface RoutePrices {
 export type GatewayEvent =
   | { type: 'forwarded'; method: string; path: string; status: number; bytes: number }
   | { type: 'upstream-error'; method: string; path: string; message: string }
+  | { type: 'cut-off'; method: string; path: string; status: number; bytes: number }
   | { type: 'settlement'; detail: unknown }
   | { type: 'settlement-error'; message: string };
 
@@ -47,6 +48,7 @@ export interface X402Module {
       limits?: { perRequest?: bigint; perAgreement?: bigint; perHour?: bigint };
       store?: ProviderLedger['store'];
     },
+    fetchOptions?: { stream?: boolean },
   ): (input: RequestInfo | URL, init?: RequestInit) => Promise<Response>;
 }
 

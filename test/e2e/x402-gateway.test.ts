@@ -23,7 +23,15 @@ const REQUESTS = Number(process.env.CHIT_GATEWAY_REQUESTS ?? 300);
 const owedFor = (requests: number, bytes: bigint, price: bigint, perMiB: bigint) =>
   BigInt(requests) * price + (bytes * perMiB + MIB - 1n) / MIB;
 
-/** A toy API: /bytes/:n answers n bytes, /weather JSON, /echo the body, /fail a 500. */
+/** /events sends its first event, then its last once this is opened. */
+let openEvents: () => void = () => {};
+const eventsOpened = new Promise<void>((resolve) => {
+  openEvents = resolve;
+});
+const FIRST_EVENT = 'data: first\n\n';
+const LAST_EVENT = 'data: last\n\n';
+
+/** A toy API: /bytes/:n answers n bytes, /weather JSON, /echo the body, /fail a 500, /events a stream. */
 function startUpstream(seen: IncomingMessage[]): Promise<{ server: Server; url: string }> {
   const server = createServer((request, response) => {
     seen.push(request);
@@ -41,6 +49,10 @@ function startUpstream(seen: IncomingMessage[]): Promise<{ server: Server; url: 
       } else if (url.pathname === '/echo' && request.method === 'POST') {
         response.writeHead(201, { 'content-type': request.headers['content-type'] ?? 'text/plain' });
         response.end(Buffer.concat(chunks));
+      } else if (url.pathname === '/events') {
+        response.writeHead(200, { 'content-type': 'text/event-stream' });
+        response.write(FIRST_EVENT);
+        void eventsOpened.then(() => response.end(LAST_EVENT));
       } else if (url.pathname === '/fail') {
         response.writeHead(500, { 'content-type': 'text/plain' });
         response.end('upstream broke');
@@ -75,8 +87,9 @@ describe('x402 gateway: sell an HTTP API without touching it', function () {
   let weatherOwed = 0n;
   /** What the buyer whose response was lost owes. */
   let otherOwed = 0n;
-  /** What the buyer of the body-limit test owes. */
+  /** What the buyers of the body-limit and streaming tests owe. */
   let carolOwed = 0n;
+  let doraOwed = 0n;
   const deposit = parseEther('100');
   const sizeOf = (i: number) => ((i * 7_919 + 101) % 40_000) + (i % 100 === 99 ? 2_100_000 : 0);
   const defaultOwed = () => owedFor(requests, bytes - lastBody, PRICE, PER_MIB);
@@ -238,6 +251,66 @@ describe('x402 gateway: sell an HTTP API without touching it', function () {
     carolOwed = PRICE;
   });
 
+  it('streams a paid answer as the API sends it, and meters its bytes into the next request', async () => {
+    const dora = await stack.newConsumer({ deposit: parseEther('1') });
+    const payDora = chitFetch(
+      fetch,
+      { ledger: dora.ledger, token: stack.chain.token, maxPricePerRequest: PRICE, maxPricePerMiB: PER_MIB },
+      { stream: true },
+    );
+    const answer = await payDora(`${gateway.url}/events`);
+    assert.equal(answer.status, 200);
+    assert.equal(answer.headers.get('content-type'), 'text/event-stream');
+    assert.ok(answer.headers.get('payment-response'), 'paid before the body');
+    const reader = answer.body!.getReader();
+    const text = new TextDecoder();
+    // The API holds its last event until the first reached the buyer: a gateway (or a chitFetch) that
+    // read the body whole before answering would never hand over the first one.
+    let received = '';
+    const firstArrived = (async () => {
+      while (received.length < FIRST_EVENT.length) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        received += text.decode(value, { stream: true });
+      }
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      firstArrived,
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error('the first event did not arrive before the API finished')), 60_000);
+      }),
+    ]).finally(() => clearTimeout(timer));
+    assert.equal(received, FIRST_EVENT);
+    openEvents();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      received += text.decode(value, { stream: true });
+    }
+    assert.equal(received, FIRST_EVENT + LAST_EVENT);
+    // The seller metered the streamed bytes once they were relayed. Lose that count, as a gateway
+    // killed right after relaying the body would: the buyer's higher count is taken at the next payment.
+    const required = JSON.parse(
+      Buffer.from((await fetch(`${gateway.url}/events`)).headers.get('PAYMENT-REQUIRED')!, 'base64').toString(),
+    );
+    const agreementId = agreementIdOf(required.accepts[0].extra.agreementSalt, dora.address);
+    const meterKey = `chit/x402/seller/eip155:${stack.chain.deployment.chainId}/${stack.chain.hub.toLowerCase()}/${seller.address.toLowerCase()}/${agreementId}`;
+    const meter = (await seller.ledger.store.get(meterKey)) as { requests: string; bytes: string };
+    assert.deepEqual([meter.requests, meter.bytes], ['1', String(received.length)]);
+    await seller.ledger.store.put(meterKey, { ...meter, bytes: '0' });
+    // The next request pays the streamed bytes, as the buyer counted them.
+    const next = await payDora(`${gateway.url}/bytes/10`);
+    assert.equal(next.status, 200);
+    assert.equal((await next.arrayBuffer()).byteLength, 10);
+    doraOwed = owedFor(2, BigInt(received.length), PRICE, PER_MIB);
+    assert.equal((await stack.hub.client.consumer(dora.address)).credited, doraOwed);
+    assert.equal(await dora.ledger.total(), doraOwed, 'nothing signed that was not credited');
+    assert.ok(
+      events.some((event) => event.type === 'forwarded' && event.path === '/events' && event.bytes === received.length),
+    );
+  });
+
   it('a response lost after the seller was paid: the buyer catches up with the seller’s meter and pays on', async () => {
     const other = await stack.newConsumer({ deposit: parseEther('1') });
     let drop = false;
@@ -282,7 +355,7 @@ describe('x402 gateway: sell an HTTP API without touching it', function () {
 
   it('every balance to the wei after the hub collects and the seller settles', async () => {
     const buyerOwed = defaultOwed() + weatherOwed;
-    const earned = buyerOwed + otherOwed + carolOwed;
+    const earned = buyerOwed + otherOwed + carolOwed + doraOwed;
     assert.equal((await stack.hub.client.provider(seller.address)).earned, earned);
     // What the buyer signed for the refused /fail and 502 requests stays promised but never credited.
     const books = await stack.hub.client.consumer(buyer.address);

@@ -15,6 +15,17 @@ const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
 /** The seller's 402 errors that say a payment's invoice is not its own: the promise was never exchanged. */
 const NOT_ITS_INVOICE = new Set(['UNKNOWN_INVOICE', 'HASHLOCK_MISMATCH']);
 
+/** How {@link chitFetch} hands back paid responses. */
+export interface ChitFetchOptions {
+  /**
+   * Hand back each paid response's body as it arrives (server-sent events, a large download) instead of
+   * reading it whole first. Its bytes are counted into the agreement's meter when it ends; until it ends
+   * or is cancelled, the agreement's next payment waits, so read or cancel every paid body. A body cut
+   * off is not counted (the seller does not meter it either). Default false.
+   */
+  stream?: boolean;
+}
+
 /** What a request paid last, its invoice replaced by the seller's `nextInvoice`: the next one's payment. */
 type Prepaid = Omit<PaymentPayload, 'payload'>;
 
@@ -23,7 +34,9 @@ type Prepaid = Omit<PaymentPayload, 'payload'>;
  * chit scheme (spend controls allow the hub's token on the hub's chain; the scheme enforces the
  * buyer's prices and limits). Requests to one seller agreement run one at a time: each paid response's
  * body is read and its bytes counted into the agreement's meter (after a successful PAYMENT-RESPONSE)
- * before the next payment of the agreement is signed. The response is returned with the same body.
+ * before the next payment of the agreement is signed. The response is returned with the same body: read
+ * whole first, or with `{ stream: true }` as it arrives (the agreement's next payment then waits until
+ * the body ends or is cancelled).
  *
  * After a paid response, the seller's next invoice (`extra.nextInvoice` of its PAYMENT-RESPONSE) is kept
  * for the same method and URL: the next such request, when its body can be sent twice (none, a string,
@@ -39,39 +52,71 @@ type Prepaid = Omit<PaymentPayload, 'payload'>;
  * const pay = chitFetch(fetch, { ledger, token, maxPricePerRequest: 1000n, maxPricePerMiB: 10n ** 15n, store });
  * const response = await pay('https://api.example.com/weather');
  * console.log(await response.json());
+ * // Server-sent events from a seller, as they come:
+ * const events = chitFetch(fetch, options, { stream: true });
+ * for await (const chunk of (await events('https://api.example.com/stream')).body!) process.stdout.write(chunk);
  */
 export function chitFetch(
   fetch: typeof globalThis.fetch,
   options: ChitClientScheme | ChitClientSchemeOptions,
+  { stream = false }: ChitFetchOptions = {},
 ): ChitFetch {
   const scheme = options instanceof ChitClientScheme ? options : new ChitClientScheme(options);
   /** By request key (method and URL): the payment of its next request, from the seller's `nextInvoice`. */
   const prepaid = new Map<string, Prepaid>();
 
-  /** Counts a paid response into the meter and keeps the next invoice; the response with the same body. */
+  /**
+   * Counts a paid response into the meter and keeps the next invoice; the response with the same body.
+   * `holding` is true when the response's body (streamed) now holds the agreement: it releases it.
+   */
   const settle = async (
     key: string | undefined,
     held: HeldAuthorization,
     sent: Prepaid | undefined,
     response: Response,
-  ) => {
+  ): Promise<{ response: Response; holding: boolean }> => {
     const header = response.headers.get('PAYMENT-RESPONSE');
-    if (!header || response.status >= 400) return response;
+    if (!header || response.status >= 400) return { response, holding: false };
     const settled = decodeHeader(header, decodePaymentResponseHeader);
-    if (!settled.success) return response;
-    const body = new Uint8Array(await response.arrayBuffer());
-    await scheme.recordResponse(held, body.byteLength);
+    if (!settled.success) return { response, holding: false };
     const next = readInvoice(settled.extra?.nextInvoice);
     if (key && sent && next) {
       prepaid.set(key, { ...sent, accepted: { ...sent.accepted, extra: { ...sent.accepted.extra, ...next } } });
     }
-    const copy = new Response(NULL_BODY_STATUS.has(response.status) ? null : body, {
-      status: response.status,
-      statusText: response.statusText,
-      headers: response.headers,
+    if (stream && response.body && !NULL_BODY_STATUS.has(response.status)) {
+      return { response: copyOf(response, countedBody(response.body, held)), holding: true };
+    }
+    const body = new Uint8Array(await response.arrayBuffer());
+    await scheme.recordResponse(held, body.byteLength);
+    return { response: copyOf(response, NULL_BODY_STATUS.has(response.status) ? null : body), holding: false };
+  };
+
+  /** The body as it arrives, counted into the meter when it ends; the agreement released when it ends or stops. */
+  const countedBody = (source: ReadableStream<Uint8Array>, held: HeldAuthorization) => {
+    const reader = source.getReader();
+    let bytes = 0;
+    return new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        try {
+          const { done, value } = await reader.read();
+          if (done) {
+            await scheme.recordResponse(held, bytes);
+            held.release();
+            controller.close();
+            return;
+          }
+          bytes += value.byteLength;
+          controller.enqueue(value);
+        } catch (error) {
+          held.release();
+          controller.error(error);
+        }
+      },
+      async cancel(reason) {
+        held.release();
+        await reader.cancel(reason);
+      },
     });
-    Object.defineProperty(copy, 'url', { value: response.url });
-    return copy;
   };
 
   /**
@@ -102,6 +147,7 @@ export function chitFetch(
       if (error instanceof RequirementsRejectedError && error.reason === 'INVOICE_EXPIRED') return undefined;
       throw error;
     }
+    let holding = false;
     try {
       const sent: Prepaid = { ...kept, accepted };
       const request = new Request(input, init);
@@ -118,9 +164,11 @@ export function chitFetch(
         await response.arrayBuffer().catch(() => undefined);
         return { caughtUp: await refusedPayment(held, response, true) };
       }
-      return { response: await settle(key, held, sent, response), caughtUp: false };
+      const settled = await settle(key, held, sent, response);
+      holding = settled.holding;
+      return { response: settled.response, caughtUp: false };
     } finally {
-      held.release();
+      if (!holding) held.release();
     }
   };
 
@@ -153,6 +201,7 @@ export function chitFetch(
       })
       .setSpendControls({ allowedAssets: [{ network: scheme.network, asset: scheme.token }] });
     const paidFetch = wrapFetchWithPayment(fetch, client);
+    let holding = false;
     try {
       let response: Response;
       try {
@@ -172,12 +221,25 @@ export function chitFetch(
         }
         return response;
       }
-      return await settle(key, held, call.sent, response);
+      const settled = await settle(key, held, call.sent, response);
+      holding = settled.holding;
+      return settled.response;
     } finally {
-      call.held?.release();
+      if (!holding) call.held?.release();
     }
   };
   return Object.assign(pay, { scheme });
+}
+
+/** `response` with another body (its status, headers and URL kept). */
+function copyOf(response: Response, body: BodyInit | null): Response {
+  const copy = new Response(body, {
+    status: response.status,
+    statusText: response.statusText,
+    headers: response.headers,
+  });
+  Object.defineProperty(copy, 'url', { value: response.url });
+  return copy;
 }
 
 /** The PAYMENT-REQUIRED of a 402, if it has a readable one. */

@@ -9,6 +9,7 @@ import {
 } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { pipeline } from 'node:stream';
 import type { ProviderLedger } from '@chit/sdk';
 import {
   getFacilitatorResponseError,
@@ -57,10 +58,15 @@ export interface GatewayOptions {
   onEvent?: (event: GatewayEvent) => void;
 }
 
-/** What {@link startGateway} reports. */
+/**
+ * What {@link startGateway} reports: each answer relayed whole (`forwarded`), an API that did not
+ * answer, an answer cut off on the way (the API's body broke off, or the buyer went away: its bytes are
+ * not metered), settlements.
+ */
 export type GatewayEvent =
   | { type: 'forwarded'; method: string; path: string; status: number; bytes: number }
   | { type: 'upstream-error'; method: string; path: string; message: string }
+  | { type: 'cut-off'; method: string; path: string; status: number; bytes: number }
   | { type: 'settlement'; detail: unknown }
   | { type: 'settlement-error'; message: string };
 
@@ -207,7 +213,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     headers['x-forwarded-for'] = [forwardedFor, request.socket.remoteAddress ?? ''].filter(Boolean).join(', ');
     headers['x-forwarded-host'] = request.headers.host ?? '';
     headers['x-forwarded-proto'] = 'http';
-    let answer: UpstreamAnswer;
+    let answer: IncomingMessage;
     try {
       answer = await forward(method, `${prefix}${url}`, headers, body);
     } catch (error) {
@@ -227,43 +233,45 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       const before = answerHeaders[name];
       answerHeaders[name] = before === undefined ? value : [...(Array.isArray(before) ? before : [before]), value];
     }
-    for (const [name, value] of Object.entries(answerHeaders)) response.setHeader(name, value);
+    const status = answer.statusCode ?? 502;
     // An API error is passed through as it is, and not charged.
-    if (answer.status >= 400 || !verified) {
-      if (verified) await cancel(answer.status);
-    } else {
+    const charged = verified !== undefined && status < 400;
+    if (verified && !charged) await cancel(status);
+    if (verified && charged) {
       const responseHeaders: Record<string, string> = {};
       for (const [name, value] of Object.entries(answerHeaders)) responseHeaders[name] = String(value);
       let settled: Awaited<ReturnType<typeof x402.processSettlement>>;
       try {
+        // Settled before the body is read: its bytes are paid with the buyer's next request, so the
+        // settlement does not need them, and the body streams to the buyer once it is paid.
         settled = await x402.processSettlement(
           verified.paymentPayload,
           verified.paymentRequirements,
           verified.declaredExtensions,
-          {
-            request: context,
-            responseBody: answer.body,
-            responseHeaders,
-          },
+          { request: context, responseBody: NO_BODY, responseHeaders },
         );
       } catch (error) {
         // The response is withheld: the payment was not settled.
-        for (const name of Object.keys(answerHeaders)) response.removeHeader(name);
+        answer.destroy();
         const facilitator = getFacilitatorResponseError(error);
         return facilitator ? sendJson(response, 502, { error: facilitator.message }) : sendJson(response, 402, {});
       }
       if (!settled.success) {
         // A payment the hub refused: the 402 of a failed settlement, the API's answer withheld.
-        for (const name of Object.keys(answerHeaders)) response.removeHeader(name);
+        answer.destroy();
         return sendInstructions(response, settled.response);
       }
       for (const [name, value] of Object.entries(settled.headers)) response.setHeader(name, value);
-      const cache = response.getHeader('cache-control');
-      response.setHeader('cache-control', withPrivateCacheControl(cache === undefined ? null : String(cache)));
+      const cache = answerHeaders['cache-control'];
+      answerHeaders['cache-control'] = withPrivateCacheControl(cache === undefined ? null : String(cache));
     }
-    response.writeHead(answer.status);
-    response.end(answer.body);
-    emit({ type: 'forwarded', method, path: url, status: answer.status, bytes: answer.body.length });
+    for (const [name, value] of Object.entries(answerHeaders)) response.setHeader(name, value);
+    response.writeHead(status);
+    const { bytes, complete } = await relay(answer, response);
+    // A body that reached the buyer whole is metered, for its next request; a cut one is not.
+    if (charged && complete) await paywall.scheme.addResponseBytes(verified.paymentPayload, bytes);
+    if (complete) emit({ type: 'forwarded', method, path: url, status, bytes });
+    else emit({ type: 'cut-off', method, path: url, status, bytes });
   };
 
   const server: Server = createServer((request, response) => {
@@ -302,17 +310,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   };
 }
 
-/** The API's answer to a forwarded request, its body read whole (the payment settles before it leaves). */
-interface UpstreamAnswer {
-  status: number;
-  /** Names and values alternating, as the API sent them. */
-  rawHeaders: string[];
-  body: Buffer;
-}
-
 /**
  * Sends requests to the API on kept-alive connections (node:http: a forwarded request costs a fraction
- * of what `fetch` costs), never following a redirect: the buyer gets the API's own answer.
+ * of what `fetch` costs), never following a redirect: the buyer gets the API's own answer. Resolves
+ * with the answer once its head has arrived; its body is read as it is relayed.
  */
 function upstreamForwarder(upstream: URL) {
   const secure = upstream.protocol === 'https:';
@@ -323,7 +324,7 @@ function upstreamForwarder(upstream: URL) {
     path: string,
     headers: OutgoingHttpHeaders,
     body: Buffer | undefined,
-  ): Promise<UpstreamAnswer> =>
+  ): Promise<IncomingMessage> =>
     new Promise((resolve, reject) => {
       const outgoing = send(
         {
@@ -335,24 +336,27 @@ function upstreamForwarder(upstream: URL) {
           headers: { ...headers, host: upstream.host },
           agent,
         },
-        (incoming) => {
-          const chunks: Buffer[] = [];
-          incoming.on('data', (chunk: Buffer) => chunks.push(chunk));
-          incoming.on('error', reject);
-          incoming.on('end', () =>
-            resolve({
-              status: incoming.statusCode ?? 502,
-              rawHeaders: incoming.rawHeaders,
-              body: Buffer.concat(chunks),
-            }),
-          );
-        },
+        resolve,
       );
       outgoing.on('error', reject);
       outgoing.end(body);
     });
   return Object.assign(forward, { close: () => agent.destroy() });
 }
+
+/** The API's body relayed to the buyer as it comes: its bytes, and whether it reached the buyer whole. */
+function relay(from: IncomingMessage, to: ServerResponse): Promise<{ bytes: number; complete: boolean }> {
+  return new Promise((resolve) => {
+    let bytes = 0;
+    from.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+    });
+    pipeline(from, to, (error) => resolve({ bytes, complete: !error && from.complete }));
+  });
+}
+
+/** The body the settlement is told of: none yet (the gateway meters the body once it is relayed). */
+const NO_BODY = Buffer.alloc(0);
 
 /** x402's view of a node:http request. */
 class NodeAdapter implements HTTPAdapter {

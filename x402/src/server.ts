@@ -277,6 +277,28 @@ export class ChitServerScheme implements SchemeNetworkServer {
     return { requests, bytes };
   }
 
+  /**
+   * Counts a paid response's body into its agreement's meter once it was sent, for a payment this seller
+   * settled without its body (`responseBody` empty in the settlement's transport context): what
+   * the gateway does, so that the body streams to the buyer after the payment. The bytes of a response
+   * are paid with the agreement's next request, so its own settlement never needs them.
+   *
+   * @example
+   * await scheme.addResponseBytes(paymentPayload, relayedBytes);
+   */
+  async addResponseBytes(paymentPayload: DeepReadonly<PaymentPayload>, bytes: number): Promise<void> {
+    if (bytes <= 0) return;
+    const promise = decodePromise((paymentPayload.payload as { promise?: unknown }).promise);
+    const agreementId = promise.agreement.id;
+    const release = await this.#locks.acquire(agreementOfPayload(paymentPayload) ?? agreementId);
+    try {
+      const meter = await this.#meter(agreementId);
+      await this.#saveMeter(agreementId, { ...meter, bytes: meter.bytes + BigInt(bytes) });
+    } finally {
+      release();
+    }
+  }
+
   /** Writes the seller's meter of the refused payment's agreement into the 402's chit requirements. */
   async #addMeter(context: SchemePaymentRequiredContext): Promise<void> {
     const promise = (
@@ -385,8 +407,20 @@ export class ChitServerScheme implements SchemeNetworkServer {
         `the promise pays agreement ${promise.agreement.id}, ${promise.consumer}'s at this price is ${agreementId}`,
       );
     }
-    const meter = await this.#meter(agreementId);
-    const total = due(meter.requests + 1n, meter.bytes, amount, pricePerMiB);
+    let meter = await this.#meter(agreementId);
+    let total = due(meter.requests + 1n, meter.bytes, amount, pricePerMiB);
+    const usage = buyerUsage(paymentPayload);
+    if (
+      promise.agreement.total > total &&
+      usage?.requests === meter.requests + 1n &&
+      usage.bytes > meter.bytes &&
+      due(usage.requests, usage.bytes, amount, pricePerMiB) === promise.agreement.total
+    ) {
+      // The buyer counted more body bytes than this meter holds: a relayed body whose count this seller
+      // lost (a crash after the body went out). The buyer's count is taken: it pays more, never less.
+      meter = { ...meter, bytes: usage.bytes };
+      total = promise.agreement.total;
+    }
     if (promise.agreement.total !== total) {
       return reject(
         'WRONG_TOTAL',
@@ -480,6 +514,14 @@ function u64(value: number): Buffer {
 function messageOf(error: unknown): string {
   if (error && typeof error === 'object' && 'shortMessage' in error) return String(error.shortMessage);
   return error instanceof Error ? error.message : String(error);
+}
+
+/** The buyer's own count in a payload (`payload.usage`: paid requests, this one included, and bytes), if readable. */
+function buyerUsage(paymentPayload: DeepReadonly<PaymentPayload>): { requests: bigint; bytes: bigint } | undefined {
+  const usage = (paymentPayload.payload as { usage?: { requests?: unknown; bytes?: unknown } }).usage;
+  const requests = parseAmount(usage?.requests);
+  const bytes = parseAmount(usage?.bytes);
+  return requests === undefined || bytes === undefined ? undefined : { requests, bytes };
 }
 
 /** The consumer and agreement a payload's promise names, for the agreement lock (unchecked). */

@@ -1,4 +1,8 @@
-import { writeFile } from 'node:fs/promises';
+import { once } from 'node:events';
+import { createWriteStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { Command, Option } from 'commander';
 import { type CliContext, handler } from '../context.js';
 import { CliError } from '../errors.js';
@@ -57,14 +61,18 @@ async function runPay(ctx: CliContext, url: string, options: PayOptions): Promis
     }
   };
   const { ledger } = await consumerLedger(ctx);
-  const pay = chitFetch(fetch, {
-    ledger,
-    token: token.address,
-    maxPricePerRequest: amount(options.maxPricePerRequest, '--max-price-per-request'),
-    maxPricePerMiB: amount(options.maxPricePerMib, '--max-price-per-mib', true),
-    ...(options.maxPerHour ? { limits: { perHour: amount(options.maxPerHour, '--max-per-hour') } } : {}),
-    store: ctx.store(),
-  });
+  const pay = chitFetch(
+    fetch,
+    {
+      ledger,
+      token: token.address,
+      maxPricePerRequest: amount(options.maxPricePerRequest, '--max-price-per-request'),
+      maxPricePerMiB: amount(options.maxPricePerMib, '--max-price-per-mib', true),
+      ...(options.maxPerHour ? { limits: { perHour: amount(options.maxPerHour, '--max-per-hour') } } : {}),
+      store: ctx.store(),
+    },
+    { stream: true },
+  );
   const headers = new Headers();
   for (const header of options.header) {
     const colon = header.indexOf(':');
@@ -109,7 +117,6 @@ async function runPay(ctx: CliContext, url: string, options: PayOptions): Promis
     }
     throw error;
   }
-  const body = Buffer.from(await response.arrayBuffer());
   // What the seller was paid for this request: the increment its PAYMENT-RESPONSE states (a promise
   // sent again for an earlier unanswered request is paid once, whichever request it answers).
   const paid = settledAmount(response) ?? 0n;
@@ -125,8 +132,14 @@ async function runPay(ctx: CliContext, url: string, options: PayOptions): Promis
     });
     process.stdout.write('\n');
   }
-  if (options.output) await writeFile(options.output, body);
-  else process.stdout.write(body);
+  // The body as it arrives (a gateway streams it: server-sent events, large downloads); its bytes are
+  // counted for the next payment once it has all come.
+  const body = response.body ? Readable.fromWeb(response.body as NodeReadableStream<Uint8Array>) : Readable.from([]);
+  if (options.output) await pipeline(body, createWriteStream(options.output));
+  else
+    for await (const chunk of body) {
+      if (!process.stdout.write(chunk)) await once(process.stdout, 'drain');
+    }
   if (response.status === 402) {
     throw new CliError(
       'PAYMENT_REFUSED',
