@@ -90,6 +90,7 @@ describe('x402 gateway: sell an HTTP API without touching it', function () {
   /** What the buyers of the body-limit and streaming tests owe. */
   let carolOwed = 0n;
   let doraOwed = 0n;
+  let erinOwed = 0n;
   const deposit = parseEther('100');
   const sizeOf = (i: number) => ((i * 7_919 + 101) % 40_000) + (i % 100 === 99 ? 2_100_000 : 0);
   const defaultOwed = () => owedFor(requests, bytes - lastBody, PRICE, PER_MIB);
@@ -311,6 +312,37 @@ describe('x402 gateway: sell an HTTP API without touching it', function () {
     );
   });
 
+  it('a buyer that reads part of a download and leaves pays for the bytes it was sent, with its next request', async () => {
+    const erin = await stack.newConsumer({ deposit: parseEther('1') });
+    const payErin = chitFetch(
+      fetch,
+      { ledger: erin.ledger, token: stack.chain.token, maxPricePerRequest: PRICE, maxPricePerMiB: PER_MIB },
+      { stream: true },
+    );
+    const cutBefore = events.filter((event) => event.type === 'cut-off').length;
+    // Larger than what the sockets between them can hold, so that it is still on its way when the buyer leaves.
+    const size = 64 * 1024 * 1024;
+    const download = await payErin(`${gateway.url}/bytes/${size}`);
+    assert.equal(download.status, 200);
+    const reader = download.body!.getReader();
+    const first = await reader.read();
+    assert.ok(!first.done && first.value.byteLength > 0);
+    await reader.cancel('leaving before the end');
+    await until('the gateway to see the buyer leave', async () => {
+      return events.filter((event) => event.type === 'cut-off').length > cutBefore;
+    });
+    const cut = events.filter((event) => event.type === 'cut-off').at(-1) as { bytes: number; path: string };
+    assert.equal(cut.path, `/bytes/${size}`);
+    console.log(`      relayed ${cut.bytes} bytes before the buyer left`);
+    assert.ok(cut.bytes > 0 && cut.bytes < size, `relayed ${cut.bytes} of ${size} bytes`);
+    // The next request is refused once with the seller's meter, then paid with those bytes in it.
+    const next = await payErin(`${gateway.url}/bytes/10`);
+    assert.equal(next.status, 200);
+    assert.equal((await next.arrayBuffer()).byteLength, 10);
+    erinOwed = owedFor(2, BigInt(cut.bytes), PRICE, PER_MIB);
+    assert.equal((await stack.hub.client.consumer(erin.address)).credited, erinOwed);
+  });
+
   it('a response lost after the seller was paid: the buyer catches up with the seller’s meter and pays on', async () => {
     const other = await stack.newConsumer({ deposit: parseEther('1') });
     let drop = false;
@@ -355,7 +387,7 @@ describe('x402 gateway: sell an HTTP API without touching it', function () {
 
   it('every balance to the wei after the hub collects and the seller settles', async () => {
     const buyerOwed = defaultOwed() + weatherOwed;
-    const earned = buyerOwed + otherOwed + carolOwed + doraOwed;
+    const earned = buyerOwed + otherOwed + carolOwed + doraOwed + erinOwed;
     assert.equal((await stack.hub.client.provider(seller.address)).earned, earned);
     // What the buyer signed for the refused /fail and 502 requests stays promised but never credited.
     const books = await stack.hub.client.consumer(buyer.address);

@@ -21,7 +21,8 @@ export interface ChitFetchOptions {
    * Hand back each paid response's body as it arrives (server-sent events, a large download) instead of
    * reading it whole first. Its bytes are counted into the agreement's meter when it ends; until it ends
    * or is cancelled, the agreement's next payment waits, so read or cancel every paid body. A body cut
-   * off is not counted (the seller does not meter it either). Default false.
+   * off or cancelled is not counted here; the seller meters the bytes it relayed, and the next payment
+   * catches up with its meter (up to `maxUnreceivedBytes`). Default false.
    */
   stream?: boolean;
 }

@@ -60,8 +60,8 @@ export interface GatewayOptions {
 
 /**
  * What {@link startGateway} reports: each answer relayed whole (`forwarded`), an API that did not
- * answer, an answer cut off on the way (the API's body broke off, or the buyer went away: its bytes are
- * not metered), settlements.
+ * answer, an answer cut off on the way (the API's body broke off, or the buyer went away: the bytes
+ * relayed are metered all the same), settlements.
  */
 export type GatewayEvent =
   | { type: 'forwarded'; method: string; path: string; status: number; bytes: number }
@@ -268,8 +268,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     for (const [name, value] of Object.entries(answerHeaders)) response.setHeader(name, value);
     response.writeHead(status);
     const { bytes, complete } = await relay(answer, response);
-    // A body that reached the buyer whole is metered, for its next request; a cut one is not.
-    if (charged && complete) await paywall.scheme.addResponseBytes(verified.paymentPayload, bytes);
+    // The bytes relayed are metered for the buyer's next request, whole or cut off: a buyer that left
+    // before the end of a body it was reading pays what it was sent (its next payment catches up with
+    // this meter, up to its maxUnreceivedBytes), or reading most of a download would be free.
+    if (charged) await paywall.scheme.addResponseBytes(verified.paymentPayload, bytes);
     if (complete) emit({ type: 'forwarded', method, path: url, status, bytes });
     else emit({ type: 'cut-off', method, path: url, status, bytes });
   };
@@ -344,7 +346,7 @@ function upstreamForwarder(upstream: URL) {
   return Object.assign(forward, { close: () => agent.destroy() });
 }
 
-/** The API's body relayed to the buyer as it comes: its bytes, and whether it reached the buyer whole. */
+/** The API's body relayed to the buyer as it comes: the bytes relayed, and whether it reached the buyer whole. */
 function relay(from: IncomingMessage, to: ServerResponse): Promise<{ bytes: number; complete: boolean }> {
   return new Promise((resolve) => {
     let bytes = 0;

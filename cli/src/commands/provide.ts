@@ -141,7 +141,7 @@ function report(ctx: CliContext, event: GatewayEvent): void {
   else if (event.type === 'upstream-error')
     ctx.out.warn(`${event.method} ${event.path}: the API did not answer (${event.message})`);
   else if (event.type === 'cut-off')
-    ctx.out.warn(`${event.method} ${event.path} → ${event.status}: cut off after ${event.bytes} bytes, not metered`);
+    ctx.out.warn(`${event.method} ${event.path} → ${event.status}: cut off after ${event.bytes} bytes (metered)`);
   else if (event.type === 'settlement-error') ctx.out.warn(`settlement: ${event.message}`);
   else ctx.out.progress('settlement requested through the hub relayer');
 }
