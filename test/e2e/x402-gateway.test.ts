@@ -94,6 +94,13 @@ describe('x402 gateway: sell an HTTP API without touching it', function () {
   const deposit = parseEther('100');
   const sizeOf = (i: number) => ((i * 7_919 + 101) % 40_000) + (i % 100 === 99 ? 2_100_000 : 0);
   const defaultOwed = () => owedFor(requests, bytes - lastBody, PRICE, PER_MIB);
+  /** A buyer at the default prices whose paid bodies come as they arrive. */
+  const streamingBuyer = (consumer: Consumer) =>
+    chitFetch(
+      fetch,
+      { ledger: consumer.ledger, token: stack.chain.token, maxPricePerRequest: PRICE, maxPricePerMiB: PER_MIB },
+      { stream: true },
+    );
 
   before(async () => {
     stack = await startStack({ hubEnv: { SETTLEMENT_SCAN_INTERVAL_MS: '500' } });
@@ -254,11 +261,7 @@ describe('x402 gateway: sell an HTTP API without touching it', function () {
 
   it('streams a paid answer as the API sends it, and meters its bytes into the next request', async () => {
     const dora = await stack.newConsumer({ deposit: parseEther('1') });
-    const payDora = chitFetch(
-      fetch,
-      { ledger: dora.ledger, token: stack.chain.token, maxPricePerRequest: PRICE, maxPricePerMiB: PER_MIB },
-      { stream: true },
-    );
+    const payDora = streamingBuyer(dora);
     const answer = await payDora(`${gateway.url}/events`);
     assert.equal(answer.status, 200);
     assert.equal(answer.headers.get('content-type'), 'text/event-stream');
@@ -314,11 +317,7 @@ describe('x402 gateway: sell an HTTP API without touching it', function () {
 
   it('a buyer that reads part of a download and leaves pays for the bytes it was sent, with its next request', async () => {
     const erin = await stack.newConsumer({ deposit: parseEther('1') });
-    const payErin = chitFetch(
-      fetch,
-      { ledger: erin.ledger, token: stack.chain.token, maxPricePerRequest: PRICE, maxPricePerMiB: PER_MIB },
-      { stream: true },
-    );
+    const payErin = streamingBuyer(erin);
     const cutBefore = events.filter((event) => event.type === 'cut-off').length;
     // Larger than what the sockets between them can hold, so that it is still on its way when the buyer leaves.
     const size = 64 * 1024 * 1024;

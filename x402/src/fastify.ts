@@ -1,10 +1,6 @@
-import {
-  type HTTPAdapter,
-  type HTTPProcessResult,
-  type HTTPRequestContext,
-  x402HTTPResourceServer,
-} from '@x402/core/server';
+import { type HTTPProcessResult, type HTTPRequestContext, x402HTTPResourceServer } from '@x402/core/server';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { NodeHttpAdapter } from './http-adapter.js';
 import type { ChitPaywall } from './paywall.js';
 
 type Verified = Extract<HTTPProcessResult, { type: 'payment-verified' }>;
@@ -13,30 +9,6 @@ type Verified = Extract<HTTPProcessResult, { type: 'payment-verified' }>;
 interface PaidRequest {
   context: HTTPRequestContext;
   verified: Verified;
-}
-
-/** x402's view of a Fastify request. */
-class FastifyAdapter implements HTTPAdapter {
-  constructor(private readonly request: FastifyRequest) {}
-  getHeader(name: string): string | undefined {
-    const value = this.request.headers[name.toLowerCase()];
-    return Array.isArray(value) ? value[0] : value;
-  }
-  getMethod(): string {
-    return this.request.method;
-  }
-  getPath(): string {
-    return this.request.url.split('?')[0]!;
-  }
-  getUrl(): string {
-    return `${this.request.protocol}://${this.request.host}${this.request.url}`;
-  }
-  getAcceptHeader(): string {
-    return this.getHeader('accept') ?? '';
-  }
-  getUserAgent(): string {
-    return this.getHeader('user-agent') ?? '';
-  }
 }
 
 /**
@@ -61,7 +33,7 @@ export async function chitFastify(
   const paid = new WeakMap<FastifyRequest, PaidRequest>();
 
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
-    const adapter = new FastifyAdapter(request);
+    const adapter = new NodeHttpAdapter(request, () => `${request.protocol}://${request.host}`);
     const context: HTTPRequestContext = {
       adapter,
       path: adapter.getPath(),

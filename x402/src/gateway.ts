@@ -13,7 +13,6 @@ import { pipeline } from 'node:stream';
 import type { ProviderLedger } from '@chit/sdk';
 import {
   getFacilitatorResponseError,
-  type HTTPAdapter,
   type HTTPProcessResult,
   type HTTPRequestContext,
   type HTTPResponseInstructions,
@@ -21,6 +20,7 @@ import {
   x402HTTPResourceServer,
 } from '@x402/core/server';
 import type { Hex } from 'viem';
+import { NodeHttpAdapter } from './http-adapter.js';
 import { type ChitRoutePrices, chitPaywall } from './paywall.js';
 
 /** Options of {@link startGateway}. */
@@ -173,7 +173,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       return;
     }
 
-    const adapter = new NodeAdapter(request);
+    const adapter = new NodeHttpAdapter(request, () => `http://${request.headers.host ?? 'localhost'}`);
     const context: HTTPRequestContext = {
       adapter,
       path: adapter.getPath(),
@@ -359,30 +359,6 @@ function relay(from: IncomingMessage, to: ServerResponse): Promise<{ bytes: numb
 
 /** The body the settlement is told of: none yet (the gateway meters the body once it is relayed). */
 const NO_BODY = Buffer.alloc(0);
-
-/** x402's view of a node:http request. */
-class NodeAdapter implements HTTPAdapter {
-  constructor(private readonly request: IncomingMessage) {}
-  getHeader(name: string): string | undefined {
-    const value = this.request.headers[name.toLowerCase()];
-    return Array.isArray(value) ? value[0] : value;
-  }
-  getMethod(): string {
-    return this.request.method ?? 'GET';
-  }
-  getPath(): string {
-    return (this.request.url ?? '/').split('?')[0]!;
-  }
-  getUrl(): string {
-    return `http://${this.request.headers.host ?? 'localhost'}${this.request.url ?? '/'}`;
-  }
-  getAcceptHeader(): string {
-    return this.getHeader('accept') ?? '';
-  }
-  getUserAgent(): string {
-    return this.getHeader('user-agent') ?? '';
-  }
-}
 
 function sendJson(response: ServerResponse, status: number, body: unknown): void {
   response.writeHead(status, { 'content-type': 'application/json; charset=utf-8' });
