@@ -472,6 +472,10 @@ async function seedBooks(
       );
       log(`seeding the books: ${to.toLocaleString('en')} of ${count.toLocaleString('en')} exchanges`);
     }
+    // The exchanges are all in: the analyze to wait for is one that ends after this. (Taken after the
+    // rows below instead, an analyze the hub ran while they were written would end before it, and the
+    // wait would never end: nothing changes `exchanges` after that.)
+    seededAt = (await client.query('SELECT now() AS now')).rows[0].now;
     await client.query(
       `INSERT INTO agreements (provider, agreement_id, consumer, credited_total)
        SELECT provider, agreement_id, (array_agg(consumer))[1], max(consumer_total) FROM exchanges GROUP BY provider, agreement_id
@@ -488,7 +492,6 @@ async function seedBooks(
     );
     // A backend reports its row counts when idle, at most once a second: now, for the hub to see.
     await client.query('SELECT pg_stat_force_next_flush()');
-    seededAt = (await client.query('SELECT now() AS now')).rows[0].now;
   } finally {
     client.release();
   }
