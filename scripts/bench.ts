@@ -126,7 +126,7 @@ function booksLine(books: HubBench['environment']['books']): string {
   const analyzed =
     books.analyzedAfterSeconds === undefined
       ? ''
-      : ` The hub analyzed them on its own ${fixed(books.analyzedAfterSeconds)} s after the seed (its statistics upkeep, whatever the server's autovacuum), before the first level.`;
+      : ` The hub had analyzed them on its own, every table, ${fixed(books.analyzedAfterSeconds)} s after the last exchange went in (its statistics upkeep, whatever the server's autovacuum), before the first level.`;
   return `The levels run on books that already hold ${grouped(books.exchanges)} exchanges (1,000 providers, 20,000 consumers, an agreement per pair), seeded with SQL once the hub had migrated.${analyzed}`;
 }
 const fixed = (n: number, digits = 1) => n.toFixed(digits);
@@ -287,8 +287,8 @@ async function main(): Promise<void> {
     // 16 buyers at once, then 64: the seller's exchanges batch more as more buyers wait together.
     const gateway: GatewayFigures[] = [];
     for (const [buyers, requests] of [
-      [16, 50],
-      [64, 25],
+      [16, 100],
+      [64, 50],
     ] as const) {
       const gatewayJson = path.join(tmp, `gateway-${buyers}.json`);
       await run(path.join(BIN, 'ts-node'), ['--transpile-only', 'scripts/gateway-bench.ts', '--json', gatewayJson], {

@@ -38,6 +38,7 @@ import { bytesToHex, type Hex } from 'viem';
 import { startLocalChain } from '../../scripts/local-chain';
 import { OperatorSigner } from '../src/crypto/operator-signer';
 import { toBytea } from '../src/db/bytes';
+import { STALE_TABLES_SQL } from '../src/db/planner-statistics';
 import { BackendCpu, cpuMs, mainThreadCpuMs } from './cpu';
 
 /** One concurrency level: `workers` provider/consumer pairs, each sending `exchangesPerWorker` in sequence. */
@@ -472,7 +473,7 @@ async function seedBooks(
       );
       log(`seeding the books: ${to.toLocaleString('en')} of ${count.toLocaleString('en')} exchanges`);
     }
-    // The exchanges are all in: the analyze to wait for is one that ends after this. (Taken after the
+    // The exchanges are all in: the analyze to wait for ends after this. (Taken after the
     // rows below instead, an analyze the hub ran while they were written would end before it, and the
     // wait would never end: nothing changes `exchanges` after that.)
     seededAt = (await client.query('SELECT now() AS now')).rows[0].now;
@@ -499,11 +500,13 @@ async function seedBooks(
   const waiting = performance.now();
   for (;;) {
     abortIfSignalled();
+    // Analyzed since the last exchange went in, and nothing left for the hub to analyze: no analyze of
+    // the seed runs during a level.
     const { rows } = await pool.query(
       `SELECT last_analyze >= $1 AS analyzed FROM pg_stat_user_tables WHERE relname = 'exchanges'`,
       [seededAt],
     );
-    if (rows[0]?.analyzed) break;
+    if (rows[0]?.analyzed && (await pool.query(STALE_TABLES_SQL)).rows.length === 0) break;
     if (performance.now() - waiting > 120_000) throw new Error('the hub did not analyze the seeded books in 120 s');
     await new Promise((resolve) => setTimeout(resolve, 250));
   }

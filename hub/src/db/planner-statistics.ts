@@ -5,6 +5,16 @@ import { Periodic } from '../jobs/periodic';
 /** How often the hub looks for tables whose statistics are stale. */
 export const STATISTICS_CHECK_MS = 10_000;
 
+/**
+ * The tables whose statistics are stale, most changed first: more than 50 rows and 10 % of the table
+ * changed since its last analyze (autovacuum's default rule), or rows and never analyzed.
+ */
+export const STALE_TABLES_SQL = `SELECT format('%I.%I', s.schemaname, s.relname) AS name
+    FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+   WHERE s.n_mod_since_analyze > 50 + 0.1 * greatest(c.reltuples, 0)
+      OR (s.last_analyze IS NULL AND s.last_autoanalyze IS NULL AND s.n_live_tup > 0)
+   ORDER BY s.n_mod_since_analyze DESC`;
+
 /** Arbitrary key of the advisory lock that lets one replica at a time analyze. */
 const STATISTICS_LOCK = 7_461_726_574;
 
@@ -47,13 +57,7 @@ export class PlannerStatistics extends Periodic {
         STATISTICS_LOCK,
       ]);
       if (!locked[0]?.locked) return [];
-      const { rows } = await client.query<{ name: string }>(
-        `SELECT format('%I.%I', s.schemaname, s.relname) AS name
-           FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
-          WHERE s.n_mod_since_analyze > 50 + 0.1 * greatest(c.reltuples, 0)
-             OR (s.last_analyze IS NULL AND s.last_autoanalyze IS NULL AND s.n_live_tup > 0)
-          ORDER BY s.n_mod_since_analyze DESC`,
-      );
+      const { rows } = await client.query<{ name: string }>(STALE_TABLES_SQL);
       for (const { name } of rows) await client.query(`ANALYZE ${name}`);
       await client.query('SELECT pg_advisory_unlock($1)', [STATISTICS_LOCK]);
       return rows.map((row) => row.name);
