@@ -31,7 +31,7 @@ const eventsOpened = new Promise<void>((resolve) => {
 const FIRST_EVENT = 'data: first\n\n';
 const LAST_EVENT = 'data: last\n\n';
 
-/** A toy API: /bytes/:n answers n bytes, /weather JSON, /echo the body, /fail a 500, /events a stream. */
+/** A toy API: /bytes/:n answers n bytes, /weather JSON, /echo the body, /fail a 500, /broken hangs up mid-body, /events a stream. */
 function startUpstream(seen: IncomingMessage[]): Promise<{ server: Server; url: string }> {
   const server = createServer((request, response) => {
     seen.push(request);
@@ -53,6 +53,10 @@ function startUpstream(seen: IncomingMessage[]): Promise<{ server: Server; url: 
         response.writeHead(200, { 'content-type': 'text/event-stream' });
         response.write(FIRST_EVENT);
         void eventsOpened.then(() => response.end(LAST_EVENT));
+      } else if (url.pathname === '/broken') {
+        // States 1,000 bytes, sends 10 and hangs up.
+        response.writeHead(200, { 'content-type': 'text/plain', 'content-length': '1000' });
+        response.write('0123456789', () => response.socket?.destroy());
       } else if (url.pathname === '/fail') {
         response.writeHead(500, { 'content-type': 'text/plain' });
         response.end('upstream broke');
@@ -198,6 +202,10 @@ describe('x402 gateway: sell an HTTP API without touching it', function () {
     const failed = await pay(`${gateway.url}/fail`);
     assert.equal(failed.status, 500);
     assert.equal(await failed.text(), 'upstream broke');
+    // An answer the API breaks off in the middle: not paid, and not passed on half.
+    const broken = await pay(`${gateway.url}/broken`);
+    assert.equal(broken.status, 502);
+    assert.equal((await broken.json()).code, 'UPSTREAM_BROKE_OFF');
     // The buyer signed for it, but the seller did not exchange it: the hub credited nothing.
     assert.equal((await stack.hub.client.provider(seller.address)).earned, credited);
     const signed = (await buyer.ledger.total()) - before;

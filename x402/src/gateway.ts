@@ -50,6 +50,13 @@ export interface GatewayOptions {
   host?: string;
   /** The largest request body forwarded, in bytes. Default 10 MiB. */
   maxBodyBytes?: number;
+  /**
+   * A paid answer that states its length, up to this many bytes, is read whole before its payment is
+   * settled, so that an API breaking off in the middle of it is not paid (`502 UPSTREAM_BROKE_OFF`).
+   * Longer answers, and those of no stated length (server-sent events), are settled once they have
+   * begun and stream to the buyer as they come. Default 1 MiB.
+   */
+  wholeBodyBytes?: number;
   /** Who verifies a payment before the API is called: the seller alone after an agreement's first payment (default), or also the hub every time (`ChitServerSchemeOptions.verify`). */
   verify?: 'seller' | 'hub';
   /** How often to settle by the ledger's settlement policy (`ledger.maybeSettle()`), when it has one. Default 60 s. */
@@ -100,7 +107,8 @@ const PAYMENT_HEADERS = new Set(['payment-signature', 'x-payment']);
  * Every request is a chit-paid request (x402 with the `chit` scheme, through `@x402/core`'s HTTP
  * resource server on node:http, with no framework between): without a payment it is answered 402 with
  * the route's requirements; a paid request is forwarded to `upstream` on kept-alive connections, and its
- * answer is returned with `PAYMENT-RESPONSE` once the buyer's promise is exchanged at the hub. The
+ * answer is returned with `PAYMENT-RESPONSE` once the buyer's promise is exchanged at the hub: read whole
+ * first when it states a length up to `wholeBodyBytes`, else streamed once paid (see that option). The
  * response body's bytes are metered and paid with the buyer's next request (`pricePerMiB`). An upstream
  * answer of 400 or more is passed through and not charged; an unreachable upstream is `502`, not charged;
  * a request body over `maxBodyBytes` is `413`, not charged.
@@ -139,6 +147,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
   const origins = options.corsOrigins ?? [];
   const maxBodyBytes = options.maxBodyBytes ?? 10 * 1024 * 1024;
+  const wholeBodyBytes = options.wholeBodyBytes ?? 1024 * 1024;
   const forward = upstreamForwarder(upstream);
   const x402 = new x402HTTPResourceServer(paywall.server, paywall.routes);
   // Asks the facilitator what it supports on the first request, and again on the next if that failed.
@@ -237,18 +246,36 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     // An API error is passed through as it is, and not charged.
     const charged = verified !== undefined && status < 400;
     if (verified && !charged) await cancel(status);
+    // A paid answer of a stated length up to wholeBodyBytes is read whole before it is settled: an API
+    // that breaks off in the middle of it is not paid. A longer one, or one of no stated length (a
+    // stream of events), is settled once it has begun and relayed as it comes.
+    const length = Number(answer.headers['content-length'] ?? Number.NaN);
+    let whole: Buffer | undefined;
+    if (charged && Number.isSafeInteger(length) && length <= wholeBodyBytes) {
+      try {
+        whole = await readAll(answer);
+      } catch (error) {
+        const message = (error as Error).message;
+        emit({ type: 'upstream-error', method, path: url, message });
+        await cancel(502);
+        return sendJson(response, 502, {
+          code: 'UPSTREAM_BROKE_OFF',
+          message: `the API behind this gateway broke off its answer: ${message}`,
+        });
+      }
+    }
     if (verified && charged) {
       const responseHeaders: Record<string, string> = {};
       for (const [name, value] of Object.entries(answerHeaders)) responseHeaders[name] = String(value);
       let settled: Awaited<ReturnType<typeof x402.processSettlement>>;
       try {
-        // Settled before the body is read: its bytes are paid with the buyer's next request, so the
-        // settlement does not need them, and the body streams to the buyer once it is paid.
+        // A body relayed as it comes is settled before it is read: its bytes are paid with the buyer's
+        // next request, so the settlement does not need them; they are metered once relayed.
         settled = await x402.processSettlement(
           verified.paymentPayload,
           verified.paymentRequirements,
           verified.declaredExtensions,
-          { request: context, responseBody: NO_BODY, responseHeaders },
+          { request: context, responseBody: whole ?? NO_BODY, responseHeaders },
         );
       } catch (error) {
         // The response is withheld: the payment was not settled.
@@ -267,6 +294,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     }
     for (const [name, value] of Object.entries(answerHeaders)) response.setHeader(name, value);
     response.writeHead(status);
+    if (whole) {
+      // Metered by its settlement.
+      response.end(whole);
+      emit({ type: 'forwarded', method, path: url, status, bytes: whole.length });
+      return;
+    }
     const { bytes, complete } = await relay(answer, response);
     // The bytes relayed are metered for the buyer's next request, whole or cut off: a buyer that left
     // before the end of a body it was reading pays what it was sent (its next payment catches up with
@@ -354,6 +387,19 @@ function relay(from: IncomingMessage, to: ServerResponse): Promise<{ bytes: numb
       bytes += chunk.length;
     });
     pipeline(from, to, (error) => resolve({ bytes, complete: !error && from.complete }));
+  });
+}
+
+/** The whole body of an answer. */
+function readAll(from: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    from.on('data', (chunk: Buffer) => chunks.push(chunk));
+    from.on('error', reject);
+    from.on('close', () => {
+      if (!from.complete) reject(new Error('the connection closed before the end of the body'));
+    });
+    from.on('end', () => resolve(Buffer.concat(chunks)));
   });
 }
 
