@@ -41,7 +41,12 @@ function startUpstream(seen: IncomingMessage[]): Promise<{ server: Server; url: 
       const url = new URL(request.url ?? '/', 'http://upstream');
       const bytes = /^\/bytes\/(\d+)$/.exec(url.pathname);
       if (bytes) {
-        response.writeHead(200, { 'content-type': 'application/octet-stream', 'x-upstream': 'yes' });
+        // With its length: up to 1 MiB the gateway reads it whole before it settles, beyond it streams.
+        response.writeHead(200, {
+          'content-type': 'application/octet-stream',
+          'content-length': bytes[1],
+          'x-upstream': 'yes',
+        });
         response.end(Buffer.alloc(Number(bytes[1]), 0x61));
       } else if (url.pathname === '/weather') {
         response.writeHead(200, { 'content-type': 'application/json' });
@@ -331,6 +336,7 @@ describe('x402 gateway: sell an HTTP API without touching it', function () {
     const size = 64 * 1024 * 1024;
     const download = await payErin(`${gateway.url}/bytes/${size}`);
     assert.equal(download.status, 200);
+    assert.equal(download.headers.get('content-length'), String(size), 'streamed with its stated length');
     const reader = download.body!.getReader();
     const first = await reader.read();
     assert.ok(!first.done && first.value.byteLength > 0);

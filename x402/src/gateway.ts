@@ -81,7 +81,10 @@ export type GatewayEvent =
 export interface Gateway {
   /** Where buyers reach it: `http://host:port`. */
   url: string;
-  /** Stops taking requests and waits for those in flight. */
+  /**
+   * Stops taking requests and waits for those in flight, at most 5 s: a stream still open then (server-sent
+   * events) is cut, the bytes relayed metered.
+   */
   close(): Promise<void>;
 }
 
@@ -202,6 +205,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const verified = result.type === 'payment-verified' ? result : undefined;
     const cancel = (status: number) =>
       verified?.cancellationDispatcher.cancel({ reason: 'handler_failed', responseStatus: status });
+    /** The API failed the request (no answer, or one broken off): 502, nothing charged. */
+    const upstreamFailed = async (code: string, what: string, error: unknown) => {
+      const message = (error as Error).message;
+      emit({ type: 'upstream-error', method, path: url, message: `it ${what}: ${message}` });
+      await cancel(502);
+      sendJson(response, 502, { code, message: `the API behind this gateway ${what}: ${message}` });
+    };
 
     let body: Buffer | undefined;
     try {
@@ -226,13 +236,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     try {
       answer = await forward(method, `${prefix}${url}`, headers, body);
     } catch (error) {
-      const message = (error as Error).message;
-      emit({ type: 'upstream-error', method, path: url, message });
-      await cancel(502);
-      return sendJson(response, 502, {
-        code: 'UPSTREAM_UNREACHABLE',
-        message: `the API behind this gateway did not answer: ${message}`,
-      });
+      return upstreamFailed('UPSTREAM_UNREACHABLE', 'did not answer', error);
     }
     const answerHeaders: Record<string, string | string[]> = {};
     for (let i = 0; i < answer.rawHeaders.length; i += 2) {
@@ -255,13 +259,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       try {
         whole = await readAll(answer);
       } catch (error) {
-        const message = (error as Error).message;
-        emit({ type: 'upstream-error', method, path: url, message });
-        await cancel(502);
-        return sendJson(response, 502, {
-          code: 'UPSTREAM_BROKE_OFF',
-          message: `the API behind this gateway broke off its answer: ${message}`,
-        });
+        return upstreamFailed('UPSTREAM_BROKE_OFF', 'broke off its answer', error);
       }
     }
     if (verified && charged) {
@@ -293,13 +291,18 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       answerHeaders['cache-control'] = withPrivateCacheControl(cache === undefined ? null : String(cache));
     }
     for (const [name, value] of Object.entries(answerHeaders)) response.setHeader(name, value);
-    response.writeHead(status);
+    response.statusCode = status;
     if (whole) {
-      // Metered by its settlement.
+      // Metered by its settlement; its length is stated by end().
       response.end(whole);
       emit({ type: 'forwarded', method, path: url, status, bytes: whole.length });
       return;
     }
+    // Relayed as it is: with its stated length (the buyer sees its progress, and a cut-off), and its
+    // head sent at once (a stream of events may be slow to send its first).
+    const stated = answer.headers['content-length'];
+    if (stated !== undefined) response.setHeader('content-length', stated);
+    response.flushHeaders();
     const { bytes, complete } = await relay(answer, response);
     // The bytes relayed are metered for the buyer's next request, whole or cut off: a buyer that left
     // before the end of a body it was reading pays what it was sent (its next payment catches up with
@@ -339,8 +342,18 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
     close: async () => {
       clearInterval(settling);
-      await new Promise<void>((resolve, reject) => server.close((error) => (error ? reject(error) : resolve())));
-      forward.close();
+      const closed = new Promise<void>((resolve, reject) =>
+        server.close((error) => (error ? reject(error) : resolve())),
+      );
+      server.closeIdleConnections();
+      // A stream still open (server-sent events) is cut after the grace; its bytes relayed are metered.
+      const cut = setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS);
+      try {
+        await closed;
+      } finally {
+        clearTimeout(cut);
+        forward.close();
+      }
     },
   };
 }
@@ -402,6 +415,9 @@ function readAll(from: IncomingMessage): Promise<Buffer> {
     from.on('end', () => resolve(Buffer.concat(chunks)));
   });
 }
+
+/** How long {@link Gateway.close} waits for the requests in flight before it cuts them. */
+const CLOSE_GRACE_MS = 5_000;
 
 /** The body the settlement is told of: none yet (the gateway meters the body once it is relayed). */
 const NO_BODY = Buffer.alloc(0);

@@ -139,7 +139,7 @@ function report(ctx: CliContext, event: GatewayEvent): void {
   if (event.type === 'forwarded')
     ctx.out.progress(`${event.method} ${event.path} → ${event.status}, ${event.bytes} bytes`);
   else if (event.type === 'upstream-error')
-    ctx.out.warn(`${event.method} ${event.path}: the API did not answer (${event.message})`);
+    ctx.out.warn(`${event.method} ${event.path}: the API failed, not charged (${event.message})`);
   else if (event.type === 'cut-off')
     ctx.out.warn(`${event.method} ${event.path} → ${event.status}: cut off after ${event.bytes} bytes (metered)`);
   else if (event.type === 'settlement-error') ctx.out.warn(`settlement: ${event.message}`);
