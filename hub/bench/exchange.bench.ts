@@ -17,6 +17,8 @@
  *   CHIT_BENCH_BATCH (16)      exchanges per request: above 1, each provider sends its exchanges N at
  *                              a time through POST /v1/exchanges (also --batch N); latencies are then
  *                              per request, exchanges/s counts items; 1 sends POST /v1/exchange
+ *   CHIT_BENCH_SIGN (latest)   batched: the hub signs the latest hub promise of each request (latest),
+ *                              or each item's (each)
  *   CHIT_BENCH_BOOKS (1000000) exchanges already in the books before the first level (also --books N):
  *                              seeded with SQL once the hub has migrated, then left to the hub's own
  *                              statistics upkeep (the bench waits until it has analyzed them)
@@ -51,6 +53,11 @@ export interface LevelOptions {
    * carries `batch` different agreements, and each item's previous R is the item before it).
    */
   batch?: number;
+  /**
+   * Which hub promises a batch answer signs: the `latest` of each provider (the default, as the SDK's
+   * ProviderLedger asks), or `each` item's.
+   */
+  sign?: 'each' | 'latest';
 }
 
 export interface LevelFigures extends LevelOptions {
@@ -297,7 +304,12 @@ export async function startBenchStack(options: BenchStackOptions = {}): Promise<
     if (options.books) environment.books = await seedBooks(pool, options.books, log, abortIfSignalled);
     const scope = { hub: chain.deployment.hub.address as Hex, chainId: chain.deployment.chainId };
 
-    const runLevel = async ({ workers, exchangesPerWorker, batch = 1 }: LevelOptions): Promise<LevelFigures> => {
+    const runLevel = async ({
+      workers,
+      exchangesPerWorker,
+      batch = 1,
+      sign = 'latest',
+    }: LevelOptions): Promise<LevelFigures> => {
       // Seed: one fresh consumer per worker and batch slot with a large channel, as the follower
       // records deposits.
       const pairs = Array.from({ length: workers }, () => ({
@@ -343,7 +355,7 @@ export async function startBenchStack(options: BenchStackOptions = {}): Promise<
         const chunks: { body: string; count: number }[] = [];
         for (let i = 0; i < sequence.length; i += batch) {
           const exchanges = sequence.slice(i, i + batch);
-          chunks.push({ body: JSON.stringify({ exchanges }), count: exchanges.length });
+          chunks.push({ body: JSON.stringify({ exchanges, sign }), count: exchanges.length });
         }
         return chunks;
       });
@@ -416,7 +428,7 @@ export async function startBenchStack(options: BenchStackOptions = {}): Promise<
       return {
         workers,
         exchangesPerWorker,
-        ...(batch > 1 && { batch }),
+        ...(batch > 1 && { batch, sign }),
         exchanges: answered,
         requests: latencies.length,
         seconds,
@@ -585,7 +597,9 @@ export function levelLines(figures: LevelFigures, environment: BenchEnvironment)
   const per = batched ? ' (per request)' : '';
   return [
     `hub: 1 process, Postgres fsync=${environment.postgres.fsync}, ${figures.workers} concurrent providers, ${figures.exchanges} exchanges${
-      batched ? ` in ${figures.requests} requests of up to ${figures.batch} (POST /v1/exchanges)` : ''
+      batched
+        ? ` in ${figures.requests} requests of up to ${figures.batch} (POST /v1/exchanges, sign ${figures.sign ?? 'each'})`
+        : ''
     }`,
     `exchanges/s: ${Math.round(figures.exchangesPerSecond)} (first quarter ${Math.round(figures.firstQuarterPerSecond)}, last quarter ${Math.round(figures.lastQuarterPerSecond)})`,
     `p50 ms${per}: ${figures.p50Ms.toFixed(1)}`,
@@ -621,6 +635,8 @@ async function main(): Promise<void> {
   if (!Number.isInteger(batch) || batch < 1 || batch > maxExchangesPerRequest) {
     throw new Error(`--batch / CHIT_BENCH_BATCH: expected 1 to ${maxExchangesPerRequest}, got ${batch}`);
   }
+  const sign = process.env.CHIT_BENCH_SIGN ?? 'latest';
+  if (sign !== 'each' && sign !== 'latest') throw new Error(`CHIT_BENCH_SIGN: expected each or latest, got ${sign}`);
   const levels = (
     levelsArg
       ? parseLevels(levelsArg)
@@ -630,7 +646,7 @@ async function main(): Promise<void> {
             exchangesPerWorker: Number(process.env.CHIT_BENCH_EXCHANGES ?? 500),
           },
         ]
-  ).map((level) => (batch > 1 ? { ...level, batch } : level));
+  ).map((level) => (batch > 1 ? { ...level, batch, sign } : level));
   const books = Number(flag('--books') ?? process.env.CHIT_BENCH_BOOKS ?? 1_000_000);
   if (!Number.isInteger(books) || books < 0)
     throw new Error(`--books / CHIT_BENCH_BOOKS: expected 0 or more, got ${books}`);

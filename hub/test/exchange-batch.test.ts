@@ -176,6 +176,83 @@ describe('POST /v1/exchanges', () => {
     assert.deepEqual(await books(batch.consumers, batch.providers), expected);
   });
 
+  describe("with sign: 'latest'", () => {
+    /** Checks a signed hub promise of the wire answer against the operator, and returns its total. */
+    const signedTotal = (result: Json): string => {
+      const { hubPromise } = result;
+      assert.ok(verifyHubPromise({ ...hubPromise, total: BigInt(hubPromise.total) }, info.operator));
+      return hubPromise.total;
+    };
+
+    it("signs one hub promise per provider, its highest total, and credits every item as 'each' does", async () => {
+      const batch = await scenario();
+      const answer = await post('/v1/exchanges', { exchanges: batch.requests, sign: 'latest' });
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      const { results } = answer.body;
+      // p1's items are 0, 1 and 4; p2's 2 and 5; p3's 3: each provider's last is signed.
+      assert.deepEqual(
+        results.map((r: Json) => Object.keys(r)),
+        [['covered'], ['covered'], ['covered'], ['hubPromise'], ['hubPromise'], ['hubPromise']],
+      );
+      assert.deepEqual(
+        results.slice(0, 3).map((r: Json) => r.covered),
+        [
+          { total: '5', hashlock: batch.requests[0]!.promise.hashlock, by: 4 },
+          { total: '12', hashlock: batch.requests[1]!.promise.hashlock, by: 4 },
+          { total: '3', hashlock: batch.requests[2]!.promise.hashlock, by: 5 },
+        ],
+      );
+      assert.deepEqual(results.slice(3).map(signedTotal), ['10', '14', '7']);
+      for (const i of [3, 4, 5]) {
+        assert.equal(results[i].hubPromise.hashlock, batch.requests[i]!.promise.hashlock);
+        assert.equal(results[i].hubPromise.provider, batch.requests[i]!.promise.agreement.provider);
+      }
+      assert.deepEqual(await books(batch.consumers, batch.providers), {
+        credited: ['10', '11', '10'],
+        unsettled: ['14', '7', '10'],
+      });
+      // Sent again: the same answer, the same signatures, nothing credited twice.
+      const again = await post('/v1/exchanges', { exchanges: batch.requests, sign: 'latest' });
+      assert.deepEqual(again.body, answer.body);
+      assert.deepEqual((await books(batch.consumers, batch.providers)).unsettled, ['14', '7', '10']);
+    });
+
+    it('covers a refused item by nothing and a repeated older item by the newer, higher total', async () => {
+      const c = await consumer();
+      const poor = await consumer(3n);
+      const p = provider();
+      const a = agreement(c, p);
+      const older = await next(a, 4n);
+      assert.equal((await post('/v1/exchange', older)).status, 200);
+      const broke = await next(agreement(poor, p), 9n, { accept: false });
+      const newer = await next(a, 6n);
+      const answer = await post('/v1/exchanges', { exchanges: [newer, broke, older], sign: 'latest' });
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      const [signed, refused, repeated] = answer.body.results;
+      assert.equal(signedTotal(signed), '10');
+      assert.equal(refused.error.code, 'OVERSPEND');
+      // The repeat keeps its first total, 4, and is covered by the item before it.
+      assert.deepEqual(repeated, { covered: { total: '4', hashlock: older.promise.hashlock, by: 0 } });
+      assert.equal((await get(`/v1/providers/${p.account.address}`)).unsettled, '10');
+      assert.equal((await get(`/v1/consumers/${poor.account.address}`)).credited, '0');
+    });
+
+    it('refuses a sign other than each or latest as a whole with MALFORMED, crediting nothing', async () => {
+      const c = await consumer();
+      const a = agreement(c, provider());
+      const request = await next(a, 2n, { accept: false });
+      const exchanges = await exchangeCount();
+      for (const sign of ['all', 1, null]) {
+        const answer = await post('/v1/exchanges', { exchanges: [request], sign });
+        assert.equal(answer.status, 400);
+        assert.equal(answer.body.code, 'MALFORMED');
+        assert.equal(answer.body.details.path, 'sign');
+      }
+      assert.equal(await exchangeCount(), exchanges);
+      assert.equal((await get(`/v1/consumers/${c.account.address}`)).credited, '0');
+    });
+  });
+
   describe('with valid and refused items mixed', () => {
     let parties: { consumers: Consumer[]; providers: Provider[] };
     let requests: unknown[];
@@ -332,6 +409,23 @@ describe('POST /v1/exchanges', () => {
       assert.equal(refused.error.status, 409);
       assert.equal(refused.error.retryable, false);
       await assert.rejects(client.exchangeMany([]), InvalidOptionError);
+    });
+
+    it("with sign: 'latest' gives the covered items their total and the index of the signed one", async () => {
+      const client = new HubClient({ url: hub.url });
+      const p = provider();
+      const a1 = agreement(await consumer(), p);
+      const a2 = agreement(await consumer(), p);
+      const requests = [await next(a1, 8n), await next(a2, 5n)];
+      const [covered, signed] = await client.exchangeMany(
+        requests.map((r) => decodeMessage('exchangeRequest', r)),
+        { sign: 'latest' },
+      );
+      assert.ok(covered?.ok && covered.covered);
+      assert.deepEqual(covered.covered, { total: 8n, hashlock: requests[0]!.promise.hashlock, by: 1 });
+      assert.ok(signed?.ok && signed.hubPromise);
+      assert.equal(signed.hubPromise.total, 13n);
+      assert.ok(verifyHubPromise(signed.hubPromise, info.operator));
     });
   });
 });

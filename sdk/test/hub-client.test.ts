@@ -477,6 +477,41 @@ for (const [name, http] of [
         assert.equal(error.path, 'results');
       });
 
+      it("with sign: 'latest' sends it and gives a covered item its total, hashlock and coverer", async () => {
+        const hashlock = `0x${'ab'.repeat(32)}`;
+        const { url, seen } = await serve(() => ({
+          body: { results: [{ covered: { total: '5', hashlock, by: 1 } }, { hubPromise: hubPromiseWire }] },
+        }));
+        const [covered, signed] = await client(url).exchangeMany([request(), request()], { sign: 'latest' });
+        assert.equal(JSON.parse(seen[0]!.body).sign, 'latest');
+        assert.ok(covered?.ok && covered.covered);
+        assert.deepEqual(covered.covered, { total: 5n, hashlock, by: 1 });
+        assert.ok(signed?.ok && signed.hubPromise);
+        // Without the option nothing is sent for it, as hubs before it expect.
+        await client(url)
+          .exchangeMany([request(), request()])
+          .catch(() => {});
+        assert.equal('sign' in JSON.parse(seen[1]!.body), false);
+      });
+
+      it('rejects a covered item whose coverer is not a signed hub promise, or that was not asked for', async () => {
+        const covered = (by: number) => ({ covered: { total: '5', hashlock: `0x${'ab'.repeat(32)}`, by } });
+        for (const results of [
+          [covered(1), { error: overspend }],
+          [covered(2), { hubPromise: hubPromiseWire }],
+          [covered(0), { hubPromise: hubPromiseWire }],
+        ]) {
+          const { url } = await serve(() => ({ body: { results } }));
+          const error = await rejectsWith(
+            client(url).exchangeMany([request(), request()], { sign: 'latest' }),
+            MalformedMessageError,
+          );
+          assert.equal(error.path, 'results.0.covered.by');
+        }
+        const { url } = await serve(() => ({ body: { results: [covered(1), { hubPromise: hubPromiseWire }] } }));
+        await rejectsWith(client(url).exchangeMany([request(), request()]), MalformedMessageError);
+      });
+
       it('refuses no requests, or more than maxExchangesPerRequest, before sending', async () => {
         const { url, seen } = await serve(() => ({ body: {} }));
         await rejectsWith(client(url).exchangeMany([]), InvalidOptionError);

@@ -77,23 +77,35 @@ describe('a provider ledger exchanging for many consumers at once', function () 
 
   after(() => stack?.stop());
 
-  it('sends the exchanges that wait in one POST /v1/exchanges, each answered with its hub promise', async () => {
+  it('sends the exchanges that wait in one POST /v1/exchanges, all paid by one hub promise signed for them', async () => {
     const payments = await Promise.all(
       consumers.slice(0, 10).map((consumer, i) => promiseOf(consumer, BigInt(10 + i))),
     );
+    const mark = wire.mark();
     const { outcomes, requests } = await atOnce(payments);
     assert.deepEqual(
       requests.filter((path) => path.startsWith('/v1/exchange')),
       ['/v1/exchange', '/v1/exchanges'],
       'the first alone, the ten others together',
     );
+    const batch = wire.requests.slice(mark).find((request) => request.path === '/v1/exchanges')!;
+    assert.equal((batch.body as { sign?: string }).sign, 'latest');
+    // The hub signs the last one only: its cumulative total covers the nine before it, and each of the
+    // ten is answered with it.
+    const last = outcomes.at(-1) as SignedHubPromise;
     for (const [i, outcome] of outcomes.entries()) {
       assert.ok(!(outcome instanceof Error), `exchange ${i}: ${outcome}`);
       expected += BigInt(10 + i);
-      assert.equal((outcome as SignedHubPromise).hashlock, payments[i]!.promise.hashlock);
+      assert.deepEqual(outcome, last);
     }
-    const { hubPromise } = await provider.ledger.latest();
-    assert.equal(hubPromise?.total, expected);
+    assert.equal(last.hashlock, payments.at(-1)!.promise.hashlock);
+    assert.equal(last.total, expected);
+    const { hubPromise, preimage } = await provider.ledger.latest();
+    assert.deepEqual(hubPromise, last);
+    assert.equal(preimage, payments.at(-1)!.preimage);
+    for (const [i, consumer] of consumers.slice(0, 10).entries()) {
+      assert.equal(await provider.ledger.credited(agreements.get(consumer)!.id), BigInt(10 + i));
+    }
     assert.equal((await stack.hub.client.provider(provider.address)).earned, expected);
   });
 
@@ -106,8 +118,9 @@ describe('a provider ledger exchanging for many consumers at once', function () 
     ];
     const { outcomes } = await atOnce(payments);
     assert.ok(outcomes[1] instanceof HubError && outcomes[1].code === 'OVERSPEND', String(outcomes[1]));
-    assert.equal((outcomes[0] as SignedHubPromise).total, expected + 5n);
+    // The third one's hub promise covers the first.
     assert.equal((outcomes[2] as SignedHubPromise).total, expected + 5n + 9n);
+    assert.deepEqual(outcomes[0], outcomes[2]);
     expected += 14n;
     assert.equal((await stack.hub.client.provider(provider.address)).earned, expected);
     assert.equal(
@@ -132,5 +145,32 @@ describe('a provider ledger exchanging for many consumers at once', function () 
     assert.equal((await stack.hub.client.provider(provider.address)).earned, expected, 'each credited once');
     const { hubPromise } = await provider.ledger.latest();
     assert.equal(hubPromise?.total, expected);
+  });
+
+  it('does not trust a covered exchange without a signed hub promise over it: the batch goes again, credited once', async () => {
+    const before = await provider.ledger.latest();
+    const payments = [await promiseOf(consumers[6]!, 19n), await promiseOf(consumers[7]!, 23n)];
+    // A hub (or whatever sits on the wire) answers that both were credited, and signs neither: the
+    // first is "covered" by the second, whose hub promise is replaced by an error.
+    wire.once('/v1/exchanges', async (forward) => {
+      const answer = (await (await forward()).json()) as { results: object[] };
+      assert.ok('covered' in answer.results[0]!);
+      answer.results[1] = { error: { code: 'INTERNAL', message: 'no signature for you', details: {} } };
+      return new Response(JSON.stringify(answer), { status: 200, headers: { 'content-type': 'application/json' } });
+    });
+    const { outcomes } = await atOnce(payments);
+    for (const outcome of outcomes) assert.ok(outcome instanceof Error, String(outcome));
+    // Nothing of that answer was stored: the latest hub promise is the one from before.
+    assert.deepEqual((await provider.ledger.latest()).hubPromise?.total, before.hubPromise!.total + 1_000n);
+    // The next exchange sends the batch again first, identically: the hub answers it as a repeat.
+    const next = await promiseOf(consumers[8]!, 29n);
+    const after = await provider.ledger.exchange(next.promise, next.preimage);
+    expected += 19n + 23n + 29n;
+    assert.equal(after.total, expected);
+    assert.equal((await stack.hub.client.provider(provider.address)).earned, expected, 'each credited once');
+    for (const consumer of [consumers[6]!, consumers[7]!]) {
+      const agreement = agreements.get(consumer)!;
+      assert.equal(await provider.ledger.credited(agreement.id), agreement.total);
+    }
   });
 });

@@ -3,7 +3,7 @@ import { Body, Controller, Get, HttpCode, Inject, Param, Post, Res } from '@nest
 import type { FastifyReply } from 'fastify';
 import { BooksService } from '../books/books.service';
 import { decodeAddress } from '../errors/decode-wire';
-import { decodeExchangeBatch, ExchangeService } from '../exchange/exchange.service';
+import { decodeExchangeBatch, type ExchangeBatch, ExchangeService } from '../exchange/exchange.service';
 import { HealthService } from '../health/health.service';
 import { InfoService } from '../info/info.service';
 import { wire } from './wire.pipe';
@@ -23,8 +23,8 @@ export class ExchangeController {
 
   @Post('exchanges')
   @HttpCode(200)
-  async exchangeMany(@Body({ transform: decodeExchangeBatch }) items: ReturnType<typeof decodeExchangeBatch>) {
-    return encodeMessage(await this.exchanges.exchangeMany(items));
+  async exchangeMany(@Body({ transform: decodeExchangeBatch }) { items, sign }: ExchangeBatch) {
+    return encodeMessage(await this.exchanges.exchangeMany(items, sign));
   }
 
   @Post('reveal')

@@ -47,10 +47,27 @@ export interface ExchangeOptions {
  */
 export type ExchangeObserver = (outcome: 'ok' | 'repeated' | 'refused', seconds: number, code?: HubErrorCode) => void;
 
-/** One item of a batch answer: the hub promise, or the error `POST /v1/exchange` would have answered. */
+/**
+ * One item of a batch answer: the hub promise; with `sign: 'latest'`, for an item credited whose hub
+ * promise the answer does not sign, what was credited and the index of the item whose signed hub
+ * promise covers it; or the error `POST /v1/exchange` would have answered.
+ */
 export type ExchangeItemResult =
   | { hubPromise: SignedHubPromise }
+  | { covered: { total: bigint; hashlock: Hex; by: number } }
   | { error: { code: HubErrorCode; message: string; details: Record<string, unknown> } };
+
+/**
+ * Which hub promises a batch answer signs: `each` item's (the default), or only the `latest` of each
+ * provider, whose cumulative total covers the provider's other items of the request.
+ */
+export type BatchSigning = 'each' | 'latest';
+
+/** A decoded `POST /v1/exchanges` body: its items ({@link decodeExchangeBatch}) and which promises to sign. */
+export interface ExchangeBatch {
+  items: Array<ExchangeRequest | HubError>;
+  sign: BatchSigning;
+}
 
 /** A request that passed the stateless checks, with the candidate the batch rules decide on. */
 interface CheckedExchange {
@@ -116,8 +133,15 @@ export class ExchangeService {
    * transaction, decided in their order. A failure of the hub itself (database down) fails the whole
    * request, and nothing of it is committed. `items` are decoded by {@link decodeExchangeBatch}: an item
    * that did not decode is answered with its MALFORMED error.
+   *
+   * With `sign: 'latest'` the hub signs one hub promise per provider: that of its item of the highest
+   * total (the last of equal ones), which covers the provider's other items, since a hub promise is
+   * cumulative and the hub holds every item's R before it signs. The others are answered `covered`.
    */
-  async exchangeMany(items: Array<ExchangeRequest | HubError>): Promise<{ results: ExchangeItemResult[] }> {
+  async exchangeMany(
+    items: Array<ExchangeRequest | HubError>,
+    sign: BatchSigning = 'each',
+  ): Promise<{ results: ExchangeItemResult[] }> {
     const started = performance.now();
     const checked = await this.checkAll(items);
     const passed = checked.filter((entry): entry is CheckedExchange => !(entry instanceof HubError));
@@ -128,22 +152,27 @@ export class ExchangeService {
         ? { entry, outcome: { ok: false, error: entry } as const }
         : { entry, outcome: outcomes[next++]! },
     );
-    // Every hub promise of the request signed together, after their credits committed.
-    const promises = decided.flatMap(({ entry, outcome }) =>
-      outcome.ok ? [this.hubPromiseOf((entry as CheckedExchange).request, outcome.hubTotal)] : [],
+    const promises = decided.map(({ entry, outcome }) =>
+      outcome.ok ? this.hubPromiseOf((entry as CheckedExchange).request, outcome.hubTotal) : undefined,
     );
-    const signatures = await this.crypto.sign(promises);
+    const coverOf = sign === 'latest' ? coveringItems(promises) : promises.map((_, i) => i);
+    // The hub promises the answer signs, together, after their credits committed.
+    const signing = promises.flatMap((promise, i) => (promise && coverOf[i] === i ? [i] : []));
+    const signatures = new Map(
+      (await this.crypto.sign(signing.map((i) => promises[i]!))).map((signature, k) => [signing[k]!, signature]),
+    );
     const seconds = (performance.now() - started) / 1000;
-    let signed = 0;
-    const results = decided.map(({ outcome }): ExchangeItemResult => {
+    const results = decided.map(({ outcome }, i): ExchangeItemResult => {
       if (!outcome.ok) {
         this.observe?.('refused', seconds, outcome.error.code);
         const { code, message, details } = outcome.error;
         return { error: { code, message, details } };
       }
       this.observe?.(outcome.repeated ? 'repeated' : 'ok', seconds);
-      const promise = promises[signed]!;
-      return { hubPromise: { ...promise, signature: signatures[signed++]! } };
+      const promise = promises[i]!;
+      const signature = signatures.get(i);
+      if (signature) return { hubPromise: { ...promise, signature } };
+      return { covered: { total: promise.total, hashlock: promise.hashlock, by: coverOf[i]! } };
     });
     return { results };
   }
@@ -317,18 +346,21 @@ function refusalOf<T>(run: () => T): T | HubError {
 }
 
 /**
- * Decodes a batch body `{ exchanges: [...] }` of 1 to {@link maxExchangesPerRequest} items (else throws
- * MALFORMED for the whole request): each item as an exchange request, or the MALFORMED error that item
- * alone is answered with.
+ * Decodes a batch body `{ exchanges: [...], sign? }` of 1 to {@link maxExchangesPerRequest} items (else
+ * throws MALFORMED for the whole request): each item as an exchange request, or the MALFORMED error that
+ * item alone is answered with; `sign` is `each` (the default) or `latest`.
  */
-export function decodeExchangeBatch(body: unknown): Array<ExchangeRequest | HubError> {
+export function decodeExchangeBatch(body: unknown): ExchangeBatch {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
     throw new HubError('MALFORMED', 'Expected an object { exchanges: [...] }', { path: '' });
   }
   for (const key of Object.keys(body)) {
-    if (key !== 'exchanges') throw new HubError('MALFORMED', `Unknown field ${key}`, { path: key });
+    if (key !== 'exchanges' && key !== 'sign') throw new HubError('MALFORMED', `Unknown field ${key}`, { path: key });
   }
-  const { exchanges } = body as { exchanges?: unknown };
+  const { exchanges, sign = 'each' } = body as { exchanges?: unknown; sign?: unknown };
+  if (sign !== 'each' && sign !== 'latest') {
+    throw new HubError('MALFORMED', 'sign: expected "each" or "latest"', { path: 'sign' });
+  }
   if (!Array.isArray(exchanges)) {
     throw new HubError('MALFORMED', 'exchanges: expected a list of exchange requests', { path: 'exchanges' });
   }
@@ -339,7 +371,23 @@ export function decodeExchangeBatch(body: unknown): Array<ExchangeRequest | HubE
       { path: 'exchanges', count: exchanges.length, max: maxExchangesPerRequest },
     );
   }
-  return exchanges.map((item) => refusalOf(() => decodeWire('exchangeRequest', item)));
+  return { items: exchanges.map((item) => refusalOf(() => decodeWire('exchangeRequest', item))), sign };
+}
+
+/**
+ * For each hub promise of a batch answer (undefined for a refused item), the index of the one whose
+ * signature covers it: per provider, the promise of the highest total, the last of equal ones. A
+ * repeated item keeps the total it was first credited at, so the highest is not always the last.
+ */
+function coveringItems(promises: ReadonlyArray<HubPromise | undefined>): number[] {
+  const cover = new Map<string, number>();
+  promises.forEach((promise, i) => {
+    if (!promise) return;
+    const provider = promise.provider.toLowerCase();
+    const best = cover.get(provider);
+    if (best === undefined || promise.total >= promises[best]!.total) cover.set(provider, i);
+  });
+  return promises.map((promise) => (promise ? cover.get(promise.provider.toLowerCase())! : -1));
 }
 
 function toCandidate(request: ExchangeRequest, preimage: Hex): ExchangeCandidate {

@@ -16,6 +16,7 @@ import {
   decodeHubAnswer,
   type HubAnswerName,
   type HubConsumerAccount,
+  type HubExchangeCover,
   type HubExchangeItemAnswer,
   type HubInstantExit,
   type HubJob,
@@ -50,6 +51,27 @@ export const maxExchangesPerRequest = 64;
 
 /** One item of {@link HubClient.exchangeMany}'s answer: the hub promise, or the hub's error for that item. */
 export type HubExchangeResult = { ok: true; hubPromise: SignedHubPromise } | { ok: false; error: HubError };
+
+/**
+ * One item of {@link HubClient.exchangeMany}'s answer with `{ sign: 'latest' }`: as {@link HubExchangeResult},
+ * or, for an item credited whose hub promise the hub did not sign, `covered`: its total and hashlock, and
+ * the index of the item whose signed hub promise covers it.
+ */
+export type HubExchangeCoveredResult =
+  | { ok: true; hubPromise: SignedHubPromise; covered?: undefined }
+  | { ok: true; hubPromise?: undefined; covered: HubExchangeCover }
+  | { ok: false; error: HubError };
+
+/** Options of {@link HubClient.exchangeMany}. */
+export interface HubExchangeManyOptions extends HubRequestOptions {
+  /**
+   * Which hub promises the hub signs: `each` item's (the default), or only the `latest` of each provider
+   * (its highest total), whose cumulative total covers the provider's other items. A provider keeps only
+   * its latest hub promise, so `latest` costs the hub one signature, and the provider one check, per
+   * request instead of per item.
+   */
+  sign?: 'each' | 'latest';
+}
 
 /** Body of `POST /v1/settlements`. */
 export interface HubSettlementRequest {
@@ -180,15 +202,30 @@ export class HubClient {
    *   else if (result.error.code === 'OVERSPEND') stopServing(requests[i].promise.consumer);
    * }
    */
-  async exchangeMany(requests: readonly ExchangeRequest[], options?: HubRequestOptions): Promise<HubExchangeResult[]> {
+  async exchangeMany(
+    requests: readonly ExchangeRequest[],
+    options?: HubExchangeManyOptions & { sign?: 'each' },
+  ): Promise<HubExchangeResult[]>;
+  async exchangeMany(
+    requests: readonly ExchangeRequest[],
+    options: HubExchangeManyOptions & { sign: 'latest' },
+  ): Promise<HubExchangeCoveredResult[]>;
+  async exchangeMany(
+    requests: readonly ExchangeRequest[],
+    options: HubExchangeManyOptions = {},
+  ): Promise<HubExchangeCoveredResult[]> {
     if (requests.length < 1 || requests.length > maxExchangesPerRequest) {
       throw new InvalidOptionError('requests', `expected 1 to ${maxExchangesPerRequest}, got ${requests.length}`);
     }
+    const { sign = 'each', ...requestOptions } = options;
     const path = '/v1/exchanges';
-    const body = { exchanges: requests.map((request) => outgoing('exchangeRequest', request)) };
+    const body = {
+      exchanges: requests.map((request) => outgoing('exchangeRequest', request)),
+      ...(sign === 'latest' && { sign }),
+    };
     const { results } = await this.#transport.call(
       { method: 'POST', path, body, decode: answer('exchangeResults') },
-      options,
+      requestOptions,
     );
     if (results.length !== requests.length) {
       throw new MalformedMessageError(
@@ -197,7 +234,22 @@ export class HubClient {
         `expected ${requests.length} results, got ${results.length}`,
       );
     }
-    return results.map((item, i) => toExchangeResult(item, `POST ${path} (item ${i})`));
+    return results.map((item, i) => {
+      if ('covered' in item) {
+        const { by } = item.covered;
+        if (sign !== 'latest' || by >= results.length || !('hubPromise' in results[by]!)) {
+          throw new MalformedMessageError(
+            'exchangeResults',
+            `results.${i}.covered.by`,
+            sign === 'latest'
+              ? `expected the index of a signed hub promise, got ${by}`
+              : 'covered without sign: latest',
+          );
+        }
+        return { ok: true, covered: item.covered };
+      }
+      return toExchangeResult(item, `POST ${path} (item ${i})`);
+    });
   }
 
   /**
@@ -403,7 +455,10 @@ function outgoing(name: MessageName, message: unknown): unknown {
 }
 
 /** A batch item's answer as a result; an item's error gets the status its code has alone. */
-function toExchangeResult(item: HubExchangeItemAnswer, request: string): HubExchangeResult {
+function toExchangeResult(
+  item: Exclude<HubExchangeItemAnswer, { covered: unknown }>,
+  request: string,
+): HubExchangeResult {
   if ('hubPromise' in item) return { ok: true, hubPromise: item.hubPromise };
   const { code, message, details } = item.error;
   const status = isHubErrorCode(code) ? hubErrorCodes[code].status : 200;

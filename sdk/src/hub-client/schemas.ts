@@ -115,8 +115,13 @@ const exchangeItemError = z.strictObject({
   }),
 });
 
+// With `sign: 'latest'`: an item credited whose hub promise is not signed, covered by item `by`'s.
+const exchangeItemCovered = z.strictObject({
+  covered: z.strictObject({ total: uint256, hashlock: bytes32, by: z.number().int().min(0).max(1_000) }),
+});
+
 const exchangeResults = z.strictObject({
-  results: z.array(z.union([wireSchemas.exchangeResponse, exchangeItemError])).min(1),
+  results: z.array(z.union([wireSchemas.exchangeResponse, exchangeItemCovered, exchangeItemError])).min(1),
 });
 
 /**
@@ -260,12 +265,25 @@ export interface HubInstantExit {
 }
 
 /**
- * One item of a `POST /v1/exchanges` answer, as sent: the hub promise, or the error `POST /v1/exchange`
- * would have answered for this item alone.
+ * One item of a `POST /v1/exchanges` answer, as sent: the hub promise; with `sign: 'latest'`, for an item
+ * credited whose hub promise is not signed, its total and hashlock and the index of the item whose hub
+ * promise covers it; or the error `POST /v1/exchange` would have answered for this item alone.
  */
 export type HubExchangeItemAnswer =
   | { hubPromise: SignedHubPromise }
+  | { covered: HubExchangeCover }
   | { error: { code: string; message: string; details: Record<string, unknown> } };
+
+/**
+ * An item of a `POST /v1/exchanges` answer with `sign: 'latest'` that was credited and not signed: the
+ * `total` and `hashlock` of its hub promise, and the index (`by`) of the item of the same provider whose
+ * signed hub promise, of a total at least as high, covers it.
+ */
+export interface HubExchangeCover {
+  total: bigint;
+  hashlock: Hex;
+  by: number;
+}
 
 interface Answers {
   info: HubServiceInfo;

@@ -1,9 +1,13 @@
+import type { Hex } from 'viem';
 import { HubError } from '../hub-client/errors.js';
-import type { HubExchangeResult } from '../hub-client/hub-client.js';
+import type { HubExchangeCoveredResult } from '../hub-client/hub-client.js';
+import type { HubExchangeCover } from '../hub-client/schemas.js';
 import type { ExchangeRequest, SignedHubPromise } from '../protocol/types.js';
+import { HubAnswerRejectedError } from './errors.js';
 import { alreadyCredited } from './provider-ledger.checks.js';
 import { complete } from './provider-ledger.exchange.js';
 import type { Inflight, LedgerInternals, ProviderState, QueuedExchange } from './provider-ledger.types.js';
+import { sameHex } from './util.js';
 
 /**
  * Several exchanges of different agreements in one `POST /v1/exchanges`: each is checked before and
@@ -75,46 +79,98 @@ export async function settleInflightBatch(ledger: LedgerInternals, state: Provid
 
 /**
  * Sends `entries` (stored as `inflightBatch`) in one `POST /v1/exchanges` and records the answers in
- * order: each hub promise is checked against the total it must carry (the latest total plus the
- * item's increment over what its agreement was credited), and stored as the latest. No answer keeps the entries to be sent again; a refusal of the whole request forgets them.
+ * order. The hub signs only the latest hub promise (`sign: 'latest'`), whose cumulative total covers the
+ * other items. Each item's total is checked against the total it must carry (the total so far plus the
+ * item's increment over what its agreement was credited); a covered item counts once the hub promise
+ * covering it passed its checks, and that promise is its outcome. The latest is stored. No answer keeps
+ * the entries to be sent again; a refusal of the whole request forgets them.
  */
 export async function completeBatch(
   ledger: LedgerInternals,
   entries: Inflight[],
 ): Promise<(SignedHubPromise | Error)[]> {
   if (entries.length === 0) return [];
-  let results: HubExchangeResult[];
+  let results: HubExchangeCoveredResult[];
   try {
-    results = await ledger.hub.exchangeMany(entries.map((entry) => entry.request));
+    results = await ledger.hub.exchangeMany(
+      entries.map((entry) => entry.request),
+      { sign: 'latest' },
+    );
   } catch (error) {
     if (error instanceof HubError && !error.retryable) await ledger.save({ ...ledger.state(), inflightBatch: [] });
     throw error;
   }
   const state = ledger.state();
-  let { latest, latestPreimage } = state;
-  const credited = { ...state.credited };
-  const outcomes = results.map((result, i): SignedHubPromise | Error => {
+  let total = state.latest?.total ?? 0n;
+  const agreements = { ...state.credited };
+  const checked = results.map((result, i): SignedHubPromise | HubExchangeCover | Error => {
     if (!result.ok) return result.error;
-    const { request, preimage } = entries[i]!;
+    const { request } = entries[i]!;
     const id = request.promise.agreement.id.toLowerCase();
-    const expected = (latest?.total ?? 0n) + request.promise.agreement.total - (credited[id] ?? 0n);
+    const expected = total + request.promise.agreement.total - (agreements[id] ?? 0n);
     try {
-      ledger.checkHubPromise(result.hubPromise, request.promise.hashlock, expected);
+      if (result.covered) checkCover(result.covered, request.promise.hashlock, expected);
+      else ledger.checkHubPromise(result.hubPromise, request.promise.hashlock, expected);
     } catch (error) {
       return error as Error;
     }
-    latest = result.hubPromise;
-    latestPreimage = preimage;
-    credited[id] = request.promise.agreement.total;
-    return result.hubPromise;
+    total = expected;
+    agreements[id] = request.promise.agreement.total;
+    return result.covered ?? result.hubPromise;
   });
-  const next: ProviderState = {
-    ...state,
-    latest,
-    latestPreimage,
-    credited,
-    inflightBatch: [],
-  };
-  await ledger.save(next);
+  let { latest, latestPreimage } = state;
+  const credited = { ...state.credited };
+  const outcomes = checked.map((outcome, i): SignedHubPromise | Error => {
+    if (outcome instanceof Error) return outcome;
+    let hubPromise: SignedHubPromise;
+    if ('signature' in outcome) hubPromise = outcome;
+    else {
+      const cover = checked[outcome.by];
+      if (cover instanceof Error) return cover;
+      if (!cover || !('signature' in cover) || cover.total < outcome.total) {
+        return new HubAnswerRejectedError(
+          'WRONG_TOTAL',
+          `item ${i} covered by item ${outcome.by}`,
+          `a hub promise of a total of at least ${outcome.total}`,
+          cover && 'total' in cover ? String(cover.total) : 'none',
+          ADVICE,
+        );
+      }
+      hubPromise = cover;
+    }
+    const { request, preimage } = entries[i]!;
+    credited[request.promise.agreement.id.toLowerCase()] = request.promise.agreement.total;
+    if (hubPromise === outcome && (!latest || hubPromise.total >= latest.total)) {
+      latest = hubPromise;
+      latestPreimage = preimage;
+    }
+    return hubPromise;
+  });
+  await ledger.save({ ...state, latest, latestPreimage, credited, inflightBatch: [] });
   return outcomes;
+}
+
+const ADVICE =
+  'The promise was not stored. If the hub is right, resynchronise with `ledger.recover()`; otherwise stop using this hub.';
+
+/** Checks what the hub says it credited for an item it did not sign a hub promise for. */
+function checkCover(cover: HubExchangeCover, hashlock: Hex, expected: bigint): void {
+  if (!sameHex(cover.hashlock, hashlock)) {
+    throw new HubAnswerRejectedError(
+      'WRONG_HASHLOCK',
+      'a credit with another hashlock',
+      hashlock,
+      cover.hashlock,
+      ADVICE,
+    );
+  }
+  if (cover.total !== expected) {
+    throw new HubAnswerRejectedError(
+      'WRONG_TOTAL',
+      'a credit with the wrong total',
+      `${expected} (previous total + increment)`,
+      String(cover.total),
+      ADVICE,
+    );
+  }
 }

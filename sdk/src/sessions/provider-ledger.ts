@@ -175,7 +175,9 @@ export class ProviderLedger {
    * {@link ProviderSession} does. Exchanges asked for while one is at the hub wait, and then go
    * together in one `POST /v1/exchanges` (one per agreement, up to {@link maxExchangesPerRequest}),
    * each checked and answered as if alone: a provider serving many consumers at once makes one round
-   * trip for all of them.
+   * trip for all of them. The hub signs one hub promise for such a request (`sign: 'latest'`): it is the
+   * one each of them resolves with, its cumulative total covering them all, so its hashlock is that of
+   * the last exchange of the request rather than this one's.
    *
    * @throws {HubError} the hub's refusal (`OVERSPEND`, `PROMISE_TOO_LOW`, ...): nothing changed.
    * @throws {HubUnreachableError | HubTimeoutError} no answer: the request is kept and sent again first.

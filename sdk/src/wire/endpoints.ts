@@ -35,6 +35,10 @@ const readiness = z.strictObject({
 
 const exchangesRequest = z.strictObject({
   exchanges: z.array(wireSchemas.exchangeRequest).min(1).max(maxExchangesPerRequest),
+  sign: z.enum(['each', 'latest']).optional().meta({
+    description:
+      "each (the default): every credited item's hub promise is signed; latest: one per provider, its highest total, which covers its other items (answered covered)",
+  }),
 });
 
 const network = z.string().regex(/^eip155:[0-9]+$/, 'expected a CAIP-2 network: eip155:<chainId>');
