@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { secp256k1 } from '@noble/curves/secp256k1';
 import { bytesToHex } from 'viem';
-import { newHashlock, openPreimage, sealPreimage } from '../src/index.js';
+import { newHashlock, openPreimage, preimageSealer, sealPreimage } from '../src/index.js';
 import { nativePreimageOpener, nativePreimageSealer } from '../src/node/index.js';
 
 describe('nativePreimageOpener', () => {
@@ -39,15 +39,62 @@ describe('nativePreimageOpener', () => {
   });
 });
 
-describe('nativePreimageSealer', () => {
-  it('seals boxes that openPreimage opens, each with its own ephemeral key', () => {
+for (const [name, sealerOf] of [
+  ['preimageSealer', preimageSealer],
+  ['nativePreimageSealer', nativePreimageSealer],
+] as const) {
+  describe(name, () => {
     const hubKey = bytesToHex(secp256k1.utils.randomPrivateKey());
-    const seal = nativePreimageSealer(bytesToHex(secp256k1.getPublicKey(hubKey.slice(2), true)));
-    const { preimage } = newHashlock();
-    const [one, two] = [seal(preimage), seal(preimage)];
-    assert.equal(one.length, 2 + 93 * 2);
-    assert.notEqual(one, two);
-    assert.equal(openPreimage(hubKey, one), preimage);
-    assert.equal(nativePreimageOpener(hubKey)(two), preimage);
+    const hubPublicKey = bytesToHex(secp256k1.getPublicKey(hubKey.slice(2), true));
+    const ephemeralOf = (box: string) => box.slice(2, 2 + 33 * 2);
+    const nonceOf = (box: string) => box.slice(2 + 33 * 2, 2 + 45 * 2);
+
+    it('seals boxes that openPreimage and the native opener open, one ephemeral key for boxesPerKey of them', () => {
+      const seal = sealerOf(hubPublicKey, 3);
+      const open = nativePreimageOpener(hubKey);
+      const preimages = Array.from({ length: 7 }, () => newHashlock().preimage);
+      const boxes = preimages.map((preimage) => seal(preimage));
+      for (const [i, box] of boxes.entries()) {
+        assert.equal(box.length, 2 + 93 * 2);
+        assert.equal(openPreimage(hubKey, box), preimages[i]);
+        assert.equal(open(box), preimages[i]);
+      }
+      // Boxes 0-2 share a key, 3-5 another, 6 a third; every nonce differs.
+      const keys = boxes.map(ephemeralOf);
+      assert.deepEqual(
+        keys.map((key) => keys.indexOf(key)),
+        [0, 0, 0, 3, 3, 3, 6],
+      );
+      assert.equal(new Set(boxes.map(nonceOf)).size, boxes.length);
+      // The same R sealed twice gives two different boxes.
+      assert.notEqual(seal(preimages[0]!), seal(preimages[0]!));
+    });
+
+    it('uses 65,536 boxes per ephemeral key by default', () => {
+      const seal = sealerOf(hubPublicKey);
+      const { preimage } = newHashlock();
+      assert.equal(ephemeralOf(seal(preimage)), ephemeralOf(seal(preimage)));
+    });
+
+    it('a box forged on a cached ephemeral key does not open: its tag fails', () => {
+      const open = nativePreimageOpener(hubKey);
+      const seal = sealerOf(hubPublicKey);
+      const { preimage } = newHashlock();
+      const box = seal(preimage);
+      assert.equal(open(box), preimage); // the opener now holds this ephemeral key's AES key
+      const forged = `0x${box.slice(2, 2 + 45 * 2)}${'00'.repeat(48)}` as const;
+      assert.equal(open(forged), undefined);
+      const other = newHashlock().preimage;
+      const swapped = `${box.slice(0, 2 + 45 * 2)}${seal(other).slice(2 + 45 * 2)}` as `0x${string}`;
+      assert.equal(open(swapped), undefined, "another box's ciphertext under this box's nonce");
+      assert.equal(open(box), preimage);
+    });
+
+    it('a box sealed to another hub does not open, whatever the opener holds', () => {
+      const open = nativePreimageOpener(hubKey);
+      open(sealerOf(hubPublicKey)(newHashlock().preimage));
+      const stranger = bytesToHex(secp256k1.getPublicKey(secp256k1.utils.randomPrivateKey(), true));
+      assert.equal(open(sealerOf(stranger)(newHashlock().preimage)), undefined);
+    });
   });
-});
+}

@@ -3,7 +3,7 @@ import { HubError, InvalidOptionError } from '../hub-client/errors.js';
 import { type HubClient, maxExchangesPerRequest } from '../hub-client/hub-client.js';
 import type { HubJob, HubServiceInfo, HubSettlementQuote } from '../hub-client/schemas.js';
 import { hashlockOf } from '../protocol/hash.js';
-import { sealPreimage } from '../protocol/preimage-box.js';
+import { preimageSealer } from '../protocol/preimage-box.js';
 import type { TypedDataSigner } from '../protocol/sign.js';
 import type { SignedConsumerPromise, SignedHubPromise } from '../protocol/types.js';
 import { jsVerifier, type Verifier } from '../protocol/verifier.js';
@@ -340,9 +340,7 @@ export class ProviderLedger {
   /** R sealed to the hub's public key (`encryptedPreimage`). */
   #seal(preimage: Hex): Hex {
     const publicKey = this.info.publicKey;
-    this.#sealer ??= this.#options.preimageSealer
-      ? this.#options.preimageSealer(publicKey)
-      : (value: Hex) => sealPreimage(publicKey, value);
+    this.#sealer ??= this.#options.preimageSealer ? this.#options.preimageSealer(publicKey) : preimageSealer(publicKey);
     return this.#sealer(preimage);
   }
 

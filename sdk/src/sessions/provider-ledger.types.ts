@@ -26,8 +26,8 @@ export interface ProviderLedgerOptions {
   /** Checks hub signatures. Default: the JavaScript verifier (`nativeVerifier()` of `@chit/sdk/node` is faster). */
   verifier?: Verifier;
   /**
-   * Seals R to the hub's public key for each exchange. Default: `sealPreimage` in JavaScript;
-   * `nativePreimageSealer` of `@chit/sdk/node` does it about 30 times faster.
+   * Seals R to the hub's public key for each exchange. Default: `preimageSealer` in JavaScript (one
+   * ephemeral key for many boxes); `nativePreimageSealer` of `@chit/sdk/node` does it in native code.
    */
   preimageSealer?: (hubPublicKey: Hex) => (preimage: Hex) => Hex;
   /** Milliseconds since the epoch; `Date.now` by default. Used for recovery requests and deadlines. */
