@@ -154,7 +154,13 @@ async function main(): Promise<void> {
     await backends.sample();
     const sampler = setInterval(() => void backends.sample(), 250);
     const buyersProcess = fork(path.join(__dirname, 'gateway-bench-buyers.ts'), {
-      execArgv: ['--require', 'ts-node/register/transpile-only'],
+      execArgv: [
+        '--require',
+        'ts-node/register/transpile-only',
+        ...(process.env.CHIT_BENCH_BUYERS_PROF
+          ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CHIT_BENCH_BUYERS_PROF}`]
+          : []),
+      ],
     });
     const exited = new Promise<never>((_, reject) =>
       buyersProcess.once('exit', (code) => reject(new Error(`the buyers' process exited with ${code}`))),

@@ -18,6 +18,7 @@ import {
   InvalidSignatureError,
   type Invoice,
   InvoiceRejectedError,
+  jsVerifier,
   MemoryStore,
   newHashlock,
   OverchargeError,
@@ -37,7 +38,7 @@ import {
   verifyConsumerPromise,
   verifyHubPromise,
 } from '../src/index.js';
-import { FileStore } from '../src/node/index.js';
+import { FileStore, nativeAccount } from '../src/node/index.js';
 import { type ReferenceHub, startReferenceHub } from './support/reference-hub.js';
 
 const HUB = '0x4859E602e6ffac40ef337bB9B9Df6a4D9CF43b51' as Address;
@@ -357,6 +358,47 @@ describe('ConsumerSession', { timeout: 30_000 }, () => {
         /already open/,
       );
     });
+  });
+});
+
+describe('ConsumerLedger: the signer', { timeout: 30_000 }, () => {
+  const provider = privateKeyToAccount(generatePrivateKey()).address;
+  const agreementId = `0x${'b2'.repeat(32)}` as Hex;
+  /** The JavaScript verifier, its recoveries counted. */
+  const countingVerifier = () => {
+    const verifier = { kind: 'js' as const, recoveries: 0, recover: jsVerifier.recover };
+    verifier.recover = (digest, signature) => {
+      verifier.recoveries++;
+      return jsVerifier.recover(digest, signature);
+    };
+    return verifier;
+  };
+
+  it('refuses a promise a wallet signed with another account than the consumer, and stores nothing', async () => {
+    const consumer = privateKeyToAccount(generatePrivateKey());
+    const other = privateKeyToAccount(generatePrivateKey());
+    // A wallet asked for the consumer's signature that answers with another of its accounts.
+    const wallet = { address: consumer.address, signTypedData: other.signTypedData };
+    const store = new MemoryStore();
+    const verifier = countingVerifier();
+    const ledger = new ConsumerLedger({ hub: HUB, chainId: CHAIN, account: wallet, store, verifier });
+    const error = await rejectsWith(ledger.payInvoice(invoice(provider, agreementId, 100n)), InvalidSignatureError);
+    assert.equal(verifier.recoveries, 1);
+    assert.match(error.message, new RegExp(other.address, 'i'));
+    assert.equal(await ledger.payInvoice(invoice(provider, agreementId, 100n)).catch(() => undefined), undefined);
+    assert.deepEqual(store.keys(), []);
+  });
+
+  it("signs with a local key's native account without checking each signature again, and the promises verify", async () => {
+    const key = generatePrivateKey();
+    const account = nativeAccount(key);
+    assert.equal(account.signsAsItsAddress, true);
+    const verifier = countingVerifier();
+    const ledger = new ConsumerLedger({ hub: HUB, chainId: CHAIN, account, verifier });
+    const { promise } = await ledger.payInvoice(invoice(provider, agreementId, 100n));
+    assert.equal(verifier.recoveries, 0);
+    assert.ok(verifyConsumerPromise(promise));
+    assert.equal(promise.consumer, privateKeyToAccount(key).address);
   });
 });
 

@@ -151,16 +151,19 @@ export function chitFetch(
     let holding = false;
     try {
       const sent: Prepaid = { ...kept, accepted };
-      const request = new Request(input, init);
-      request.headers.set(
+      // The request's headers with the payment's; a URL is sent with them as it is (a Request built here
+      // would be built again by fetch).
+      const request = input instanceof Request ? new Request(input, init) : undefined;
+      const headers = request?.headers ?? new Headers(init?.headers);
+      headers.set(
         'PAYMENT-SIGNATURE',
         encodeHeader(
           { ...sent, payload: held.payload as unknown as Record<string, unknown> },
           encodePaymentSignatureHeader,
         ),
       );
-      request.headers.set('Access-Control-Expose-Headers', 'PAYMENT-RESPONSE,X-PAYMENT-RESPONSE');
-      const response = await fetch(request);
+      headers.set('Access-Control-Expose-Headers', 'PAYMENT-RESPONSE,X-PAYMENT-RESPONSE');
+      const response = await (request ? fetch(request) : fetch(input, { ...init, headers }));
       if (response.status === 402) {
         await response.arrayBuffer().catch(() => undefined);
         return { caughtUp: await refusedPayment(held, response, true) };

@@ -141,6 +141,7 @@ export class ChitServerScheme implements SchemeNetworkServer {
   readonly #verify: 'seller' | 'hub';
   /** Agreements whose last exchange the hub accepted since this seller started: verified here alone. */
   readonly #inGoodStanding = new Set<Hex>();
+  readonly #salts = new Map<string, Hex>();
 
   constructor(options: ChitServerSchemeOptions) {
     const secret = typeof options.secret === 'string' ? hexToBytes(options.secret) : options.secret;
@@ -226,9 +227,7 @@ export class ChitServerScheme implements SchemeNetworkServer {
     const extra = paymentRequirements.extra ?? {};
     const pricePerMiB = extra.pricePerMiB === undefined ? '0' : String(extra.pricePerMiB);
     if (parseAmount(pricePerMiB) === undefined) throw new Error(`chit: pricePerMiB ${pricePerMiB} is not base units`);
-    const agreementSalt =
-      parseBytes32(extra.agreementSalt) ??
-      bytesToHex(this.#hmac(`chit/x402/agreement-salt|${paymentRequirements.amount}|${pricePerMiB}`));
+    const agreementSalt = parseBytes32(extra.agreementSalt) ?? this.#saltOf(paymentRequirements.amount, pricePerMiB);
     return {
       ...paymentRequirements,
       extra: { ...extra, hub: this.hub, hubUrl: this.hubUrl, pricePerMiB, agreementSalt },
@@ -432,6 +431,18 @@ export class ChitServerScheme implements SchemeNetworkServer {
 
   #hmac(message: string | Uint8Array): Uint8Array {
     return new Uint8Array(createHmac('sha256', this.#secret).update(message).digest());
+  }
+
+  /** A route's default agreement salt, HMAC(secret, its prices): built for every request, computed once. */
+  #saltOf(amount: string, pricePerMiB: string): Hex {
+    const key = `${amount}|${pricePerMiB}`;
+    let salt = this.#salts.get(key);
+    if (!salt) {
+      salt = bytesToHex(this.#hmac(`chit/x402/agreement-salt|${key}`));
+      if (this.#salts.size >= 1_024) this.#salts.clear();
+      this.#salts.set(key, salt);
+    }
+    return salt;
   }
 
   #preimage(nonce: Hex): Hex {

@@ -17,7 +17,7 @@ import { loadSecp256k1 } from './secp256k1-binding.js';
 export function nativeAccount(privateKey: Hex): LocalAccount & DigestSigner {
   const account = privateKeyToAccount(privateKey);
   const native = loadSecp256k1();
-  if (!native) return { ...account, signDigest: (digest) => account.sign({ hash: digest }) };
+  if (!native) return { ...account, signDigest: (digest) => account.sign({ hash: digest }), signsAsItsAddress: true };
   const key = hexToBytes(privateKey);
   const signDigest = (digest: Hex): Hex => {
     const { signature, recid } = native.ecdsaSign(hexToBytes(digest), key);
@@ -28,5 +28,7 @@ export function nativeAccount(privateKey: Hex): LocalAccount & DigestSigner {
     sign: async ({ hash }) => signDigest(hash),
     signTypedData: async (typedData) => signDigest(hashTypedData(typedData)),
     signDigest: async (digest) => signDigest(digest),
+    // The address is the key's (privateKeyToAccount), and every signature is the key's.
+    signsAsItsAddress: true,
   };
 }

@@ -29,6 +29,12 @@ import type {
  */
 export interface DigestSigner {
   signDigest(digest: Hex): Promise<Hex>;
+  /**
+   * True when every signature comes from the private key of the account's own address by construction
+   * (a local key, as `nativeAccount`): the consumer ledger then does not recover each promise it signs
+   * to check its signer. Leave it unset for a wallet, which may sign with another account than asked.
+   */
+  readonly signsAsItsAddress?: boolean;
 }
 
 /** Anything that signs EIP-712 typed data: a viem LocalAccount, or a wallet client bound to an account. */

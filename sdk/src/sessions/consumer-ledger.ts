@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { InvalidSignatureError } from '../errors/protocol.js';
 import { InvalidOptionError } from '../hub-client/errors.js';
 import { encodeMessage, wireSchemas } from '../protocol/codec.js';
-import { signConsumerPromise, type TypedDataSigner } from '../protocol/sign.js';
+import { type DigestSigner, signConsumerPromise, type TypedDataSigner } from '../protocol/sign.js';
 import type { Invoice, SignedConsumerPromise } from '../protocol/types.js';
 import { jsVerifier, type Verifier } from '../protocol/verifier.js';
 import { recoverConsumerPromiseSigner } from '../protocol/verify.js';
@@ -203,8 +203,7 @@ export class ConsumerLedger {
         hashlock,
         agreement: { provider: getAddress(invoice.provider), id: invoice.agreementId, total: invoice.agreementTotal },
       });
-      const signer = recoverConsumerPromiseSigner(promise, this.#verifier);
-      if (!signer || !sameHex(signer, this.consumer)) throw new InvalidSignatureError(this.consumer, signer);
+      this.#checkSigner(promise);
       const next: LedgerState = {
         total: promise.total,
         agreements: {
@@ -268,8 +267,7 @@ export class ConsumerLedger {
         hashlock,
         agreement: last.agreement,
       });
-      const signer = recoverConsumerPromiseSigner(promise, this.#verifier);
-      if (!signer || !sameHex(signer, this.consumer)) throw new InvalidSignatureError(this.consumer, signer);
+      this.#checkSigner(promise);
       const next: LedgerState = {
         total: state.total,
         agreements: {
@@ -322,6 +320,17 @@ export class ConsumerLedger {
     }
     this.#sessions.add(key);
     return () => this.#sessions.delete(key);
+  }
+
+  /**
+   * Checks that `promise` was signed by the consumer: a wallet may sign with another account than the
+   * one it was given for, and the hub would refuse every such promise. A signer whose signatures are its
+   * address's by construction (`signsAsItsAddress`, a local key) is not checked again.
+   */
+  #checkSigner(promise: SignedConsumerPromise): void {
+    if ((this.#account as Partial<DigestSigner>).signsAsItsAddress === true) return;
+    const signer = recoverConsumerPromiseSigner(promise, this.#verifier);
+    if (!signer || !sameHex(signer, this.consumer)) throw new InvalidSignatureError(this.consumer, signer);
   }
 
   #checkScope(invoice: Invoice): void {
