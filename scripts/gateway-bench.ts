@@ -2,15 +2,15 @@
  * Paid requests per second through `chit provide http`'s gateway: `npm run bench:gateway`.
  *
  * Brings up the e2e stack (anvil with the contracts, the hub as its own process on Postgres and Redis,
- * see test/e2e/support/stack.ts), a toy API on node:http, and the gateway in this process in front of
- * it. CHIT_BENCH_BUYERS buyers (fresh consumers with deposits, in a process of their own:
+ * see test/e2e/support/stack.ts), a toy API on node:http in a process of its own
+ * (scripts/gateway-bench-api.ts), and the gateway in this process in front of it. CHIT_BENCH_BUYERS buyers (fresh consumers with deposits, in a process of their own:
  * scripts/gateway-bench-buyers.ts) each make CHIT_BENCH_REQUESTS paid requests in sequence, all buyers
  * at once, through chitFetch (@x402/fetch with the chit scheme): the
  * first one a 402, sign, paid retry; the later ones signed at once for the seller's next invoice (one
  * round trip); the hub's /x402/verify, the API, the exchange at the hub. It prints paid
  * requests/s and latency percentiles of a whole paid request, beside the same requests sent straight
  * to the API, and checks that the hub credited exactly what the buyers paid, and the CPU per paid
- * request of each: gateway and API (this process), hub, Postgres, buyers. They share the machine.
+ * request of each: the gateway (this process), the API, the hub, Postgres, the buyers. They share the machine.
  *
  *   CHIT_BENCH_BUYERS (16)     buyers paying at once
  *   CHIT_BENCH_REQUESTS (50)   paid requests per buyer
@@ -18,14 +18,13 @@
  *   --json FILE                also write the figures as JSON (scripts/bench.ts puts them in BENCHMARKS.md)
  *   CHIT_BENCH_TIMINGS=1       also the latency of every kind of HTTP call this process makes (the
  *                              hub's /x402/verify and /v1/exchanges, the API, the gateway)
- *   CHIT_BENCH_PROFILE=DIR     write a CPU profile of this process (gateway and API) over the paid
+ *   CHIT_BENCH_PROFILE=DIR     write a CPU profile of this process (the gateway) over the paid
  *                              requests only, to DIR/gateway-bench.cpuprofile (the hub's: CHIT_E2E_HUB_NODE_FLAGS)
+ *   CHIT_BENCH_BUYERS_PROF=DIR write a CPU profile of the buyers' process (from its start) to DIR
  */
 import { fork } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:http';
 import { Session } from 'node:inspector/promises';
-import type { AddressInfo } from 'node:net';
 import path, { join } from 'node:path';
 import { ensurePostgres, ensureRedis } from '@chit/devstack';
 import { HubClient, MemoryStore, ProviderLedger } from '@chit/sdk';
@@ -56,7 +55,7 @@ export interface GatewayFigures {
   directP50Ms: number;
   directP99Ms: number;
   /** CPU time per paid request, in microseconds (Linux /proc; absent elsewhere). */
-  cpuUs?: { buyers: number; gatewayApi: number; hub: number; postgres: number };
+  cpuUs?: { buyers: number; gateway: number; api: number; hub: number; postgres: number };
 }
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
@@ -104,10 +103,15 @@ async function main(): Promise<void> {
   const stack = await startStack({
     hubEnv: { FOLLOWER_POLL_MS: '1000', TX_POLL_INTERVAL_MS: '1000', SETTLEMENT_RECONCILE_INTERVAL_MS: '30000' },
   });
-  const body = Buffer.alloc(BODY, 0x61);
-  const api = createServer((_request, response) => response.end(body));
-  await new Promise<void>((resolve) => api.listen(0, '127.0.0.1', () => resolve()));
-  const apiUrl = `http://127.0.0.1:${(api.address() as AddressInfo).port}`;
+  // The API in a process of its own: the CPU of this one is the gateway's alone.
+  const api = fork(path.join(__dirname, 'gateway-bench-api.ts'), {
+    execArgv: ['--require', 'ts-node/register/transpile-only'],
+    env: { ...process.env, CHIT_BENCH_BODY: String(BODY) },
+  });
+  const apiUrl = await new Promise<string>((resolve, reject) => {
+    api.once('message', (message: { port: number }) => resolve(`http://127.0.0.1:${message.port}`));
+    api.once('exit', (code) => reject(new Error(`the API's process exited with ${code}`)));
+  });
   try {
     console.log(`setting up ${BUYERS} buyers with deposits and one seller…`);
     const seller = await stack.newProvider();
@@ -179,7 +183,7 @@ async function main(): Promise<void> {
       requests: REQUESTS,
     };
     const profiler = process.env.CHIT_BENCH_PROFILE ? await startProfile() : undefined;
-    const cpuBefore = { hub: cpuMs(stack.hub.pid), self: process.cpuUsage() };
+    const cpuBefore = { hub: cpuMs(stack.hub.pid), api: cpuMs(api.pid), self: process.cpuUsage() };
     buyersProcess.send(job);
     const result = await Promise.race([
       new Promise<BuyersResult>((resolve) =>
@@ -192,6 +196,7 @@ async function main(): Promise<void> {
     clearInterval(sampler);
     await backends.sample();
     const hubCpu = cpuMs(stack.hub.pid);
+    const apiCpu = cpuMs(api.pid);
     const selfCpu = process.cpuUsage(cpuBefore.self);
     await gateway.close();
 
@@ -213,17 +218,22 @@ async function main(): Promise<void> {
     console.log(`  the hub credited exactly what the buyers paid: ${earned} base units`);
     const perRequest = (ms: number) => Math.round((ms * 1000) / paid);
     const cpuUs =
-      hubCpu !== undefined && cpuBefore.hub !== undefined && backends.available
+      hubCpu !== undefined &&
+      cpuBefore.hub !== undefined &&
+      apiCpu !== undefined &&
+      cpuBefore.api !== undefined &&
+      backends.available
         ? {
             buyers: Math.round(result.cpuUs / paid),
-            gatewayApi: Math.round((selfCpu.user + selfCpu.system) / paid),
+            gateway: Math.round((selfCpu.user + selfCpu.system) / paid),
+            api: perRequest(apiCpu - cpuBefore.api),
             hub: perRequest(hubCpu - cpuBefore.hub),
             postgres: perRequest(backends.usedMs),
           }
         : undefined;
     if (cpuUs) {
       console.log(
-        `  cpu µs/paid request: gateway and API ${cpuUs.gatewayApi}, hub ${cpuUs.hub}, postgres ${cpuUs.postgres}, buyers (the load generator) ${cpuUs.buyers}`,
+        `  cpu µs/paid request: gateway ${cpuUs.gateway}, API ${cpuUs.api}, hub ${cpuUs.hub}, postgres ${cpuUs.postgres}, buyers (the load generator) ${cpuUs.buyers}`,
       );
     }
     const json = process.argv.indexOf('--json');
@@ -250,7 +260,7 @@ async function main(): Promise<void> {
       );
     }
   } finally {
-    api.close();
+    api.disconnect();
     // A graceful stop first: the hub writes its CPU profile when CHIT_E2E_HUB_NODE_FLAGS asks for one.
     await stack.hub.stop();
     await stack.stop();
