@@ -122,8 +122,16 @@ describe('lifecycle: deposit, pay, settle, exit', function () {
         entry.link.traffic(bytes);
       });
       const paid = await Promise.all(links.map(({ link }) => link.step()));
-      for (const { hubPromise, invoice } of paid) {
-        assert.equal(hubPromise.hashlock, invoice.hashlock, 'the hub promise carries the invoice hashlock');
+      for (const [i, { hubPromise }] of paid.entries()) {
+        // Its own hub promise, or the one the hub signed for a batch of the provider's exchanges of this
+        // round (sign: 'latest'): another payment's, whose total covers this one.
+        const provider = links[i]!.provider;
+        const own = paid.find(
+          (other, k) => links[k]!.provider === provider && other.invoice.hashlock === hubPromise.hashlock,
+        );
+        assert.ok(own, 'the hub promise carries an invoice hashlock of the provider, this round');
+        assert.deepEqual(own.hubPromise, hubPromise, 'the same hub promise as the payment whose hashlock it carries');
+        assert.equal(hubPromise.provider, provider.address);
       }
     }
     for (const entry of links) {
