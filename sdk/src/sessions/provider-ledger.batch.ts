@@ -1,13 +1,11 @@
-import type { Hex } from 'viem';
 import { HubError } from '../hub-client/errors.js';
 import type { HubExchangeCoveredResult } from '../hub-client/hub-client.js';
 import type { HubExchangeCover } from '../hub-client/schemas.js';
 import type { ExchangeRequest, SignedHubPromise } from '../protocol/types.js';
 import { HubAnswerRejectedError } from './errors.js';
-import { alreadyCredited } from './provider-ledger.checks.js';
+import { alreadyCredited, checkCover } from './provider-ledger.checks.js';
 import { complete } from './provider-ledger.exchange.js';
 import type { Inflight, LedgerInternals, ProviderState, QueuedExchange } from './provider-ledger.types.js';
-import { sameHex } from './util.js';
 
 /**
  * Several exchanges of different agreements in one `POST /v1/exchanges`: each is checked before and
@@ -133,7 +131,7 @@ export async function completeBatch(
           `item ${i} covered by item ${outcome.by}`,
           `a hub promise of a total of at least ${outcome.total}`,
           cover && 'total' in cover ? String(cover.total) : 'none',
-          ADVICE,
+          'The promises were not stored. If the hub is right, resynchronise with `ledger.recover()`; otherwise stop using this hub.',
         );
       }
       hubPromise = cover;
@@ -148,29 +146,4 @@ export async function completeBatch(
   });
   await ledger.save({ ...state, latest, latestPreimage, credited, inflightBatch: [] });
   return outcomes;
-}
-
-const ADVICE =
-  'The promise was not stored. If the hub is right, resynchronise with `ledger.recover()`; otherwise stop using this hub.';
-
-/** Checks what the hub says it credited for an item it did not sign a hub promise for. */
-function checkCover(cover: HubExchangeCover, hashlock: Hex, expected: bigint): void {
-  if (!sameHex(cover.hashlock, hashlock)) {
-    throw new HubAnswerRejectedError(
-      'WRONG_HASHLOCK',
-      'a credit with another hashlock',
-      hashlock,
-      cover.hashlock,
-      ADVICE,
-    );
-  }
-  if (cover.total !== expected) {
-    throw new HubAnswerRejectedError(
-      'WRONG_TOTAL',
-      'a credit with the wrong total',
-      `${expected} (previous total + increment)`,
-      String(cover.total),
-      ADVICE,
-    );
-  }
 }

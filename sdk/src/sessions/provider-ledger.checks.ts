@@ -1,5 +1,5 @@
 import type { Address, Hex } from 'viem';
-import type { HubServiceInfo } from '../hub-client/schemas.js';
+import type { HubExchangeCover, HubServiceInfo } from '../hub-client/schemas.js';
 import type { SignedConsumerPromise, SignedHubPromise } from '../protocol/types.js';
 import type { Verifier } from '../protocol/verifier.js';
 import { verifyHubPromise } from '../protocol/verify.js';
@@ -37,6 +37,9 @@ export function checkHubInfo(info: HubServiceInfo, expectation: ProviderLedgerOp
   }
 }
 
+const ADVICE =
+  'The promise was not stored. If the hub is right, resynchronise with `ledger.recover()`; otherwise stop using this hub.';
+
 /**
  * Checks a hub promise to `provider`: the operator's signature, this hub and chain, the hashlock, and
  * the total when one is expected.
@@ -49,15 +52,13 @@ export function checkHubPromise(
   hashlock: Hex,
   expectedTotal: bigint | undefined,
 ): void {
-  const advice =
-    'The promise was not stored. If the hub is right, resynchronise with `ledger.recover()`; otherwise stop using this hub.';
   if (!sameHex(hubPromise.hub, info.hub) || hubPromise.chainId !== info.chainId) {
     throw new HubAnswerRejectedError(
       hubPromise.chainId !== info.chainId ? 'WRONG_CHAIN' : 'WRONG_HUB',
       'a hub promise for another hub or chain',
       `${info.hub} on ${info.chainId}`,
       `${hubPromise.hub} on ${hubPromise.chainId}`,
-      advice,
+      ADVICE,
     );
   }
   if (!sameHex(hubPromise.provider, provider)) {
@@ -66,34 +67,45 @@ export function checkHubPromise(
       'a hub promise to another provider',
       provider,
       hubPromise.provider,
-      advice,
+      ADVICE,
     );
   }
-  if (!sameHex(hubPromise.hashlock, hashlock)) {
-    throw new HubAnswerRejectedError(
-      'WRONG_HASHLOCK',
-      'a hub promise with another hashlock',
-      hashlock,
-      hubPromise.hashlock,
-      advice,
-    );
-  }
+  requireHashlock('a hub promise', hubPromise.hashlock, hashlock);
   if (!verifyHubPromise(hubPromise, info.operator, verifier)) {
     throw new HubAnswerRejectedError(
       'INVALID_SIGNATURE',
       'a hub promise not signed by the operator',
       info.operator,
       hubPromise.signature,
-      advice,
+      ADVICE,
     );
   }
-  if (expectedTotal !== undefined && hubPromise.total !== expectedTotal) {
+  if (expectedTotal !== undefined) requireTotal('a hub promise', hubPromise.total, expectedTotal);
+}
+
+/**
+ * Checks what the hub says it credited for an exchange whose hub promise it did not sign, another item's
+ * covering it (`sign: 'latest'`): the hashlock and the total.
+ */
+export function checkCover(cover: HubExchangeCover, hashlock: Hex, expectedTotal: bigint): void {
+  requireHashlock('a credit', cover.hashlock, hashlock);
+  requireTotal('a credit', cover.total, expectedTotal);
+}
+
+function requireHashlock(what: string, got: Hex, hashlock: Hex): void {
+  if (!sameHex(got, hashlock)) {
+    throw new HubAnswerRejectedError('WRONG_HASHLOCK', `${what} with another hashlock`, hashlock, got, ADVICE);
+  }
+}
+
+function requireTotal(what: string, got: bigint, expected: bigint): void {
+  if (got !== expected) {
     throw new HubAnswerRejectedError(
       'WRONG_TOTAL',
-      'a hub promise with the wrong total',
-      `${expectedTotal} (previous total + increment)`,
-      String(hubPromise.total),
-      advice,
+      `${what} with the wrong total`,
+      `${expected} (previous total + increment)`,
+      String(got),
+      ADVICE,
     );
   }
 }
