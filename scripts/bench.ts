@@ -45,7 +45,7 @@ interface LevelFigures {
   p50Ms: number;
   p99Ms: number;
   errors: number;
-  cpuUs?: { hub: number; postgres: number; loadGenerator: number; hubMainThread?: number };
+  cpuUs?: { hub: number; postgres: number; loadGenerator: number; hubMainThread?: number; redis?: number };
   exchangesPerTransaction?: number;
   requests?: number;
   firstQuarterPerSecond?: number;
@@ -480,7 +480,7 @@ function render(input: ReportInput): string {
       [7],
     ),
     '',
-    'Where the CPU goes: CPU time (user + system, from /proc) per exchange of the hub process (and of its main thread alone, the one that serves HTTP and drives Postgres; the crypto runs on worker threads), of the Postgres backends serving the bench database, and of the load generator. These move much less than exchanges/s with what else the machine runs; two cores give 2,000,000 µs a second, so their sum bounds what this machine can do. Each transaction costs Postgres a WAL flush and a round of statements whatever its size, so its share per exchange falls as group commit puts more exchanges in one transaction.',
+    'Where the CPU goes: CPU time (user + system, from /proc) per exchange of the hub process (and of its main thread alone, the one that serves HTTP and drives Postgres; the crypto runs on worker threads), of the Postgres backends serving the bench database, of the Redis server (INFO cpu: the hub counts every request there for its rate limits, and keeps its queues there), and of the load generator. These move much less than exchanges/s with what else the machine runs; two cores give 2,000,000 µs a second, so their sum bounds what this machine can do. Each transaction costs Postgres a WAL flush and a round of statements whatever its size, so its share per exchange falls as group commit puts more exchanges in one transaction.',
     '',
     ...table(
       [
@@ -489,6 +489,7 @@ function render(input: ReportInput): string {
         'hub µs',
         'of which main thread µs',
         'Postgres µs',
+        'Redis µs',
         'load generator µs',
         'sum µs',
         'exchanges/s if the 2 cores did only this',
@@ -497,13 +498,14 @@ function render(input: ReportInput): string {
         .filter((l) => l.cpuUs)
         .map((l) => {
           const cpu = l.cpuUs!;
-          const total = cpu.hub + cpu.postgres + cpu.loadGenerator;
+          const total = cpu.hub + cpu.postgres + (cpu.redis ?? 0) + cpu.loadGenerator;
           return [
             l.workers,
             l.exchangesPerTransaction === undefined ? '' : fixed(l.exchangesPerTransaction),
             grouped(cpu.hub),
             cpu.hubMainThread === undefined ? '' : grouped(cpu.hubMainThread),
             grouped(cpu.postgres),
+            cpu.redis === undefined ? '' : grouped(cpu.redis),
             grouped(cpu.loadGenerator),
             grouped(total),
             grouped(Math.round((os.cpus().length * 1e6) / total)),
@@ -527,7 +529,7 @@ function render(input: ReportInput): string {
               'p99 ms per request',
               'errors',
               'exchanges per transaction',
-              'CPU µs per exchange: hub (main thread) / Postgres / load generator',
+              'CPU µs per exchange: hub (main thread) / Postgres / Redis / load generator',
               'command',
             ],
             input.batched.map((l) => [
@@ -540,7 +542,7 @@ function render(input: ReportInput): string {
               l.errors,
               l.exchangesPerTransaction === undefined ? '' : fixed(l.exchangesPerTransaction),
               l.cpuUs
-                ? `${grouped(l.cpuUs.hub)}${l.cpuUs.hubMainThread === undefined ? '' : ` (${grouped(l.cpuUs.hubMainThread)})`} / ${grouped(l.cpuUs.postgres)} / ${grouped(l.cpuUs.loadGenerator)}`
+                ? `${grouped(l.cpuUs.hub)}${l.cpuUs.hubMainThread === undefined ? '' : ` (${grouped(l.cpuUs.hubMainThread)})`} / ${grouped(l.cpuUs.postgres)} / ${l.cpuUs.redis === undefined ? 'n/a' : grouped(l.cpuUs.redis)} / ${grouped(l.cpuUs.loadGenerator)}`
                 : '',
               `\`CHIT_BENCH_BATCH=${BATCH_SIZE} CHIT_BENCH_WORKERS=${l.workers} CHIT_BENCH_EXCHANGES=${l.exchangesPerWorker} npm run bench:hub\``,
             ]),

@@ -84,7 +84,7 @@ export interface LevelFigures extends LevelOptions {
    * bench database and of this load generator (Linux /proc; absent elsewhere). Unlike exchanges/s,
    * these barely move with what else the machine runs: they say where the CPU goes.
    */
-  cpuUs?: { hub: number; postgres: number; loadGenerator: number; hubMainThread?: number };
+  cpuUs?: { hub: number; postgres: number; loadGenerator: number; hubMainThread?: number; redis?: number };
 }
 
 /** What the figures were measured on. */
@@ -163,6 +163,24 @@ async function deleteRedisKeys(url: string, prefix: string): Promise<number> {
     client.disconnect();
   }
   return deleted;
+}
+
+/**
+ * The CPU time the Redis server has used (user + system, from INFO cpu), in milliseconds: the hub's
+ * rate limits and queues use it. The whole server's, so a Redis that others use counts them too.
+ */
+async function redisCpuMs(url: string): Promise<number | undefined> {
+  const client = new Redis(url, { maxRetriesPerRequest: 1, connectTimeout: 2_000 });
+  try {
+    const info = await client.info('cpu');
+    const seconds = (name: string) => Number(new RegExp(`${name}:([0-9.]+)`).exec(info)?.[1]);
+    const used = seconds('used_cpu_user') + seconds('used_cpu_sys');
+    return Number.isFinite(used) ? used * 1000 : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    client.disconnect();
+  }
 }
 
 async function redisVersion(url: string): Promise<string> {
@@ -376,7 +394,12 @@ export async function startBenchStack(options: BenchStackOptions = {}): Promise<
       const commitsBefore = await commits();
       const backends = new BackendCpu(pool);
       await backends.sample();
-      const cpuBefore = { hub: cpuMs(hub.pid), hubMain: mainThreadCpuMs(hub.pid), self: process.cpuUsage() };
+      const cpuBefore = {
+        hub: cpuMs(hub.pid),
+        hubMain: mainThreadCpuMs(hub.pid),
+        redis: await redisCpuMs(redis.url),
+        self: process.cpuUsage(),
+      };
       const sampler = setInterval(() => void backends.sample(), 250);
       const t0 = performance.now();
       try {
@@ -412,6 +435,7 @@ export async function startBenchStack(options: BenchStackOptions = {}): Promise<
       const hubMs = cpuMs(hub.pid);
       const hubMainMs = mainThreadCpuMs(hub.pid);
       const self = process.cpuUsage(cpuBefore.self);
+      const redisMs = await redisCpuMs(redis.url);
       const perExchange = (ms: number) => Math.round((ms * 1000) / answered);
       const cpuUs =
         hubMs !== undefined && cpuBefore.hub !== undefined && backends.available
@@ -419,6 +443,8 @@ export async function startBenchStack(options: BenchStackOptions = {}): Promise<
               hub: perExchange(hubMs - cpuBefore.hub),
               postgres: perExchange(backends.usedMs),
               loadGenerator: Math.round((self.user + self.system) / answered),
+              ...(redisMs !== undefined &&
+                cpuBefore.redis !== undefined && { redis: perExchange(redisMs - cpuBefore.redis) }),
               ...(hubMainMs !== undefined &&
                 cpuBefore.hubMain !== undefined && { hubMainThread: perExchange(hubMainMs - cpuBefore.hubMain) }),
             }
@@ -608,7 +634,7 @@ export function levelLines(figures: LevelFigures, environment: BenchEnvironment)
     `exchanges per transaction: ${figures.exchangesPerTransaction.toFixed(1)}`,
     ...(figures.cpuUs
       ? [
-          `cpu µs/exchange: hub ${figures.cpuUs.hub}${figures.cpuUs.hubMainThread !== undefined ? ` (main thread ${figures.cpuUs.hubMainThread})` : ''}, postgres ${figures.cpuUs.postgres}, load generator ${figures.cpuUs.loadGenerator}`,
+          `cpu µs/exchange: hub ${figures.cpuUs.hub}${figures.cpuUs.hubMainThread !== undefined ? ` (main thread ${figures.cpuUs.hubMainThread})` : ''}, postgres ${figures.cpuUs.postgres}${figures.cpuUs.redis !== undefined ? `, redis ${figures.cpuUs.redis}` : ''}, load generator ${figures.cpuUs.loadGenerator}`,
         ]
       : []),
   ];
