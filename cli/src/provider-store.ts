@@ -1,4 +1,6 @@
 import {
+  creditedCheckpointDocument,
+  creditedCheckpointKey,
   hashlockOf,
   hubPromiseDigestBytes,
   type Json,
@@ -136,6 +138,7 @@ export async function readLedger(store: FileStore, key: string): Promise<StoredL
     );
   }
   if (json === undefined) return undefined;
+  json = await withCheckpoint(store, key, json);
   const checked = checkLedger(key, json);
   if (!('hub' in checked)) {
     throw new CliError(
@@ -145,6 +148,46 @@ export async function readLedger(store: FileStore, key: string): Promise<StoredL
     );
   }
   return checked;
+}
+
+/**
+ * The document with the credited totals of its checkpoint (`<key>/credited`, where the ledger keeps the
+ * totals that did not change lately) folded in, the higher of each: the whole of what the ledger knows,
+ * as a backup must carry it. A document without a checkpoint is returned as it is.
+ */
+async function withCheckpoint(store: FileStore, key: string, json: Json): Promise<Json> {
+  const at = creditedCheckpointKey(key);
+  let stored: Json | undefined;
+  try {
+    stored = await store.get(at);
+  } catch (cause) {
+    throw new CliError(
+      'STORE_DAMAGED',
+      `The store ${store.directory} holds a damaged document under ${at}`,
+      'Restore it from a backup: move the file aside, then `chit store import <backup file>`.',
+      { details: (cause as Error).message, cause },
+    );
+  }
+  if (stored === undefined) return json;
+  const checkpoint = creditedCheckpointDocument.safeParse(stored);
+  if (!checkpoint.success) {
+    throw new CliError(
+      'STORE_DAMAGED',
+      `The store ${store.directory} holds a damaged document under ${at}: ${checkpoint.error.issues[0]!.message}`,
+      'Restore it from a backup: move the file aside, then `chit store import <backup file>`.',
+    );
+  }
+  const document = json as { credited?: Record<string, string> };
+  if (typeof document.credited !== 'object' || document.credited === null) return json;
+  const credited = { ...document.credited };
+  for (const [id, total] of Object.entries(checkpoint.data.credited)) {
+    const current = credited[id];
+    // A damaged total stays, for the document's check to name it.
+    if (current === undefined || (/^(0|[1-9][0-9]*)$/.test(current) && total > BigInt(current))) {
+      credited[id] = total.toString();
+    }
+  }
+  return { ...(json as Record<string, Json>), credited } as Json;
 }
 
 /**

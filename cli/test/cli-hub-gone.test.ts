@@ -230,6 +230,13 @@ describe('chit without the hub', () => {
   describe('store export and import, while the hub runs', () => {
     it('export writes the hub promises and R to a file of mode 0600; a ledger continues from the imported store', async () => {
       const file = path.join(home, 'carol.backup.json');
+      // An agreement whose total the ledger keeps in its checkpoint (it has not changed lately): the
+      // backup carries it in the document.
+      const older = `0x${'0e'.repeat(32)}` as const;
+      await new FileStore(carol.store).put(`${ledgerKey(carol)}/credited`, {
+        version: 1,
+        credited: { [older]: '123' },
+      });
       const exported = ok(await chit(['store', 'export', file, '--json'], carol.env));
       assert.equal(statSync(file).mode & 0o777, 0o600);
       const { hubPromise, preimage } = await carol.ledger.latest();
@@ -247,6 +254,7 @@ describe('chit without the hub', () => {
       assert.equal(backup.format, 'chit-provider-store-backup');
       assert.deepEqual(backup.ledgers[0].document.latest, encodeMessage(hubPromise!));
       assert.equal(backup.ledgers[0].document.latestPreimage, preimage);
+      assert.equal(backup.ledgers[0].document.credited[older], '123');
 
       // The store lost, then restored: a new ledger on it holds the same promise and R, and goes on.
       rmSync(carol.store, { recursive: true });
@@ -260,6 +268,7 @@ describe('chit without the hub', () => {
         recoverOnEmptyStore: false,
       });
       assert.deepEqual(await carol.ledger.latest(), { hubPromise, preimage });
+      assert.equal(await carol.ledger.credited(older), 123n);
       const next = await earn(carol, parseEther('1'));
       assert.equal(next.total, parseEther('7'));
     });

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -1014,5 +1015,96 @@ describe('ProviderSession against a reference hub', { timeout: 30_000 }, () => {
     const after = await ledger.maybeSettle({ force: true });
     assert.equal(after.decision?.reason, 'BELOW_THRESHOLD');
     assert.equal(after.quote?.amount, TOKEN / 100n, 'only what was earned since');
+  });
+
+  describe("the ledger's store, over many agreements", () => {
+    /** Pays `provider` `amount` more on `agreementId` from `consumer`, and exchanges the promise. */
+    async function pay(ledger: ProviderLedger, consumer: ConsumerLedger, agreementId: Hex, total: bigint) {
+      const { preimage, hashlock } = newHashlock();
+      const { promise } = await consumer.payInvoice({
+        hub: hub.hub,
+        chainId: hub.chainId,
+        provider: ledger.provider,
+        agreementId,
+        agreementTotal: total,
+        hashlock,
+        fee: 100,
+      });
+      return ledger.exchange(promise, preimage);
+    }
+    const documentOf = async (store: MemoryStore, ledger: ProviderLedger) =>
+      (await store.get(ledger.key)) as { credited: Record<string, string> };
+
+    it('writes the credited totals that changed since its checkpoint, and reads every total back', async () => {
+      const store = new MemoryStore();
+      const key = generatePrivateKey();
+      const options = {
+        hub: hubClient(),
+        store,
+        expect: { hub: hub.hub, chainId: hub.chainId, operator: hub.operator },
+        clock: clock.read,
+      };
+      const ledger = new ProviderLedger({ ...options, account: privateKeyToAccount(key), creditedJournal: 3 });
+      const agreements = Array.from({ length: 8 }, (_, i) => ({
+        id: `0x${(i + 1).toString(16).padStart(64, '0')}` as Hex,
+        total: 0n,
+      }));
+      const consumer = consumerSide().ledger;
+      for (const [i, agreement] of agreements.entries()) {
+        agreement.total += BigInt(i + 1) * 1_000n;
+        await pay(ledger, consumer, agreement.id, agreement.total);
+        assert.ok(Object.keys((await documentOf(store, ledger)).credited).length <= 3, `after ${i + 1} agreements`);
+      }
+      const checkpoint = (await store.get(`${ledger.key}/credited`)) as { credited: Record<string, string> };
+      assert.ok(Object.keys(checkpoint.credited).length >= 5);
+      // A ledger opened on the store knows every agreement's total, and goes on from them.
+      const again = new ProviderLedger({ ...options, account: privateKeyToAccount(key), creditedJournal: 3 });
+      for (const agreement of agreements) assert.equal(await again.credited(agreement.id), agreement.total);
+      agreements[0]!.total += 500n;
+      const hubPromise = await pay(again, consumer, agreements[0]!.id, agreements[0]!.total);
+      assert.equal(hubPromise.total, 36_000n + 500n);
+      // A ledger that writes its whole map each time (the default journal is larger) reads this store too.
+      const whole = new ProviderLedger({ ...options, account: privateKeyToAccount(key) });
+      for (const agreement of agreements) assert.equal(await whole.credited(agreement.id), agreement.total);
+    });
+
+    it('a crash between the checkpoint and the document reads back the state stored last', async () => {
+      const memory = new MemoryStore();
+      let crashAfterCheckpoint = false;
+      // A store that fails the document's write right after a checkpoint, as a process killed between them.
+      const store: Store = {
+        get: (k) => memory.get(k),
+        put: async (k, value) => {
+          if (crashAfterCheckpoint && !k.endsWith('/credited') && (await memory.get(`${k}/credited`)) !== undefined) {
+            crashAfterCheckpoint = false;
+            throw new Error('killed');
+          }
+          await memory.put(k, value);
+        },
+        delete: (k) => memory.delete(k),
+      } as Store;
+      const key = generatePrivateKey();
+      const options = {
+        hub: hubClient(),
+        store,
+        expect: { hub: hub.hub, chainId: hub.chainId, operator: hub.operator },
+        clock: clock.read,
+        creditedJournal: 2,
+      };
+      const ledger = new ProviderLedger({ ...options, account: privateKeyToAccount(key) });
+      const consumer = consumerSide().ledger;
+      const ids = Array.from({ length: 4 }, () => `0x${randomBytes(32).toString('hex')}` as Hex);
+      for (const id of ids.slice(0, 2)) await pay(ledger, consumer, id, 1_000n);
+      crashAfterCheckpoint = true;
+      await assert.rejects(pay(ledger, consumer, ids[2]!, 1_000n), /killed/);
+      assert.equal(crashAfterCheckpoint, false, 'the crash happened');
+      // Reopened: the two first agreements from the checkpoint, the third one's exchange still to finish.
+      const reopened = new ProviderLedger({ ...options, account: privateKeyToAccount(key) });
+      assert.equal(await reopened.credited(ids[0]!), 1_000n);
+      assert.equal(await reopened.credited(ids[1]!), 1_000n);
+      const last = await pay(reopened, consumer, ids[3]!, 1_000n);
+      assert.equal(last.total, 4_000n, 'the third exchange was completed first, then the fourth: each credited once');
+      for (const id of ids) assert.equal(await reopened.credited(id), 1_000n);
+    });
   });
 });

@@ -41,8 +41,58 @@ export const emptyState = (): ProviderState => ({
   settlementId: null,
 });
 
-/** The document of a {@link ProviderLedger}'s state, as it writes it to its store. */
-export function encodeProviderState(info: HubServiceInfo, provider: Address, state: ProviderState): Json {
+/**
+ * The checkpoint of a ledger's credited totals, at `<key>/credited`: every agreement's total as of a
+ * state the ledger's document had already stored. The document's own `credited` holds the totals that
+ * changed since; a ledger reads both and takes the higher of each (a credited total only grows).
+ */
+export const creditedCheckpointDocument = z.strictObject({
+  version: z.literal(1),
+  credited: z.record(z.string(), storedAmount),
+});
+
+/** Where a ledger stored at `key` keeps the checkpoint of its credited totals. */
+export const creditedCheckpointKey = (key: string): string => `${key}/credited`;
+
+/** The checkpoint document of `credited`. */
+export function encodeCreditedCheckpoint(credited: Record<string, bigint>): Json {
+  return { version: 1, credited: encodeCredited(credited) };
+}
+
+/** The higher total of each agreement in `a` or `b`. */
+export function mergeCredited(a: Record<string, bigint>, b: Record<string, bigint>): Record<string, bigint> {
+  const merged = { ...a };
+  for (const [id, total] of Object.entries(b)) {
+    const current = merged[id];
+    if (current === undefined || total > current) merged[id] = total;
+  }
+  return merged;
+}
+
+/** The totals of `credited` that differ from `checkpoint`'s. */
+export function changedSince(
+  credited: Record<string, bigint>,
+  checkpoint: Record<string, bigint>,
+): Record<string, bigint> {
+  const changed: Record<string, bigint> = {};
+  for (const [id, total] of Object.entries(credited)) if (checkpoint[id] !== total) changed[id] = total;
+  return changed;
+}
+
+const encodeCredited = (credited: Record<string, bigint>) =>
+  Object.fromEntries(Object.entries(credited).map(([id, total]) => [id, total.toString()]));
+
+/**
+ * The document of a {@link ProviderLedger}'s state, as it writes it to its store; `credited` is what it
+ * holds of the credited totals (by default all of them; the ledger writes those changed since its
+ * checkpoint).
+ */
+export function encodeProviderState(
+  info: HubServiceInfo,
+  provider: Address,
+  state: ProviderState,
+  credited: Record<string, bigint> = state.credited,
+): Json {
   return {
     version: 1,
     hub: info.hub,
@@ -51,7 +101,7 @@ export function encodeProviderState(info: HubServiceInfo, provider: Address, sta
     latest: state.latest ? encodeMessage(state.latest) : null,
     latestPreimage: state.latestPreimage,
     unrevealed: state.unrevealed,
-    credited: Object.fromEntries(Object.entries(state.credited).map(([id, total]) => [id, total.toString()])),
+    credited: encodeCredited(credited),
     inflight: state.inflight
       ? {
           request: encodeMessage(state.inflight.request),

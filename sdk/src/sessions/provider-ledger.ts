@@ -11,9 +11,14 @@ import { Mutex } from './mutex.js';
 import { exchangeBatch } from './provider-ledger.batch.js';
 import { checkHubInfo, checkHubPromise } from './provider-ledger.checks.js';
 import {
+  changedSince,
+  creditedCheckpointDocument,
+  creditedCheckpointKey,
   decodeProviderState,
   emptyState,
+  encodeCreditedCheckpoint,
   encodeProviderState,
+  mergeCredited,
   providerLedgerDocument,
 } from './provider-ledger.document.js';
 import { exchangeOne } from './provider-ledger.exchange.js';
@@ -32,7 +37,11 @@ import { readState } from './state.js';
 import { MemoryStore, type Store } from './store.js';
 import { sameHex } from './util.js';
 
-export { providerLedgerDocument } from './provider-ledger.document.js';
+export {
+  creditedCheckpointDocument,
+  creditedCheckpointKey,
+  providerLedgerDocument,
+} from './provider-ledger.document.js';
 export type { ProviderLedgerOptions, Recovered, SettlementAttempt } from './provider-ledger.types.js';
 
 /**
@@ -69,6 +78,8 @@ export class ProviderLedger {
   #sealer: ((preimage: Hex) => Hex) | undefined;
   #key: string | undefined;
   #state: ProviderState | undefined;
+  /** The credited totals in the store's checkpoint (`<key>/credited`), as last read or written. */
+  #checkpoint: Record<string, bigint> = {};
   #lastSettlementCheck = Number.NEGATIVE_INFINITY;
   /** What the ledger's parts in other modules (exchanges, batches, recovery, settlement) work with. */
   readonly #internals: LedgerInternals;
@@ -289,11 +300,14 @@ export class ProviderLedger {
     this.#key =
       this.#options.key ?? `chit/provider/${info.chainId}/${info.hub.toLowerCase()}/${this.provider.toLowerCase()}`;
     const stored = await readState(this.#store, this.#key, providerLedgerDocument);
+    const checkpoint = await readState(this.#store, creditedCheckpointKey(this.#key), creditedCheckpointDocument);
+    this.#checkpoint = checkpoint?.credited ?? {};
     if (stored) {
-      this.#state = decodeProviderState(this.#key, info, this.provider, stored);
+      const state = decodeProviderState(this.#key, info, this.provider, stored);
+      this.#state = { ...state, credited: mergeCredited(this.#checkpoint, state.credited) };
       return this.#state;
     }
-    this.#state = emptyState();
+    this.#state = { ...emptyState(), credited: { ...this.#checkpoint } };
     try {
       if (this.#options.recoverOnEmptyStore ?? true) await recover(this.#internals);
       else await this.#save(this.#state);
@@ -304,11 +318,6 @@ export class ProviderLedger {
     return this.#state;
   }
 
-  /**
-   * Sends the queued exchanges (inside the ledger's lock): alone as before when there is one, else up
-   * to {@link maxExchangesPerRequest} of them together, one per agreement (a second promise of an
-   * agreement waits for the next round, whose credited total it depends on).
-   */
   async #drain(): Promise<void> {
     while (this.#queue.length > 0) {
       const batch: QueuedExchange[] = [];
@@ -360,9 +369,20 @@ export class ProviderLedger {
     return next;
   }
 
+  /**
+   * Stores `state`: its document holds the credited totals changed since the checkpoint. When they are
+   * more than `creditedJournal`, the checkpoint is written first with the totals of the state stored
+   * last (never ahead of the document: a crash between the two writes reads back that state).
+   */
   async #save(state: ProviderState): Promise<void> {
-    const document = encodeProviderState(this.info, this.provider, state);
-    await this.#store.put(this.key, document);
+    let changed = changedSince(state.credited, this.#checkpoint);
+    const stored = this.#state;
+    if (stored && Object.keys(changed).length > (this.#options.creditedJournal ?? 512)) {
+      await this.#store.put(creditedCheckpointKey(this.key), encodeCreditedCheckpoint(stored.credited));
+      this.#checkpoint = stored.credited;
+      changed = changedSince(state.credited, this.#checkpoint);
+    }
+    await this.#store.put(this.key, encodeProviderState(this.info, this.provider, state, changed));
     this.#state = state;
   }
 }

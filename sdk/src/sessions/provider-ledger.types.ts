@@ -38,6 +38,13 @@ export interface ProviderLedgerOptions {
    * Default true.
    */
   recoverOnEmptyStore?: boolean;
+  /**
+   * How many agreements' credited totals the ledger's document holds as changed since its checkpoint
+   * (`<key>/credited` in the store, every agreement's total) before it writes the checkpoint again.
+   * Each save writes the document, so this bounds what a save writes however many agreements the
+   * provider ever had; the checkpoint is written once per this many changes. Default 512.
+   */
+  creditedJournal?: number;
   /** When to settle; {@link ProviderLedger.maybeSettle} needs one. */
   settlementPolicy?: SettlementPolicy;
   /** {@link ProviderLedger.maybeSettle} does nothing when called again within this time. Default 60 s. */
