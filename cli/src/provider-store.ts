@@ -126,28 +126,30 @@ function checkLedger(key: string, json: unknown): StoredLedger | { path: string;
  * const ledger = await readLedger(store, 'chit/provider/31337/0x…/0x…');
  */
 export async function readLedger(store: FileStore, key: string): Promise<StoredLedger | undefined> {
-  let json: Json | undefined;
-  try {
-    json = await store.get(key);
-  } catch (cause) {
-    throw new CliError(
-      'STORE_DAMAGED',
-      `The store ${store.directory} holds a damaged document under ${key}`,
-      'Restore it from a backup: move the file aside, then `chit store import <backup file>`.',
-      { details: (cause as Error).message, cause },
-    );
-  }
+  const json = await readDocument(store, key);
   if (json === undefined) return undefined;
-  json = await withCheckpoint(store, key, json);
-  const checked = checkLedger(key, json);
-  if (!('hub' in checked)) {
-    throw new CliError(
-      'STORE_DAMAGED',
-      `The store ${store.directory} holds a damaged document under ${key}: ${checked.path}: ${checked.problem}`,
-      'Restore it from a backup: move the file aside, then `chit store import <backup file>`.',
-    );
-  }
+  const checked = checkLedger(key, await withCheckpoint(store, key, json));
+  if (!('hub' in checked)) throw storeDamaged(store, key, `${checked.path}: ${checked.problem}`);
   return checked;
+}
+
+/** The JSON stored under `key`, undefined when there is none; STORE_DAMAGED when it does not parse. */
+async function readDocument(store: FileStore, key: string): Promise<Json | undefined> {
+  try {
+    return await store.get(key);
+  } catch (cause) {
+    throw storeDamaged(store, key, undefined, cause as Error);
+  }
+}
+
+/** The error for a damaged document under `key`: `problem` in words, or the `cause` that reading it threw. */
+function storeDamaged(store: FileStore, key: string, problem?: string, cause?: Error): CliError {
+  return new CliError(
+    'STORE_DAMAGED',
+    `The store ${store.directory} holds a damaged document under ${key}${problem ? `: ${problem}` : ''}`,
+    'Restore it from a backup: move the file aside, then `chit store import <backup file>`.',
+    cause ? { details: cause.message, cause } : undefined,
+  );
 }
 
 /**
@@ -157,26 +159,10 @@ export async function readLedger(store: FileStore, key: string): Promise<StoredL
  */
 async function withCheckpoint(store: FileStore, key: string, json: Json): Promise<Json> {
   const at = creditedCheckpointKey(key);
-  let stored: Json | undefined;
-  try {
-    stored = await store.get(at);
-  } catch (cause) {
-    throw new CliError(
-      'STORE_DAMAGED',
-      `The store ${store.directory} holds a damaged document under ${at}`,
-      'Restore it from a backup: move the file aside, then `chit store import <backup file>`.',
-      { details: (cause as Error).message, cause },
-    );
-  }
+  const stored = await readDocument(store, at);
   if (stored === undefined) return json;
   const checkpoint = creditedCheckpointDocument.safeParse(stored);
-  if (!checkpoint.success) {
-    throw new CliError(
-      'STORE_DAMAGED',
-      `The store ${store.directory} holds a damaged document under ${at}: ${checkpoint.error.issues[0]!.message}`,
-      'Restore it from a backup: move the file aside, then `chit store import <backup file>`.',
-    );
-  }
+  if (!checkpoint.success) throw storeDamaged(store, at, checkpoint.error.issues[0]!.message);
   const document = json as { credited?: Record<string, string> };
   if (typeof document.credited !== 'object' || document.credited === null) return json;
   const credited = { ...document.credited };

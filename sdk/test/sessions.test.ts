@@ -1034,17 +1034,21 @@ describe('ProviderSession against a reference hub', { timeout: 30_000 }, () => {
     }
     const documentOf = async (store: MemoryStore, ledger: ProviderLedger) =>
       (await store.get(ledger.key)) as { credited: Record<string, string> };
+    /** The ledger of the provider `key` on `store`, its journal `creditedJournal` long (default: the SDK's). */
+    const ledgerOn = (store: Store, key: Hex, creditedJournal?: number) =>
+      new ProviderLedger({
+        hub: hubClient(),
+        account: privateKeyToAccount(key),
+        store,
+        expect: { hub: hub.hub, chainId: hub.chainId, operator: hub.operator },
+        clock: clock.read,
+        ...(creditedJournal !== undefined && { creditedJournal }),
+      });
 
     it('writes the credited totals that changed since its checkpoint, and reads every total back', async () => {
       const store = new MemoryStore();
       const key = generatePrivateKey();
-      const options = {
-        hub: hubClient(),
-        store,
-        expect: { hub: hub.hub, chainId: hub.chainId, operator: hub.operator },
-        clock: clock.read,
-      };
-      const ledger = new ProviderLedger({ ...options, account: privateKeyToAccount(key), creditedJournal: 3 });
+      const ledger = ledgerOn(store, key, 3);
       const agreements = Array.from({ length: 8 }, (_, i) => ({
         id: `0x${(i + 1).toString(16).padStart(64, '0')}` as Hex,
         total: 0n,
@@ -1058,13 +1062,13 @@ describe('ProviderSession against a reference hub', { timeout: 30_000 }, () => {
       const checkpoint = (await store.get(`${ledger.key}/credited`)) as { credited: Record<string, string> };
       assert.ok(Object.keys(checkpoint.credited).length >= 5);
       // A ledger opened on the store knows every agreement's total, and goes on from them.
-      const again = new ProviderLedger({ ...options, account: privateKeyToAccount(key), creditedJournal: 3 });
+      const again = ledgerOn(store, key, 3);
       for (const agreement of agreements) assert.equal(await again.credited(agreement.id), agreement.total);
       agreements[0]!.total += 500n;
       const hubPromise = await pay(again, consumer, agreements[0]!.id, agreements[0]!.total);
       assert.equal(hubPromise.total, 36_000n + 500n);
-      // A ledger that writes its whole map each time (the default journal is larger) reads this store too.
-      const whole = new ProviderLedger({ ...options, account: privateKeyToAccount(key) });
+      // A ledger with the default journal reads the same totals from this store.
+      const whole = ledgerOn(store, key);
       for (const agreement of agreements) assert.equal(await whole.credited(agreement.id), agreement.total);
     });
 
@@ -1084,14 +1088,7 @@ describe('ProviderSession against a reference hub', { timeout: 30_000 }, () => {
         delete: (k) => memory.delete(k),
       } as Store;
       const key = generatePrivateKey();
-      const options = {
-        hub: hubClient(),
-        store,
-        expect: { hub: hub.hub, chainId: hub.chainId, operator: hub.operator },
-        clock: clock.read,
-        creditedJournal: 2,
-      };
-      const ledger = new ProviderLedger({ ...options, account: privateKeyToAccount(key) });
+      const ledger = ledgerOn(store, key, 2);
       const consumer = consumerSide().ledger;
       const ids = Array.from({ length: 4 }, () => `0x${randomBytes(32).toString('hex')}` as Hex);
       for (const id of ids.slice(0, 2)) await pay(ledger, consumer, id, 1_000n);
@@ -1099,7 +1096,7 @@ describe('ProviderSession against a reference hub', { timeout: 30_000 }, () => {
       await assert.rejects(pay(ledger, consumer, ids[2]!, 1_000n), /killed/);
       assert.equal(crashAfterCheckpoint, false, 'the crash happened');
       // Reopened: the two first agreements from the checkpoint, the third one's exchange still to finish.
-      const reopened = new ProviderLedger({ ...options, account: privateKeyToAccount(key) });
+      const reopened = ledgerOn(store, key, 2);
       assert.equal(await reopened.credited(ids[0]!), 1_000n);
       assert.equal(await reopened.credited(ids[1]!), 1_000n);
       const last = await pay(reopened, consumer, ids[3]!, 1_000n);
