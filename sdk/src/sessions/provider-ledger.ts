@@ -318,6 +318,11 @@ export class ProviderLedger {
     return this.#state;
   }
 
+  /**
+   * Sends the queued exchanges (inside the ledger's lock): alone as before when there is one, else up
+   * to {@link maxExchangesPerRequest} of them together, one per agreement (a second promise of an
+   * agreement waits for the next round, whose credited total it depends on).
+   */
   async #drain(): Promise<void> {
     while (this.#queue.length > 0) {
       const batch: QueuedExchange[] = [];
