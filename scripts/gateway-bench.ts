@@ -15,6 +15,9 @@
  *   CHIT_BENCH_BUYERS (16)     buyers paying at once
  *   CHIT_BENCH_REQUESTS (50)   paid requests per buyer
  *   CHIT_BENCH_BODY (512)      response body bytes
+ *   CHIT_BENCH_STORE (file)    the seller's store: a FileStore in a temporary directory, as `chit provide
+ *                              http` keeps it (a journal, synced to disk once per group of writes), or
+ *                              `memory` (MemoryStore, nothing on disk)
  *   --json FILE                also write the figures as JSON (scripts/bench.ts puts them in BENCHMARKS.md)
  *   CHIT_BENCH_TIMINGS=1       also the latency of every kind of HTTP call this process makes (the
  *                              hub's /x402/verify and /v1/exchanges, the API, the gateway)
@@ -23,12 +26,13 @@
  *   CHIT_BENCH_BUYERS_PROF=DIR write a CPU profile of the buyers' process (from its start) to DIR
  */
 import { fork } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
+import { tmpdir } from 'node:os';
 import path, { join } from 'node:path';
 import { ensurePostgres, ensureRedis } from '@chit/devstack';
 import { HubClient, MemoryStore, ProviderLedger } from '@chit/sdk';
-import { enableNativeHashing, nativePreimageSealer, nativeVerifier, nodeHubHttp } from '@chit/sdk/node';
+import { enableNativeHashing, FileStore, nativePreimageSealer, nativeVerifier, nodeHubHttp } from '@chit/sdk/node';
 import { startGateway } from '@chit/x402';
 import type { Hex } from 'viem';
 import { parseEther } from 'viem';
@@ -41,6 +45,8 @@ const REQUESTS = Number(process.env.CHIT_BENCH_REQUESTS ?? 50);
 const BODY = Number(process.env.CHIT_BENCH_BODY ?? 512);
 const PRICE = 10n ** 15n;
 const PER_MIB = 10n ** 16n;
+const STORE = process.env.CHIT_BENCH_STORE ?? 'file';
+const storeDirectory = mkdtempSync(join(tmpdir(), 'chit-gateway-bench-'));
 
 /** What `--json` writes. */
 export interface GatewayFigures {
@@ -127,7 +133,7 @@ async function main(): Promise<void> {
     const ledger = new ProviderLedger({
       hub: new HubClient({ url: stack.hub.url, http: nodeHubHttp() }),
       account: seller.account,
-      store: new MemoryStore(),
+      store: STORE === 'memory' ? new MemoryStore() : new FileStore(storeDirectory),
       verifier: nativeVerifier(),
       preimageSealer: nativePreimageSealer,
     });
@@ -260,6 +266,7 @@ async function main(): Promise<void> {
       );
     }
   } finally {
+    rmSync(storeDirectory, { recursive: true, force: true });
     api.disconnect();
     // A graceful stop first: the hub writes its CPU profile when CHIT_E2E_HUB_NODE_FLAGS asks for one.
     await stack.hub.stop();

@@ -1,14 +1,33 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Json, Store } from '../sessions/store.js';
+import { DirectoryJournal, fileNameOf } from './file-store.journal.js';
+
+/** Options of a {@link FileStore}. */
+export interface FileStoreOptions {
+  /**
+   * The journal size, in bytes, past which the store starts another and folds the older ones into the
+   * key files in the background. Default 4 MiB.
+   */
+  journalBytes?: number;
+}
+
+/** The journal of each directory in this process: every FileStore on one directory shares it. */
+const journals = new Map<string, DirectoryJournal>();
 
 /**
- * A {@link Store} that keeps each key in its own JSON file under `directory`. A write goes to a
- * temporary file in the same directory, is flushed to disk (fsync), and is renamed over the old file,
- * so a crash leaves the old value or the new one, never a torn file; the directory is synced after the
- * rename so the new name survives a power loss. Writes to one key are applied in the order they were
- * made.
+ * A durable {@link Store} in a directory. Writes go to an append-only journal in the directory and are
+ * committed in groups: the writes made while the previous group was being synced are appended as one
+ * write and synced by one fdatasync, and each put resolves once its write is on disk. So a busy seller,
+ * whose every paid request writes its meter and whose every exchange writes its ledger, pays one disk
+ * sync for many writes instead of several per write. The journal is folded into a file per key
+ * (`<escaped key>.json`, written to a temporary file, synced and renamed) once it grows past
+ * `journalBytes`, and when a process first writes after a restart; a crash anywhere leaves each key's
+ * last acknowledged value (see `file-store.journal.ts` for the format).
+ *
+ * One process writes a directory at a time (as one ledger does); FileStores on one directory in one
+ * process share what they wrote. Another process reading the directory sees what was durable when it
+ * first read.
  *
  * @example
  * import { FileStore } from '@chit/sdk/node';
@@ -17,23 +36,35 @@ import type { Json, Store } from '../sessions/store.js';
  */
 export class FileStore implements Store {
   readonly directory: string;
-  readonly #queues = new Map<string, Promise<unknown>>();
+  readonly #journal: DirectoryJournal;
   #ready: Promise<void> | undefined;
 
-  constructor(directory: string) {
+  constructor(directory: string, options: FileStoreOptions = {}) {
     this.directory = path.resolve(directory);
+    const journalBytes = options.journalBytes ?? 4 * 1024 * 1024;
+    let journal = journals.get(this.directory);
+    if (journal) journal.limit(journalBytes);
+    else {
+      journal = new DirectoryJournal(this.directory, journalBytes);
+      journals.set(this.directory, journal);
+    }
+    this.#journal = journal;
   }
 
   /**
-   * The value in `key`'s file, or `undefined` when there is none; sees every write made before it.
+   * The value stored under `key`, or `undefined` when there is none; sees every write made before it.
    *
    * @example
    * await store.get('chit/consumer/1');
    */
   async get(key: string): Promise<Json | undefined> {
-    await this.#queue(key, async () => undefined); // reads see the writes made before them
+    const file = this.#file(key);
+    await this.#open();
+    await this.#journal.settled(key); // reads see the writes made before them
+    const entry = this.#journal.overlay.get(key);
+    if (entry) return entry.text === null ? undefined : (JSON.parse(entry.text) as Json);
     try {
-      return JSON.parse(await readFile(this.#file(key), 'utf8')) as Json;
+      return JSON.parse(await readFile(file, 'utf8')) as Json;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw error;
@@ -41,48 +72,29 @@ export class FileStore implements Store {
   }
 
   /**
-   * Writes `value` to `key`'s file atomically (temporary file, fsync, rename, directory fsync).
+   * Stores `value` under `key`; resolves once it is on disk.
    *
    * @example
    * await store.put('chit/consumer/1', { total: '5' });
    */
   async put(key: string, value: Json): Promise<void> {
+    this.#file(key);
     const text = JSON.stringify(value); // fails before touching the disk on a value that is not JSON
-    return this.#queue(key, async () => {
-      await this.#mkdir();
-      const file = this.#file(key);
-      const temporary = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-      const handle = await open(temporary, 'w', 0o600);
-      try {
-        await handle.writeFile(text, 'utf8');
-        await handle.sync();
-      } catch (error) {
-        await handle.close();
-        await rm(temporary, { force: true });
-        throw error;
-      }
-      await handle.close();
-      try {
-        await rename(temporary, file);
-      } catch (error) {
-        await rm(temporary, { force: true });
-        throw error;
-      }
-      await this.#syncDirectory();
-    });
+    if (text === undefined) throw new TypeError(`A store value must be JSON, got ${typeof value}`);
+    await this.#open();
+    return this.#journal.write(key, text);
   }
 
   /**
-   * Removes `key`'s file; nothing happens when it is absent.
+   * Removes `key`; nothing happens when it is absent. Resolves once the removal is on disk.
    *
    * @example
    * await store.delete('chit/consumer/1');
    */
   async delete(key: string): Promise<void> {
-    return this.#queue(key, async () => {
-      await rm(this.#file(key), { force: true });
-      await this.#syncDirectory();
-    });
+    this.#file(key);
+    await this.#open();
+    return this.#journal.write(key, null);
   }
 
   /**
@@ -92,47 +104,42 @@ export class FileStore implements Store {
    * const keys = await store.keys();
    */
   async keys(): Promise<string[]> {
+    await this.#open();
+    let names: string[] = [];
     try {
-      const names = await readdir(this.directory);
-      return names.filter((name) => name.endsWith('.json')).map((name) => decodeURIComponent(name.slice(0, -5)));
+      names = await readdir(this.directory);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw error;
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     }
+    const keys = new Set(
+      names.filter((name) => name.endsWith('.json')).map((name) => decodeURIComponent(name.slice(0, -5))),
+    );
+    for (const [key, entry] of this.#journal.overlay) {
+      if (entry.text === null) keys.delete(key);
+      else keys.add(key);
+    }
+    return [...keys].sort();
+  }
+
+  /**
+   * Folds the journals into the key files now and waits for it: the directory then holds a file per key
+   * and the journal of the next writes only. For a tidy backup or exit; never needed for durability.
+   *
+   * @example
+   * await store.compact();
+   */
+  async compact(): Promise<void> {
+    await this.#open();
+    await this.#journal.compact();
   }
 
   #file(key: string): string {
-    if (key.length === 0) throw new RangeError('A store key cannot be empty');
-    // One flat directory; `/`, `.` and every other special character are escaped.
-    const name = encodeURIComponent(key).replace(/[.!'()*~]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
-    return path.join(this.directory, `${name}.json`);
+    return path.join(this.directory, fileNameOf(key));
   }
 
-  #mkdir(): Promise<void> {
-    this.#ready ??= mkdir(this.directory, { recursive: true, mode: 0o700 }).then(() => undefined);
+  /** Reads the journals once per FileStore, on its first use, so that it sees what was durable then. */
+  #open(): Promise<void> {
+    this.#ready ??= this.#journal.refresh();
     return this.#ready;
-  }
-
-  async #syncDirectory(): Promise<void> {
-    let handle: Awaited<ReturnType<typeof open>> | undefined;
-    try {
-      handle = await open(this.directory, 'r');
-      await handle.sync();
-    } catch {
-      // Some platforms (Windows) cannot open or sync a directory; the rename is still atomic there.
-    } finally {
-      await handle?.close();
-    }
-  }
-
-  #queue<T>(key: string, task: () => Promise<T>): Promise<T> {
-    const previous = this.#queues.get(key) ?? Promise.resolve();
-    const result = previous.then(task);
-    const tail = result.catch(() => undefined);
-    this.#queues.set(key, tail);
-    void tail.then(() => {
-      if (this.#queues.get(key) === tail) this.#queues.delete(key);
-    });
-    return result;
   }
 }
