@@ -62,6 +62,23 @@ export interface GatewayFigures {
   directP99Ms: number;
   /** CPU time per paid request, in microseconds (Linux /proc; absent elsewhere). */
   cpuUs?: { buyers: number; gateway: number; api: number; hub: number; postgres: number };
+  /** The seller's exchanges per POST /v1/exchanges to the hub, on average. */
+  exchangesPerRequest?: number;
+}
+
+const exchangeCalls = { requests: 0, items: 0 };
+/** Counts the seller's POST /v1/exchanges and their items, for the average batch it prints. */
+function countingHttp(http: ReturnType<typeof nodeHubHttp>): ReturnType<typeof nodeHubHttp> {
+  return Object.assign(
+    (request: Parameters<ReturnType<typeof nodeHubHttp>>[0]) => {
+      if (request.method === 'POST' && request.url.endsWith('/v1/exchanges') && request.body) {
+        exchangeCalls.requests++;
+        exchangeCalls.items += (JSON.parse(request.body) as { exchanges: unknown[] }).exchanges.length;
+      }
+      return http(request);
+    },
+    { close: () => http.close() },
+  );
 }
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
@@ -131,7 +148,7 @@ async function main(): Promise<void> {
     }
     // As `chit provide http` makes it: native signature checks and sealing, node:http to the hub.
     const ledger = new ProviderLedger({
-      hub: new HubClient({ url: stack.hub.url, http: nodeHubHttp() }),
+      hub: new HubClient({ url: stack.hub.url, http: countingHttp(nodeHubHttp()) }),
       account: seller.account,
       store: STORE === 'memory' ? new MemoryStore() : new FileStore(storeDirectory),
       verifier: nativeVerifier(),
@@ -222,6 +239,11 @@ async function main(): Promise<void> {
       `  the same request to the API:      p50 ${ms(percentile(direct, 0.5))}, p99 ${ms(percentile(direct, 0.99))}`,
     );
     console.log(`  the hub credited exactly what the buyers paid: ${earned} base units`);
+    if (exchangeCalls.requests > 0) {
+      console.log(
+        `  the seller's exchanges: ${exchangeCalls.items} in ${exchangeCalls.requests} requests to the hub (${(exchangeCalls.items / exchangeCalls.requests).toFixed(1)} per request)`,
+      );
+    }
     const perRequest = (ms: number) => Math.round((ms * 1000) / paid);
     const cpuUs =
       hubCpu !== undefined &&
@@ -241,6 +263,10 @@ async function main(): Promise<void> {
       console.log(
         `  cpu µs/paid request: gateway ${cpuUs.gateway}, API ${cpuUs.api}, hub ${cpuUs.hub}, postgres ${cpuUs.postgres}, buyers (the load generator) ${cpuUs.buyers}`,
       );
+      const seller = cpuUs.gateway + cpuUs.api + cpuUs.hub + cpuUs.postgres;
+      console.log(
+        `  the seller's side (gateway, API, hub, Postgres): ${seller} µs per paid request, ${Math.round(2_000_000 / seller)} paid requests/s if the 2 cores did only that`,
+      );
     }
     const json = process.argv.indexOf('--json');
     if (json > 0) {
@@ -256,6 +282,7 @@ async function main(): Promise<void> {
         directP50Ms: percentile(direct, 0.5),
         directP99Ms: percentile(direct, 0.99),
         cpuUs,
+        exchangesPerRequest: exchangeCalls.requests > 0 ? exchangeCalls.items / exchangeCalls.requests : undefined,
       };
       writeFileSync(process.argv[json + 1]!, JSON.stringify(figures, null, 2));
     }
