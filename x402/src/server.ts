@@ -102,6 +102,15 @@ interface CheckedPayment {
 
 type Rejection = { reason: ChitPaymentRejection; message: string };
 
+/** A payment's checks that do not depend on the meter (`#checkInvoice`). */
+interface InvoiceCheck {
+  promise: SignedConsumerPromise;
+  preimage: Hex;
+  agreementId: Hex;
+  amount: bigint;
+  pricePerMiB: bigint;
+}
+
 /**
  * The seller's side of the `chit` x402 scheme (`SchemeNetworkServer`). Prices are token base units.
  * For each unpaid request it mints an invoice (nonce, hashlock, expiresAt) into the 402; on a paid
@@ -360,10 +369,28 @@ export class ChitServerScheme implements SchemeNetworkServer {
     }
   }
 
-  async #check(
+  /**
+   * What a payment's check needs that does not depend on the meter: the invoice is this seller's, the
+   * promise pays it, this hub, chain, seller and agreement. A pure function of the payload and the
+   * route's prices, so a payment checked at verify is not checked again at settle (the same payload
+   * object, see {@link decodePromise}); the meter is read afresh each time.
+   */
+  #checkInvoice(
     paymentPayload: DeepReadonly<PaymentPayload>,
     requirements: DeepReadonly<PaymentRequirements>,
-  ): Promise<CheckedPayment | Rejection> {
+  ): InvoiceCheck | Rejection {
+    const prices = `${requirements.amount}|${String(requirements.extra?.pricePerMiB)}|${String(requirements.extra?.agreementSalt)}|${requirements.payTo}`;
+    const cached = checkedInvoices.get(paymentPayload);
+    if (cached?.prices === prices) return cached.result;
+    const result = this.#checkInvoiceOnce(paymentPayload, requirements);
+    checkedInvoices.set(paymentPayload, { prices, result });
+    return result;
+  }
+
+  #checkInvoiceOnce(
+    paymentPayload: DeepReadonly<PaymentPayload>,
+    requirements: DeepReadonly<PaymentRequirements>,
+  ): InvoiceCheck | Rejection {
     const reject = (reason: ChitPaymentRejection, message: string): Rejection => ({ reason, message });
     const accepted = readExtra(paymentPayload.accepted?.extra as Record<string, unknown> | undefined);
     if (!accepted.ok) return reject('MALFORMED', `accepted.${accepted.field} is missing or invalid`);
@@ -406,6 +433,16 @@ export class ChitServerScheme implements SchemeNetworkServer {
         `the promise pays agreement ${promise.agreement.id}, ${promise.consumer}'s at this price is ${agreementId}`,
       );
     }
+    return { promise, preimage, agreementId, amount, pricePerMiB };
+  }
+
+  async #check(
+    paymentPayload: DeepReadonly<PaymentPayload>,
+    requirements: DeepReadonly<PaymentRequirements>,
+  ): Promise<CheckedPayment | Rejection> {
+    const checked = this.#checkInvoice(paymentPayload, requirements);
+    if ('reason' in checked) return checked;
+    const { promise, preimage, agreementId, amount, pricePerMiB } = checked;
     let meter = await this.#meter(agreementId);
     let total = due(meter.requests + 1n, meter.bytes, amount, pricePerMiB);
     const usage = buyerUsage(paymentPayload);
@@ -421,10 +458,10 @@ export class ChitServerScheme implements SchemeNetworkServer {
       total = promise.agreement.total;
     }
     if (promise.agreement.total !== total) {
-      return reject(
-        'WRONG_TOTAL',
-        `the promise's agreement total is ${promise.agreement.total}, due is ${total} (${meter.requests + 1n} requests, ${meter.bytes} bytes before)`,
-      );
+      return {
+        reason: 'WRONG_TOTAL',
+        message: `the promise's agreement total is ${promise.agreement.total}, due is ${total} (${meter.requests + 1n} requests, ${meter.bytes} bytes before)`,
+      };
     }
     return { promise, preimage, agreementId, meter, total };
   }
@@ -506,6 +543,8 @@ export class ChitServerScheme implements SchemeNetworkServer {
  * pure function of the object, which nothing mutates; another object is decoded afresh.
  */
 const decodedPromises = new WeakMap<object, SignedConsumerPromise>();
+/** The invoice checks of each payload object, with the route's prices they were made against. */
+const checkedInvoices = new WeakMap<object, { prices: string; result: InvoiceCheck | Rejection }>();
 function decodePromise(raw: unknown): SignedConsumerPromise {
   if (raw === null || typeof raw !== 'object') return decodeMessage('consumerPromise', raw);
   let promise = decodedPromises.get(raw);
