@@ -34,6 +34,8 @@ const BATCH = 50;
 /** Exchanges per request of the batched hub levels, and which levels (concurrent providers) run batched too. */
 const BATCH_SIZE = 16;
 const BATCHED_PROVIDERS = [8, 32];
+/** The widest batches the hub's targets name (64 exchanges per request), on a stack of their own: 40 requests per provider, so that the start and the end of the level (every provider waiting at once, then fewer and fewer) weigh little. */
+const WIDE_BATCH = { size: 64, providers: 16, exchangesPerProvider: 2560 };
 
 // Figures written by the benches (see their own types: hub/bench/exchange.bench.ts, sdk/bench/verify.bench.ts).
 interface LevelFigures {
@@ -281,6 +283,26 @@ async function main(): Promise<void> {
       );
       batched = (JSON.parse(readFileSync(batchedJson, 'utf8')) as HubBench).levels;
     }
+    const wideLevel = `${WIDE_BATCH.providers}x${WIDE_BATCH.exchangesPerProvider}`;
+    progress(`hub exchanges batched ${WIDE_BATCH.size} per request, level ${wideLevel}`);
+    const wideJson = path.join(tmp, 'hub-wide.json');
+    await run(
+      path.join(BIN, 'ts-node'),
+      [
+        '--transpile-only',
+        '-P',
+        'hub/tsconfig.json',
+        'hub/bench/exchange.bench.ts',
+        '--levels',
+        wideLevel,
+        '--batch',
+        String(WIDE_BATCH.size),
+        '--json',
+        wideJson,
+      ],
+      { prefix: '  hub | ' },
+    );
+    batched.push(...(JSON.parse(readFileSync(wideJson, 'utf8')) as HubBench).levels);
     progress('paid requests through the gateway of chit provide http (npm run bench:gateway)');
     progress('building @chit/x402 (npm run build -w x402)');
     await run('npm', ['run', 'build', '-w', 'x402']);
@@ -376,6 +398,11 @@ function table(header: string[], rows: (string | number)[][], left: number[] = [
     `| ${header.map((_, i) => (left.includes(i) ? '---' : '---:')).join(' | ')} |`,
     ...rows.map((row) => `| ${row.join(' | ')} |`),
   ];
+}
+
+/** A batched level's exchanges per request. */
+function perRequest(level: LevelFigures): number {
+  return level.requests ? Math.round(level.exchanges / level.requests) : BATCH_SIZE;
 }
 
 /** The CPU µs per paid request of the seller's side: the gateway, the API, the hub and Postgres. */
@@ -520,12 +547,13 @@ function render(input: ReportInput): string {
     '',
     ...(input.batched.length > 0
       ? [
-          `### Batched: ${BATCH_SIZE} exchanges per request`,
+          `### Batched: ${BATCH_SIZE} and ${WIDE_BATCH.size} exchanges per request`,
           '',
-          `A provider with many consumers can send their exchanges together: \`POST /v1/exchanges\` answers each item as \`POST /v1/exchange\` would, and one request's items go into one transaction. The same bench with \`--batch ${BATCH_SIZE}\` (each provider sends ${BATCH_SIZE} exchanges, for ${BATCH_SIZE} consumers, per request); latency is per request.`,
+          `A provider with many consumers can send their exchanges together: \`POST /v1/exchanges\` answers each item as \`POST /v1/exchange\` would, and one request's items go into one transaction. The same bench with \`--batch ${BATCH_SIZE}\` (each provider sends ${BATCH_SIZE} exchanges, for ${BATCH_SIZE} consumers, per request), on the stack above; then with \`--batch ${WIDE_BATCH.size}\` on a stack of its own (the same books of 1,000,000 exchanges). Latency is per request.`,
           '',
           ...table(
             [
+              'exchanges per request',
               'concurrent providers',
               'exchanges',
               'exchanges/s',
@@ -538,6 +566,7 @@ function render(input: ReportInput): string {
               'command',
             ],
             input.batched.map((l) => [
+              perRequest(l),
               l.workers,
               grouped(l.exchanges),
               grouped(Math.round(l.exchangesPerSecond)),
@@ -549,9 +578,9 @@ function render(input: ReportInput): string {
               l.cpuUs
                 ? `${grouped(l.cpuUs.hub)}${l.cpuUs.hubMainThread === undefined ? '' : ` (${grouped(l.cpuUs.hubMainThread)})`} / ${grouped(l.cpuUs.postgres)} / ${l.cpuUs.redis === undefined ? 'n/a' : grouped(l.cpuUs.redis)} / ${grouped(l.cpuUs.loadGenerator)}`
                 : '',
-              `\`CHIT_BENCH_BATCH=${BATCH_SIZE} CHIT_BENCH_WORKERS=${l.workers} CHIT_BENCH_EXCHANGES=${l.exchangesPerWorker} npm run bench:hub\``,
+              `\`CHIT_BENCH_BATCH=${perRequest(l)} CHIT_BENCH_WORKERS=${l.workers} CHIT_BENCH_EXCHANGES=${l.exchangesPerWorker} npm run bench:hub\``,
             ]),
-            [9],
+            [10],
           ),
           '',
         ]

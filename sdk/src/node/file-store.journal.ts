@@ -55,8 +55,10 @@ export class DirectoryJournal {
    * its first use, so that it sees what was durable when it was first used.
    */
   refresh(): Promise<void> {
-    this.#refreshing = this.#refreshing.then(() => this.#refresh());
-    return this.#refreshing;
+    // One refresh at a time; one that failed (its reads throw) does not stop the next.
+    const refreshing = this.#refreshing.catch(() => undefined).then(() => this.#refresh());
+    this.#refreshing = refreshing;
+    return refreshing;
   }
 
   async #refresh(): Promise<void> {
@@ -140,7 +142,7 @@ export class DirectoryJournal {
   /** Appends a group of writes as one write and syncs it; settles each write's promise (never throws). */
   async #writeGroup(group: Pending[]): Promise<void> {
     try {
-      await this.#refreshing;
+      await this.#refreshing.catch(() => undefined); // appending is safe whatever a refresh read
       const writer = await this.#openWriter();
       const buffer = Buffer.from(group.map((entry) => entry.line).join(''), 'utf8');
       let written = 0;
