@@ -238,33 +238,9 @@ async function main(): Promise<void> {
     const levelsArg = levels.map((l) => `${l.workers}x${l.exchangesPerWorker}`).join(',');
     progress(`hub exchanges, one stack, levels ${levelsArg} (providers x exchanges each)`);
     const loadBefore = os.loadavg();
-    const hubJson = path.join(tmp, 'hub.json');
-    await run(
-      path.join(BIN, 'ts-node'),
-      [
-        '--transpile-only',
-        '-P',
-        'hub/tsconfig.json',
-        'hub/bench/exchange.bench.ts',
-        '--levels',
-        levelsArg,
-        '--batch',
-        '1',
-        '--json',
-        hubJson,
-      ],
-      { prefix: '  hub | ' },
-    );
-    const hub: HubBench = JSON.parse(readFileSync(hubJson, 'utf8'));
-
-    const batchedArg = levelsArg
-      .split(',')
-      .filter((level) => BATCHED_PROVIDERS.includes(Number(level.split('x')[0])))
-      .join(',');
-    let batched: LevelFigures[] = [];
-    if (batchedArg) {
-      progress(`hub exchanges batched ${BATCH_SIZE} per request (POST /v1/exchanges), levels ${batchedArg}`);
-      const batchedJson = path.join(tmp, 'hub-batched.json');
+    /** One run of the hub bench on a stack of its own: its levels in sequence, `batch` exchanges per request. */
+    const hubBench = async (levelsArg: string, batch: number, name: string): Promise<HubBench> => {
+      const json = path.join(tmp, `${name}.json`);
       await run(
         path.join(BIN, 'ts-node'),
         [
@@ -273,36 +249,30 @@ async function main(): Promise<void> {
           'hub/tsconfig.json',
           'hub/bench/exchange.bench.ts',
           '--levels',
-          batchedArg,
+          levelsArg,
           '--batch',
-          String(BATCH_SIZE),
+          String(batch),
           '--json',
-          batchedJson,
+          json,
         ],
         { prefix: '  hub | ' },
       );
-      batched = (JSON.parse(readFileSync(batchedJson, 'utf8')) as HubBench).levels;
+      return JSON.parse(readFileSync(json, 'utf8')) as HubBench;
+    };
+    const hub = await hubBench(levelsArg, 1, 'hub');
+
+    const batchedArg = levelsArg
+      .split(',')
+      .filter((level) => BATCHED_PROVIDERS.includes(Number(level.split('x')[0])))
+      .join(',');
+    const batched: LevelFigures[] = [];
+    if (batchedArg) {
+      progress(`hub exchanges batched ${BATCH_SIZE} per request (POST /v1/exchanges), levels ${batchedArg}`);
+      batched.push(...(await hubBench(batchedArg, BATCH_SIZE, 'hub-batched')).levels);
     }
     const wideLevel = `${WIDE_BATCH.providers}x${WIDE_BATCH.exchangesPerProvider}`;
     progress(`hub exchanges batched ${WIDE_BATCH.size} per request, level ${wideLevel}`);
-    const wideJson = path.join(tmp, 'hub-wide.json');
-    await run(
-      path.join(BIN, 'ts-node'),
-      [
-        '--transpile-only',
-        '-P',
-        'hub/tsconfig.json',
-        'hub/bench/exchange.bench.ts',
-        '--levels',
-        wideLevel,
-        '--batch',
-        String(WIDE_BATCH.size),
-        '--json',
-        wideJson,
-      ],
-      { prefix: '  hub | ' },
-    );
-    batched.push(...(JSON.parse(readFileSync(wideJson, 'utf8')) as HubBench).levels);
+    batched.push(...(await hubBench(wideLevel, WIDE_BATCH.size, 'hub-wide')).levels);
     progress('paid requests through the gateway of chit provide http (npm run bench:gateway)');
     progress('building @chit/x402 (npm run build -w x402)');
     await run('npm', ['run', 'build', '-w', 'x402']);
