@@ -217,9 +217,11 @@ export class DirectoryJournal {
     if (sealed.size === 0) return;
     for (const name of sealed) this.#retired.add(name);
     const entries = [...this.overlay].filter(([, entry]) => sealed.has(entry.journal));
-    for (let i = 0; i < entries.length; i += 16) {
+    // Two files at a time: the syncs run on libuv's thread pool (4 threads), which the journal's own
+    // appends and syncs share, so a fold leaves them threads.
+    for (let i = 0; i < entries.length; i += FOLD_PARALLELISM) {
       await Promise.all(
-        entries.slice(i, i + 16).map(([key, { text }]) => {
+        entries.slice(i, i + FOLD_PARALLELISM).map(([key, { text }]) => {
           const file = path.join(this.directory, fileNameOf(key));
           return text === null ? rm(file, { force: true }) : writeAtomically(file, text);
         }),
@@ -262,6 +264,9 @@ const JOURNAL = /^journal\.(\d+)\.[0-9a-f]+\.log$/;
 function seqOf(name: string): number {
   return Number(JOURNAL.exec(name)?.[1] ?? 0);
 }
+
+/** Key files a fold writes at once. */
+const FOLD_PARALLELISM = 2;
 
 interface Writer {
   name: string;
