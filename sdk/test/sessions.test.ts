@@ -4,9 +4,10 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { Address, Hex } from 'viem';
+import { type Address, type Hex, keccak256, stringToHex } from 'viem';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import {
+  agreementKey,
   ConsumerLedger,
   ConsumerSession,
   decodeMessage,
@@ -19,6 +20,7 @@ import {
   InvalidSignatureError,
   type Invoice,
   InvoiceRejectedError,
+  type Json,
   jsVerifier,
   MemoryStore,
   newHashlock,
@@ -56,6 +58,10 @@ class SimClock {
     this.now += ms;
   }
 }
+
+/** Where a consumer ledger stores an agreement's entry (its key's keccak256, 16 bytes). */
+const entryKey = (ledgerKey: string, agreement: string) =>
+  `${ledgerKey}/agreements/${keccak256(stringToHex(agreement)).slice(2, 34)}`;
 
 /** A consumer key whose signatures are counted. */
 function countingAccount() {
@@ -403,6 +409,119 @@ describe('ConsumerLedger: the signer', { timeout: 30_000 }, () => {
   });
 });
 
+describe('ConsumerLedger: its store', { timeout: 30_000 }, () => {
+  const providers = Array.from({ length: 40 }, () => privateKeyToAccount(generatePrivateKey()).address);
+  const agreementOf = (i: number) => `0x${(i + 1).toString(16).padStart(64, '0')}` as Hex;
+
+  /** A MemoryStore that records every put (key and size) and can fail the put of one key once. */
+  class RecordingStore extends MemoryStore {
+    puts: { key: string; bytes: number }[] = [];
+    failOnce: string | undefined;
+    override async put(key: string, value: Json): Promise<void> {
+      if (key === this.failOnce) {
+        this.failOnce = undefined;
+        throw new Error('the disk went away');
+      }
+      this.puts.push({ key, bytes: JSON.stringify(value).length });
+      return super.put(key, value);
+    }
+  }
+
+  it('writes one small entry per payment, however many agreements the consumer has', async () => {
+    const store = new RecordingStore();
+    const account = nativeAccount(generatePrivateKey());
+    const ledger = new ConsumerLedger({ hub: HUB, chainId: CHAIN, account, store });
+    for (let round = 1; round <= 3; round++) {
+      for (const [i, provider] of providers.entries()) {
+        await ledger.payInvoice(invoice(provider, agreementOf(i), BigInt(round) * 10n));
+      }
+    }
+    store.puts = [];
+    await ledger.payInvoice(invoice(providers[7]!, agreementOf(7), 40n));
+    assert.equal(store.puts.length, 1, 'one write');
+    assert.equal(store.puts[0]!.key, entryKey(ledger.key, agreementKey(providers[7]!, agreementOf(7))));
+    assert.ok(store.puts[0]!.bytes < 1_000, `the entry is ${store.puts[0]!.bytes} bytes`);
+    // A restarted ledger reads the total from the entries: the index was last written with the 40th
+    // agreement's first payment.
+    const reopened = new ConsumerLedger({ hub: HUB, chainId: CHAIN, account, store });
+    assert.equal(await reopened.total(), 40n * 30n + 10n);
+    assert.equal(await reopened.paid(providers[7]!, agreementOf(7)), 40n);
+    assert.equal(
+      (await reopened.payInvoice(invoice(providers[0]!, agreementOf(0), 35n))).promise.total,
+      40n * 30n + 15n,
+    );
+  });
+
+  it('never signs a lower total after a crash between a new agreement’s two writes', async () => {
+    const store = new RecordingStore();
+    const { account } = countingAccount();
+    const ledger = new ConsumerLedger({ hub: HUB, chainId: CHAIN, account, store });
+    const paid = await ledger.payInvoice(invoice(providers[0]!, agreementOf(0), 100n));
+    // The new agreement is listed, then its entry's write fails: the promise never leaves.
+    store.failOnce = entryKey(ledger.key, agreementKey(providers[1]!, agreementOf(1)));
+    await assert.rejects(ledger.payInvoice(invoice(providers[1]!, agreementOf(1), 50n)), /the disk went away/);
+    const reopened = new ConsumerLedger({ hub: HUB, chainId: CHAIN, account, store });
+    assert.equal(await reopened.total(), paid.promise.total);
+    assert.equal(await reopened.paid(providers[1]!, agreementOf(1)), 0n);
+    const next = await reopened.payInvoice(invoice(providers[1]!, agreementOf(1), 50n));
+    assert.equal(next.promise.total, 150n);
+    assert.equal(next.increment, 50n);
+  });
+
+  it('keeps the total of an agreement it forgets', async () => {
+    const store = new RecordingStore();
+    const { account } = countingAccount();
+    const ledger = new ConsumerLedger({ hub: HUB, chainId: CHAIN, account, store });
+    await ledger.payInvoice(invoice(providers[0]!, agreementOf(0), 10n));
+    await ledger.payInvoice(invoice(providers[1]!, agreementOf(1), 20n));
+    await ledger.payInvoice(invoice(providers[1]!, agreementOf(1), 25n)); // the only record of total 35
+    await ledger.forget(providers[1]!, agreementOf(1));
+    assert.equal(await store.get(entryKey(ledger.key, agreementKey(providers[1]!, agreementOf(1)))), undefined);
+    const reopened = new ConsumerLedger({ hub: HUB, chainId: CHAIN, account, store });
+    assert.equal(await reopened.total(), 35n);
+    assert.equal((await reopened.payInvoice(invoice(providers[0]!, agreementOf(0), 11n))).promise.total, 36n);
+  });
+
+  it('reads a version 1 document (every entry in it) and writes the new layout on its next payment', async () => {
+    const store = new RecordingStore();
+    const { account } = countingAccount();
+    const first = new ConsumerLedger({ hub: HUB, chainId: CHAIN, account, store });
+    const a = await first.payInvoice(invoice(providers[0]!, agreementOf(0), 10n));
+    const b = await first.payInvoice(invoice(providers[1]!, agreementOf(1), 20n));
+    // The same state as version 1 wrote it: one document.
+    const entry = (payment: typeof a, paid: string) => ({
+      paid,
+      hashlocks: [payment.promise.hashlock],
+      last: encodeMessage(payment.promise),
+    });
+    const old = new RecordingStore();
+    await old.put(first.key, {
+      version: 1,
+      hub: HUB,
+      chainId: CHAIN,
+      consumer: first.consumer,
+      total: '30',
+      agreements: {
+        [agreementKey(providers[0]!, agreementOf(0))]: entry(a, '10'),
+        [agreementKey(providers[1]!, agreementOf(1))]: entry(b, '20'),
+      },
+    } as Json);
+    const upgraded = new ConsumerLedger({ hub: HUB, chainId: CHAIN, account, store: old });
+    assert.equal(await upgraded.total(), 30n);
+    assert.equal(await upgraded.paid(providers[1]!, agreementOf(1)), 20n);
+    // A hashlock the old document remembers is still refused.
+    await rejectsWith(
+      upgraded.payInvoice({ ...invoice(providers[0]!, agreementOf(0), 15n), hashlock: a.promise.hashlock }),
+      InvoiceRejectedError,
+    );
+    await upgraded.payInvoice(invoice(providers[0]!, agreementOf(0), 15n));
+    assert.equal(((await old.get(first.key)) as { version: number }).version, 2);
+    const reopened = new ConsumerLedger({ hub: HUB, chainId: CHAIN, account, store: old });
+    assert.equal(await reopened.total(), 35n);
+    assert.equal(await reopened.paid(providers[1]!, agreementOf(1)), 20n);
+  });
+});
+
 describe('ConsumerLedger.reissue', { timeout: 30_000 }, () => {
   const provider = privateKeyToAccount(generatePrivateKey()).address;
   const agreementId = `0x${'b2'.repeat(32)}` as Hex;
@@ -484,10 +603,15 @@ describe('FileStore', { timeout: 30_000 }, () => {
     });
     assert.equal(await second.total(), 60n);
     await store.compact(); // the journal folded into a file per key
-    const raw = JSON.parse(await readFile(path.join(directory, 'e', `${encodeURIComponent(first.key)}.json`), 'utf8'));
-    assert.equal(raw.total, '60');
+    const file = (key: string) => path.join(directory, 'e', `${encodeURIComponent(key)}.json`);
+    const index = JSON.parse(await readFile(file(first.key), 'utf8'));
+    assert.equal(index.version, 2);
+    assert.deepEqual(index.agreements, [`${provider.toLowerCase()}:${'d4'.repeat(32).replace(/^/, '0x')}`]);
+    const entry = JSON.parse(await readFile(file(entryKey(first.key, index.agreements[0])), 'utf8'));
+    assert.equal(entry.paid, '60');
+    assert.equal(entry.last.total, '60');
     await writeFile(path.join(directory, 'e', 'junk.tmp'), 'x'); // unrelated files are not keys
-    assert.equal((await store.keys()).length, 1);
+    assert.equal((await store.keys()).length, 2);
   });
 });
 

@@ -303,10 +303,26 @@ function parseLine(line: string): { key: string; text: string | null } | undefin
   }
 }
 
-/** A key's file name: one flat directory; `/`, `.` and every other special character are escaped. */
+/**
+ * The longest key file name: file systems take 255 bytes, and a fold writes the file through a
+ * temporary one named `<name>.<pid>.<12 hex>.tmp` first.
+ */
+const MAX_FILE_NAME = 255 - '.4194304.000000000000.tmp'.length;
+
+/**
+ * A key's file name: one flat directory; `/`, `.` and every other special character are escaped. A key
+ * whose name would be too long for a file system is refused, before anything is written (the journal
+ * would take it, and its fold could never write it).
+ */
 export function fileNameOf(key: string): string {
   if (key.length === 0) throw new RangeError('A store key cannot be empty');
-  return `${encodeURIComponent(key).replace(/[.!'()*~]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)}.json`;
+  const name = `${encodeURIComponent(key).replace(/[.!'()*~]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)}.json`;
+  if (name.length > MAX_FILE_NAME) {
+    throw new RangeError(
+      `A store key is too long for a file name: ${name.length} bytes escaped, at most ${MAX_FILE_NAME} (${key.slice(0, 60)}…)`,
+    );
+  }
+  return name;
 }
 
 /** Writes `file` through a temporary file in its directory: written, synced, renamed over it. */

@@ -1,8 +1,9 @@
-import { type Address, getAddress, type Hex } from 'viem';
+import { type Address, bytesToHex, getAddress, type Hex } from 'viem';
 import { z } from 'zod';
 import { InvalidSignatureError } from '../errors/protocol.js';
 import { InvalidOptionError } from '../hub-client/errors.js';
 import { encodeMessage, wireSchemas } from '../protocol/codec.js';
+import { keccak256Bytes } from '../protocol/keccak.js';
 import { type DigestSigner, signConsumerPromise, type TypedDataSigner } from '../protocol/sign.js';
 import type { Invoice, SignedConsumerPromise } from '../protocol/types.js';
 import { jsVerifier, type Verifier } from '../protocol/verifier.js';
@@ -50,21 +51,26 @@ interface LedgerState {
   agreements: Record<string, AgreementEntry>;
 }
 
-const stateSchema = z.strictObject({
-  version: z.literal(1),
-  hub: z.string(),
-  chainId: z.number(),
-  consumer: z.string(),
-  total: storedAmount,
-  agreements: z.record(
-    z.string(),
-    z.strictObject({
-      paid: storedAmount,
-      hashlocks: z.array(storedBytes32),
-      last: wireSchemas.consumerPromise.nullable(),
-    }),
-  ),
+/** An agreement's entry: what was paid in it, its last hashlocks and its last promise. */
+const entrySchema = z.strictObject({
+  paid: storedAmount,
+  hashlocks: z.array(storedBytes32),
+  last: wireSchemas.consumerPromise.nullable(),
 });
+
+const scopeFields = { hub: z.string(), chainId: z.number(), consumer: z.string(), total: storedAmount };
+
+/**
+ * The ledger's document. Version 1 (written before) held every agreement's entry, so it grew with the
+ * agreements and was written whole at each payment. Version 2 is an index: the consumer's total as of
+ * its last write and the agreements that have an entry, each entry under a key of its own
+ * (`<key>/agreements/<the first 16 bytes of keccak256("<provider>:<agreementId>"), hex>`), so that a
+ * payment writes one entry.
+ */
+const documentSchema = z.discriminatedUnion('version', [
+  z.strictObject({ version: z.literal(1), ...scopeFields, agreements: z.record(z.string(), entrySchema) }),
+  z.strictObject({ version: z.literal(2), ...scopeFields, agreements: z.array(z.string()) }),
+]);
 
 /**
  * The key of an agreement in a consumer ledger: provider and agreement id, lower-cased.
@@ -107,6 +113,8 @@ export class ConsumerLedger {
   readonly #hashlocks = new Set<string>();
   readonly #sessions = new Set<string>();
   #state: LedgerState | undefined;
+  /** The stored document is version 1: the next write first writes every entry and a version 2 index. */
+  #version1 = false;
 
   constructor(options: ConsumerLedgerOptions) {
     this.hub = getAddress(options.hub);
@@ -215,7 +223,11 @@ export class ConsumerLedger {
           },
         },
       };
-      await this.#store.put(this.key, this.#encode(next));
+      // A new agreement is listed (with the total before this payment) before its entry is written:
+      // the entry, whose last promise carries the new total, is what makes the payment count.
+      if (this.#version1) await this.#upgrade(state);
+      if (!state.agreements[key]) await this.#writeIndex({ total: state.total, agreements: next.agreements });
+      await this.#writeEntry(key, next.agreements[key]!);
       this.#state = next;
       this.#hashlocks.add(hashlock);
       return { promise, increment, repeated: false };
@@ -275,7 +287,8 @@ export class ConsumerLedger {
           [key]: { ...entry, hashlocks: [...entry.hashlocks, hashlock].slice(-this.#memory), last: promise },
         },
       };
-      await this.#store.put(this.key, this.#encode(next));
+      if (this.#version1) await this.#upgrade(state);
+      await this.#writeEntry(key, next.agreements[key]!);
       this.#state = next;
       this.#hashlocks.add(hashlock);
       return { promise, increment: 0n, repeated: false };
@@ -296,7 +309,11 @@ export class ConsumerLedger {
       if (!state.agreements[key]) return;
       const { [key]: _, ...agreements } = state.agreements;
       const next = { total: state.total, agreements };
-      await this.#store.put(this.key, this.#encode(next));
+      // The index keeps the total (which the entry's last promise may be the only one to carry) before
+      // the entry goes.
+      if (this.#version1) await this.#upgrade(state);
+      await this.#writeIndex(next);
+      await this.#store.delete(this.#entryKey(key));
       this.#state = next;
       this.#sessions.delete(key);
     });
@@ -354,7 +371,7 @@ export class ConsumerLedger {
 
   async #load(): Promise<LedgerState> {
     if (this.#state) return this.#state;
-    const stored = await readState(this.#store, this.key, stateSchema);
+    const stored = await readState(this.#store, this.key, documentSchema);
     if (
       stored &&
       (stored.hub.toLowerCase() !== this.hub.toLowerCase() ||
@@ -363,32 +380,61 @@ export class ConsumerLedger {
     ) {
       throw new StoredStateError(this.key, 'it belongs to another hub, chain or consumer');
     }
-    const state: LedgerState = stored
-      ? { total: stored.total, agreements: stored.agreements as Record<string, AgreementEntry> }
-      : { total: 0n, agreements: {} };
+    const state: LedgerState = { total: stored?.total ?? 0n, agreements: {} };
+    if (stored?.version === 1) {
+      state.agreements = stored.agreements as Record<string, AgreementEntry>;
+      this.#version1 = true;
+    } else if (stored) {
+      for (const key of stored.agreements) {
+        // Listed and never written: a crash between the two writes of a new agreement's first payment,
+        // whose promise never left.
+        const entry = await readState(this.#store, this.#entryKey(key), entrySchema);
+        if (!entry) continue;
+        state.agreements[key] = entry as AgreementEntry;
+        // The consumer's total is the highest any promise carried: the entries' last ones are newer than
+        // the index.
+        if (entry.last && entry.last.total > state.total) state.total = entry.last.total;
+      }
+    }
     for (const entry of Object.values(state.agreements))
       for (const hashlock of entry.hashlocks) this.#hashlocks.add(hashlock);
     this.#state = state;
     return state;
   }
 
-  #encode(state: LedgerState) {
-    return {
-      version: 1,
+  /**
+   * Where an agreement's entry is stored: the first 16 bytes of the keccak256 of its key, in hex, so
+   * that the store key stays short (a file name, for a FileStore).
+   */
+  #entryKey(agreement: string): string {
+    const hash = bytesToHex(keccak256Bytes(new TextEncoder().encode(agreement))).slice(2, 34);
+    return `${this.key}/agreements/${hash}`;
+  }
+
+  /** Writes the index: the consumer's total and the agreements that have an entry. */
+  async #writeIndex(state: LedgerState): Promise<void> {
+    await this.#store.put(this.key, {
+      version: 2,
       hub: this.hub,
       chainId: this.chainId,
       consumer: this.consumer,
       total: state.total.toString(),
-      agreements: Object.fromEntries(
-        Object.entries(state.agreements).map(([key, entry]) => [
-          key,
-          {
-            paid: entry.paid.toString(),
-            hashlocks: entry.hashlocks,
-            last: entry.last ? encodeMessage(entry.last) : null,
-          },
-        ]),
-      ),
-    };
+      agreements: Object.keys(state.agreements),
+    });
+  }
+
+  async #writeEntry(agreement: string, entry: AgreementEntry): Promise<void> {
+    await this.#store.put(this.#entryKey(agreement), {
+      paid: entry.paid.toString(),
+      hashlocks: entry.hashlocks,
+      last: entry.last ? encodeMessage(entry.last) : null,
+    });
+  }
+
+  /** A version 1 document becomes an index: every entry first, so that a crash leaves the old document whole. */
+  async #upgrade(state: LedgerState): Promise<void> {
+    for (const [agreement, entry] of Object.entries(state.agreements)) await this.#writeEntry(agreement, entry);
+    await this.#writeIndex(state);
+    this.#version1 = false;
   }
 }
