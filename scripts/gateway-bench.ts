@@ -46,7 +46,6 @@ const BODY = Number(process.env.CHIT_BENCH_BODY ?? 512);
 const PRICE = 10n ** 15n;
 const PER_MIB = 10n ** 16n;
 const STORE = process.env.CHIT_BENCH_STORE ?? 'file';
-const storeDirectory = mkdtempSync(join(tmpdir(), 'chit-gateway-bench-'));
 
 /** What `--json` writes. */
 export interface GatewayFigures {
@@ -115,6 +114,8 @@ async function stopProfile(session: Session, dir: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  /** The seller's FileStore, removed at the end. */
+  let storeDirectory: string | undefined;
   // As `chit provide http` and `chit pay` hash: natively.
   enableNativeHashing();
   const postgres = await ensurePostgres();
@@ -146,11 +147,12 @@ async function main(): Promise<void> {
         )),
       );
     }
+    if (STORE !== 'memory') storeDirectory = mkdtempSync(join(tmpdir(), 'chit-gateway-bench-'));
     // As `chit provide http` makes it: native signature checks and sealing, node:http to the hub.
     const ledger = new ProviderLedger({
       hub: new HubClient({ url: stack.hub.url, http: countingHttp(nodeHubHttp()) }),
       account: seller.account,
-      store: STORE === 'memory' ? new MemoryStore() : new FileStore(storeDirectory),
+      store: STORE === 'memory' ? new MemoryStore() : new FileStore(storeDirectory!),
       verifier: nativeVerifier(),
       preimageSealer: nativePreimageSealer,
     });
@@ -293,7 +295,7 @@ async function main(): Promise<void> {
       );
     }
   } finally {
-    rmSync(storeDirectory, { recursive: true, force: true });
+    if (storeDirectory) rmSync(storeDirectory, { recursive: true, force: true });
     api.disconnect();
     // A graceful stop first: the hub writes its CPU profile when CHIT_E2E_HUB_NODE_FLAGS asks for one.
     await stack.hub.stop();

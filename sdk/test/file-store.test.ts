@@ -129,6 +129,16 @@ describe('FileStore', { timeout: 60_000 }, () => {
     assert.deepEqual(await store.keys(), [`chit/${'a'.repeat(200)}`]);
   });
 
+  it('reads the directory again on its next use after a read that failed', async () => {
+    const dir = fresh();
+    await writeFile(dir, 'not a directory'); // the journals cannot be listed: ENOTDIR
+    const store = new FileStore(dir);
+    await assert.rejects(store.get('k'), { code: 'ENOTDIR' });
+    await rm(dir);
+    await store.put('k', { v: 1 });
+    assert.deepEqual(await store.get('k'), { v: 1 });
+  });
+
   it('shares its writes with every FileStore on the directory in this process', async () => {
     const dir = fresh();
     const first = new FileStore(dir);

@@ -139,7 +139,11 @@ export class FileStore implements Store {
 
   /** Reads the journals once per FileStore, on its first use, so that it sees what was durable then. */
   #open(): Promise<void> {
-    this.#ready ??= this.#journal.refresh();
+    // A read that failed (a file the process could not open just then) is tried again on the next use.
+    this.#ready ??= this.#journal.refresh().catch((error: unknown) => {
+      this.#ready = undefined;
+      throw error;
+    });
     return this.#ready;
   }
 }
