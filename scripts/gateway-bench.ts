@@ -18,6 +18,9 @@
  *   CHIT_BENCH_STORE (file)    the seller's store: a FileStore in a temporary directory, as `chit provide
  *                              http` keeps it (a journal, synced to disk once per group of writes), or
  *                              `memory` (MemoryStore, nothing on disk)
+ *   CHIT_BENCH_AGREEMENTS (0)  agreements the seller was paid on before the bench, from earlier buyers:
+ *                              their credited totals are written into the seller's store first (the
+ *                              ledger's checkpoint), as a seller that has sold for a while has them
  *   --json FILE                also write the figures as JSON (scripts/bench.ts puts them in BENCHMARKS.md)
  *   CHIT_BENCH_TIMINGS=1       also the latency of every kind of HTTP call this process makes (the
  *                              hub's /x402/verify and /v1/exchanges, the API, the gateway)
@@ -26,6 +29,7 @@
  *   CHIT_BENCH_BUYERS_PROF=DIR write a CPU profile of the buyers' process (from its start) to DIR
  */
 import { fork } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
@@ -46,6 +50,7 @@ const BODY = Number(process.env.CHIT_BENCH_BODY ?? 512);
 const PRICE = 10n ** 15n;
 const PER_MIB = 10n ** 16n;
 const STORE = process.env.CHIT_BENCH_STORE ?? 'file';
+const AGREEMENTS = Number(process.env.CHIT_BENCH_AGREEMENTS ?? 0);
 
 /** What `--json` writes. */
 export interface GatewayFigures {
@@ -148,11 +153,21 @@ async function main(): Promise<void> {
       );
     }
     if (STORE !== 'memory') storeDirectory = mkdtempSync(join(tmpdir(), 'chit-gateway-bench-'));
+    const store = STORE === 'memory' ? new MemoryStore() : new FileStore(storeDirectory!);
+    if (AGREEMENTS > 0) {
+      // Earlier buyers' agreements, as the ledger's checkpoint of credited totals holds them.
+      const key = `chit/provider/${stack.chain.deployment.chainId}/${stack.chain.hub.toLowerCase()}/${seller.address.toLowerCase()}`;
+      const credited: Record<string, string> = {};
+      for (let i = 0; i < AGREEMENTS; i++)
+        credited[`0x${randomBytes(32).toString('hex')}`] = String(PRICE * BigInt(i + 1));
+      await store.put(`${key}/credited`, { version: 1, credited });
+      console.log(`the seller's store holds ${AGREEMENTS} earlier agreements`);
+    }
     // As `chit provide http` makes it: native signature checks and sealing, node:http to the hub.
     const ledger = new ProviderLedger({
       hub: new HubClient({ url: stack.hub.url, http: countingHttp(nodeHubHttp()) }),
       account: seller.account,
-      store: STORE === 'memory' ? new MemoryStore() : new FileStore(storeDirectory!),
+      store,
       verifier: nativeVerifier(),
       preimageSealer: nativePreimageSealer,
     });

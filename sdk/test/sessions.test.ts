@@ -1166,6 +1166,25 @@ describe('ProviderSession against a reference hub', { timeout: 30_000 }, () => {
       for (const agreement of agreements) assert.equal(await whole.credited(agreement.id), agreement.total);
     });
 
+    it('a document older than its checkpoint does not lower a credited total', async () => {
+      const store = new MemoryStore();
+      const key = generatePrivateKey();
+      const ledger = ledgerOn(store, key, 2);
+      const consumer = consumerSide().ledger;
+      const [a, b, c, d] = Array.from({ length: 4 }, () => `0x${randomBytes(32).toString('hex')}` as Hex);
+      await pay(ledger, consumer, a!, 1_000n);
+      const older = await store.get(ledger.key);
+      await pay(ledger, consumer, a!, 3_000n);
+      for (const id of [b!, c!, d!]) await pay(ledger, consumer, id, 1_000n);
+      const checkpoint = (await store.get(`${ledger.key}/credited`)) as { credited: Record<string, string> };
+      assert.equal(checkpoint.credited[a!.toLowerCase()], '3000', 'the checkpoint holds the later total');
+      // The document restored from a backup taken before: it says 1,000 for the agreement.
+      await store.put(ledger.key, older!);
+      const reopened = ledgerOn(store, key, 2);
+      assert.equal(await reopened.credited(a!), 3_000n);
+      assert.equal(await reopened.credited(b!), 1_000n);
+    });
+
     it('a crash between the checkpoint and the document reads back the state stored last', async () => {
       const memory = new MemoryStore();
       let crashAfterCheckpoint = false;

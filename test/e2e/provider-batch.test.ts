@@ -1,6 +1,13 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { HubError, hashlockOf, type SignedConsumerPromise, type SignedHubPromise } from '@chit/sdk';
+import {
+  HubError,
+  hashlockOf,
+  MemoryStore,
+  ProviderLedger,
+  type SignedConsumerPromise,
+  type SignedHubPromise,
+} from '@chit/sdk';
 import type { Hex } from 'viem';
 import { parseEther } from 'viem';
 import { FaultyFetch, Gate } from './support/faulty-fetch';
@@ -172,5 +179,67 @@ describe('a provider ledger exchanging for many consumers at once', function () 
       const agreement = agreements.get(consumer)!;
       assert.equal(await provider.ledger.credited(agreement.id), agreement.total);
     }
+  });
+
+  it('keeps every credited total across checkpoints of its store, batch after batch, and chains on all of them', async () => {
+    // A seller whose credited totals outgrow the document's journal (3 here, 512 by default): its store
+    // takes a checkpoint of every total now and then, and the document holds those since.
+    const seller = await stack.newProvider({ fetch: wire.fetch });
+    const store = new MemoryStore();
+    const ledgerOn = () =>
+      new ProviderLedger({
+        hub: seller.hub,
+        account: seller.account,
+        store,
+        creditedJournal: 3,
+        expect: { hub: stack.chain.hub, chainId: stack.chain.deployment.chainId },
+      });
+    const ledger = ledgerOn();
+    const buyers = consumers.slice(0, 10).map((consumer) => ({
+      consumer,
+      id: `0x${randomBytes(32).toString('hex')}` as Hex,
+      total: 0n,
+    }));
+    const pay = async (buyer: (typeof buyers)[number], add: bigint) => {
+      buyer.total += add;
+      const preimage = `0x${randomBytes(32).toString('hex')}` as Hex;
+      const { promise } = await buyer.consumer.ledger.payInvoice({
+        hub: stack.chain.hub,
+        chainId: stack.chain.deployment.chainId,
+        provider: seller.address,
+        agreementId: buyer.id,
+        agreementTotal: buyer.total,
+        hashlock: hashlockOf(preimage),
+        fee: 0,
+      });
+      return { promise, preimage };
+    };
+    const mark = wire.mark();
+    for (let round = 1; round <= 3; round++) {
+      const payments = await Promise.all(buyers.map((buyer, i) => pay(buyer, BigInt(round * 100 + i))));
+      const outcomes = await Promise.all(payments.map(({ promise, preimage }) => ledger.exchange(promise, preimage)));
+      assert.equal(outcomes.length, buyers.length);
+    }
+    assert.ok(
+      wire.requests.slice(mark).some((request) => request.path === '/v1/exchanges'),
+      'some exchanges went together',
+    );
+    // The checkpoint holds every agreement (of an earlier round); the document the totals since.
+    const checkpoint = (await store.get(`${ledger.key}/credited`)) as { credited: Record<string, string> };
+    assert.equal(Object.keys(checkpoint.credited).length, buyers.length);
+    const document = (await store.get(ledger.key)) as { credited: Record<string, string> };
+    for (const buyer of buyers) {
+      const id = buyer.id.toLowerCase();
+      assert.equal(BigInt(document.credited[id] ?? checkpoint.credited[id]!), buyer.total);
+    }
+    const sum = buyers.reduce((total, buyer) => total + buyer.total, 0n);
+    assert.equal((await stack.hub.client.provider(seller.address)).earned, sum);
+    // Opened again on the store: every total is known, and the next exchange chains on all of them.
+    const reopened = ledgerOn();
+    for (const buyer of buyers) assert.equal(await reopened.credited(buyer.id), buyer.total);
+    const next = await pay(buyers[4]!, 7n);
+    const hubPromise = await reopened.exchange(next.promise, next.preimage);
+    assert.equal(hubPromise.total, sum + 7n);
+    assert.equal((await stack.hub.client.provider(seller.address)).earned, sum + 7n);
   });
 });

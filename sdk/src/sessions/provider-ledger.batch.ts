@@ -52,7 +52,7 @@ export async function exchangeBatch(
       promise: item.promise,
       encryptedPreimage: ledger.seal(item.preimage),
     };
-    const credited = state.credited[item.promise.agreement.id.toLowerCase()] ?? 0n;
+    const credited = state.credited.get(item.promise.agreement.id.toLowerCase());
     sending.push({
       index: i,
       entry: { request, preimage: item.preimage, expectedTotal: item.promise.agreement.total - credited },
@@ -100,12 +100,13 @@ export async function completeBatch(
   }
   const state = ledger.state();
   let total = state.latest?.total ?? 0n;
-  const agreements = { ...state.credited };
+  /** The agreements' totals as the items before credit them, over the stored ones. */
+  const agreements = new Map<string, bigint>();
   const checked = results.map((result, i): SignedHubPromise | HubExchangeCover | Error => {
     if (!result.ok) return result.error;
     const { request } = entries[i]!;
     const id = request.promise.agreement.id.toLowerCase();
-    const expected = total + request.promise.agreement.total - (agreements[id] ?? 0n);
+    const expected = total + request.promise.agreement.total - (agreements.get(id) ?? state.credited.get(id));
     try {
       if (result.covered) checkCover(result.covered, request.promise.hashlock, expected);
       else ledger.checkHubPromise(result.hubPromise, request.promise.hashlock, expected);
@@ -113,11 +114,11 @@ export async function completeBatch(
       return error as Error;
     }
     total = expected;
-    agreements[id] = request.promise.agreement.total;
+    agreements.set(id, request.promise.agreement.total);
     return result.covered ?? result.hubPromise;
   });
   let { latest, latestPreimage } = state;
-  const credited = { ...state.credited };
+  const credited: [string, bigint][] = [];
   const outcomes = checked.map((outcome, i): SignedHubPromise | Error => {
     if (outcome instanceof Error) return outcome;
     let hubPromise: SignedHubPromise;
@@ -137,13 +138,19 @@ export async function completeBatch(
       hubPromise = cover;
     }
     const { request, preimage } = entries[i]!;
-    credited[request.promise.agreement.id.toLowerCase()] = request.promise.agreement.total;
+    credited.push([request.promise.agreement.id.toLowerCase(), request.promise.agreement.total]);
     if (hubPromise === outcome && (!latest || hubPromise.total >= latest.total)) {
       latest = hubPromise;
       latestPreimage = preimage;
     }
     return hubPromise;
   });
-  await ledger.save({ ...state, latest, latestPreimage, credited, inflightBatch: [] });
+  await ledger.save({
+    ...state,
+    latest,
+    latestPreimage,
+    credited: state.credited.withAll(credited),
+    inflightBatch: [],
+  });
   return outcomes;
 }

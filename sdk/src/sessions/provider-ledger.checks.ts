@@ -119,7 +119,7 @@ export function alreadyCredited(
   promise: SignedConsumerPromise,
 ): SignedHubPromise | Error | undefined {
   const id = promise.agreement.id.toLowerCase();
-  const credited = state.credited[id] ?? 0n;
+  const credited = state.credited.get(id);
   if (promise.agreement.total > credited) return undefined;
   if (state.latest && sameHex(state.latest.hashlock, promise.hashlock)) return state.latest;
   return new PromiseRejectedError(

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { HubServiceInfo } from '../hub-client/schemas.js';
 import { encodeMessage, wireSchemas } from '../protocol/codec.js';
 import { StoredStateError } from './errors.js';
+import { CreditedTotals } from './provider-ledger.credited.js';
 import type { ProviderState } from './provider-ledger.types.js';
 import { storedAmount, storedBytes32 } from './state.js';
 import type { Json } from './store.js';
@@ -34,7 +35,7 @@ export const emptyState = (): ProviderState => ({
   latest: null,
   latestPreimage: null,
   unrevealed: null,
-  credited: {},
+  credited: CreditedTotals.empty(),
   inflight: null,
   inflightBatch: [],
   settledEstimate: 0n,
@@ -59,40 +60,14 @@ export function encodeCreditedCheckpoint(credited: Record<string, bigint>): Json
   return { version: 1, credited: encodeCredited(credited) };
 }
 
-/** The higher total of each agreement in `a` or `b`. */
-export function mergeCredited(a: Record<string, bigint>, b: Record<string, bigint>): Record<string, bigint> {
-  const merged = { ...a };
-  for (const [id, total] of Object.entries(b)) {
-    const current = merged[id];
-    if (current === undefined || total > current) merged[id] = total;
-  }
-  return merged;
-}
-
-/** The totals of `credited` that differ from `checkpoint`'s. */
-export function changedSince(
-  credited: Record<string, bigint>,
-  checkpoint: Record<string, bigint>,
-): Record<string, bigint> {
-  const changed: Record<string, bigint> = {};
-  for (const [id, total] of Object.entries(credited)) if (checkpoint[id] !== total) changed[id] = total;
-  return changed;
-}
-
 const encodeCredited = (credited: Record<string, bigint>) =>
   Object.fromEntries(Object.entries(credited).map(([id, total]) => [id, total.toString()]));
 
 /**
- * The document of a {@link ProviderLedger}'s state, as it writes it to its store; `credited` is what it
- * holds of the credited totals (by default all of them; the ledger writes those changed since its
- * checkpoint).
+ * The document of a {@link ProviderLedger}'s state, as it writes it to its store: of the credited
+ * totals, those changed since the checkpoint.
  */
-export function encodeProviderState(
-  info: HubServiceInfo,
-  provider: Address,
-  state: ProviderState,
-  credited: Record<string, bigint> = state.credited,
-): Json {
+export function encodeProviderState(info: HubServiceInfo, provider: Address, state: ProviderState): Json {
   return {
     version: 1,
     hub: info.hub,
@@ -101,7 +76,7 @@ export function encodeProviderState(
     latest: state.latest ? encodeMessage(state.latest) : null,
     latestPreimage: state.latestPreimage,
     unrevealed: state.unrevealed,
-    credited: encodeCredited(credited),
+    credited: encodeCredited(state.credited.since()),
     inflight: state.inflight
       ? {
           request: encodeMessage(state.inflight.request),
@@ -125,13 +100,14 @@ export function encodeProviderState(
 
 /**
  * The state in a document read from the store at `key`, which must be the one of this hub, chain and
- * provider.
+ * provider, over the credited totals of the `checkpoint` read beside it.
  */
 export function decodeProviderState(
   key: string,
   info: HubServiceInfo,
   provider: Address,
   stored: z.infer<typeof providerLedgerDocument>,
+  checkpoint: Record<string, bigint>,
 ): ProviderState {
   if (
     stored.hub.toLowerCase() !== info.hub.toLowerCase() ||
@@ -140,6 +116,10 @@ export function decodeProviderState(
   ) {
     throw new StoredStateError(key, 'it belongs to another hub, chain or provider');
   }
-  const { version: _v, hub: _h, chainId: _c, provider: _p, inflightBatch, ...state } = stored;
-  return { ...state, inflightBatch: inflightBatch ?? [] } as ProviderState;
+  const { version: _v, hub: _h, chainId: _c, provider: _p, inflightBatch, credited, ...state } = stored;
+  return {
+    ...state,
+    credited: CreditedTotals.of(checkpoint, credited),
+    inflightBatch: inflightBatch ?? [],
+  } as ProviderState;
 }

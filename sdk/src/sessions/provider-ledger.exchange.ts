@@ -29,7 +29,7 @@ export async function exchangeOne(
     return refusal;
   }
   if (state.unrevealed) state = await ledger.reveal(state);
-  const credited = state.credited[promise.agreement.id.toLowerCase()] ?? 0n;
+  const credited = state.credited.get(promise.agreement.id.toLowerCase());
   return send(ledger, state, promise, preimage, credited, true);
 }
 
@@ -68,7 +68,7 @@ async function send(
       if (!recovered || !sameHex(recovered.hubPromise.hashlock, promise.hashlock)) throw error;
       const state = ledger.state();
       const id = promise.agreement.id.toLowerCase();
-      await ledger.save({ ...state, credited: { ...state.credited, [id]: promise.agreement.total } });
+      await ledger.save({ ...state, credited: state.credited.with(id, promise.agreement.total) });
       return recovered.hubPromise;
     }
     // A hub of an earlier version asks for the previous R first: take its latest promise and R, and
@@ -108,7 +108,7 @@ export async function complete(ledger: LedgerInternals, inflight: Inflight): Pro
     ...state,
     latest: hubPromise,
     latestPreimage: inflight.preimage,
-    credited: { ...state.credited, [id]: promise.agreement.total },
+    credited: state.credited.with(id, promise.agreement.total),
     inflight: null,
   };
   await ledger.save(next);

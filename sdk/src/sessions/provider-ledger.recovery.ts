@@ -42,13 +42,11 @@ export async function recover(ledger: LedgerInternals): Promise<Recovered | null
       'The recovered promise was not stored. Claim with the R you hold, or ask the hub operator.',
     );
   }
-  const credited = { ...state.credited };
   // The exchange that got no answer was applied if the hub's latest promise is its own.
   const applied = state.inflight && sameHex(state.inflight.request.promise.hashlock, hubPromise.hashlock);
-  if (applied) {
-    const { agreement } = state.inflight!.request.promise;
-    credited[agreement.id.toLowerCase()] = agreement.total;
-  }
+  const agreement = state.inflight?.request.promise.agreement;
+  const credited =
+    applied && agreement ? state.credited.with(agreement.id.toLowerCase(), agreement.total) : state.credited;
   const next: ProviderState = {
     ...state,
     latest: hubPromise,

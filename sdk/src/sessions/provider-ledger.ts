@@ -10,15 +10,14 @@ import { jsVerifier, type Verifier } from '../protocol/verifier.js';
 import { Mutex } from './mutex.js';
 import { exchangeBatch } from './provider-ledger.batch.js';
 import { checkHubInfo, checkHubPromise } from './provider-ledger.checks.js';
+import { CreditedTotals } from './provider-ledger.credited.js';
 import {
-  changedSince,
   creditedCheckpointDocument,
   creditedCheckpointKey,
   decodeProviderState,
   emptyState,
   encodeCreditedCheckpoint,
   encodeProviderState,
-  mergeCredited,
   providerLedgerDocument,
 } from './provider-ledger.document.js';
 import { exchangeOne } from './provider-ledger.exchange.js';
@@ -78,8 +77,6 @@ export class ProviderLedger {
   #sealer: ((preimage: Hex) => Hex) | undefined;
   #key: string | undefined;
   #state: ProviderState | undefined;
-  /** The credited totals in the store's checkpoint (`<key>/credited`), as last read or written. */
-  #checkpoint: Record<string, bigint> = {};
   #lastSettlementCheck = Number.NEGATIVE_INFINITY;
   /** What the ledger's parts in other modules (exchanges, batches, recovery, settlement) work with. */
   readonly #internals: LedgerInternals;
@@ -177,7 +174,7 @@ export class ProviderLedger {
    * const paid = await ledger.credited(agreementId);
    */
   credited(agreementId: Hex): Promise<bigint> {
-    return this.#mutex.run(async () => (await this.#open()).credited[agreementId.toLowerCase()] ?? 0n);
+    return this.#mutex.run(async () => (await this.#open()).credited.get(agreementId.toLowerCase()));
   }
 
   /**
@@ -300,14 +297,13 @@ export class ProviderLedger {
     this.#key =
       this.#options.key ?? `chit/provider/${info.chainId}/${info.hub.toLowerCase()}/${this.provider.toLowerCase()}`;
     const stored = await readState(this.#store, this.#key, providerLedgerDocument);
-    const checkpoint = await readState(this.#store, creditedCheckpointKey(this.#key), creditedCheckpointDocument);
-    this.#checkpoint = checkpoint?.credited ?? {};
+    const checkpoint =
+      (await readState(this.#store, creditedCheckpointKey(this.#key), creditedCheckpointDocument))?.credited ?? {};
     if (stored) {
-      const state = decodeProviderState(this.#key, info, this.provider, stored);
-      this.#state = { ...state, credited: mergeCredited(this.#checkpoint, state.credited) };
+      this.#state = decodeProviderState(this.#key, info, this.provider, stored, checkpoint);
       return this.#state;
     }
-    this.#state = { ...emptyState(), credited: { ...this.#checkpoint } };
+    this.#state = { ...emptyState(), credited: CreditedTotals.of(checkpoint, {}) };
     try {
       if (this.#options.recoverOnEmptyStore ?? true) await recover(this.#internals);
       else await this.#save(this.#state);
@@ -377,17 +373,18 @@ export class ProviderLedger {
   /**
    * Stores `state`: its document holds the credited totals changed since the checkpoint. When they are
    * more than `creditedJournal`, the checkpoint is written first with the totals of the state stored
-   * last (never ahead of the document: a crash between the two writes reads back that state).
+   * last (never ahead of the document: a crash between the two writes reads back that state). Only
+   * that write goes through every agreement; a save otherwise costs the totals since the checkpoint.
    */
-  async #save(state: ProviderState): Promise<void> {
-    let changed = changedSince(state.credited, this.#checkpoint);
+  async #save(next: ProviderState): Promise<void> {
+    let state = next;
     const stored = this.#state;
-    if (stored && Object.keys(changed).length > (this.#options.creditedJournal ?? 512)) {
-      await this.#store.put(creditedCheckpointKey(this.key), encodeCreditedCheckpoint(stored.credited));
-      this.#checkpoint = stored.credited;
-      changed = changedSince(state.credited, this.#checkpoint);
+    if (stored && state.credited.sinceCount > (this.#options.creditedJournal ?? 512)) {
+      const checkpoint = stored.credited.folded();
+      await this.#store.put(creditedCheckpointKey(this.key), encodeCreditedCheckpoint(checkpoint.all()));
+      state = { ...state, credited: state.credited.rebasedOn(checkpoint) };
     }
-    await this.#store.put(this.key, encodeProviderState(this.info, this.provider, state, changed));
+    await this.#store.put(this.key, encodeProviderState(this.info, this.provider, state));
     this.#state = state;
   }
 }

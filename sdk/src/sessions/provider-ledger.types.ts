@@ -4,6 +4,7 @@ import type { HubJob, HubServiceInfo, HubSettlement, HubSettlementQuote } from '
 import type { TypedDataSigner } from '../protocol/sign.js';
 import type { ExchangeRequest, SignedConsumerPromise, SignedHubPromise } from '../protocol/types.js';
 import type { Verifier } from '../protocol/verifier.js';
+import type { CreditedTotals } from './provider-ledger.credited.js';
 import type { SettlementDecision, SettlementPolicy } from './settlement-policy.js';
 import type { Store } from './store.js';
 
@@ -92,8 +93,8 @@ export interface ProviderState {
    * box, which the hub opens before it signs, so nothing new is ever left here.
    */
   unrevealed: Hex | null;
-  /** The highest agreement total the hub credited, by agreement id. */
-  credited: Record<string, bigint>;
+  /** The highest agreement total the hub credited, by agreement id: the checkpoint's and those since. */
+  credited: CreditedTotals;
   /** An exchange sent whose outcome is not known yet: it is sent again, identically, before any other. */
   inflight: Inflight | null;
   /** The same for exchanges sent together (`POST /v1/exchanges`): sent again, identically, before any other. */
