@@ -276,16 +276,23 @@ async function main(): Promise<void> {
     progress('paid requests through the gateway of chit provide http (npm run bench:gateway)');
     progress('building @chit/x402 (npm run build -w x402)');
     await run('npm', ['run', 'build', '-w', 'x402']);
-    // 16 buyers at once, then 64: the seller's exchanges batch more as more buyers wait together.
+    // 16 buyers at once, then 64: the seller's exchanges batch more as more buyers wait together. Then 64
+    // again for a seller already paid on 100,000 agreements: what a paid request costs must not grow with them.
     const gateway: GatewayFigures[] = [];
-    for (const [buyers, requests] of [
-      [16, 100],
-      [64, 50],
+    for (const [buyers, requests, agreements] of [
+      [16, 100, 0],
+      [64, 50, 0],
+      [64, 50, 100_000],
     ] as const) {
-      const gatewayJson = path.join(tmp, `gateway-${buyers}.json`);
+      const gatewayJson = path.join(tmp, `gateway-${buyers}-${agreements}.json`);
       await run(path.join(BIN, 'ts-node'), ['--transpile-only', 'scripts/gateway-bench.ts', '--json', gatewayJson], {
-        prefix: `  gateway ${buyers} | `,
-        env: { ...process.env, CHIT_BENCH_BUYERS: String(buyers), CHIT_BENCH_REQUESTS: String(requests) },
+        prefix: `  gateway ${buyers}${agreements ? `, ${agreements} earlier agreements` : ''} | `,
+        env: {
+          ...process.env,
+          CHIT_BENCH_BUYERS: String(buyers),
+          CHIT_BENCH_REQUESTS: String(requests),
+          CHIT_BENCH_AGREEMENTS: String(agreements),
+        },
       });
       gateway.push(JSON.parse(readFileSync(gatewayJson, 'utf8')));
     }
@@ -557,11 +564,12 @@ function render(input: ReportInput): string {
       : []),
     '## Selling through the gateway (x402, the chit scheme)',
     '',
-    `\`chit provide http\`'s gateway (\`startGateway\` of @chit/x402: @x402/core's HTTP resource server on node:http) in front of a node:http API answering ${input.gateway[0]!.bodyBytes}-byte bodies, on the same kind of stack as above (the hub as its own process, Postgres, Redis, anvil). The buyers pay at once, each its requests one after another, with chitFetch (@x402/fetch), in a Node process of their own: a buyer's first request gets the 402 and is paid on the retry; each later one is paid at once with the invoice the seller handed in the last PAYMENT-RESPONSE (\`extra.nextInvoice\`), one round trip: the promise signed (nativeAccount, as \`chit pay\` signs), the seller's own checks (the hub's /x402/verify only for each agreement's first payment), the API, the exchange through the seller's ProviderLedger (exchanges waiting together in one POST /v1/exchanges; native signature checks, hashing and sealing). The seller keeps its meters and its ledger in a FileStore on disk, as \`chit provide http\` does: each paid request writes its agreement's meter twice and each exchange request the ledger's document, each write on disk before it returns (the store's journal syncs the writes made together once). The gateway, the API and the buyers each run in a Node process of their own, on the same 2 cores as the hub and Postgres. Latency is a whole paid request as the buyer sees it, beside the same request sent straight to the API. CPU is per paid request, from /proc. Command: \`npm run bench:gateway\` (\`CHIT_BENCH_BUYERS\`, \`CHIT_BENCH_REQUESTS\`; \`CHIT_BENCH_STORE=memory\` keeps the seller's store in memory, \`CHIT_BENCH_TIMINGS=1\` breaks the latency down by call, \`CHIT_BENCH_PROFILE=DIR\` profiles the gateway, \`CHIT_BENCH_BUYERS_PROF=DIR\` the buyers).`,
+    `\`chit provide http\`'s gateway (\`startGateway\` of @chit/x402: @x402/core's HTTP resource server on node:http) in front of a node:http API answering ${input.gateway[0]!.bodyBytes}-byte bodies, on the same kind of stack as above (the hub as its own process, Postgres, Redis, anvil). The buyers pay at once, each its requests one after another, with chitFetch (@x402/fetch), in a Node process of their own: a buyer's first request gets the 402 and is paid on the retry; each later one is paid at once with the invoice the seller handed in the last PAYMENT-RESPONSE (\`extra.nextInvoice\`), one round trip: the promise signed (nativeAccount, as \`chit pay\` signs), the seller's own checks (the hub's /x402/verify only for each agreement's first payment), the API, the exchange through the seller's ProviderLedger (exchanges waiting together in one POST /v1/exchanges; native signature checks, hashing and sealing). The seller keeps its meters and its ledger in a FileStore on disk, as \`chit provide http\` does: each paid request writes its agreement's meter twice and each exchange request the ledger's document, each write on disk before it returns (the store's journal syncs the writes made together once). The gateway, the API and the buyers each run in a Node process of their own, on the same 2 cores as the hub and Postgres. Latency is a whole paid request as the buyer sees it, beside the same request sent straight to the API. CPU is per paid request, from /proc. Command: \`npm run bench:gateway\` (\`CHIT_BENCH_BUYERS\`, \`CHIT_BENCH_REQUESTS\`; \`CHIT_BENCH_STORE=memory\` keeps the seller's store in memory, \`CHIT_BENCH_TIMINGS=1\` breaks the latency down by call, \`CHIT_BENCH_PROFILE=DIR\` profiles the gateway, \`CHIT_BENCH_BUYERS_PROF=DIR\` the buyers, \`CHIT_BENCH_AGREEMENTS=N\` gives the seller N agreements it was paid on before, in its ledger's checkpoint). The last row is a seller already paid on 100,000 agreements, as one that has sold to many buyers for a while: the ledger's work per exchange does not grow with them.`,
     '',
     ...table(
       [
         'buyers at once',
+        'agreements paid before',
         'paid requests',
         'paid requests/s',
         'p50 ms',
@@ -579,6 +587,7 @@ function render(input: ReportInput): string {
       ],
       input.gateway.map((run) => [
         run.buyers,
+        grouped(run.earlierAgreements ?? 0),
         grouped(run.paidRequests),
         grouped(Math.round(run.paidPerSecond)),
         fixed(run.p50Ms),

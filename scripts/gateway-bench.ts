@@ -55,6 +55,8 @@ const AGREEMENTS = Number(process.env.CHIT_BENCH_AGREEMENTS ?? 0);
 /** What `--json` writes. */
 export interface GatewayFigures {
   buyers: number;
+  /** Agreements the seller had been paid on before (CHIT_BENCH_AGREEMENTS). */
+  earlierAgreements: number;
   requestsPerBuyer: number;
   bodyBytes: number;
   paidRequests: number;
@@ -289,6 +291,7 @@ async function main(): Promise<void> {
     if (json > 0) {
       const figures: GatewayFigures = {
         buyers: BUYERS,
+        earlierAgreements: AGREEMENTS,
         requestsPerBuyer: REQUESTS,
         bodyBytes: BODY,
         paidRequests: paid,
