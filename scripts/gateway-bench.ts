@@ -80,6 +80,10 @@ function countingHttp(http: ReturnType<typeof nodeHubHttp>): ReturnType<typeof n
       if (request.method === 'POST' && request.url.endsWith('/v1/exchanges') && request.body) {
         exchangeCalls.requests++;
         exchangeCalls.items += (JSON.parse(request.body) as { exchanges: unknown[] }).exchanges.length;
+      } else if (request.method === 'POST' && request.url.endsWith('/v1/exchange')) {
+        // One exchange alone (nothing else was waiting).
+        exchangeCalls.requests++;
+        exchangeCalls.items++;
       }
       return http(request);
     },
