@@ -42,6 +42,7 @@ import {
   verifyHubPromise,
 } from '../src/index.js';
 import { FileStore, nativeAccount } from '../src/node/index.js';
+import { CreditedTotals } from '../src/sessions/provider-ledger.credited.js';
 import { type ReferenceHub, startReferenceHub } from './support/reference-hub.js';
 
 const HUB = '0x4859E602e6ffac40ef337bB9B9Df6a4D9CF43b51' as Address;
@@ -1216,5 +1217,32 @@ describe('ProviderSession against a reference hub', { timeout: 30_000 }, () => {
       assert.equal(last.total, 4_000n, 'the third exchange was completed first, then the fourth: each credited once');
       for (const id of ids) assert.equal(await reopened.credited(id), 1_000n);
     });
+  });
+});
+
+describe("CreditedTotals (a ProviderLedger state's credited totals)", () => {
+  const [a, b, c] = ['0xa', '0xb', '0xc'];
+
+  it('takes the higher of the checkpoint and the document, and never changes a value it made', () => {
+    const totals = CreditedTotals.of({ [a]: 5n, [b]: 9n }, { [a]: 7n, [b]: 3n });
+    assert.deepEqual([totals.get(a), totals.get(b), totals.get(c)], [7n, 9n, 0n]);
+    assert.deepEqual(totals.since(), { [a]: 7n }, 'a lower total in the document is not a change');
+    const next = totals.with(c, 4n);
+    assert.equal(totals.get(c), 0n, 'the earlier value is unchanged');
+    assert.deepEqual(next.since(), { [a]: 7n, [c]: 4n });
+  });
+
+  it('folds into a new checkpoint; a state made from the folded one keeps only what changed since', () => {
+    const stored = CreditedTotals.of({ [a]: 5n }, { [b]: 2n });
+    const next = stored.withAll([[c, 1n]]);
+    const checkpoint = stored.folded();
+    assert.deepEqual(checkpoint.all(), { [a]: 5n, [b]: 2n });
+    assert.equal(checkpoint.sinceCount, 0);
+    const rebased = next.rebasedOn(checkpoint);
+    assert.deepEqual(rebased.since(), { [c]: 1n });
+    assert.deepEqual(rebased.all(), { [a]: 5n, [b]: 2n, [c]: 1n });
+    // Totals of another origin are compared whole: a total of theirs the checkpoint lacks stays since.
+    const other = CreditedTotals.of({ [a]: 6n }, {});
+    assert.deepEqual(other.rebasedOn(checkpoint).since(), { [a]: 6n });
   });
 });

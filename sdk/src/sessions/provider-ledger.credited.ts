@@ -92,9 +92,9 @@ export class CreditedTotals {
   }
 
   /**
-   * The same totals over `folded`'s checkpoint: only those that differ from it stay since. `folded`
-   * is the state stored last {@link CreditedTotals.folded}, and these totals were made from that state,
-   * so only the totals since are compared; totals of another origin are compared whole.
+   * The same totals over `folded`'s checkpoint: only those that differ from it stay since. `folded` is
+   * what {@link CreditedTotals.folded} made of the stored state's totals; when these totals were made
+   * from that state, only their totals since are compared, else all of them.
    */
   rebasedOn(folded: CreditedTotals): CreditedTotals {
     const checkpoint = folded.#checkpoint;
