@@ -2,8 +2,9 @@
  * The buyers of `npm run bench:gateway`, in a process of their own so that the bench tells their CPU
  * (the load generator's) from the gateway's. Forked by scripts/gateway-bench.ts, which sends one
  * {@link BuyersJob} over IPC; each buyer pays its requests one after another through chitFetch
- * (@x402/fetch with the chit scheme, native signing as `chit pay` signs), all buyers at once. Answers
- * with {@link BuyersResult}.
+ * (@x402/fetch with the chit scheme, native signing as `chit pay` signs), all buyers at once: first
+ * `warmup` each, then says `warm` and waits for `go` (the bench takes its CPU readings in between), then
+ * `requests` each, which it times. Answers with {@link BuyersResult}.
  */
 import { ConsumerLedger, MemoryStore } from '@chit/sdk';
 import { enableNativeHashing, nativeAccount, nativeVerifier } from '@chit/sdk/node';
@@ -20,6 +21,8 @@ export interface BuyersJob {
   pricePerRequest: string;
   pricePerMiB: string;
   requests: number;
+  /** Paid requests per buyer first, not counted: each agreement's first payment, and the JIT's warm-up. */
+  warmup: number;
 }
 
 export interface BuyersResult {
@@ -47,19 +50,25 @@ async function run(job: BuyersJob): Promise<BuyersResult> {
     }),
   );
   const latencies: number[] = [];
+  const payAll = (requests: number, timed: boolean) =>
+    Promise.all(
+      pays.map(async (pay) => {
+        for (let i = 0; i < requests; i++) {
+          const at = performance.now();
+          const response = await pay(`${job.gatewayUrl}/data`);
+          await response.arrayBuffer();
+          if (response.status !== 200) throw new Error(`a paid request answered ${response.status}`);
+          if (timed) latencies.push(performance.now() - at);
+        }
+      }),
+    );
+  await payAll(job.warmup, false);
+  const go = new Promise((resolve) => process.once('message', resolve));
+  process.send?.('warm');
+  await go;
   const cpu = process.cpuUsage();
   const started = performance.now();
-  await Promise.all(
-    pays.map(async (pay) => {
-      for (let i = 0; i < job.requests; i++) {
-        const at = performance.now();
-        const response = await pay(`${job.gatewayUrl}/data`);
-        await response.arrayBuffer();
-        if (response.status !== 200) throw new Error(`a paid request answered ${response.status}`);
-        latencies.push(performance.now() - at);
-      }
-    }),
-  );
+  await payAll(job.requests, true);
   const seconds = (performance.now() - started) / 1000;
   const used = process.cpuUsage(cpu);
   return { latencies, seconds, cpuUs: used.user + used.system };

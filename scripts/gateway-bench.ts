@@ -3,17 +3,20 @@
  *
  * Brings up the e2e stack (anvil with the contracts, the hub as its own process on Postgres and Redis,
  * see test/e2e/support/stack.ts), a toy API on node:http in a process of its own
- * (scripts/gateway-bench-api.ts), and the gateway in this process in front of it. CHIT_BENCH_BUYERS buyers (fresh consumers with deposits, in a process of their own:
- * scripts/gateway-bench-buyers.ts) each make CHIT_BENCH_REQUESTS paid requests in sequence, all buyers
- * at once, through chitFetch (@x402/fetch with the chit scheme): the
- * first one a 402, sign, paid retry; the later ones signed at once for the seller's next invoice (one
- * round trip); the hub's /x402/verify, the API, the exchange at the hub. It prints paid
+ * (scripts/gateway-bench-api.ts), and the gateway in this process in front of it. CHIT_BENCH_BUYERS
+ * buyers (fresh consumers with deposits, in a process of their own: scripts/gateway-bench-buyers.ts)
+ * each make CHIT_BENCH_WARMUP paid requests, not counted, then CHIT_BENCH_REQUESTS, counted, in
+ * sequence, all buyers at once, through chitFetch (@x402/fetch with the chit scheme): the first one a
+ * 402, sign, paid retry, the hub's /x402/verify; the later ones signed at once for the seller's next
+ * invoice (one round trip), checked by the seller alone; the API, the exchange at the hub. It prints paid
  * requests/s and latency percentiles of a whole paid request, beside the same requests sent straight
  * to the API, and checks that the hub credited exactly what the buyers paid, and the CPU per paid
  * request of each: the gateway (this process), the API, the hub, Postgres, the buyers. They share the machine.
  *
  *   CHIT_BENCH_BUYERS (16)     buyers paying at once
- *   CHIT_BENCH_REQUESTS (50)   paid requests per buyer
+ *   CHIT_BENCH_REQUESTS (50)   paid requests per buyer, counted
+ *   CHIT_BENCH_WARMUP (10)     paid requests per buyer before those, not counted: each agreement's first
+ *                              payment (a 402, then the hub's /x402/verify) and the JIT's warm-up
  *   CHIT_BENCH_BODY (512)      response body bytes
  *   CHIT_BENCH_STORE (file)    the seller's store: a FileStore in a temporary directory, as `chit provide
  *                              http` keeps it (a journal, synced to disk once per group of writes), or
@@ -51,6 +54,7 @@ const PRICE = 10n ** 15n;
 const PER_MIB = 10n ** 16n;
 const STORE = process.env.CHIT_BENCH_STORE ?? 'file';
 const AGREEMENTS = Number(process.env.CHIT_BENCH_AGREEMENTS ?? 0);
+const WARMUP = Number(process.env.CHIT_BENCH_WARMUP ?? 10);
 
 /** What `--json` writes. */
 export interface GatewayFigures {
@@ -58,6 +62,8 @@ export interface GatewayFigures {
   /** Agreements the seller had been paid on before (CHIT_BENCH_AGREEMENTS). */
   earlierAgreements: number;
   requestsPerBuyer: number;
+  /** Paid requests per buyer before those counted (CHIT_BENCH_WARMUP). */
+  warmupPerBuyer: number;
   bodyBytes: number;
   paidRequests: number;
   seconds: number;
@@ -200,9 +206,6 @@ async function main(): Promise<void> {
       }),
     );
 
-    const backends = new BackendCpu(stack.db);
-    await backends.sample();
-    const sampler = setInterval(() => void backends.sample(), 250);
     const buyersProcess = fork(path.join(__dirname, 'gateway-bench-buyers.ts'), {
       execArgv: [
         '--require',
@@ -227,10 +230,19 @@ async function main(): Promise<void> {
       pricePerRequest: PRICE.toString(),
       pricePerMiB: PER_MIB.toString(),
       requests: REQUESTS,
+      warmup: WARMUP,
     };
+    buyersProcess.send(job);
+    // The warm-up's paid requests are not counted: the CPU readings start once the buyers have paid them.
+    await Promise.race([new Promise((resolve) => buyersProcess.once('message', resolve)), exited]);
+    exchangeCalls.requests = 0;
+    exchangeCalls.items = 0;
+    const backends = new BackendCpu(stack.db);
+    await backends.sample();
+    const sampler = setInterval(() => void backends.sample(), 250);
     const profiler = process.env.CHIT_BENCH_PROFILE ? await startProfile() : undefined;
     const cpuBefore = { hub: cpuMs(stack.hub.pid), api: cpuMs(api.pid), self: process.cpuUsage() };
-    buyersProcess.send(job);
+    buyersProcess.send('go');
     const result = await Promise.race([
       new Promise<BuyersResult>((resolve) =>
         buyersProcess.once('message', (message: BuyersResult) => resolve(message)),
@@ -249,11 +261,13 @@ async function main(): Promise<void> {
     const paid = BUYERS * REQUESTS;
     const due = (n: bigint) => n * PRICE + ((n - 1n) * BigInt(BODY) * PER_MIB + (1n << 20n) - 1n) / (1n << 20n);
     const earned = (await stack.hub.client.provider(seller.address)).earned;
-    const expected = BigInt(BUYERS) * due(BigInt(REQUESTS));
+    const expected = BigInt(BUYERS) * due(BigInt(WARMUP + REQUESTS));
     if (earned !== expected) throw new Error(`the hub credited ${earned}, the buyers owed ${expected}`);
     latencies.sort((a, b) => a - b);
     direct.sort((a, b) => a - b);
-    console.log(`\n${paid} paid requests, ${BUYERS} buyers at once, ${BODY}-byte bodies, one seller:`);
+    console.log(
+      `\n${paid} paid requests, ${BUYERS} buyers at once, ${BODY}-byte bodies, one seller, after ${WARMUP} per buyer not counted:`,
+    );
     console.log(`  ${(paid / seconds).toFixed(0)} paid requests/s (${seconds.toFixed(1)} s)`);
     console.log(
       `  paid request through the gateway: p50 ${ms(percentile(latencies, 0.5))}, p99 ${ms(percentile(latencies, 0.99))}`,
@@ -297,6 +311,7 @@ async function main(): Promise<void> {
         buyers: BUYERS,
         earlierAgreements: AGREEMENTS,
         requestsPerBuyer: REQUESTS,
+        warmupPerBuyer: WARMUP,
         bodyBytes: BODY,
         paidRequests: paid,
         seconds,
