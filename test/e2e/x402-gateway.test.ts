@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { MemoryStore, settleProvider } from '@chit/sdk';
 import { agreementIdOf, type ChitFetch, chitFetch, type Gateway, type GatewayEvent, startGateway } from '@chit/x402';
+import { decodePaymentResponseHeader, encodePaymentResponseHeader } from '@x402/core/http';
 import type { Hex } from 'viem';
 import { parseEther } from 'viem';
 import { feeOf, MIB } from './support/figures';
@@ -278,7 +279,10 @@ describe('x402 gateway: sell an HTTP API without touching it', function () {
     const answer = await payDora(`${gateway.url}/events`);
     assert.equal(answer.status, 200);
     assert.equal(answer.headers.get('content-type'), 'text/event-stream');
-    assert.ok(answer.headers.get('payment-response'), 'paid before the body');
+    const paid = answer.headers.get('payment-response');
+    assert.ok(paid, 'paid before the body');
+    // Byte for byte what @x402/core's own encoder writes (the gateway encodes it with Buffer).
+    assert.equal(encodePaymentResponseHeader(decodePaymentResponseHeader(paid)), paid);
     const reader = answer.body!.getReader();
     const text = new TextDecoder();
     // The API holds its last event until the first reached the buyer: a gateway (or a chitFetch) that
