@@ -8,7 +8,7 @@
  * in the books (as the chain follower would after deposits), pre-signs every consumer promise, then
  * drives POST /v1/exchange from this process (the load generator shares the machine) and reports
  * exchanges/s and latency percentiles, with exchanges/s in the first and the last quarter of each level
- * (the books grow as it runs). A short warm-up, not counted, runs first. The last two lines printed are
+ * (the books grow as it runs). A warm-up, not counted, runs first. The last two lines printed are
  * the headline: `exchanges/s: N` and `p99 ms: N` of the (last) level. At the end it stops
  * the hub and anvil, drops its database and deletes its Redis keys (its own QUEUE_PREFIX).
  *
@@ -19,6 +19,7 @@
  *                              per request, exchanges/s counts items; 1 sends POST /v1/exchange
  *   CHIT_BENCH_SIGN (latest)   batched: the hub signs the latest hub promise of each request (latest),
  *                              or each item's (each)
+ *   CHIT_BENCH_WARMUP (20000)  exchanges run first and not counted, in the first level's mode
  *   CHIT_BENCH_BOOKS (1000000) exchanges already in the books before the first level (also --books N):
  *                              seeded with SQL once the hub has migrated, then left to the hub's own
  *                              statistics upkeep (the bench waits until it has analyzed them)
