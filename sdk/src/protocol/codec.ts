@@ -2,6 +2,7 @@ import type { Address, Hex } from 'viem';
 import { z } from 'zod';
 import { MalformedMessageError } from '../errors/protocol.js';
 import { address, basisPoints, bytes32, chainId, sealedPreimage, signature, uint256 } from '../wire/primitives.js';
+import { fastDecoders } from './codec.fast.js';
 import type {
   ExchangeRequest,
   ExchangeResponse,
@@ -99,6 +100,9 @@ interface Messages {
  * const promise = decodeMessage('consumerPromise', await request.json());
  */
 export function decodeMessage<N extends MessageName>(name: N, json: unknown): Messages[N] {
+  // The hot messages first without zod: what that accepts, the schema returns identically.
+  const fast = (fastDecoders as Partial<Record<MessageName, (json: unknown) => unknown>>)[name]?.(json);
+  if (fast !== undefined) return fast as Messages[N];
   const result = wireSchemas[name].safeParse(json);
   if (!result.success) {
     const issue = result.error.issues[0]!;
