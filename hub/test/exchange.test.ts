@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import {
+  encodeMessage,
   newHashlock,
   type SignedConsumerPromise,
   sealPreimage,
   signConsumerPromise,
+  signRecoveryRequest,
   verifyHubPromise,
 } from '@chit/sdk';
 import type { Pool } from 'pg';
@@ -345,7 +347,6 @@ describe('exchange', () => {
     const p = provider();
     const { signed, preimage } = await promise(consumer, p, ether(4), ether(4));
     const { hubPromise } = await exchange(request(signed, preimage));
-    const { signRecoveryRequest, encodeMessage } = await import('@chit/sdk');
     const now = BigInt(Math.floor(Date.now() / 1000));
     const recovery = await signRecoveryRequest(p.account, { ...scope, provider: p.account.address, issuedAt: now });
     const recovered = await recover(encodeMessage(recovery));

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { ensureRedis, freePort, type RunningService } from '@chit/devstack';
+import { createPublicClient, http } from 'viem';
 import { TcpProxy } from '../../test/e2e/support/tcp-proxy';
 import { type RunningHub, startHub } from '../src/app';
 import { briefRpcError, rpcUnreachable } from '../src/chain/rpc-errors';
@@ -79,7 +80,6 @@ describe('chain RPC out of reach', () => {
 
 describe('rpcUnreachable and briefRpcError', () => {
   it('find viem transport errors under the errors wrapping them, and say so in one short line without the URL', async () => {
-    const { createPublicClient, http } = await import('viem');
     const url = `http://127.0.0.1:${await freePort()}/v3/secret-key`;
     const client = createPublicClient({ transport: http(url, { retryCount: 0 }) });
     const error = await client
