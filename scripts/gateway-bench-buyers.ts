@@ -56,8 +56,12 @@ async function run(job: BuyersJob): Promise<BuyersResult> {
         for (let i = 0; i < requests; i++) {
           const at = performance.now();
           const response = await pay(`${job.gatewayUrl}/data`);
-          await response.arrayBuffer();
-          if (response.status !== 200) throw new Error(`a paid request answered ${response.status}`);
+          const body = await response.arrayBuffer();
+          if (response.status !== 200) {
+            throw new Error(
+              `a paid request answered ${response.status}: ${Buffer.from(body).toString().slice(0, 500)}`,
+            );
+          }
           if (timed) latencies.push(performance.now() - at);
         }
       }),

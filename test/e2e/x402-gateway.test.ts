@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { MemoryStore, settleProvider } from '@chit/sdk';
 import { agreementIdOf, type ChitFetch, chitFetch, type Gateway, type GatewayEvent, startGateway } from '@chit/x402';
 import { decodePaymentResponseHeader, encodePaymentResponseHeader } from '@x402/core/http';
@@ -101,6 +101,7 @@ describe('x402 gateway: sell an HTTP API without touching it', function () {
   let carolOwed = 0n;
   let doraOwed = 0n;
   let erinOwed = 0n;
+  let fayOwed = 0n;
   const deposit = parseEther('100');
   const sizeOf = (i: number) => ((i * 7_919 + 101) % 40_000) + (i % 100 === 99 ? 2_100_000 : 0);
   const defaultOwed = () => owedFor(requests, bytes - lastBody, PRICE, PER_MIB);
@@ -234,6 +235,65 @@ describe('x402 gateway: sell an HTTP API without touching it', function () {
     }
     assert.equal((await stack.hub.client.provider(seller.address)).earned, credited, 'nothing credited');
     assert.ok(events.some((event) => event.type === 'forwarded' && event.status === 500));
+  });
+
+  it('a GET on a kept-alive connection the API reset as it was reused is sent again on a new one and paid once', async () => {
+    // An API that answers the first request of each connection, kept alive, and resets the connection
+    // when a second arrives on it, as a server closing an idle connection does under a request sent on it.
+    const connections: number[] = [];
+    const api = createNetServer((socket) => {
+      let heads = 0;
+      let received = '';
+      connections.push(0);
+      const at = connections.length - 1;
+      socket.on('data', (chunk: Buffer) => {
+        received += chunk.toString('latin1');
+        while (received.includes('\r\n\r\n')) {
+          received = received.slice(received.indexOf('\r\n\r\n') + 4);
+          heads++;
+          connections[at] = heads;
+          if (heads > 1) return socket.resetAndDestroy();
+          socket.write(
+            'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok',
+          );
+        }
+      });
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => api.listen(0, '127.0.0.1', resolve));
+    const fay = await stack.newConsumer({ deposit: parseEther('1') });
+    const payFay = chitFetch(fetch, {
+      ledger: fay.ledger,
+      token: stack.chain.token,
+      maxPricePerRequest: PRICE,
+      maxPricePerMiB: PER_MIB,
+      store: new MemoryStore(),
+    });
+    const resetting = await startGateway({
+      upstream: `http://127.0.0.1:${(api.address() as AddressInfo).port}/`,
+      hubUrl: stack.hub.url,
+      ledger: seller.ledger,
+      secret: `0x${'8b'.repeat(32)}` as Hex,
+      pricePerRequest: PRICE,
+      pricePerMiB: PER_MIB,
+      port: 0,
+    });
+    try {
+      for (let i = 0; i < 4; i++) {
+        const answer = await payFay(`${resetting.url}/ok`);
+        assert.equal(answer.status, 200, await answer.clone().text());
+        assert.equal(await answer.text(), 'ok');
+      }
+    } finally {
+      await resetting.close();
+      api.close();
+    }
+    // The second request went out on the first one's kept-alive connection, was reset, and was sent
+    // again on a connection of its own; the third opened a new kept-alive one, which the fourth reused:
+    // reset, sent again. Four connections, two of them reset under their second request.
+    assert.deepEqual([...connections].sort(), [1, 1, 2, 2]);
+    fayOwed = owedFor(4, 6n, PRICE, PER_MIB);
+    assert.equal((await stack.hub.client.consumer(fay.address)).credited, fayOwed);
   });
 
   it('a paid request whose body is over the gateway’s limit is answered 413: the API never sees it, nothing credited', async () => {
@@ -404,7 +464,7 @@ describe('x402 gateway: sell an HTTP API without touching it', function () {
 
   it('every balance to the wei after the hub collects and the seller settles', async () => {
     const buyerOwed = defaultOwed() + weatherOwed;
-    const earned = buyerOwed + otherOwed + carolOwed + doraOwed + erinOwed;
+    const earned = buyerOwed + otherOwed + carolOwed + doraOwed + erinOwed + fayOwed;
     assert.equal((await stack.hub.client.provider(seller.address)).earned, earned);
     // What the buyer signed for the refused /fail and 502 requests stays promised but never credited.
     const books = await stack.hub.client.consumer(buyer.address);

@@ -377,10 +377,16 @@ class GatewayResourceServer extends x402HTTPResourceServer {
  * Sends requests to the API on kept-alive connections (node:http: a forwarded request costs a fraction
  * of what `fetch` costs), never following a redirect: the buyer gets the API's own answer. Resolves
  * with the answer once its head has arrived; its body is read as it is relayed.
+ *
+ * A connection left idle for {@link UPSTREAM_IDLE_MS} is closed here, before most servers close theirs
+ * (Node's after 5 s), so that a request is rarely sent on a connection the API is closing. When it is
+ * all the same (reset on a reused connection: the API closed it without reading the request), a request
+ * of an idempotent method is sent again once, on a connection of its own; any other is a 502, not charged.
  */
 function upstreamForwarder(upstream: URL) {
   const secure = upstream.protocol === 'https:';
-  const agent = secure ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
+  const options = { keepAlive: true, timeout: UPSTREAM_IDLE_MS };
+  const agent = secure ? new HttpsAgent(options) : new HttpAgent(options);
   const send = secure ? httpsRequest : httpRequest;
   const forward = (
     method: string,
@@ -389,23 +395,36 @@ function upstreamForwarder(upstream: URL) {
     body: Buffer | undefined,
   ): Promise<IncomingMessage> =>
     new Promise((resolve, reject) => {
-      const outgoing = send(
-        {
-          protocol: upstream.protocol,
-          hostname: upstream.hostname.replace(/^\[|\]$/g, ''),
-          port: upstream.port,
-          method,
-          path,
-          headers: { ...headers, host: upstream.host },
-          agent,
-        },
-        resolve,
-      );
-      outgoing.on('error', reject);
-      outgoing.end(body);
+      const attempt = (again: boolean) => {
+        const outgoing = send(
+          {
+            protocol: upstream.protocol,
+            hostname: upstream.hostname.replace(/^\[|\]$/g, ''),
+            port: upstream.port,
+            method,
+            path,
+            headers: { ...headers, host: upstream.host },
+            agent: again ? false : agent,
+          },
+          resolve,
+        );
+        outgoing.on('error', (error: NodeJS.ErrnoException) => {
+          const closedUnderIt = outgoing.reusedSocket && (error.code === 'ECONNRESET' || error.code === 'EPIPE');
+          if (!again && closedUnderIt && IDEMPOTENT.has(method)) attempt(true);
+          else reject(error);
+        });
+        outgoing.end(body);
+      };
+      attempt(false);
     });
   return Object.assign(forward, { close: () => agent.destroy() });
 }
+
+/** How long a connection to the API stays open unused: below the 5 s after which Node's servers close theirs. */
+const UPSTREAM_IDLE_MS = 4_000;
+
+/** Methods a request of which may be sent twice (RFC 9110 §9.2.2). */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 /** The API's body relayed to the buyer as it comes: the bytes relayed, and whether it reached the buyer whole. */
 function relay(from: IncomingMessage, to: ServerResponse): Promise<{ bytes: number; complete: boolean }> {
