@@ -463,7 +463,7 @@ function render(input: ReportInput): string {
       .map(([k, v]) => `${k}=${v}`)
       .join(
         ', ',
-      )}, other settings default) on anvil, Postgres and Redis as above. Each level seeds fresh consumer channels and has that many providers exchange in parallel, each one exchange after another (POST /v1/exchange, undici, promises signed beforehand). Latency is measured by the client, per request. The levels run in sequence on one stack${input.warmup ? `, after a warm-up of ${input.warmup.workers * input.warmup.exchangesPerWorker} exchanges that is not counted` : ''}. "First / last quarter" is exchanges/s while the first and the last quarter of a level's exchanges were answered: the books grow as the level runs.`,
+      )}, other settings default) on anvil, Postgres and Redis as above. Each level seeds fresh consumer channels and has that many providers exchange in parallel, each one exchange after another (POST /v1/exchange, undici, promises signed beforehand). Latency is measured by the client, per request. The levels run in sequence on one stack${input.warmup ? `, after a warm-up of ${grouped(input.warmup.workers * input.warmup.exchangesPerWorker)} exchanges that is not counted` : ''}. "First / last quarter" is exchanges/s while the first and the last quarter of a level's exchanges were answered: the books grow as the level runs.`,
     '',
     `Whole table: \`${command}\`. One level on a stack of its own (the same bench, no earlier levels): the command in the last column.`,
     '',
