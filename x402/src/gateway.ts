@@ -396,6 +396,7 @@ function upstreamForwarder(upstream: URL) {
   ): Promise<IncomingMessage> =>
     new Promise((resolve, reject) => {
       const attempt = (again: boolean) => {
+        let answered = false;
         const outgoing = send(
           {
             protocol: upstream.protocol,
@@ -406,10 +407,15 @@ function upstreamForwarder(upstream: URL) {
             headers: { ...headers, host: upstream.host },
             agent: again ? false : agent,
           },
-          resolve,
+          (answer) => {
+            answered = true;
+            resolve(answer);
+          },
         );
         outgoing.on('error', (error: NodeJS.ErrnoException) => {
-          const closedUnderIt = outgoing.reusedSocket && (error.code === 'ECONNRESET' || error.code === 'EPIPE');
+          // Reset before any answer, on a connection used before: closed by the API as the request left.
+          const closedUnderIt =
+            !answered && outgoing.reusedSocket && (error.code === 'ECONNRESET' || error.code === 'EPIPE');
           if (!again && closedUnderIt && IDEMPOTENT.has(method)) attempt(true);
           else reject(error);
         });
