@@ -388,6 +388,7 @@ function upstreamForwarder(upstream: URL) {
   const options = { keepAlive: true, timeout: UPSTREAM_IDLE_MS };
   const agent = secure ? new HttpsAgent(options) : new HttpAgent(options);
   const send = secure ? httpsRequest : httpRequest;
+  const hostname = upstream.hostname.replace(/^\[|\]$/g, '');
   const forward = (
     method: string,
     path: string,
@@ -400,7 +401,7 @@ function upstreamForwarder(upstream: URL) {
         const outgoing = send(
           {
             protocol: upstream.protocol,
-            hostname: upstream.hostname.replace(/^\[|\]$/g, ''),
+            hostname,
             port: upstream.port,
             method,
             path,

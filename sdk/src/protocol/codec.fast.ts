@@ -1,4 +1,5 @@
 import { getAddress, isAddress } from 'viem';
+import { ADDRESS_PATTERN, bytesPattern, MAX_UINT256, UINT256_PATTERN } from '../wire/primitives.js';
 import type { SignedConsumerPromise, SignedHubPromise } from './types.js';
 
 // The hot messages (a consumer promise, an exchange request, a hub promise: one of each per payment on
@@ -9,13 +10,11 @@ import type { SignedConsumerPromise, SignedHubPromise } from './types.js';
 // its schema, never looser (sdk/test/codec-fast.test.ts checks it against the schema on random inputs
 // and on every field's edge values).
 
-const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
-const BYTES32 = /^0x[0-9a-fA-F]{64}$/;
+// The patterns are the schemas' own (../wire/primitives.ts); the signature's adds the schema's v check.
+const BYTES32 = bytesPattern(32);
 // 65 bytes, v = 27 or 28 (0x1b or 0x1c) in either case, as the schema reads it after lower-casing.
 const SIGNATURE = /^0x[0-9a-fA-F]{128}1[bcBC]$/;
-const SEALED_PREIMAGE = /^0x[0-9a-fA-F]{186}$/;
-const UINT256 = /^(0|[1-9][0-9]{0,77})$/;
-const MAX_UINT256 = (1n << 256n) - 1n;
+const SEALED_PREIMAGE = bytesPattern(33 + 12 + 32 + 16);
 
 type Json = Record<string, unknown>;
 
@@ -32,7 +31,7 @@ function object(value: unknown, keys: ReadonlySet<string>, optional?: string): v
 }
 
 const address = (value: unknown) =>
-  typeof value === 'string' && ADDRESS.test(value) && isAddress(value, { strict: true })
+  typeof value === 'string' && ADDRESS_PATTERN.test(value) && isAddress(value, { strict: true })
     ? getAddress(value)
     : undefined;
 const hex = (value: unknown, pattern: RegExp) =>
@@ -40,7 +39,7 @@ const hex = (value: unknown, pattern: RegExp) =>
 const chainId = (value: unknown) =>
   typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? value : undefined;
 function uint256(value: unknown): bigint | undefined {
-  if (typeof value !== 'string' || !UINT256.test(value)) return undefined;
+  if (typeof value !== 'string' || !UINT256_PATTERN.test(value)) return undefined;
   const n = BigInt(value);
   return n <= MAX_UINT256 ? n : undefined;
 }

@@ -5,12 +5,18 @@ import { z } from 'zod';
 // 2^53), bytes as 0x-hex, addresses as 0x-hex (EIP-55 checksummed when mixed case), signatures as
 // r || s || v with v = 27 or 28. Each decodes strictly, with a message that says what was expected.
 
-const MAX_UINT256 = (1n << 256n) - 1n;
+export const MAX_UINT256 = (1n << 256n) - 1n;
+/** 0x and 40 hex digits, in any case (the checksum is checked apart). */
+export const ADDRESS_PATTERN = /^0x[0-9a-fA-F]{40}$/;
+/** `n` bytes as 0x-hex, in any case. */
+export const bytesPattern = (n: number) => new RegExp(`^0x[0-9a-fA-F]{${n * 2}}$`);
+/** A decimal string of a non-negative integer of at most 78 digits, without leading zeros. */
+export const UINT256_PATTERN = /^(0|[1-9][0-9]{0,77})$/;
 
 /** An address: lower case or valid EIP-55; decodes to its EIP-55 form. */
 export const address = z
   .string()
-  .regex(/^0x[0-9a-fA-F]{40}$/, 'expected a 20-byte 0x-hex address')
+  .regex(ADDRESS_PATTERN, 'expected a 20-byte 0x-hex address')
   .refine((value) => isAddress(value, { strict: true }), 'bad EIP-55 checksum')
   .transform((value) => getAddress(value))
   .meta({ description: 'address: 0x and 40 hex digits, lower case or EIP-55' });
@@ -19,7 +25,7 @@ export const address = z
 export const bytesN = (n: number) =>
   z
     .string()
-    .regex(new RegExp(`^0x[0-9a-fA-F]{${n * 2}}$`), `expected ${n} bytes as 0x-hex`)
+    .regex(bytesPattern(n), `expected ${n} bytes as 0x-hex`)
     .transform((value) => value.toLowerCase() as Hex);
 
 export const bytes32 = bytesN(32).meta({ description: '32 bytes as 0x-hex' });
@@ -49,7 +55,7 @@ export const publicKey = z
 /** A non-negative integer below 2^256 as a decimal string (an amount, unix seconds or a nonce); decodes to a bigint. */
 export const uint256 = z
   .string()
-  .regex(/^(0|[1-9][0-9]{0,77})$/, 'expected a non-negative decimal integer string')
+  .regex(UINT256_PATTERN, 'expected a non-negative decimal integer string')
   .transform((value) => BigInt(value))
   .refine((value) => value <= MAX_UINT256, 'exceeds uint256')
   .meta({ description: 'decimal string below 2^256 (an amount, unix seconds or a nonce)' });
