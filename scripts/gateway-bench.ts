@@ -91,7 +91,9 @@ function countingHttp(http: ReturnType<typeof nodeHubHttp>): ReturnType<typeof n
         exchangeCalls.requests++;
         exchangeCalls.items++;
       }
-      return http(request);
+      if (!process.env.CHIT_BENCH_TIMINGS) return http(request);
+      const at = performance.now();
+      return http(request).finally(() => record(request.url, at));
     },
     { close: () => http.close() },
   );
@@ -101,14 +103,20 @@ const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.lengt
 const ms = (value: number) => `${value.toFixed(1)} ms`;
 
 const timings = new Map<string, number[]>();
+/** A call's latency, under its port and path (ids left out), for CHIT_BENCH_TIMINGS. */
+function record(href: string, at: number): void {
+  const url = new URL(href);
+  const key = `${url.port} ${url.pathname.replace(/\/[0-9a-fx]{20,}/g, '/:id')}`;
+  const values = timings.get(key) ?? [];
+  values.push(performance.now() - at);
+  timings.set(key, values);
+}
 if (process.env.CHIT_BENCH_TIMINGS) {
   const original = globalThis.fetch;
   globalThis.fetch = async (input, init) => {
     const at = performance.now();
     const response = await original(input, init);
-    const url = new URL(typeof input === 'string' ? input : input instanceof URL ? input.href : input.url);
-    const key = `${url.port} ${url.pathname.replace(/\/[0-9a-fx]{20,}/g, '/:id')}`;
-    timings.set(key, [...(timings.get(key) ?? []), performance.now() - at]);
+    record(typeof input === 'string' ? input : input instanceof URL ? input.href : input.url, at);
     return response;
   };
 }

@@ -88,9 +88,15 @@ export interface ChitSellerUsage {
 }
 
 interface SellerMeter extends ChitSellerUsage {
-  /** A settlement under way: committed once the hub credited `total` (a crash between the two). */
+  /**
+   * The settlement last sent to the hub: counted once the hub credited `total`. The store keeps it after
+   * the exchange too; the ledger's credited total, stored by the exchange, tells whether it counts.
+   */
   pending: { total: bigint; bytes: bigint } | null;
 }
+
+/** Meters kept in memory, at most: past this many agreements the cache starts again from the store. */
+const METERS_CACHED = 10_000;
 
 interface CheckedPayment {
   promise: SignedConsumerPromise;
@@ -151,6 +157,8 @@ export class ChitServerScheme implements SchemeNetworkServer {
   /** Agreements whose last exchange the hub accepted since this seller started: verified here alone. */
   readonly #inGoodStanding = new Set<Hex>();
   readonly #salts = new Map<string, Hex>();
+  /** Each agreement's meter as the store and the ledger's credited totals give it, with no pending left. */
+  readonly #meters = new Map<Hex, SellerMeter>();
 
   constructor(options: ChitServerSchemeOptions) {
     const secret = typeof options.secret === 'string' ? hexToBytes(options.secret) : options.secret;
@@ -351,10 +359,14 @@ export class ChitServerScheme implements SchemeNetworkServer {
         hubPromise = await this.ledger.exchange(promise, preimage);
       } catch (error) {
         this.#inGoodStanding.delete(agreementId);
+        // Read again from the store: the hub may have credited a promise it did not answer.
+        this.#meters.delete(agreementId);
         throw error;
       }
       this.#inGoodStanding.add(agreementId);
-      await this.#saveMeter(agreementId, { requests: meter.requests + 1n, bytes: meter.bytes + bytes, pending: null });
+      // Counted in memory only, with no write of its own: the meter stored above and the credited total
+      // the exchange stored say the same (a later write, or a restart's read, folds the pending in).
+      this.#remember(agreementId, { requests: meter.requests + 1n, bytes: meter.bytes + bytes, pending: null });
       return {
         success: true,
         transaction: '',
@@ -502,27 +514,33 @@ export class ChitServerScheme implements SchemeNetworkServer {
   }
 
   async #meter(agreementId: Hex): Promise<SellerMeter> {
+    const cached = this.#meters.get(agreementId);
+    if (cached) return cached;
     const key = this.#meterKey(agreementId);
     const json = (await this.ledger.store.get(key)) as
       | { version: number; requests: string; bytes: string; pending: { total: string; bytes: string } | null }
       | undefined;
-    if (json === undefined) return { requests: 0n, bytes: 0n, pending: null };
+    if (json === undefined) return this.#remember(agreementId, { requests: 0n, bytes: 0n, pending: null });
     const requests = parseAmount(json.requests);
     const bytes = parseAmount(json.bytes);
     if (json.version !== 1 || requests === undefined || bytes === undefined) {
       throw new StoredStateError(key, 'not a chit x402 seller meter');
     }
-    const meter: SellerMeter = { requests, bytes, pending: null };
     const pending = json.pending;
-    if (pending) {
-      // A crash between the exchange and the meter's update: the hub's credit tells which it was.
-      const total = BigInt(pending.total);
-      if ((await this.ledger.credited(agreementId)) >= total) {
-        const next = { requests: requests + 1n, bytes: bytes + BigInt(pending.bytes), pending: null };
-        await this.#saveMeter(agreementId, next);
-        return next;
-      }
+    // The settlement last sent: counted when the hub credited it (the ledger stored its answer).
+    if (pending && (await this.ledger.credited(agreementId)) >= BigInt(pending.total)) {
+      return this.#remember(agreementId, {
+        requests: requests + 1n,
+        bytes: bytes + BigInt(pending.bytes),
+        pending: null,
+      });
     }
+    return this.#remember(agreementId, { requests, bytes, pending: null });
+  }
+
+  #remember(agreementId: Hex, meter: SellerMeter): SellerMeter {
+    if (this.#meters.size >= METERS_CACHED && !this.#meters.has(agreementId)) this.#meters.clear();
+    this.#meters.set(agreementId, meter);
     return meter;
   }
 
@@ -533,7 +551,13 @@ export class ChitServerScheme implements SchemeNetworkServer {
       bytes: meter.bytes.toString(),
       pending: meter.pending ? { total: meter.pending.total.toString(), bytes: meter.pending.bytes.toString() } : null,
     };
-    await this.ledger.store.put(this.#meterKey(agreementId), document);
+    try {
+      await this.ledger.store.put(this.#meterKey(agreementId), document);
+    } finally {
+      // What a read of the store gives now (or, after a failed write, gives afresh).
+      this.#meters.delete(agreementId);
+    }
+    if (!meter.pending) this.#remember(agreementId, meter);
   }
 }
 
