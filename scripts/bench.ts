@@ -294,6 +294,8 @@ async function main(): Promise<void> {
           CHIT_BENCH_BUYERS: String(buyers),
           CHIT_BENCH_REQUESTS: String(requests),
           CHIT_BENCH_AGREEMENTS: String(agreements),
+          // One buyer alone: also paid to an app with the middleware, to tell the gateway's own share.
+          CHIT_BENCH_MIDDLEWARE: buyers === 1 ? '1' : '0',
         },
       });
       gateway.push(JSON.parse(readFileSync(gatewayJson, 'utf8')));
@@ -566,7 +568,7 @@ function render(input: ReportInput): string {
       : []),
     '## Selling through the gateway (x402, the chit scheme)',
     '',
-    `\`chit provide http\`'s gateway (\`startGateway\` of @chit/x402: @x402/core's HTTP resource server on node:http) in front of a node:http API answering ${input.gateway[0]!.bodyBytes}-byte bodies, on the same kind of stack as above (the hub as its own process, Postgres, Redis, anvil). The buyers pay at once, each its requests one after another, with chitFetch (@x402/fetch), in a Node process of their own, each first ${input.gateway[0]!.warmupPerBuyer ?? 0} paid requests that are not counted (its agreement's first payment and the JIT's warm-up, as the hub's bench warms up): a buyer's first request gets the 402 and is paid on the retry; each later one is paid at once with the invoice the seller handed in the last PAYMENT-RESPONSE (\`extra.nextInvoice\`), one round trip: the promise signed (nativeAccount, as \`chit pay\` signs), the seller's own checks (the hub's /x402/verify only for each agreement's first payment), the API, the exchange through the seller's ProviderLedger (exchanges waiting together in one POST /v1/exchanges; native signature checks, hashing and sealing). The seller keeps its meters and its ledger in a FileStore on disk, as \`chit provide http\` does: each paid request writes its agreement's meter twice and each exchange request the ledger's document, each write on disk before it returns (the store's journal syncs the writes made together once). The gateway, the API and the buyers each run in a Node process of their own, on the same 2 cores as the hub and Postgres. Latency is a whole paid request as the buyer sees it, beside the same request sent straight to the API. CPU is per paid request, from /proc. Command: \`npm run bench:gateway\` (\`CHIT_BENCH_BUYERS\`, \`CHIT_BENCH_REQUESTS\`, \`CHIT_BENCH_WARMUP\`; \`CHIT_BENCH_STORE=memory\` keeps the seller's store in memory, \`CHIT_BENCH_TIMINGS=1\` breaks the latency down by call, \`CHIT_BENCH_PROFILE=DIR\` profiles the gateway, \`CHIT_BENCH_BUYERS_PROF=DIR\` the buyers, \`CHIT_BENCH_AGREEMENTS=N\` gives the seller N agreements it was paid on before, in its ledger's checkpoint). The first row is one buyer alone, whose requests never wait for another's: what a paid request adds to the same request sent straight to the API. The last row is a seller already paid on 100,000 agreements, as one that has sold to many buyers for a while: the ledger's work per exchange does not grow with them.`,
+    `\`chit provide http\`'s gateway (\`startGateway\` of @chit/x402: @x402/core's HTTP resource server on node:http) in front of a node:http API answering ${input.gateway[0]!.bodyBytes}-byte bodies, on the same kind of stack as above (the hub as its own process, Postgres, Redis, anvil). The buyers pay at once, each its requests one after another, with chitFetch (@x402/fetch), in a Node process of their own, each first ${input.gateway[0]!.warmupPerBuyer ?? 0} paid requests that are not counted (its agreement's first payment and the JIT's warm-up, as the hub's bench warms up): a buyer's first request gets the 402 and is paid on the retry; each later one is paid at once with the invoice the seller handed in the last PAYMENT-RESPONSE (\`extra.nextInvoice\`), one round trip: the promise signed (nativeAccount, as \`chit pay\` signs), the seller's own checks (the hub's /x402/verify only for each agreement's first payment), the API, the exchange through the seller's ProviderLedger (exchanges waiting together in one POST /v1/exchanges; native signature checks, hashing and sealing). The seller keeps its meters and its ledger in a FileStore on disk, as \`chit provide http\` does: each paid request writes its agreement's meter once, before its exchange, and each exchange request the ledger's document before and after, each write on disk before it returns (the store's journal syncs the writes made together once). The gateway, the API and the buyers each run in a Node process of their own, on the same 2 cores as the hub and Postgres. Latency is a whole paid request as the buyer sees it, beside the same request sent straight to the API. CPU is per paid request, from /proc. Command: \`npm run bench:gateway\` (\`CHIT_BENCH_BUYERS\`, \`CHIT_BENCH_REQUESTS\`, \`CHIT_BENCH_WARMUP\`; \`CHIT_BENCH_STORE=memory\` keeps the seller's store in memory, \`CHIT_BENCH_TIMINGS=1\` breaks the latency down by call, \`CHIT_BENCH_PROFILE=DIR\` profiles the gateway, \`CHIT_BENCH_BUYERS_PROF=DIR\` the buyers, \`CHIT_BENCH_AGREEMENTS=N\` gives the seller N agreements it was paid on before, in its ledger's checkpoint). The first row is one buyer alone, whose requests never wait for another's: what a paid request adds to the same request sent straight to the API. For that row the bench also has another buyer pay the same requests to an app that answers the same bodies itself with the chit middleware (\`chitFastify\`, the middleware path of docs/sellers.md; \`CHIT_BENCH_MIDDLEWARE=1\`), to another seller whose ledger is kept the same way: a paid request's latency without the gateway, so that the gateway's own share is the difference. The last row is a seller already paid on 100,000 agreements, as one that has sold to many buyers for a while: the ledger's work per exchange does not grow with them.`,
     '',
     ...table(
       [
@@ -578,6 +580,7 @@ function render(input: ReportInput): string {
         'p99 ms',
         'straight to the API: p50 ms',
         'p99 ms',
+        'paid to the app itself (chitFastify): p50 ms',
         'CPU µs: gateway',
         'API',
         'hub',
@@ -596,6 +599,7 @@ function render(input: ReportInput): string {
         fixed(run.p99Ms),
         fixed(run.directP50Ms),
         fixed(run.directP99Ms),
+        run.middlewareP50Ms === undefined ? '' : fixed(run.middlewareP50Ms),
         run.cpuUs ? grouped(run.cpuUs.gateway) : 'n/a',
         run.cpuUs ? grouped(run.cpuUs.api) : 'n/a',
         run.cpuUs ? grouped(run.cpuUs.hub) : 'n/a',

@@ -24,6 +24,9 @@
  *   CHIT_BENCH_AGREEMENTS (0)  agreements the seller was paid on before the bench, from earlier buyers:
  *                              their credited totals are written into the seller's store first (the
  *                              ledger's checkpoint), as a seller that has sold for a while has them
+ *   CHIT_BENCH_MIDDLEWARE=1    then the same paid requests to the API's own app with the chit middleware
+ *                              (chitFastify, in this process) instead of through the gateway, by as many
+ *                              other buyers to another seller: what the gateway itself adds (latency only)
  *   --json FILE                also write the figures as JSON (scripts/bench.ts puts them in BENCHMARKS.md)
  *   CHIT_BENCH_TIMINGS=1       also the latency of every kind of HTTP call this process makes (the
  *                              hub's /x402/verify and /v1/exchanges, the API, the gateway)
@@ -40,11 +43,12 @@ import path, { join } from 'node:path';
 import { ensurePostgres, ensureRedis } from '@chit/devstack';
 import { HubClient, MemoryStore, ProviderLedger } from '@chit/sdk';
 import { enableNativeHashing, FileStore, nativePreimageSealer, nativeVerifier, nodeHubHttp } from '@chit/sdk/node';
-import { startGateway } from '@chit/x402';
+import { chitFastify, chitPaywall, startGateway } from '@chit/x402';
+import fastify from 'fastify';
 import type { Hex } from 'viem';
 import { parseEther } from 'viem';
 import { BackendCpu, cpuMs } from '../hub/bench/cpu';
-import { startStack } from '../test/e2e/support/stack';
+import { type Consumer, type Stack, startStack } from '../test/e2e/support/stack';
 import type { BuyersJob, BuyersResult } from './gateway-bench-buyers';
 
 const BUYERS = Number(process.env.CHIT_BENCH_BUYERS ?? 16);
@@ -55,6 +59,9 @@ const PER_MIB = 10n ** 16n;
 const STORE = process.env.CHIT_BENCH_STORE ?? 'file';
 const AGREEMENTS = Number(process.env.CHIT_BENCH_AGREEMENTS ?? 0);
 const WARMUP = Number(process.env.CHIT_BENCH_WARMUP ?? 10);
+const MIDDLEWARE = process.env.CHIT_BENCH_MIDDLEWARE === '1';
+/** What a paid request of `n` owes in all: `n` requests and the bodies of the `n - 1` before it, rounded up. */
+const due = (n: bigint) => n * PRICE + ((n - 1n) * BigInt(BODY) * PER_MIB + (1n << 20n) - 1n) / (1n << 20n);
 
 /** What `--json` writes. */
 export interface GatewayFigures {
@@ -72,6 +79,9 @@ export interface GatewayFigures {
   p99Ms: number;
   directP50Ms: number;
   directP99Ms: number;
+  /** The same paid requests to an app with the chit middleware (CHIT_BENCH_MIDDLEWARE=1): what the gateway adds. */
+  middlewareP50Ms?: number;
+  middlewareP99Ms?: number;
   /** CPU time per paid request, in microseconds (Linux /proc; absent elsewhere). */
   cpuUs?: { buyers: number; gateway: number; api: number; hub: number; postgres: number };
   /** The seller's exchanges per POST /v1/exchanges to the hub, on average. */
@@ -136,6 +146,100 @@ async function stopProfile(session: Session, dir: string): Promise<void> {
   const file = join(dir, 'gateway-bench.cpuprofile');
   writeFileSync(file, JSON.stringify(profile));
   console.log(`CPU profile of the paid requests: ${file}`);
+}
+
+/**
+ * Has `buyers` pay `url`'s `/data` in a buyers process of its own (scripts/gateway-bench-buyers.ts):
+ * CHIT_BENCH_WARMUP each, then `warm()`, then CHIT_BENCH_REQUESTS each, timed.
+ */
+async function payThrough(
+  stack: Stack,
+  url: string,
+  buyers: Consumer[],
+  warm: () => Promise<void> = async () => {},
+): Promise<BuyersResult> {
+  const buyersProcess = fork(path.join(__dirname, 'gateway-bench-buyers.ts'), {
+    execArgv: [
+      '--require',
+      'ts-node/register/transpile-only',
+      ...(process.env.CHIT_BENCH_BUYERS_PROF
+        ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CHIT_BENCH_BUYERS_PROF}`]
+        : []),
+    ],
+  });
+  const exited = new Promise<never>((_, reject) =>
+    buyersProcess.once('exit', (code) => reject(new Error(`the buyers' process exited with ${code}`))),
+  );
+  exited.catch(() => {}); // once it has answered, its exit is expected
+  const message = () => Promise.race([new Promise((resolve) => buyersProcess.once('message', resolve)), exited]);
+  // It says when it has loaded, so that its start-up is not counted.
+  await message();
+  const job: BuyersJob = {
+    gatewayUrl: url,
+    keys: buyers.map((buyer) => buyer.key),
+    hub: stack.chain.hub,
+    chainId: stack.chain.deployment.chainId,
+    token: stack.chain.token,
+    pricePerRequest: PRICE.toString(),
+    pricePerMiB: PER_MIB.toString(),
+    requests: REQUESTS,
+    warmup: WARMUP,
+  };
+  buyersProcess.send(job);
+  await message(); // warm
+  await warm();
+  buyersProcess.send('go');
+  return (await message()) as BuyersResult;
+}
+
+/**
+ * The same paid requests made to the API's own app with the chit middleware (chitFastify in this
+ * process, answering the same bodies: the middleware path of docs/sellers.md) by as many other buyers,
+ * to another seller whose ledger is kept the same way: what a paid request costs without the gateway.
+ * Checks that the hub credited that seller exactly what its buyers owed; resolves with the latencies.
+ */
+async function throughMiddleware(stack: Stack): Promise<number[]> {
+  const directory = mkdtempSync(join(tmpdir(), 'chit-middleware-bench-'));
+  const app = fastify();
+  try {
+    const seller = await stack.newProvider();
+    const buyers: Consumer[] = [];
+    for (let i = 0; i < BUYERS; i += 8) {
+      const next = Array.from({ length: Math.min(8, BUYERS - i) }, () =>
+        stack.newConsumer({ deposit: parseEther('10') }),
+      );
+      buyers.push(...(await Promise.all(next)));
+    }
+    const ledger = new ProviderLedger({
+      hub: new HubClient({ url: stack.hub.url, http: nodeHubHttp() }),
+      account: seller.account,
+      store: STORE === 'memory' ? new MemoryStore() : new FileStore(directory),
+      verifier: nativeVerifier(),
+      preimageSealer: nativePreimageSealer,
+    });
+    await ledger.open();
+    const paywall = await chitPaywall({
+      hubUrl: stack.hub.url,
+      ledger,
+      secret: `0x${'b1'.repeat(32)}` as Hex,
+      pricePerRequest: PRICE,
+      pricePerMiB: PER_MIB,
+      routes: ['GET /data'],
+    });
+    await chitFastify(app, paywall);
+    const body = Buffer.alloc(BODY, 0x61);
+    app.get('/data', async (_request, reply) => reply.header('content-length', body.length).send(body));
+    const url = await app.listen({ port: 0, host: '127.0.0.1' });
+    const { latencies } = await payThrough(stack, url, buyers);
+    const earned = (await stack.hub.client.provider(seller.address)).earned;
+    const expected = BigInt(BUYERS) * due(BigInt(WARMUP + REQUESTS));
+    if (earned !== expected)
+      throw new Error(`the hub credited the app's seller ${earned}, its buyers owed ${expected}`);
+    return latencies.sort((a, b) => a - b);
+  } finally {
+    await app.close();
+    rmSync(directory, { recursive: true, force: true });
+  }
 }
 
 async function main(): Promise<void> {
@@ -214,49 +318,19 @@ async function main(): Promise<void> {
       }),
     );
 
-    const buyersProcess = fork(path.join(__dirname, 'gateway-bench-buyers.ts'), {
-      execArgv: [
-        '--require',
-        'ts-node/register/transpile-only',
-        ...(process.env.CHIT_BENCH_BUYERS_PROF
-          ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CHIT_BENCH_BUYERS_PROF}`]
-          : []),
-      ],
-    });
-    const exited = new Promise<never>((_, reject) =>
-      buyersProcess.once('exit', (code) => reject(new Error(`the buyers' process exited with ${code}`))),
-    );
-    exited.catch(() => {}); // once it has answered, its exit is expected
-    // It says when it has loaded, so that its start-up is not counted.
-    await Promise.race([new Promise((resolve) => buyersProcess.once('message', resolve)), exited]);
-    const job: BuyersJob = {
-      gatewayUrl: gateway.url,
-      keys: buyers.map((buyer) => buyer.key),
-      hub: stack.chain.hub,
-      chainId: stack.chain.deployment.chainId,
-      token: stack.chain.token,
-      pricePerRequest: PRICE.toString(),
-      pricePerMiB: PER_MIB.toString(),
-      requests: REQUESTS,
-      warmup: WARMUP,
-    };
-    buyersProcess.send(job);
     // The warm-up's paid requests are not counted: the CPU readings start once the buyers have paid them.
-    await Promise.race([new Promise((resolve) => buyersProcess.once('message', resolve)), exited]);
-    exchangeCalls.requests = 0;
-    exchangeCalls.items = 0;
     const backends = new BackendCpu(stack.db);
-    await backends.sample();
-    const sampler = setInterval(() => void backends.sample(), 250);
-    const profiler = process.env.CHIT_BENCH_PROFILE ? await startProfile() : undefined;
-    const cpuBefore = { hub: cpuMs(stack.hub.pid), api: cpuMs(api.pid), self: process.cpuUsage() };
-    buyersProcess.send('go');
-    const result = await Promise.race([
-      new Promise<BuyersResult>((resolve) =>
-        buyersProcess.once('message', (message: BuyersResult) => resolve(message)),
-      ),
-      exited,
-    ]);
+    let sampler: NodeJS.Timeout | undefined;
+    let profiler: Session | undefined;
+    let cpuBefore: { hub?: number; api?: number; self: NodeJS.CpuUsage } = { self: process.cpuUsage() };
+    const result = await payThrough(stack, gateway.url, buyers, async () => {
+      exchangeCalls.requests = 0;
+      exchangeCalls.items = 0;
+      await backends.sample();
+      sampler = setInterval(() => void backends.sample(), 250);
+      profiler = process.env.CHIT_BENCH_PROFILE ? await startProfile() : undefined;
+      cpuBefore = { hub: cpuMs(stack.hub.pid), api: cpuMs(api.pid), self: process.cpuUsage() };
+    });
     const { latencies, seconds } = result;
     if (profiler) await stopProfile(profiler, process.env.CHIT_BENCH_PROFILE!);
     clearInterval(sampler);
@@ -267,10 +341,10 @@ async function main(): Promise<void> {
     await gateway.close();
 
     const paid = BUYERS * REQUESTS;
-    const due = (n: bigint) => n * PRICE + ((n - 1n) * BigInt(BODY) * PER_MIB + (1n << 20n) - 1n) / (1n << 20n);
     const earned = (await stack.hub.client.provider(seller.address)).earned;
     const expected = BigInt(BUYERS) * due(BigInt(WARMUP + REQUESTS));
     if (earned !== expected) throw new Error(`the hub credited ${earned}, the buyers owed ${expected}`);
+    const middleware = MIDDLEWARE ? await throughMiddleware(stack) : undefined;
     latencies.sort((a, b) => a - b);
     direct.sort((a, b) => a - b);
     console.log(
@@ -283,6 +357,11 @@ async function main(): Promise<void> {
     console.log(
       `  the same request to the API:      p50 ${ms(percentile(direct, 0.5))}, p99 ${ms(percentile(direct, 0.99))}`,
     );
+    if (middleware) {
+      console.log(
+        `  the same, paid to the API's own app: p50 ${ms(percentile(middleware, 0.5))}, p99 ${ms(percentile(middleware, 0.99))} (chitFastify, other buyers and seller)`,
+      );
+    }
     console.log(`  the hub credited exactly what the buyers paid: ${earned} base units`);
     if (exchangeCalls.requests > 0) {
       console.log(
@@ -328,6 +407,10 @@ async function main(): Promise<void> {
         p99Ms: percentile(latencies, 0.99),
         directP50Ms: percentile(direct, 0.5),
         directP99Ms: percentile(direct, 0.99),
+        ...(middleware && {
+          middlewareP50Ms: percentile(middleware, 0.5),
+          middlewareP99Ms: percentile(middleware, 0.99),
+        }),
         cpuUs,
         exchangesPerRequest: exchangeCalls.requests > 0 ? exchangeCalls.items / exchangeCalls.requests : undefined,
       };
