@@ -159,6 +159,8 @@ export class ChitServerScheme implements SchemeNetworkServer {
   readonly #salts = new Map<string, Hex>();
   /** Each agreement's meter as the store and the ledger's credited totals give it, with no pending left. */
   readonly #meters = new Map<Hex, SellerMeter>();
+  /** Changes to the meters so far: a read of the store that saw one happen under it is not kept. */
+  #meterChanges = 0;
 
   constructor(options: ChitServerSchemeOptions) {
     const secret = typeof options.secret === 'string' ? hexToBytes(options.secret) : options.secret;
@@ -360,12 +362,14 @@ export class ChitServerScheme implements SchemeNetworkServer {
       } catch (error) {
         this.#inGoodStanding.delete(agreementId);
         // Read again from the store: the hub may have credited a promise it did not answer.
+        this.#meterChanges++;
         this.#meters.delete(agreementId);
         throw error;
       }
       this.#inGoodStanding.add(agreementId);
       // Counted in memory only, with no write of its own: the meter stored above and the credited total
       // the exchange stored say the same (a later write, or a restart's read, folds the pending in).
+      this.#meterChanges++;
       this.#remember(agreementId, { requests: meter.requests + 1n, bytes: meter.bytes + bytes, pending: null });
       return {
         success: true,
@@ -516,11 +520,12 @@ export class ChitServerScheme implements SchemeNetworkServer {
   async #meter(agreementId: Hex): Promise<SellerMeter> {
     const cached = this.#meters.get(agreementId);
     if (cached) return cached;
+    const changes = this.#meterChanges;
     const key = this.#meterKey(agreementId);
     const json = (await this.ledger.store.get(key)) as
       | { version: number; requests: string; bytes: string; pending: { total: string; bytes: string } | null }
       | undefined;
-    if (json === undefined) return this.#remember(agreementId, { requests: 0n, bytes: 0n, pending: null });
+    if (json === undefined) return this.#remember(agreementId, { requests: 0n, bytes: 0n, pending: null }, changes);
     const requests = parseAmount(json.requests);
     const bytes = parseAmount(json.bytes);
     if (json.version !== 1 || requests === undefined || bytes === undefined) {
@@ -529,16 +534,18 @@ export class ChitServerScheme implements SchemeNetworkServer {
     const pending = json.pending;
     // The settlement last sent: counted when the hub credited it (the ledger stored its answer).
     if (pending && (await this.ledger.credited(agreementId)) >= BigInt(pending.total)) {
-      return this.#remember(agreementId, {
-        requests: requests + 1n,
-        bytes: bytes + BigInt(pending.bytes),
-        pending: null,
-      });
+      const counted = { requests: requests + 1n, bytes: bytes + BigInt(pending.bytes), pending: null };
+      return this.#remember(agreementId, counted, changes);
     }
-    return this.#remember(agreementId, { requests, bytes, pending: null });
+    return this.#remember(agreementId, { requests, bytes, pending: null }, changes);
   }
 
-  #remember(agreementId: Hex, meter: SellerMeter): SellerMeter {
+  /**
+   * Keeps `meter` in memory, unless it was read from the store since `readAt` (the meter changes seen
+   * when the read began) and a meter changed meanwhile: the read may be older than the change.
+   */
+  #remember(agreementId: Hex, meter: SellerMeter, readAt = this.#meterChanges): SellerMeter {
+    if (readAt !== this.#meterChanges) return meter;
     if (this.#meters.size >= METERS_CACHED && !this.#meters.has(agreementId)) this.#meters.clear();
     this.#meters.set(agreementId, meter);
     return meter;
@@ -551,6 +558,7 @@ export class ChitServerScheme implements SchemeNetworkServer {
       bytes: meter.bytes.toString(),
       pending: meter.pending ? { total: meter.pending.total.toString(), bytes: meter.pending.bytes.toString() } : null,
     };
+    this.#meterChanges++;
     try {
       await this.ledger.store.put(this.#meterKey(agreementId), document);
     } finally {
