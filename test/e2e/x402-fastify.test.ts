@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { MemoryStore } from '@chit/sdk';
+import { MemoryStore, type Store } from '@chit/sdk';
 import type { ChitFetch } from '@chit/x402';
 import type { FastifyInstance } from 'fastify';
 import type { Hex } from 'viem';
@@ -101,5 +101,74 @@ describe('x402 in a Fastify app: chitFastify', function () {
     assert.equal(replay.status, 402);
     assert.equal(handled, before, 'the handler never ran');
     assert.equal((await stack.hub.client.provider(seller.address)).earned, earned);
+  });
+
+  it('a meter read from a slow store while a payment of its agreement settles is not kept: the next payment is taken at once', async () => {
+    // A store whose next read of a seller's meter, once armed, takes the stored value at once and answers
+    // only when let go: a slow disk under a read that begins before a settlement and ends after it.
+    const inner = new MemoryStore();
+    let armed = false;
+    let release: (() => void) | undefined;
+    const store: Store = {
+      get: async (key) => {
+        const value = await inner.get(key);
+        if (armed && key.startsWith('chit/x402/seller/')) {
+          armed = false;
+          await new Promise<void>((resolve) => {
+            release = resolve;
+          });
+        }
+        return value;
+      },
+      put: (key, value) => inner.put(key, value),
+      delete: (key) => inner.delete(key),
+    };
+    const other = await stack.newProvider({ store });
+    await other.ledger.open();
+    const { chitPaywall, chitFastify } = await import('@chit/x402');
+    const { default: fastify } = await import('fastify');
+    // Two apps of one seller (one ledger, one secret, so one agreement per buyer), each with its own paywall.
+    const apps = await Promise.all(
+      [0, 1].map(async () => {
+        const paywall = await chitPaywall({
+          hubUrl: stack.hub.url,
+          ledger: other.ledger,
+          secret: `0x${'fb'.repeat(32)}` as Hex,
+          pricePerRequest: PRICE,
+          pricePerMiB: PER_MIB,
+          routes: ['GET /data/*'],
+        });
+        const instance = fastify();
+        await chitFastify(instance, paywall);
+        instance.get('/data/:size', async (request) => 'y'.repeat(Number((request.params as { size: string }).size)));
+        return { paywall, instance, url: await instance.listen({ port: 0, host: '127.0.0.1' }) };
+      }),
+    );
+    const [first, second] = apps as [(typeof apps)[0], (typeof apps)[0]];
+    try {
+      assert.equal((await pay(`${first.url}/data/10`)).status, 200);
+      const header = JSON.parse(Buffer.from(signatures.at(-1)!, 'base64').toString());
+      const agreementId = header.payload.promise.agreement.id as Hex;
+      // The second app has not read this agreement's meter yet: its read goes to the store, and waits.
+      armed = true;
+      const reading = second.paywall.scheme.usage(agreementId);
+      const deadline = Date.now() + 10_000;
+      while (!release && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.ok(release, 'the read reached the store');
+      // Meanwhile the buyer's next request is paid and settled through the second app.
+      assert.equal((await pay(`${second.url}/data/20`)).status, 200);
+      release!();
+      assert.deepEqual(await reading, { requests: 1n, bytes: 10n }, 'what the store held when the read began');
+      // The next payment is taken at once: the seller did not keep the meter read before the settlement.
+      const sent = signatures.length;
+      const third = await pay(`${second.url}/data/30`);
+      assert.equal(third.status, 200, await third.clone().text());
+      assert.equal(signatures.length, sent + 1, 'one paid send, no 402');
+      const owed = owedFor(3, 10n + 20n);
+      assert.equal((await stack.hub.client.provider(other.address)).earned, owed);
+    } finally {
+      release?.();
+      for (const app of apps) await app.instance.close();
+    }
   });
 });
