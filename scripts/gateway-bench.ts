@@ -148,6 +148,18 @@ async function stopProfile(session: Session, dir: string): Promise<void> {
   console.log(`CPU profile of the paid requests: ${file}`);
 }
 
+/** CHIT_BENCH_BUYERS fresh consumers, each with a deposit of 10 tokens (8 deposits at a time). */
+async function newBuyers(stack: Stack): Promise<Consumer[]> {
+  const buyers: Consumer[] = [];
+  for (let i = 0; i < BUYERS; i += 8) {
+    const next = Array.from({ length: Math.min(8, BUYERS - i) }, () =>
+      stack.newConsumer({ deposit: parseEther('10') }),
+    );
+    buyers.push(...(await Promise.all(next)));
+  }
+  return buyers;
+}
+
 /**
  * Has `buyers` pay `url`'s `/data` in a buyers process of its own (scripts/gateway-bench-buyers.ts):
  * CHIT_BENCH_WARMUP each, then `warm()`, then CHIT_BENCH_REQUESTS each, timed.
@@ -203,13 +215,7 @@ async function throughMiddleware(stack: Stack): Promise<number[]> {
   const app = fastify();
   try {
     const seller = await stack.newProvider();
-    const buyers: Consumer[] = [];
-    for (let i = 0; i < BUYERS; i += 8) {
-      const next = Array.from({ length: Math.min(8, BUYERS - i) }, () =>
-        stack.newConsumer({ deposit: parseEther('10') }),
-      );
-      buyers.push(...(await Promise.all(next)));
-    }
+    const buyers = await newBuyers(stack);
     const ledger = new ProviderLedger({
       hub: new HubClient({ url: stack.hub.url, http: nodeHubHttp() }),
       account: seller.account,
@@ -268,14 +274,7 @@ async function main(): Promise<void> {
   try {
     console.log(`setting up ${BUYERS} buyers with deposits and one seller…`);
     const seller = await stack.newProvider();
-    const buyers = [];
-    for (let i = 0; i < BUYERS; i += 8) {
-      buyers.push(
-        ...(await Promise.all(
-          Array.from({ length: Math.min(8, BUYERS - i) }, () => stack.newConsumer({ deposit: parseEther('10') })),
-        )),
-      );
-    }
+    const buyers = await newBuyers(stack);
     if (STORE !== 'memory') storeDirectory = mkdtempSync(join(tmpdir(), 'chit-gateway-bench-'));
     const store = STORE === 'memory' ? new MemoryStore() : new FileStore(storeDirectory!);
     if (AGREEMENTS > 0) {
