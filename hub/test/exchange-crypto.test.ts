@@ -81,16 +81,17 @@ describe('exchange crypto on worker threads', () => {
 
   it('on a nearly idle hub runs a small job inline, with the same answers; a job right after a thread’s goes to a thread', async function () {
     this.timeout(30_000);
-    // Idle means 1.5 s without a job here, so that a busy CI machine cannot make it look idle.
-    const own = new ExchangeCryptoPool(operator.privateKey, 1, 1_500);
+    // The pool's clock is the test's: time passes only when the test says so.
+    let now = 0;
+    const own = new ExchangeCryptoPool(operator.privateKey, 1, () => now);
     try {
       const [big, next, one] = [[item(), item(), item()], [item()], [item()]];
       // Answered by the thread just now: the next small job goes to a thread too.
       await own.check(big);
       assert.deepEqual(await own.check(next), inline.check(next));
       assert.equal(own.inlineJobs, 0);
-      // Nothing for the threads for a while: one exchange's check and its hub signature run inline.
-      await new Promise((resolve) => setTimeout(resolve, 1_600));
+      // Nothing for the threads for 5 ms: one exchange's check and its hub signature run inline.
+      now += 5;
       assert.deepEqual(await own.check(one), inline.check(one));
       const promise: HubPromise = {
         ...scope,
@@ -101,7 +102,7 @@ describe('exchange crypto on worker threads', () => {
       assert.deepEqual(await own.sign([promise]), inline.sign([promise]));
       assert.equal(own.inlineJobs, 2);
       // More than two items at once still go to a thread, idle or not.
-      await new Promise((resolve) => setTimeout(resolve, 1_600));
+      now += 5;
       assert.deepEqual(await own.check(big), inline.check(big));
       assert.equal(own.inlineJobs, 2);
     } finally {

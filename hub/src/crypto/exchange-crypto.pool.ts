@@ -76,8 +76,8 @@ export class ExchangeCryptoPool implements ExchangeCrypto {
   constructor(
     private readonly operatorKey: Hex,
     size: number,
-    /** How long the threads must have had nothing to do before a small job runs inline. */
-    private readonly idleMs = IDLE_MS,
+    /** The clock that tells how long the threads have had nothing to do (tests give their own). */
+    private readonly now: () => number = () => performance.now(),
   ) {
     for (let i = 0; i < size; i++) this.threads.push(this.spawn());
   }
@@ -120,11 +120,11 @@ export class ExchangeCryptoPool implements ExchangeCrypto {
       if (waiting.length === 0) continue;
       const thread = this.threads.reduce((least, candidate) => (candidate.load < least.load ? candidate : least));
       const items = waiting.length === 1 ? waiting[0]!.items : waiting.flatMap((entry) => entry.items);
-      if (items.length <= INLINE_ITEMS && thread.load === 0 && performance.now() - this.busyAt >= this.idleMs) {
+      if (items.length <= INLINE_ITEMS && thread.load === 0 && this.now() - this.busyAt >= IDLE_MS) {
         this.runInline(kind, items, waiting);
         continue;
       }
-      this.busyAt = performance.now();
+      this.busyAt = this.now();
       const id = this.nextId++;
       thread.jobs.set(id, waiting);
       thread.load += items.length;
@@ -163,7 +163,7 @@ export class ExchangeCryptoPool implements ExchangeCrypto {
       const waiting = thread.jobs.get(answer.id);
       if (!waiting) return;
       thread.jobs.delete(answer.id);
-      this.busyAt = performance.now();
+      this.busyAt = this.now();
       const size = waiting.reduce((sum, entry) => sum + entry.items.length, 0);
       thread.load -= size;
       if (answer.error !== undefined || !answer.results) {
