@@ -548,7 +548,7 @@ async function seedBooks(
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
   const analyzedAfterSeconds = (performance.now() - waiting) / 1000;
-  log(`the hub analyzed the seeded books ${analyzedAfterSeconds.toFixed(1)} s after the seed`);
+  log(`the hub had analyzed the seeded books ${analyzedAfterSeconds.toFixed(1)} s after the seed (nothing left stale)`);
   // The seed wrote about 1 GB of WAL in seconds: the checkpoint it calls for would otherwise run through
   // the levels (tens of seconds of page writes, and a full-page image in the WAL for each page an
   // exchange touches first), which a hub that has grown its books over months does not pay at once.
