@@ -319,20 +319,20 @@ async function main(): Promise<void> {
 
     // The warm-up's paid requests are not counted: the CPU readings start once the buyers have paid them.
     const backends = new BackendCpu(stack.db);
-    let sampler: NodeJS.Timeout | undefined;
+    let stopSampling = () => {};
     let profiler: Session | undefined;
     let cpuBefore: { hub?: number; api?: number; self: NodeJS.CpuUsage } = { self: process.cpuUsage() };
     const result = await payThrough(stack, gateway.url, buyers, async () => {
       exchangeCalls.requests = 0;
       exchangeCalls.items = 0;
       await backends.sample();
-      sampler = setInterval(() => void backends.sample(), 250);
+      stopSampling = backends.sampleEvery(250);
       profiler = process.env.CHIT_BENCH_PROFILE ? await startProfile() : undefined;
       cpuBefore = { hub: cpuMs(stack.hub.pid), api: cpuMs(api.pid), self: process.cpuUsage() };
     });
     const { latencies, seconds } = result;
     if (profiler) await stopProfile(profiler, process.env.CHIT_BENCH_PROFILE!);
-    clearInterval(sampler);
+    stopSampling();
     await backends.sample();
     const hubCpu = cpuMs(stack.hub.pid);
     const apiCpu = cpuMs(api.pid);

@@ -59,6 +59,17 @@ export class BackendCpu {
     if (rows.length === 0 && initial) this.available = existsSync('/proc/self/stat');
   }
 
+  /**
+   * Samples every `ms` until the returned function is called. A background sample that fails is
+   * skipped (the next one, or the caller's last, counts): one that fails because a clean-up ended the
+   * pool under it must not end the process before the clean-up has dropped its database.
+   */
+  sampleEvery(ms: number): () => void {
+    const timer = setInterval(() => this.sample().catch(() => {}), ms);
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+
   get usedMs(): number {
     let total = 0;
     for (const [pid, used] of this.last) total += used - (this.first.get(pid) ?? 0);

@@ -406,7 +406,7 @@ export async function startBenchStack(options: BenchStackOptions = {}): Promise<
         redis: await redisCpuMs(redis.url),
         self: process.cpuUsage(),
       };
-      const sampler = setInterval(() => void backends.sample(), 250);
+      const stopSampling = backends.sampleEvery(250);
       const t0 = performance.now();
       try {
         await Promise.all(
@@ -433,7 +433,7 @@ export async function startBenchStack(options: BenchStackOptions = {}): Promise<
         await agent.close();
       }
       const seconds = (performance.now() - t0) / 1000;
-      clearInterval(sampler);
+      stopSampling();
       await backends.sample();
       // Statistics reach pg_stat_database within about a second of each commit.
       await new Promise((resolve) => setTimeout(resolve, 1_500));
