@@ -109,6 +109,10 @@ describe('x402 in a Fastify app: chitFastify', function () {
     const inner = new MemoryStore();
     let armed = false;
     let release: (() => void) | undefined;
+    let reached: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      reached = resolve;
+    });
     const store: Store = {
       get: async (key) => {
         const value = await inner.get(key);
@@ -116,6 +120,7 @@ describe('x402 in a Fastify app: chitFastify', function () {
           armed = false;
           await new Promise<void>((resolve) => {
             release = resolve;
+            reached();
           });
         }
         return value;
@@ -152,9 +157,13 @@ describe('x402 in a Fastify app: chitFastify', function () {
       // The second app has not read this agreement's meter yet: its read goes to the store, and waits.
       armed = true;
       const reading = second.paywall.scheme.usage(agreementId);
-      const deadline = Date.now() + 10_000;
-      while (!release && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
-      assert.ok(release, 'the read reached the store');
+      let bound: NodeJS.Timeout | undefined;
+      await Promise.race([
+        held,
+        new Promise((_, reject) => {
+          bound = setTimeout(() => reject(new Error('the read did not reach the store in 10 s')), 10_000);
+        }),
+      ]).finally(() => clearTimeout(bound));
       // Meanwhile the buyer's next request is paid and settled through the second app.
       assert.equal((await pay(`${second.url}/data/20`)).status, 200);
       release!();
