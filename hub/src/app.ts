@@ -172,6 +172,7 @@ export async function createContext(config: HubConfig): Promise<HubContext> {
       {
         maxBatch: config.EXCHANGE_MAX_BATCH,
         concurrency: config.EXCHANGE_CONCURRENCY,
+        memoryRows: config.EXCHANGE_MEMORY_ROWS,
         crypto: exchangeCrypto(signer.privateKey, config.HUB_ROLE === 'worker' ? 0 : config.CRYPTO_THREADS),
       },
       (outcome, seconds, code) => metrics.exchanged(outcome, seconds, code),

@@ -4,12 +4,11 @@ import {
   newHashlock,
   type SignedConsumerPromise,
   sealPreimage,
-  signConsumerPromise,
   signRecoveryRequest,
   verifyHubPromise,
 } from '@chit/sdk';
 import type { Pool } from 'pg';
-import { type Hex, keccak256, toHex } from 'viem';
+import type { Hex } from 'viem';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { BooksService } from '../src/books/books.service';
 import { OperatorSigner } from '../src/crypto/operator-signer';
@@ -19,10 +18,18 @@ import { HubError } from '../src/errors/hub-error';
 import { ExchangeService } from '../src/exchange/exchange.service';
 import { BooksRepository } from '../src/repositories/books.repository';
 import { ExchangeRepository, RevealRepository } from '../src/repositories/exchange.repository';
+import {
+  consumerBooks,
+  ether,
+  exchangeBody,
+  consumerWith as insertConsumer,
+  newProvider,
+  promiseOf,
+  testScope,
+} from './support/exchanges';
 import { createTestDatabase } from './support/postgres';
 
-const scope = { hub: '0x4859E602e6ffac40ef337bB9B9Df6a4D9CF43b51', chainId: 31337 } as const;
-const ether = (n: number) => BigInt(n) * 10n ** 18n;
+const scope = testScope;
 
 describe('exchange', () => {
   let db: Awaited<ReturnType<typeof createTestDatabase>>;
@@ -44,52 +51,11 @@ describe('exchange', () => {
   });
   after(() => db.drop());
 
-  /** A consumer with a channel of `balance`, as the chain follower would record it. */
-  async function consumerWith(balance: bigint, exitAmount = 0n) {
-    const account = privateKeyToAccount(generatePrivateKey());
-    await pool.query('INSERT INTO consumers (address, balance, exit_amount) VALUES ($1, $2, $3)', [
-      toBytea(account.address.toLowerCase()),
-      balance.toString(),
-      exitAmount.toString(),
-    ]);
-    return account;
-  }
-
-  /** A provider with its own agreement id and the R of each invoice it sends. */
-  function provider() {
-    const account = privateKeyToAccount(generatePrivateKey());
-    return { account, agreementId: keccak256(toHex(account.address)) as Hex, preimages: [] as Hex[] };
-  }
-
-  async function promise(
-    consumer: ReturnType<typeof privateKeyToAccount>,
-    p: ReturnType<typeof provider>,
-    total: bigint,
-    agreementTotal: bigint,
-    overrides: Partial<SignedConsumerPromise> = {},
-  ) {
-    const { preimage, hashlock } = newHashlock();
-    p.preimages.push(preimage);
-    const signed = await signConsumerPromise(consumer, {
-      ...scope,
-      consumer: consumer.address,
-      total,
-      hashlock,
-      agreement: { provider: p.account.address, id: p.agreementId, total: agreementTotal },
-      ...overrides,
-    });
-    return { signed, preimage };
-  }
-
-  const request = (signed: SignedConsumerPromise, preimage: Hex, extra: Record<string, unknown> = {}) => ({
-    promise: {
-      ...signed,
-      total: signed.total.toString(),
-      agreement: { ...signed.agreement, total: signed.agreement.total.toString() },
-    },
-    encryptedPreimage: sealPreimage(operator.publicKey, preimage),
-    ...extra,
-  });
+  const consumerWith = (balance: bigint, exitAmount = 0n) => insertConsumer(pool, balance, exitAmount);
+  const provider = newProvider;
+  const promise = promiseOf;
+  const request = (signed: SignedConsumerPromise, preimage: Hex, extra: Record<string, unknown> = {}) =>
+    exchangeBody(operator.publicKey, signed, preimage, extra);
 
   async function rejects(body: unknown, code: string) {
     await assert.rejects(exchange(body), (error: unknown) => {
@@ -99,12 +65,7 @@ describe('exchange', () => {
     });
   }
 
-  const books = async (consumer: string) =>
-    (
-      await pool.query('SELECT credited::text, signed_total::text FROM consumers WHERE address = $1', [
-        toBytea(consumer.toLowerCase()),
-      ])
-    ).rows[0];
+  const books = (consumer: string) => consumerBooks(pool, consumer);
 
   it('gives the provider a hub promise for the increment, signed by the operator', async () => {
     const consumer = await consumerWith(ether(10));

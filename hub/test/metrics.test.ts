@@ -119,6 +119,8 @@ describe('metrics and the OpenAPI document', () => {
     // A body that does not decode is refused at the edge (MALFORMED above) and is not an exchange to time.
     assert.equal(metric(text, 'chit_exchange_seconds_count'), 1);
     assert.equal(metric(text, 'chit_exchange_queue_depth'), 0);
+    assert.equal(metric(text, 'chit_exchange_batches_total{books="memory"}'), 0);
+    assert.equal(metric(text, 'chit_exchange_batches_total{books="locked"}'), 1);
     assert.equal(metric(text, 'chit_unsettled_liabilities_tokens'), 7);
     assert.equal(metric(text, 'chit_stake_tokens'), Number(info.stake));
     assert.equal(metric(text, 'chit_settlements{status="queued"}'), 0);

@@ -63,7 +63,7 @@ async function exportedSeries(): Promise<Exported> {
       unreachable: () => {},
       rpcUrl: 'http://127.0.0.1:8545',
     } as unknown as ChainService,
-    exchanges: () => ({ queueDepth: 0 }) as unknown as ExchangeService,
+    exchanges: () => ({ queueDepth: 0, batchCounts: { memory: 0, locked: 0 } }) as unknown as ExchangeService,
     followerLag: async () => 2n,
     relayer: '0x70997970C51812dc3A010C7d01b50e0d17dc79C8',
     jobCounts: async (states) =>

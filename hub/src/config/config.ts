@@ -129,6 +129,8 @@ export const configSchema = z.object({
   DB_POOL_SIZE: int(1, 1_000).default(10),
   EXCHANGE_MAX_BATCH: int(1, 10_000).default(256),
   EXCHANGE_CONCURRENCY: int(1, 100).default(2),
+  /** Consumers, providers and agreements (each) the exchange keeps in memory to decide on without locking; 0: none. */
+  EXCHANGE_MEMORY_ROWS: int(0, 10_000_000).default(50_000),
   /** Worker threads for the exchange's crypto (0: in the main thread); default the other cores, 1 to 4. */
   CRYPTO_THREADS: int(0, 64).default(() => Math.min(4, Math.max(1, availableParallelism() - 1))),
   QUEUE_PREFIX: z.string().min(1).default('chit'),

@@ -76,6 +76,22 @@ export interface BatchState {
   exchanges: Map<Hex, ExchangeRecord>;
 }
 
+/**
+ * The rows a batch's decisions read, as they were before it decided: what its write checks are unchanged
+ * (`ExchangeRepository`). Every credit writes its consumer, provider and agreement, so a batch whose
+ * candidates all pass read nothing it does not write.
+ */
+export type BooksRead = Omit<BatchState, 'exchanges'>;
+
+/** A copy of `state`'s rows, kept before the rules replace them. */
+export function booksReadOf(state: BooksRead): BooksRead {
+  return {
+    consumers: new Map(state.consumers),
+    providers: new Map(state.providers),
+    agreements: new Map(state.agreements),
+  };
+}
+
 export type ExchangeOutcome = { ok: true; hubTotal: bigint; repeated: boolean } | { ok: false; error: HubError };
 
 /** The rows a batch must write after its decisions. */

@@ -23,6 +23,7 @@ import { decodeWire } from '../errors/decode-wire';
 import { HubError, type HubErrorCode } from '../errors/hub-error';
 import type { ExchangeRepository, RevealRepository } from '../repositories/exchange.repository';
 import { decideExchanges, type ExchangeCandidate, type ExchangeOutcome, keccakHex } from './exchange.rules';
+import { type BooksCounts, ExchangeBooks } from './exchange-books';
 import { GroupCommit } from './group-commit';
 
 /** How far a recovery request's `issuedAt` may be from the hub's clock. */
@@ -38,6 +39,11 @@ export interface ExchangeOptions {
    * The hub gives it worker threads (CRYPTO_THREADS).
    */
   crypto?: ExchangeCrypto;
+  /**
+   * How many consumers, providers and agreements (each) the books keep in memory to decide batches on
+   * without locking their rows ({@link ExchangeBooks}); 0 locks them for every batch. Default 50,000.
+   */
+  memoryRows?: number;
 }
 
 /**
@@ -85,11 +91,12 @@ export class ExchangeService {
   /** Opens `encryptedPreimage` boxes with the operator key. */
   private readonly openBox: (box: Hex) => Hex | undefined;
   private readonly group: GroupCommit<ExchangeCandidate, ExchangeOutcome>;
+  private readonly books: ExchangeBooks;
   private readonly crypto: ExchangeCrypto;
 
   constructor(
     private readonly scope: HubScope,
-    private readonly exchanges: ExchangeRepository,
+    exchanges: ExchangeRepository,
     private readonly reveals: RevealRepository,
     private readonly signer: OperatorSigner,
     options: ExchangeOptions,
@@ -99,6 +106,7 @@ export class ExchangeService {
   ) {
     enableNativeHashing();
     this.openBox = nativePreimageOpener(signer.privateKey);
+    this.books = new ExchangeBooks(exchanges, options.memoryRows ?? 50_000);
     this.group = new GroupCommit((candidates) => this.commit(candidates), options);
     this.crypto = options.crypto ?? exchangeCrypto(signer.privateKey, 0);
   }
@@ -106,6 +114,11 @@ export class ExchangeService {
   /** Stops the crypto threads. */
   close(): Promise<void> {
     return this.crypto.close();
+  }
+
+  /** How many batches were decided on the books in memory, and how many on locked rows. */
+  get batchCounts(): Readonly<BooksCounts> {
+    return this.books.counts;
   }
 
   /** Requests waiting for a batch. */
@@ -279,11 +292,8 @@ export class ExchangeService {
     };
   }
 
-  private async commit(candidates: ExchangeCandidate[]): Promise<ExchangeOutcome[]> {
-    return this.exchanges.inBatch(candidates, (state) => {
-      const { outcomes, writes } = decideExchanges(candidates, state, this.openBox);
-      return { writes, result: outcomes };
-    });
+  private commit(candidates: ExchangeCandidate[]): Promise<ExchangeOutcome[]> {
+    return this.books.decide(candidates, (state) => decideExchanges(candidates, state, this.openBox));
   }
 
   private hubPromiseOf(request: ExchangeRequest, total: bigint): HubPromise {

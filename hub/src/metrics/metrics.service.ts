@@ -148,6 +148,20 @@ export class MetricsService {
       { maxAgeMs: 0, waitMs: SCRAPE_WAIT_MS },
     );
     for (const outcome of ['ok', 'repeated']) this.exchanges.inc({ outcome }, 0);
+    const batchesCounted = { memory: 0, locked: 0 };
+    new Counter({
+      name: 'chit_exchange_batches_total',
+      help: 'Group-commit batches committed, by the books they were decided on (memory: checked by the write; locked: rows locked in Postgres)',
+      labelNames: ['books'],
+      registers: [this.registry],
+      collect() {
+        const counts = exchanges().batchCounts;
+        for (const books of ['memory', 'locked'] as const) {
+          this.inc({ books }, counts[books] - batchesCounted[books]);
+          batchesCounted[books] = counts[books];
+        }
+      },
+    });
     new Gauge({
       name: 'chit_exchange_queue_depth',
       help: 'Exchanges waiting for a group-commit batch',

@@ -1,4 +1,4 @@
-import type { Pool, PoolClient } from 'pg';
+import type { Pool, PoolClient, QueryConfig } from 'pg';
 import { fromBytea, fromByteaOrNull, type Hex, toBytea } from '../db/bytes';
 import { withTransaction } from '../db/transaction';
 import {
@@ -6,11 +6,17 @@ import {
   agreementKey,
   type BatchState,
   type BatchWrites,
+  type BooksRead,
+  booksReadOf,
   type ConsumerState,
   type ExchangeCandidate,
   type ExchangeRecord,
   type ProviderState,
 } from '../exchange/exchange.rules';
+
+/** The SQLSTATE of `chit_require_unchanged_books` (migration 0007): a row the batch decided on changed. */
+const BOOKS_CHANGED = 'CHB01';
+const DEADLOCK = '40P01';
 
 /** A consumers row (balance, settled, exit_amount, exit_reserved, signed_total, credited, best_hashlock) as the rules see it. */
 // biome-ignore lint/suspicious/noExplicitAny: a pg row
@@ -49,21 +55,52 @@ export class ExchangeRepository {
 
   /**
    * Locks the rows `candidates` touch, lets `decide` rule on them, writes what it decided and commits.
-   * Retries the whole batch on a serialization failure or deadlock.
+   * Runs the whole batch again on a serialization failure, a deadlock, or a hashlock recorded after it
+   * was read.
    */
   async inBatch<T>(
     candidates: ExchangeCandidate[],
     decide: (state: BatchState) => { writes: BatchWrites; result: T },
   ): Promise<T> {
-    return withTransaction(
-      this.pool,
-      async (client) => {
-        const { writes, result } = decide(await this.lock(client, candidates));
-        await this.write(client, writes);
-        return result;
-      },
-      { retry: 4 },
-    );
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await withTransaction(
+          this.pool,
+          async (client) => {
+            const state = await this.lock(client, candidates);
+            const read = booksReadOf(state);
+            const { writes, result } = decide(state);
+            const statement = writeStatement(writes, read);
+            if (statement) await client.query(statement);
+            return result;
+          },
+          { retry: 4 },
+        );
+      } catch (error) {
+        // The locks hold every row the batch read but a hashlock another provider's batch recorded
+        // after the read: decided again, it is a repeat or HASHLOCK_REUSED.
+        if ((error as { code?: string }).code !== BOOKS_CHANGED || attempt >= 4) throw error;
+      }
+    }
+  }
+
+  /**
+   * Writes a batch decided on `read`, rows the hub holds in memory and did not lock, in one statement and
+   * its own transaction (one round trip, one fsync). The statement checks that every row the decisions
+   * read is still as `read` holds it, and that no exchange of the batch is recorded yet; when one is not,
+   * it writes nothing and this answers false. A deadlock with another writer also answers false.
+   */
+  async writeUnlocked(writes: BatchWrites, read: BooksRead): Promise<boolean> {
+    const statement = writeStatement(writes, read);
+    if (!statement) return true;
+    try {
+      await this.pool.query(statement);
+      return true;
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      if (code === BOOKS_CHANGED || code === DEADLOCK) return false;
+      throw error;
+    }
   }
 
   private async lock(client: PoolClient, candidates: ExchangeCandidate[]): Promise<BatchState> {
@@ -144,104 +181,6 @@ export class ExchangeRepository {
     for (const row of exchangeRows.rows) exchanges.set(fromBytea(row.hashlock), toExchangeRecord(row));
     return { consumers, providers, agreements, exchanges };
   }
-
-  /**
-   * Every write of a batch in one statement (one round trip): credits only ever come with a new
-   * exchange, so a batch without one writes nothing. The history rollups (migration 0006) take the new
-   * exchanges' increments in the same statement; their provider, consumer and pair rows belong to rows
-   * this batch already locked, so they add no wait, and the hub's row is one of 16 stripes.
-   */
-  private async write(client: PoolClient, writes: BatchWrites): Promise<void> {
-    if (writes.exchanges.length === 0) return;
-    // Every new exchange carries its R; reveals are of earlier exchanges (a statement's CTEs would not
-    // see each other's rows).
-    const reveals = [...writes.reveals];
-    const consumers = [...writes.consumers.values()];
-    const providers = [...writes.providers.values()];
-    const agreements = [...writes.agreements.values()];
-    const exchanges = writes.exchanges;
-    const optional = (hex: Hex | null) => (hex ? toBytea(hex) : null);
-    await client.query({
-      name: 'exchange.write',
-      text: `WITH
-       consumer_updates AS (
-         UPDATE consumers c
-            SET signed_total = v.signed_total, credited = v.credited, best_hashlock = v.best_hashlock, updated_at = now()
-           FROM unnest($1::bytea[], $2::numeric[], $3::numeric[], $4::bytea[])
-             AS v(address, signed_total, credited, best_hashlock)
-          WHERE c.address = v.address),
-       provider_updates AS (
-         UPDATE providers p
-            SET promised = v.promised, latest_hashlock = v.latest_hashlock,
-                unrevealed_hashlock = v.unrevealed_hashlock, updated_at = now()
-           FROM unnest($5::bytea[], $6::numeric[], $7::bytea[], $8::bytea[])
-             AS v(address, promised, latest_hashlock, unrevealed_hashlock)
-          WHERE p.address = v.address),
-       agreement_upserts AS (
-         INSERT INTO agreements (provider, agreement_id, consumer, credited_total)
-         SELECT * FROM unnest($9::bytea[], $10::bytea[], $11::bytea[], $12::numeric[])
-         ON CONFLICT (provider, agreement_id) DO UPDATE SET credited_total = EXCLUDED.credited_total),
-       exchange_inserts AS (
-         INSERT INTO exchanges (hashlock, provider, consumer, agreement_id, agreement_total, consumer_total,
-                                consumer_signature, increment, hub_total, encrypted_preimage, preimage)
-         SELECT * FROM unnest($13::bytea[], $14::bytea[], $15::bytea[], $16::bytea[], $17::numeric[], $18::numeric[],
-                              $19::bytea[], $20::numeric[], $21::numeric[], $22::bytea[], $23::bytea[])),
-       new_exchanges AS (
-         SELECT * FROM unnest($14::bytea[], $15::bytea[], $20::numeric[]) AS v(provider, consumer, increment)),
-       provider_rollup AS (
-         INSERT INTO provider_hourly AS r (provider, hour, amount, exchanges)
-         SELECT provider, date_trunc('hour', now(), 'UTC'), sum(increment), count(*) FROM new_exchanges GROUP BY provider
-         ON CONFLICT (provider, hour) DO UPDATE
-           SET amount = r.amount + EXCLUDED.amount, exchanges = r.exchanges + EXCLUDED.exchanges),
-       consumer_rollup AS (
-         INSERT INTO consumer_hourly AS r (consumer, hour, amount, exchanges)
-         SELECT consumer, date_trunc('hour', now(), 'UTC'), sum(increment), count(*) FROM new_exchanges GROUP BY consumer
-         ON CONFLICT (consumer, hour) DO UPDATE
-           SET amount = r.amount + EXCLUDED.amount, exchanges = r.exchanges + EXCLUDED.exchanges),
-       pair_rollup AS (
-         INSERT INTO pair_daily AS r (provider, consumer, day, amount, exchanges)
-         SELECT provider, consumer, date_trunc('day', now(), 'UTC'), sum(increment), count(*)
-           FROM new_exchanges GROUP BY provider, consumer
-         ON CONFLICT (provider, consumer, day) DO UPDATE
-           SET amount = r.amount + EXCLUDED.amount, exchanges = r.exchanges + EXCLUDED.exchanges),
-       hub_rollup AS (
-         INSERT INTO hub_hourly AS r (hour, stripe, amount, exchanges)
-         SELECT date_trunc('hour', now(), 'UTC'), floor(random() * 16)::smallint, sum(increment), count(*) FROM new_exchanges
-         HAVING count(*) > 0
-         ON CONFLICT (hour, stripe) DO UPDATE
-           SET amount = r.amount + EXCLUDED.amount, exchanges = r.exchanges + EXCLUDED.exchanges)
-       UPDATE exchanges e SET preimage = v.preimage
-         FROM unnest($24::bytea[], $25::bytea[]) AS v(hashlock, preimage)
-        WHERE e.hashlock = v.hashlock AND e.preimage IS NULL`,
-      values: [
-        consumers.map((r) => toBytea(r.address)),
-        consumers.map((r) => r.signedTotal.toString()),
-        consumers.map((r) => r.credited.toString()),
-        consumers.map((r) => optional(r.bestHashlock)),
-        providers.map((r) => toBytea(r.address)),
-        providers.map((r) => r.promised.toString()),
-        providers.map((r) => optional(r.latestHashlock)),
-        providers.map((r) => optional(r.unrevealedHashlock)),
-        agreements.map((r) => toBytea(r.provider)),
-        agreements.map((r) => toBytea(r.agreementId)),
-        agreements.map((r) => toBytea(r.consumer)),
-        agreements.map((r) => r.creditedTotal.toString()),
-        exchanges.map((r) => toBytea(r.hashlock)),
-        exchanges.map((r) => toBytea(r.provider)),
-        exchanges.map((r) => toBytea(r.consumer)),
-        exchanges.map((r) => toBytea(r.agreementId)),
-        exchanges.map((r) => r.agreementTotal.toString()),
-        exchanges.map((r) => r.consumerTotal.toString()),
-        exchanges.map((r) => toBytea(r.consumerSignature)),
-        exchanges.map((r) => r.increment.toString()),
-        exchanges.map((r) => r.hubTotal.toString()),
-        exchanges.map((r) => toBytea(r.encryptedPreimage)),
-        exchanges.map((r) => optional(r.preimage)),
-        reveals.map(([hashlock]) => toBytea(hashlock)),
-        reveals.map(([, preimage]) => toBytea(preimage)),
-      ],
-    });
-  }
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: a pg row
@@ -301,4 +240,149 @@ export class RevealRepository {
     );
     return rows[0] ? toExchangeRecord(rows[0]) : undefined;
   }
+}
+
+/**
+ * Every write of a batch in one statement (one round trip), or undefined when it writes nothing: credits
+ * only ever come with a new exchange. The statement writes each consumer, provider and agreement only
+ * where the row still holds what the decisions read (`read`), records each new exchange only where its
+ * hashlock is not recorded yet, and aborts (BOOKS_CHANGED) unless every write found its row, so a batch
+ * decided on rows that changed meanwhile writes nothing. The history rollups (migration 0006) take the
+ * new exchanges' increments in the same statement; their provider, consumer and pair rows belong to rows
+ * this batch writes, so they add no wait, and the hub's row is one of 16 stripes.
+ */
+function writeStatement(writes: BatchWrites, read: BooksRead): QueryConfig | undefined {
+  if (writes.exchanges.length === 0) return undefined;
+  // Every new exchange carries its R; reveals are of earlier exchanges (a statement's CTEs would not
+  // see each other's rows).
+  const reveals = [...writes.reveals];
+  const consumers = [...writes.consumers.values()].map((row) => ({ row, was: read.consumers.get(row.address)! }));
+  const providers = [...writes.providers.values()].map((row) => ({ row, was: read.providers.get(row.address)! }));
+  const agreements = [...writes.agreements].map(([key, row]) => ({ row, was: read.agreements.get(key) }));
+  const updated = agreements.filter((a) => a.was) as Array<{ row: AgreementState; was: AgreementState }>;
+  const inserted = agreements.filter((a) => !a.was).map((a) => a.row);
+  const exchanges = writes.exchanges;
+  const optional = (hex: Hex | null) => (hex ? toBytea(hex) : null);
+  return {
+    name: 'exchange.write',
+    text: `WITH
+     consumer_updates AS (
+       UPDATE consumers c
+          SET signed_total = v.signed_total, credited = v.credited, best_hashlock = v.best_hashlock, updated_at = now()
+         FROM unnest($1::bytea[], $2::numeric[], $3::numeric[], $4::bytea[],
+                     $5::numeric[], $6::numeric[], $7::numeric[], $8::numeric[], $9::numeric[], $10::numeric[], $11::bytea[])
+           AS v(address, signed_total, credited, best_hashlock,
+                balance_was, settled_was, exit_amount_was, exit_reserved_was, signed_total_was, credited_was, best_hashlock_was)
+        WHERE c.address = v.address
+          AND c.balance = v.balance_was AND c.settled = v.settled_was
+          AND c.exit_amount = v.exit_amount_was AND c.exit_reserved = v.exit_reserved_was
+          AND c.signed_total = v.signed_total_was AND c.credited = v.credited_was
+          AND c.best_hashlock IS NOT DISTINCT FROM v.best_hashlock_was
+       RETURNING 1),
+     provider_updates AS (
+       UPDATE providers p
+          SET promised = v.promised, latest_hashlock = v.latest_hashlock,
+              unrevealed_hashlock = v.unrevealed_hashlock, updated_at = now()
+         FROM unnest($12::bytea[], $13::numeric[], $14::bytea[], $15::bytea[], $16::numeric[], $17::bytea[], $18::bytea[])
+           AS v(address, promised, latest_hashlock, unrevealed_hashlock, promised_was, latest_hashlock_was, unrevealed_hashlock_was)
+        WHERE p.address = v.address AND p.promised = v.promised_was
+          AND p.latest_hashlock IS NOT DISTINCT FROM v.latest_hashlock_was
+          AND p.unrevealed_hashlock IS NOT DISTINCT FROM v.unrevealed_hashlock_was
+       RETURNING 1),
+     agreement_updates AS (
+       UPDATE agreements a SET credited_total = v.credited_total
+         FROM unnest($19::bytea[], $20::bytea[], $21::bytea[], $22::numeric[], $23::numeric[])
+           AS v(provider, agreement_id, consumer, credited_total, credited_total_was)
+        WHERE a.provider = v.provider AND a.agreement_id = v.agreement_id
+          AND a.consumer = v.consumer AND a.credited_total = v.credited_total_was
+       RETURNING 1),
+     agreement_inserts AS (
+       INSERT INTO agreements (provider, agreement_id, consumer, credited_total)
+       SELECT * FROM unnest($24::bytea[], $25::bytea[], $26::bytea[], $27::numeric[])
+       ON CONFLICT (provider, agreement_id) DO NOTHING
+       RETURNING 1),
+     exchange_inserts AS (
+       INSERT INTO exchanges (hashlock, provider, consumer, agreement_id, agreement_total, consumer_total,
+                              consumer_signature, increment, hub_total, encrypted_preimage, preimage)
+       SELECT * FROM unnest($28::bytea[], $29::bytea[], $30::bytea[], $31::bytea[], $32::numeric[], $33::numeric[],
+                            $34::bytea[], $35::numeric[], $36::numeric[], $37::bytea[], $38::bytea[])
+       ON CONFLICT (hashlock) DO NOTHING
+       RETURNING 1),
+     reveal_updates AS (
+       UPDATE exchanges e SET preimage = v.preimage
+         FROM unnest($39::bytea[], $40::bytea[]) AS v(hashlock, preimage)
+        WHERE e.hashlock = v.hashlock AND e.preimage IS NULL),
+     new_exchanges AS (
+       SELECT * FROM unnest($29::bytea[], $30::bytea[], $35::numeric[]) AS v(provider, consumer, increment)),
+     provider_rollup AS (
+       INSERT INTO provider_hourly AS r (provider, hour, amount, exchanges)
+       SELECT provider, date_trunc('hour', now(), 'UTC'), sum(increment), count(*) FROM new_exchanges GROUP BY provider
+       ON CONFLICT (provider, hour) DO UPDATE
+         SET amount = r.amount + EXCLUDED.amount, exchanges = r.exchanges + EXCLUDED.exchanges),
+     consumer_rollup AS (
+       INSERT INTO consumer_hourly AS r (consumer, hour, amount, exchanges)
+       SELECT consumer, date_trunc('hour', now(), 'UTC'), sum(increment), count(*) FROM new_exchanges GROUP BY consumer
+       ON CONFLICT (consumer, hour) DO UPDATE
+         SET amount = r.amount + EXCLUDED.amount, exchanges = r.exchanges + EXCLUDED.exchanges),
+     pair_rollup AS (
+       INSERT INTO pair_daily AS r (provider, consumer, day, amount, exchanges)
+       SELECT provider, consumer, date_trunc('day', now(), 'UTC'), sum(increment), count(*)
+         FROM new_exchanges GROUP BY provider, consumer
+       ON CONFLICT (provider, consumer, day) DO UPDATE
+         SET amount = r.amount + EXCLUDED.amount, exchanges = r.exchanges + EXCLUDED.exchanges),
+     hub_rollup AS (
+       INSERT INTO hub_hourly AS r (hour, stripe, amount, exchanges)
+       SELECT date_trunc('hour', now(), 'UTC'), floor(random() * 16)::smallint, sum(increment), count(*) FROM new_exchanges
+       HAVING count(*) > 0
+       ON CONFLICT (hour, stripe) DO UPDATE
+         SET amount = r.amount + EXCLUDED.amount, exchanges = r.exchanges + EXCLUDED.exchanges)
+     SELECT chit_require_unchanged_books(
+       (SELECT count(*) FROM consumer_updates) = cardinality($1::bytea[])
+       AND (SELECT count(*) FROM provider_updates) = cardinality($12::bytea[])
+       AND (SELECT count(*) FROM agreement_updates) = cardinality($19::bytea[])
+       AND (SELECT count(*) FROM agreement_inserts) = cardinality($24::bytea[])
+       AND (SELECT count(*) FROM exchange_inserts) = cardinality($28::bytea[]))`,
+    values: [
+      consumers.map(({ row }) => toBytea(row.address)),
+      consumers.map(({ row }) => row.signedTotal.toString()),
+      consumers.map(({ row }) => row.credited.toString()),
+      consumers.map(({ row }) => optional(row.bestHashlock)),
+      consumers.map(({ was }) => was.balance.toString()),
+      consumers.map(({ was }) => was.settled.toString()),
+      consumers.map(({ was }) => was.exitAmount.toString()),
+      consumers.map(({ was }) => was.exitReserved.toString()),
+      consumers.map(({ was }) => was.signedTotal.toString()),
+      consumers.map(({ was }) => was.credited.toString()),
+      consumers.map(({ was }) => optional(was.bestHashlock)),
+      providers.map(({ row }) => toBytea(row.address)),
+      providers.map(({ row }) => row.promised.toString()),
+      providers.map(({ row }) => optional(row.latestHashlock)),
+      providers.map(({ row }) => optional(row.unrevealedHashlock)),
+      providers.map(({ was }) => was.promised.toString()),
+      providers.map(({ was }) => optional(was.latestHashlock)),
+      providers.map(({ was }) => optional(was.unrevealedHashlock)),
+      updated.map(({ row }) => toBytea(row.provider)),
+      updated.map(({ row }) => toBytea(row.agreementId)),
+      updated.map(({ was }) => toBytea(was.consumer)),
+      updated.map(({ row }) => row.creditedTotal.toString()),
+      updated.map(({ was }) => was.creditedTotal.toString()),
+      inserted.map((row) => toBytea(row.provider)),
+      inserted.map((row) => toBytea(row.agreementId)),
+      inserted.map((row) => toBytea(row.consumer)),
+      inserted.map((row) => row.creditedTotal.toString()),
+      exchanges.map((r) => toBytea(r.hashlock)),
+      exchanges.map((r) => toBytea(r.provider)),
+      exchanges.map((r) => toBytea(r.consumer)),
+      exchanges.map((r) => toBytea(r.agreementId)),
+      exchanges.map((r) => r.agreementTotal.toString()),
+      exchanges.map((r) => r.consumerTotal.toString()),
+      exchanges.map((r) => toBytea(r.consumerSignature)),
+      exchanges.map((r) => r.increment.toString()),
+      exchanges.map((r) => r.hubTotal.toString()),
+      exchanges.map((r) => toBytea(r.encryptedPreimage)),
+      exchanges.map((r) => optional(r.preimage)),
+      reveals.map(([hashlock]) => toBytea(hashlock)),
+      reveals.map(([, preimage]) => toBytea(preimage)),
+    ],
+  };
 }
