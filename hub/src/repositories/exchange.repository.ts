@@ -1,5 +1,5 @@
 import type { Pool, PoolClient, QueryConfig } from 'pg';
-import { fromBytea, fromByteaOrNull, type Hex, toBytea } from '../db/bytes';
+import { byteaArray, fromBytea, fromByteaOrNull, type Hex, numericArray, toBytea } from '../db/bytes';
 import { withTransaction } from '../db/transaction';
 import {
   type AgreementState,
@@ -256,13 +256,20 @@ function writeStatement(writes: BatchWrites, read: BooksRead): QueryConfig | und
   // Every new exchange carries its R; reveals are of earlier exchanges (a statement's CTEs would not
   // see each other's rows).
   const reveals = [...writes.reveals];
-  const consumers = [...writes.consumers.values()].map((row) => ({ row, was: read.consumers.get(row.address)! }));
-  const providers = [...writes.providers.values()].map((row) => ({ row, was: read.providers.get(row.address)! }));
+  // Rows in address order, consumers first, as the locked way locks them: the statement's updates take
+  // their row locks in the order of its arrays, so it and other batches wait for one another rather
+  // than deadlock.
+  const byAddress = (a: { address: Hex }, b: { address: Hex }) => (a.address < b.address ? -1 : 1);
+  const consumers = [...writes.consumers.values()]
+    .sort(byAddress)
+    .map((row) => ({ row, was: read.consumers.get(row.address)! }));
+  const providers = [...writes.providers.values()]
+    .sort(byAddress)
+    .map((row) => ({ row, was: read.providers.get(row.address)! }));
   const agreements = [...writes.agreements].map(([key, row]) => ({ row, was: read.agreements.get(key) }));
   const updated = agreements.filter((a) => a.was) as Array<{ row: AgreementState; was: AgreementState }>;
   const inserted = agreements.filter((a) => !a.was).map((a) => a.row);
   const exchanges = writes.exchanges;
-  const optional = (hex: Hex | null) => (hex ? toBytea(hex) : null);
   return {
     name: 'exchange.write',
     text: `WITH
@@ -343,46 +350,46 @@ function writeStatement(writes: BatchWrites, read: BooksRead): QueryConfig | und
        AND (SELECT count(*) FROM agreement_inserts) = cardinality($24::bytea[])
        AND (SELECT count(*) FROM exchange_inserts) = cardinality($28::bytea[]))`,
     values: [
-      consumers.map(({ row }) => toBytea(row.address)),
-      consumers.map(({ row }) => row.signedTotal.toString()),
-      consumers.map(({ row }) => row.credited.toString()),
-      consumers.map(({ row }) => optional(row.bestHashlock)),
-      consumers.map(({ was }) => was.balance.toString()),
-      consumers.map(({ was }) => was.settled.toString()),
-      consumers.map(({ was }) => was.exitAmount.toString()),
-      consumers.map(({ was }) => was.exitReserved.toString()),
-      consumers.map(({ was }) => was.signedTotal.toString()),
-      consumers.map(({ was }) => was.credited.toString()),
-      consumers.map(({ was }) => optional(was.bestHashlock)),
-      providers.map(({ row }) => toBytea(row.address)),
-      providers.map(({ row }) => row.promised.toString()),
-      providers.map(({ row }) => optional(row.latestHashlock)),
-      providers.map(({ row }) => optional(row.unrevealedHashlock)),
-      providers.map(({ was }) => was.promised.toString()),
-      providers.map(({ was }) => optional(was.latestHashlock)),
-      providers.map(({ was }) => optional(was.unrevealedHashlock)),
-      updated.map(({ row }) => toBytea(row.provider)),
-      updated.map(({ row }) => toBytea(row.agreementId)),
-      updated.map(({ was }) => toBytea(was.consumer)),
-      updated.map(({ row }) => row.creditedTotal.toString()),
-      updated.map(({ was }) => was.creditedTotal.toString()),
-      inserted.map((row) => toBytea(row.provider)),
-      inserted.map((row) => toBytea(row.agreementId)),
-      inserted.map((row) => toBytea(row.consumer)),
-      inserted.map((row) => row.creditedTotal.toString()),
-      exchanges.map((r) => toBytea(r.hashlock)),
-      exchanges.map((r) => toBytea(r.provider)),
-      exchanges.map((r) => toBytea(r.consumer)),
-      exchanges.map((r) => toBytea(r.agreementId)),
-      exchanges.map((r) => r.agreementTotal.toString()),
-      exchanges.map((r) => r.consumerTotal.toString()),
-      exchanges.map((r) => toBytea(r.consumerSignature)),
-      exchanges.map((r) => r.increment.toString()),
-      exchanges.map((r) => r.hubTotal.toString()),
-      exchanges.map((r) => toBytea(r.encryptedPreimage)),
-      exchanges.map((r) => optional(r.preimage)),
-      reveals.map(([hashlock]) => toBytea(hashlock)),
-      reveals.map(([, preimage]) => toBytea(preimage)),
+      byteaArray(consumers.map(({ row }) => row.address)),
+      numericArray(consumers.map(({ row }) => row.signedTotal)),
+      numericArray(consumers.map(({ row }) => row.credited)),
+      byteaArray(consumers.map(({ row }) => row.bestHashlock)),
+      numericArray(consumers.map(({ was }) => was.balance)),
+      numericArray(consumers.map(({ was }) => was.settled)),
+      numericArray(consumers.map(({ was }) => was.exitAmount)),
+      numericArray(consumers.map(({ was }) => was.exitReserved)),
+      numericArray(consumers.map(({ was }) => was.signedTotal)),
+      numericArray(consumers.map(({ was }) => was.credited)),
+      byteaArray(consumers.map(({ was }) => was.bestHashlock)),
+      byteaArray(providers.map(({ row }) => row.address)),
+      numericArray(providers.map(({ row }) => row.promised)),
+      byteaArray(providers.map(({ row }) => row.latestHashlock)),
+      byteaArray(providers.map(({ row }) => row.unrevealedHashlock)),
+      numericArray(providers.map(({ was }) => was.promised)),
+      byteaArray(providers.map(({ was }) => was.latestHashlock)),
+      byteaArray(providers.map(({ was }) => was.unrevealedHashlock)),
+      byteaArray(updated.map(({ row }) => row.provider)),
+      byteaArray(updated.map(({ row }) => row.agreementId)),
+      byteaArray(updated.map(({ was }) => was.consumer)),
+      numericArray(updated.map(({ row }) => row.creditedTotal)),
+      numericArray(updated.map(({ was }) => was.creditedTotal)),
+      byteaArray(inserted.map((row) => row.provider)),
+      byteaArray(inserted.map((row) => row.agreementId)),
+      byteaArray(inserted.map((row) => row.consumer)),
+      numericArray(inserted.map((row) => row.creditedTotal)),
+      byteaArray(exchanges.map((r) => r.hashlock)),
+      byteaArray(exchanges.map((r) => r.provider)),
+      byteaArray(exchanges.map((r) => r.consumer)),
+      byteaArray(exchanges.map((r) => r.agreementId)),
+      numericArray(exchanges.map((r) => r.agreementTotal)),
+      numericArray(exchanges.map((r) => r.consumerTotal)),
+      byteaArray(exchanges.map((r) => r.consumerSignature)),
+      numericArray(exchanges.map((r) => r.increment)),
+      numericArray(exchanges.map((r) => r.hubTotal)),
+      byteaArray(exchanges.map((r) => r.encryptedPreimage)),
+      byteaArray(exchanges.map((r) => r.preimage)),
+      byteaArray(reveals.map(([hashlock]) => hashlock)),
+      byteaArray(reveals.map(([, preimage]) => preimage)),
     ],
   };
 }
