@@ -40,6 +40,8 @@ interface Waiting {
 }
 interface Thread {
   worker: Worker;
+  /** Resolves once the thread has loaded its modules, or stopped. */
+  loaded: Promise<void>;
   /** Jobs sent and not answered, by id: the callers they answer, in order. */
   jobs: Map<number, Waiting[]>;
   /** Items sent and not answered. */
@@ -53,6 +55,8 @@ interface Thread {
  */
 const INLINE_ITEMS = 2;
 const IDLE_MS = 5;
+/** How long {@link ExchangeCryptoPool.close} waits for a thread still loading before it terminates it. */
+const LOAD_WAIT_MS = 30_000;
 
 /**
  * Worker threads that run {@link ExchangeCryptoWork}. The jobs asked for in one turn of the event loop
@@ -93,7 +97,22 @@ export class ExchangeCryptoPool implements ExchangeCrypto {
   async close(): Promise<void> {
     this.closed = true;
     const threads = this.threads.splice(0);
-    await Promise.all(threads.map((thread) => thread.worker.terminate()));
+    // Node 20 aborts the whole process (a V8 fatal error) when a thread is terminated while it loads an
+    // ES module through require, as the hub's threads load the SDK: a hub stopped just after it started
+    // would crash. So a thread is terminated once it has loaded, or after LOAD_WAIT_MS.
+    await Promise.all(
+      threads.map(async (thread) => {
+        let waited: NodeJS.Timeout | undefined;
+        await Promise.race([
+          thread.loaded,
+          new Promise((resolve) => {
+            waited = setTimeout(resolve, LOAD_WAIT_MS);
+          }),
+        ]);
+        clearTimeout(waited);
+        await thread.worker.terminate();
+      }),
+    );
     for (const thread of threads) this.fail(thread, new Error('the exchange crypto threads were stopped'));
     for (const kind of ['check', 'sign'] as const) {
       for (const waiting of this.queued[kind].splice(0))
@@ -158,8 +177,17 @@ export class ExchangeCryptoPool implements ExchangeCrypto {
       ...(file.endsWith('.ts') && { execArgv: ['--require', 'ts-node/register/transpile-only'] }),
     });
     worker.unref();
-    const thread: Thread = { worker, jobs: new Map(), load: 0 };
-    worker.on('message', (answer: { id: number; results?: unknown[]; error?: string }) => {
+    let loaded!: () => void;
+    const thread: Thread = {
+      worker,
+      loaded: new Promise<void>((resolve) => {
+        loaded = resolve;
+      }),
+      jobs: new Map(),
+      load: 0,
+    };
+    worker.on('message', (answer: { ready?: true; id: number; results?: unknown[]; error?: string }) => {
+      if (answer.ready) return loaded();
       const waiting = thread.jobs.get(answer.id);
       if (!waiting) return;
       thread.jobs.delete(answer.id);
@@ -184,8 +212,14 @@ export class ExchangeCryptoPool implements ExchangeCrypto {
       this.logger.error(`an exchange crypto thread stopped (${why}): starting another`);
       this.threads[index] = this.spawn();
     };
-    worker.on('error', (error) => replace(error.message));
-    worker.on('exit', (code) => replace(`exit code ${code}`));
+    worker.on('error', (error) => {
+      loaded();
+      replace(error.message);
+    });
+    worker.on('exit', (code) => {
+      loaded();
+      replace(`exit code ${code}`);
+    });
     return thread;
   }
 
