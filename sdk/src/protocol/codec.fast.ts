@@ -30,10 +30,25 @@ function object(value: unknown, keys: ReadonlySet<string>, optional?: string): v
   return true;
 }
 
-const address = (value: unknown) =>
-  typeof value === 'string' && ADDRESS_PATTERN.test(value) && isAddress(value, { strict: true })
-    ? getAddress(value)
-    : undefined;
+/**
+ * The last {@link ADDRESSES_KEPT} address strings decoded, each with its checksummed form or null when it
+ * is not an address: a hub or a seller sees the same few thousand consumers, providers and its own hub
+ * again and again, and the checksum (a keccak) and viem's own caches cost more than the rest of a
+ * promise's decoding.
+ */
+const addresses = new Map<string, `0x${string}` | null>();
+const ADDRESSES_KEPT = 16_384;
+
+function address(value: unknown): `0x${string}` | undefined {
+  if (typeof value !== 'string') return undefined;
+  let decoded = addresses.get(value);
+  if (decoded === undefined) {
+    decoded = ADDRESS_PATTERN.test(value) && isAddress(value, { strict: true }) ? getAddress(value) : null;
+    if (addresses.size >= ADDRESSES_KEPT) addresses.delete(addresses.keys().next().value as string);
+    addresses.set(value, decoded);
+  }
+  return decoded ?? undefined;
+}
 const hex = (value: unknown, pattern: RegExp) =>
   typeof value === 'string' && pattern.test(value) ? (value.toLowerCase() as `0x${string}`) : undefined;
 const chainId = (value: unknown) =>
