@@ -128,7 +128,7 @@ export const configSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DB_POOL_SIZE: int(1, 1_000).default(10),
   EXCHANGE_MAX_BATCH: int(1, 10_000).default(256),
-  EXCHANGE_CONCURRENCY: int(1, 100).default(2),
+  EXCHANGE_CONCURRENCY: int(1, 100).default(1),
   /** Consumers, providers and agreements (each) the exchange keeps in memory to decide on without locking; 0: none. */
   EXCHANGE_MEMORY_ROWS: int(0, 10_000_000).default(50_000),
   /** Worker threads for the exchange's crypto (0: in the main thread); default the other cores, 1 to 4. */
