@@ -45,10 +45,11 @@ export function toProviderState(address: Hex, row: any): ProviderState {
 }
 
 /**
- * The exchange's SQL: one transaction per batch of candidates. Rows are locked in one global order
- * (consumers, then providers, each sorted by address) so that batches on several replicas never
- * deadlock, and one COMMIT (one fsync) covers the whole batch. The batch's statements are named, so
- * each connection parses and plans them once (prepared statements).
+ * The exchange's SQL: one transaction per batch of candidates, and one fsync. A batch decided on rows
+ * held in memory is one checked statement ({@link ExchangeRepository.writeUnlocked}); one decided on rows
+ * read here locks them in one global order (consumers, then providers, each sorted by address), so that
+ * batches on several replicas never deadlock, and writes through the same statement. The statements are
+ * named, so each connection parses and plans them once (prepared statements).
  */
 export class ExchangeRepository {
   constructor(private readonly pool: Pool) {}
